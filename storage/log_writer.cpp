@@ -1,0 +1,155 @@
+#include "storage/log_writer.h"
+
+#include <vector>
+
+#include "common/backoff.h"
+
+namespace sluice::storage {
+
+LogWriter::LogWriter(EventLog* log, LogWriterOptions options,
+                     std::shared_ptr<spdlog::logger> logger)
+    : log_(log), options_(options), logger_(std::move(logger)) {}
+
+LogWriter::~LogWriter() {
+  Stop(std::chrono::milliseconds(0));
+}
+
+void LogWriter::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (thread_.joinable() || stopping_) return;
+  thread_ = std::thread([this] { BackgroundLoop(); });
+}
+
+Status LogWriter::Write(Event event, bool durable) {
+  std::unique_lock<std::mutex> lock(mu_);
+  // A non-durable writer that finds the queue full becomes the committer itself: the source is
+  // slowed to the log's speed and memory stays bounded.
+  while (!durable && queue_.size() >= options_.queue_capacity) {
+    if (!failed_.ok()) return failed_;
+    if (give_up_) return Status::Shutdown("event log writer stopped");
+    if (!committing_) {
+      CommitBatchLocked(lock);
+    } else {
+      cv_.wait(lock);
+    }
+  }
+  if (!failed_.ok()) return failed_;
+  if (give_up_) return Status::Shutdown("event log writer stopped");
+  queue_.push_back(std::move(event));
+  const uint64_t pos = ++enqueued_;
+  if (!durable) {
+    if (queue_.size() >= options_.commit_max_events) work_cv_.notify_one();
+    return Status::Ok();
+  }
+  while (ok_through_ < pos) {
+    if (!failed_.ok()) return failed_;
+    if (committed_ >= pos || give_up_) {
+      return Status::Shutdown("event log writer stopped before the event was committed");
+    }
+    if (!committing_) {
+      CommitBatchLocked(lock);
+    } else {
+      cv_.wait(lock);
+    }
+  }
+  return Status::Ok();
+}
+
+void LogWriter::CommitBatchLocked(std::unique_lock<std::mutex>& lock) {
+  committing_ = true;
+  const size_t n = std::min(queue_.size(), options_.commit_max_events);
+  std::vector<Event> batch;
+  batch.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    batch.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  const uint64_t first_pos = committed_ + 1;
+  lock.unlock();
+
+  Backoff backoff(options_.full_retry_min, options_.full_retry_max);
+  size_t done = 0;
+  Status s;
+  bool gave_up = false;
+  while (done < n) {
+    size_t appended = 0;
+    s = log_->Append(std::span<Event>(batch).subspan(done), &appended);
+    done += appended;
+    if (s.ok() || !s.IsFull()) break;
+    // The log is full under reject-new: hold the source back until the upstream frees room.
+    lock.lock();
+    if (stats_.full_waits++ == 0 || backoff.attempts() == 0) {
+      logger_->warn("{}; holding back new events until the upstream frees room", s.message());
+    }
+    const bool stop = cv_.wait_for(lock, backoff.Next(), [&] { return give_up_; });
+    lock.unlock();
+    if (stop) {
+      gave_up = true;
+      break;
+    }
+  }
+
+  lock.lock();
+  committing_ = false;
+  committed_ = first_pos + n - 1;
+  ok_through_ = first_pos + done - 1;
+  stats_.written += done;
+  if (done < n) {
+    if (!s.ok() && !s.IsFull() && !gave_up) {
+      failed_ = s;
+      logger_->critical("cannot write to the event log: {}", s.ToString());
+    }
+    // Whatever is still queued can no longer be written in order: it is lost to the log with this
+    // batch. Durable writers among them see an error and do not acknowledge their messages.
+    size_t lost = (n - done) + queue_.size();
+    committed_ += queue_.size();
+    queue_.clear();
+    logger_->error("{} events were not written to the event log ({})", lost,
+                   gave_up ? "shutdown while the log was full" : s.ToString());
+    if (gave_up) give_up_ = true;
+  }
+  cv_.notify_all();
+}
+
+void LogWriter::BackgroundLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    work_cv_.wait_for(lock, options_.commit_interval,
+                      [&] { return stopping_ || queue_.size() >= options_.commit_max_events; });
+    if (committing_) {
+      // A durable writer is committing the queue; look again once it is done.
+      cv_.wait_for(lock, options_.commit_interval);
+      continue;
+    }
+    while (!queue_.empty() && !committing_ && failed_.ok() && !give_up_) CommitBatchLocked(lock);
+    if (stopping_ && !committing_ && (queue_.empty() || give_up_ || !failed_.ok())) break;
+  }
+}
+
+void LogWriter::Stop(std::chrono::milliseconds grace) {
+  std::unique_lock<std::mutex> lock(mu_);
+  stopping_ = true;
+  work_cv_.notify_all();
+  // Let the queue drain; if the log stays full, give up after the grace period.
+  cv_.wait_for(lock, grace, [&] { return queue_.empty() && !committing_; });
+  if (!queue_.empty() || committing_) give_up_ = true;
+  cv_.notify_all();
+  work_cv_.notify_all();
+  lock.unlock();
+  if (thread_.joinable()) thread_.join();
+  lock.lock();
+  if (!queue_.empty()) {
+    logger_->error("{} queued events were not written to the event log at shutdown", queue_.size());
+    committed_ += queue_.size();
+    queue_.clear();
+  }
+  give_up_ = true;
+  cv_.notify_all();
+}
+
+LogWriterStats LogWriter::Stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+}  // namespace sluice::storage

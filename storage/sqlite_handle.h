@@ -1,0 +1,66 @@
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace sluice::storage {
+
+// RAII owner of one prepared statement. Resets on destruction is not needed: the statement is
+// finalized. Not thread-safe; used under its connection's lock.
+class Statement {
+ public:
+  Statement() = default;
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  Statement(Statement&& o) noexcept : stmt_(o.stmt_) { o.stmt_ = nullptr; }
+  Statement& operator=(Statement&& o) noexcept {
+    if (this != &o) {
+      sqlite3_finalize(stmt_);
+      stmt_ = o.stmt_;
+      o.stmt_ = nullptr;
+    }
+    return *this;
+  }
+
+  sqlite3_stmt* get() const { return stmt_; }
+  sqlite3_stmt** out() { return &stmt_; }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+// RAII owner of one SQLite connection, with the few helpers the log needs. Errors come back as
+// Status values whose message names the database file and the statement that failed.
+class SqliteHandle {
+ public:
+  SqliteHandle() = default;
+  ~SqliteHandle() { Close(); }
+  SqliteHandle(const SqliteHandle&) = delete;
+  SqliteHandle& operator=(const SqliteHandle&) = delete;
+
+  Status Open(const std::string& path, int flags);
+  void Close();
+
+  sqlite3* db() const { return db_; }
+  const std::string& path() const { return path_; }
+
+  Status Exec(std::string_view sql);
+  Status Prepare(std::string_view sql, Statement* stmt);
+  // Runs a statement that returns one integer (e.g. a PRAGMA).
+  Status QueryInt(std::string_view sql, int64_t* value);
+
+  // Turns an SQLite result code into a Status that says what was being done and on which file.
+  Status Error(int rc, std::string_view what) const;
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::string path_;
+};
+
+}  // namespace sluice::storage

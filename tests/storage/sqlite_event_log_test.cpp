@@ -1,0 +1,348 @@
+#include "storage/sqlite_event_log.h"
+
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
+#include "tests/test_util.h"
+
+namespace sluice::storage {
+namespace {
+
+using sluice::testing::NullLogger;
+using sluice::testing::TempDir;
+
+SqliteEventLogOptions Options(const std::string& path) {
+  SqliteEventLogOptions o;
+  o.path = path;
+  o.logger = NullLogger();
+  return o;
+}
+
+std::unique_ptr<SqliteEventLog> OpenOrDie(SqliteEventLogOptions o) {
+  std::unique_ptr<SqliteEventLog> log;
+  Status s = SqliteEventLog::Open(std::move(o), &log);
+  REQUIRE_MESSAGE(s.ok(), s.ToString());
+  return log;
+}
+
+Event MakeEvent(const std::string& topic, const std::string& payload, int qos = 1) {
+  Event e;
+  e.topic = topic;
+  e.payload = payload;
+  e.qos = qos;
+  e.received_ms = 1700000000000;
+  return e;
+}
+
+void AppendAll(EventLog* log, std::vector<Event>& events) {
+  size_t appended = 0;
+  Status s = log->Append(events, &appended);
+  REQUIRE_MESSAGE(s.ok(), s.ToString());
+  REQUIRE(appended == events.size());
+}
+
+std::vector<Event> ReadAll(EventLog* log, uint64_t after = 0) {
+  std::vector<Event> out;
+  Status s = log->Read(after, 1000000, SIZE_MAX, &out);
+  REQUIRE_MESSAGE(s.ok(), s.ToString());
+  return out;
+}
+
+std::string FileBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST_CASE("SqliteEventLog assigns increasing sequence numbers and reads back in order") {
+  TempDir dir;
+  auto log = OpenOrDie(Options(dir.File("events.db")));
+  const std::string binary("\x00\x01\xff payload\n\x00", 13);
+  std::vector<Event> batch = {MakeEvent("devices/a/t", "one"), MakeEvent("devices/b/t", binary, 0),
+                              MakeEvent("devices/a/t", "")};
+  AppendAll(log.get(), batch);
+  CHECK(batch[0].seq == 1);
+  CHECK(batch[1].seq == 2);
+  CHECK(batch[2].seq == 3);
+
+  auto read = ReadAll(log.get());
+  REQUIRE(read.size() == 3);
+  CHECK(read[0].topic == "devices/a/t");
+  CHECK(read[0].payload == "one");
+  CHECK(read[1].payload == binary);
+  CHECK(read[1].qos == 0);
+  CHECK(read[2].payload.empty());
+  CHECK(read[2].received_ms == 1700000000000);
+
+  auto tail = ReadAll(log.get(), 2);
+  REQUIRE(tail.size() == 1);
+  CHECK(tail[0].seq == 3);
+
+  std::vector<Event> limited;
+  REQUIRE(log->Read(0, 2, SIZE_MAX, &limited).ok());
+  CHECK(limited.size() == 2);
+}
+
+TEST_CASE("SqliteEventLog replays undelivered events and keeps its cursor after reopen") {
+  TempDir dir;
+  const std::string path = dir.File("events.db");
+  {
+    auto log = OpenOrDie(Options(path));
+    std::vector<Event> batch;
+    for (int i = 0; i < 10; ++i) batch.push_back(MakeEvent("t", "e" + std::to_string(i)));
+    AppendAll(log.get(), batch);
+    REQUIRE(log->Acknowledge(4).ok());
+    CHECK(log->Stats().events == 6);
+  }
+  auto log = OpenOrDie(Options(path));
+  LogStats st = log->Stats();
+  CHECK(st.cursor == 4);
+  CHECK(st.events == 6);
+  CHECK(st.first_seq == 5);
+  CHECK(st.last_seq == 10);
+  auto read = ReadAll(log.get(), st.cursor);
+  REQUIRE(read.size() == 6);
+  CHECK(read.front().seq == 5);
+  CHECK(read.front().payload == "e4");
+  CHECK(read.back().seq == 10);
+}
+
+TEST_CASE("SqliteEventLog never reuses a sequence number once the log is empty") {
+  TempDir dir;
+  const std::string path = dir.File("events.db");
+  {
+    auto log = OpenOrDie(Options(path));
+    std::vector<Event> batch = {MakeEvent("t", "a"), MakeEvent("t", "b")};
+    AppendAll(log.get(), batch);
+    REQUIRE(log->Acknowledge(2).ok());
+    CHECK(log->Stats().events == 0);
+  }
+  auto log = OpenOrDie(Options(path));
+  std::vector<Event> batch = {MakeEvent("t", "c")};
+  AppendAll(log.get(), batch);
+  CHECK(batch[0].seq == 3);
+}
+
+TEST_CASE("SqliteEventLog acknowledge frees bytes and refuses to pass the last seq") {
+  TempDir dir;
+  auto log = OpenOrDie(Options(dir.File("events.db")));
+  std::vector<Event> batch = {MakeEvent("t", std::string(100, 'x')), MakeEvent("t", "y")};
+  AppendAll(log.get(), batch);
+  const uint64_t full = log->Stats().bytes;
+  CHECK(full == batch[0].AccountedBytes() + batch[1].AccountedBytes());
+  REQUIRE(log->Acknowledge(1).ok());
+  CHECK(log->Stats().bytes == batch[1].AccountedBytes());
+  CHECK_FALSE(log->Acknowledge(3).ok());
+}
+
+TEST_CASE("SqliteEventLog under reject-new appends what fits and then refuses") {
+  TempDir dir;
+  auto o = Options(dir.File("events.db"));
+  o.overflow = Overflow::kRejectNew;
+  const Event sample = MakeEvent("t", std::string(68, 'p'));  // 1 + 68 + 32 accounted bytes
+  REQUIRE(sample.AccountedBytes() == 101);
+  o.max_bytes = 101 * 5;
+  auto log = OpenOrDie(o);
+  std::vector<Event> batch(7, sample);
+  size_t appended = 0;
+  Status s = log->Append(batch, &appended);
+  CHECK(s.IsFull());
+  CHECK(appended == 5);
+  CHECK(batch[4].seq == 5);
+  CHECK(batch[5].seq == 0);
+
+  std::vector<Event> more(1, sample);
+  s = log->Append(more, &appended);
+  CHECK(s.IsFull());
+  CHECK(appended == 0);
+  CHECK(log->Stats().events == 5);
+
+  REQUIRE(log->Acknowledge(2).ok());
+  s = log->Append(more, &appended);
+  CHECK(s.ok());
+  CHECK(more[0].seq == 6);
+  CHECK(log->Stats().dropped_events == 0);
+}
+
+TEST_CASE("SqliteEventLog under drop-oldest drops exactly the oldest events and counts them") {
+  TempDir dir;
+  const std::string path = dir.File("events.db");
+  auto o = Options(path);
+  o.overflow = Overflow::kDropOldest;
+  const Event sample = MakeEvent("t", std::string(68, 'p'));
+  o.max_bytes = sample.AccountedBytes() * 4;
+  {
+    auto log = OpenOrDie(o);
+    std::vector<Event> batch(4, sample);
+    AppendAll(log.get(), batch);
+    std::vector<Event> more(3, sample);
+    AppendAll(log.get(), more);
+    LogStats st = log->Stats();
+    CHECK(st.dropped_events == 3);
+    CHECK(st.events == 4);
+    CHECK(st.first_seq == 4);
+    CHECK(st.bytes <= o.max_bytes);
+    auto read = ReadAll(log.get());
+    REQUIRE(read.size() == 4);
+    CHECK(read.front().seq == 4);
+    CHECK(read.back().seq == 7);
+  }
+  auto log = OpenOrDie(o);
+  CHECK(log->Stats().dropped_events == 3);
+  CHECK(log->Stats().last_seq == 7);
+}
+
+TEST_CASE("SqliteEventLog maps the sync setting onto SQLite's synchronous pragma") {
+  TempDir dir;
+  for (Sync mode : {Sync::kNormal, Sync::kFull}) {
+    auto o = Options(dir.File(std::string("events-") + ToString(mode) + ".db"));
+    o.sync = mode;
+    auto log = OpenOrDie(o);
+    int64_t level = -1;
+    REQUIRE(log->WriterPragma("synchronous", &level).ok());
+    CHECK(level == (mode == Sync::kFull ? 2 : 1));
+    int64_t wal = 0;
+    std::vector<Event> batch = {MakeEvent("t", "x")};
+    AppendAll(log.get(), batch);
+    CHECK(std::filesystem::exists(o.path + "-wal"));
+    (void)wal;
+  }
+}
+
+TEST_CASE("SqliteEventLog refuses a file that is not a database and leaves it untouched") {
+  TempDir dir;
+  const std::string path = dir.File("events.db");
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << "this is somebody's notes file, not a database\n";
+  }
+  const std::string before = FileBytes(path);
+  std::unique_ptr<SqliteEventLog> log;
+  Status s = SqliteEventLog::Open(Options(path), &log);
+  CHECK(s.IsCorruption());
+  CHECK(s.message().find(path) != std::string::npos);
+  CHECK(FileBytes(path) == before);
+  CHECK_FALSE(std::filesystem::exists(path + "-wal"));
+}
+
+TEST_CASE("SqliteEventLog refuses a foreign SQLite database and leaves it untouched") {
+  TempDir dir;
+  const std::string path = dir.File("other.db");
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db,
+                       "CREATE TABLE customers(id INTEGER, name TEXT);"
+                       "INSERT INTO customers VALUES(1, 'ada');",
+                       nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  const std::string before = FileBytes(path);
+  std::unique_ptr<SqliteEventLog> log;
+  Status s = SqliteEventLog::Open(Options(path), &log);
+  CHECK(s.IsCorruption());
+  CHECK(s.message().find("not a sluice event log") != std::string::npos);
+  CHECK(FileBytes(path) == before);
+}
+
+TEST_CASE("SqliteEventLog refuses a corrupt log and leaves it in place") {
+  TempDir dir;
+  const std::string path = dir.File("events.db");
+  {
+    auto log = OpenOrDie(Options(path));
+    std::vector<Event> batch;
+    for (int i = 0; i < 2000; ++i) batch.push_back(MakeEvent("t", std::string(200, 'a' + i % 26)));
+    AppendAll(log.get(), batch);
+  }
+  // Closing the last connection checkpointed the WAL into the main file; now damage a b-tree page
+  // in the middle of it, as a failing SD card would.
+  REQUIRE_FALSE(std::filesystem::exists(path + "-wal"));
+  const auto size = std::filesystem::file_size(path);
+  REQUIRE(size > 8 * 4096);
+  {
+    std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(static_cast<std::streamoff>(4096 * 3));
+    const std::string garbage(4096, '\x5a');
+    f.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+  }
+  const std::string before = FileBytes(path);
+  std::unique_ptr<SqliteEventLog> log;
+  Status s = SqliteEventLog::Open(Options(path), &log);
+  CHECK(s.IsCorruption());
+  CHECK(s.message().find("left untouched") != std::string::npos);
+  CHECK(std::filesystem::exists(path));
+  CHECK(FileBytes(path) == before);
+}
+
+TEST_CASE("SqliteEventLog refuses a second writer on the same file") {
+  TempDir dir;
+  const std::string path = dir.File("events.db");
+  auto first = OpenOrDie(Options(path));
+  std::unique_ptr<SqliteEventLog> second;
+  Status s = SqliteEventLog::Open(Options(path), &second);
+  CHECK(s.code() == Status::Code::kUnavailable);
+  CHECK(s.message().find("another sluice process") != std::string::npos);
+}
+
+TEST_CASE("SqliteEventLog opened read-only sees a running writer's state") {
+  TempDir dir;
+  const std::string path = dir.File("events.db");
+  auto writer = OpenOrDie(Options(path));
+  std::vector<Event> batch = {MakeEvent("t", "a"), MakeEvent("t", "b"), MakeEvent("t", "c")};
+  AppendAll(writer.get(), batch);
+  REQUIRE(writer->Acknowledge(1).ok());
+  auto o = Options(path);
+  o.read_only = true;
+  auto reader = OpenOrDie(o);
+  LogStats st = reader->Stats();
+  CHECK(st.events == 2);
+  CHECK(st.cursor == 1);
+  CHECK(st.last_seq == 3);
+  size_t appended = 0;
+  CHECK_FALSE(reader->Append(batch, &appended).ok());
+}
+
+TEST_CASE("SqliteEventLog keeps dead letters with their error") {
+  TempDir dir;
+  auto log = OpenOrDie(Options(dir.File("events.db")));
+  std::vector<Event> batch = {MakeEvent("t", "too big"), MakeEvent("t", "fine")};
+  AppendAll(log.get(), batch);
+  REQUIRE(log->DeadLetter(batch[0], "Broker: Message size too large").ok());
+  REQUIRE(log->Acknowledge(2).ok());
+  std::vector<std::pair<Event, std::string>> dead;
+  REQUIRE(log->ReadDeadLetters(10, &dead).ok());
+  REQUIRE(dead.size() == 1);
+  CHECK(dead[0].first.seq == 1);
+  CHECK(dead[0].first.payload == "too big");
+  CHECK(dead[0].second == "Broker: Message size too large");
+  CHECK(log->Stats().dead_letters == 1);
+}
+
+TEST_CASE("SqliteEventLog wakes a waiting reader when events are appended") {
+  TempDir dir;
+  auto log = OpenOrDie(Options(dir.File("events.db")));
+  CHECK_FALSE(log->WaitForEventsAfter(0, std::chrono::milliseconds(1)));
+  std::thread appender([&] {
+    std::vector<Event> batch = {MakeEvent("t", "x")};
+    size_t n = 0;
+    CHECK(log->Append(batch, &n).ok());
+  });
+  CHECK(log->WaitForEventsAfter(0, std::chrono::seconds(10)));
+  appender.join();
+}
+
+TEST_CASE("SqliteEventLog creates a missing directory and names an unusable one") {
+  TempDir dir;
+  auto log = OpenOrDie(Options(dir.File("nested/deeper/events.db")));
+  CHECK(std::filesystem::exists(dir.File("nested/deeper/events.db")));
+  std::unique_ptr<SqliteEventLog> bad;
+  { std::ofstream(dir.File("plainfile")) << "x"; }
+  Status s = SqliteEventLog::Open(Options(dir.File("plainfile/events.db")), &bad);
+  CHECK_FALSE(s.ok());
+  CHECK(s.message().find("plainfile") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace sluice::storage
