@@ -1,0 +1,113 @@
+#pragma once
+
+#include <mqtt/async_client.h>
+#include <spdlog/logger.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "connectors/source.h"
+#include "storage/log_writer.h"
+
+namespace sluice::connectors {
+
+struct MqttSubscription {
+  std::string filter;
+  int qos = 1;
+};
+
+struct MqttSourceOptions {
+  std::string url = "tcp://127.0.0.1:1883";
+  std::string client_id;  // fixed, so that the broker keeps the session while sluice is away
+  std::string username;
+  std::string password;
+  bool tls = false;
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  bool tls_verify = true;
+  std::chrono::seconds keepalive{30};
+  std::chrono::milliseconds reconnect_min{500};
+  std::chrono::milliseconds reconnect_max{30000};
+  std::chrono::milliseconds connect_timeout{10000};
+  std::vector<MqttSubscription> subscriptions;
+  uint64_t max_event_bytes = 256 * 1024;
+  // Called (from a Paho thread) when an event could not be written to the log for a reason other
+  // than shutdown: the daemon must stop, since the log is failed.
+  std::function<void(const Status&)> on_fatal;
+};
+
+struct MqttSourceStats {
+  uint64_t received = 0;      // messages delivered by the broker
+  uint64_t written = 0;       // handed to the log writer successfully
+  uint64_t refused_too_large = 0;
+  uint64_t write_failures = 0;
+  uint64_t connects = 0;      // successful connections, the first included
+  uint64_t connection_losses = 0;
+};
+
+// The MQTT source on Eclipse Paho C++ (async_client).
+//
+// Delivery rule: Paho acknowledges a QoS 1/2 message to the broker when the message callback
+// returns. The callback therefore writes the event durably (LogWriter::Write with durable=true)
+// before it returns, and the broker may forget an event only once it is in the log. A QoS 0 event
+// has no acknowledgement: it is queued for the next group commit.
+//
+// Session: clean session off and a fixed client id, so the broker queues events for sluice while
+// it is away. Subscriptions are made when the broker reports no session present (first connect,
+// or a broker that lost its state). Reconnects run on the source's own thread with jittered
+// exponential backoff, logged.
+//
+// Threads: Paho's callback thread runs OnMessage and OnConnectionLost; `connector_` runs
+// connect/subscribe; Start/Stop/Stats come from any thread.
+class MqttSource final : public Source {
+ public:
+  // `writer` must outlive the source.
+  MqttSource(MqttSourceOptions options, storage::LogWriter* writer, const Clock* clock,
+             std::shared_ptr<spdlog::logger> logger);
+  ~MqttSource() override;
+
+  Status Start() override;
+  void Stop() override;
+  bool Ready() const override { return ready_.load(); }
+
+  MqttSourceStats Stats() const;
+
+ private:
+  void ConnectLoop();
+  bool ConnectOnce(std::string* error);
+  void OnMessage(mqtt::const_message_ptr msg);
+  void OnConnectionLost(const std::string& cause);
+
+  const MqttSourceOptions options_;
+  storage::LogWriter* const writer_;
+  const Clock* const clock_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<mqtt::async_client> client_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool connected_ = false;   // GUARDED_BY(mu_)
+  bool stopping_ = false;    // GUARDED_BY(mu_)
+  bool released_ = false;    // GUARDED_BY(mu_) the connection is closed: blocked callbacks may return
+  std::thread connector_;
+
+  std::atomic<bool> ready_{false};
+  std::atomic<uint64_t> received_{0};
+  std::atomic<uint64_t> written_{0};
+  std::atomic<uint64_t> refused_too_large_{0};
+  std::atomic<uint64_t> write_failures_{0};
+  std::atomic<uint64_t> connects_{0};
+  std::atomic<uint64_t> connection_losses_{0};
+  std::atomic<int64_t> last_refusal_log_ms_{0};
+};
+
+}  // namespace sluice::connectors

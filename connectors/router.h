@@ -1,0 +1,34 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "connectors/topic_pattern.h"
+
+namespace sluice::connectors {
+
+// One MQTT topic filter and the upstream topic and key rule its events follow.
+struct Route {
+  std::string mqtt_filter;
+  std::string upstream_topic;
+  KeyPattern key;
+  int qos = 1;
+};
+
+// Maps an MQTT topic to its route: the first route, in configuration order, whose filter matches.
+// Immutable after construction; thread-safe.
+class Router {
+ public:
+  explicit Router(std::vector<Route> routes) : routes_(std::move(routes)) {}
+
+  const Route* Find(std::string_view mqtt_topic) const;
+  const std::vector<Route>& routes() const { return routes_; }
+
+ private:
+  std::vector<Route> routes_;
+};
+
+}  // namespace sluice::connectors

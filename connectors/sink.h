@@ -1,0 +1,56 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "storage/event.h"
+
+namespace sluice::connectors {
+
+// What became of one event handed to a Sink.
+struct Delivery {
+  enum class Outcome {
+    kDelivered,  // the upstream confirmed it durably (Kafka: acks=all)
+    kRejected,   // the upstream refused it for good (too large, unknown topic, not authorised)
+    kRetry,      // lost in flight (e.g. the producer was rebuilt): send it again, in order.
+                 // seq 0 means every event in flight was lost.
+  };
+  uint64_t seq = 0;
+  Outcome outcome = Outcome::kDelivered;
+  std::string error;  // for kRejected / kRetry: the upstream's reason
+};
+
+// An upstream event log (Kafka now; others later). The Forwarder owns ordering and the log's
+// cursor; a sink only moves events and reports what became of each.
+//
+// Contract: events are handed over with Send in sequence order; for events that share a key, the
+// sink keeps that order upstream, also across its own retries. Every event accepted by Send is
+// reported exactly once by Poll, in any order. Transient upstream failures are retried inside the
+// sink without limit; only permanent refusals come back as kRejected.
+//
+// Thread-safety: one thread (the forwarder) calls every method.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+
+  // Hands one event over. OK: accepted, Poll will report it. Full: the sink's queue is full, call
+  // Poll and send the same event again. InvalidArgument: refused for good before sending (the
+  // caller dead-letters it).
+  virtual Status Send(const storage::Event& event) = 0;
+
+  // Serves delivery reports, waiting up to `timeout` for the first one; appends to `out`.
+  virtual void Poll(std::chrono::milliseconds timeout, std::vector<Delivery>* out) = 0;
+
+  // Events accepted and not yet reported.
+  virtual size_t InFlight() const = 0;
+
+  // True while the sink believes the upstream is reachable.
+  virtual bool Connected() const = 0;
+
+  virtual const std::string& name() const = 0;
+};
+
+}  // namespace sluice::connectors

@@ -1,0 +1,844 @@
+#include "gateway/config.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <exception>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <toml++/toml.h>
+
+#include "connectors/topic_pattern.h"
+
+namespace sluice::gateway {
+
+namespace {
+
+constexpr uint64_t kKiB = 1024;
+constexpr uint64_t kMiB = 1024 * kKiB;
+constexpr uint64_t kGiB = 1024 * kMiB;
+
+// A log smaller than this could not hold even a short broker outage; it is almost always a unit
+// mistake ("max_bytes = 512" meant as MiB).
+constexpr uint64_t kMinStorageBytes = kMiB;
+// One event must fit in one SQLite row and one Kafka message comfortably.
+constexpr uint64_t kMaxEventBytes = 16 * kMiB;
+// MQTT 3.1.1 encodes strings with a 16-bit length prefix.
+constexpr uint64_t kMaxMqttStringBytes = 65535;
+constexpr int64_t kMaxBackoffMs = 3'600'000;
+// librdkafka's topic name rules (and Kafka's): at most 249 characters.
+constexpr size_t kMaxKafkaTopicLength = 249;
+
+std::string ErrnoText(int err) {
+  return std::generic_category().message(err);
+}
+
+std::string Quote(std::string_view s) {
+  constexpr size_t kMaxShown = 60;
+  std::string out = "'";
+  if (s.size() > kMaxShown) {
+    out.append(s.substr(0, kMaxShown));
+    out += "...";
+  } else {
+    out.append(s);
+  }
+  out += "'";
+  return out;
+}
+
+struct FileCloser {
+  void operator()(std::FILE* f) const { std::fclose(f); }
+};
+
+Status ReadWholeFile(const std::string& path, std::string* out) {
+  // "e": O_CLOEXEC, so the descriptor does not leak into anything the daemon spawns.
+  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rbe"));
+  if (!file) return Status::IoError("cannot open " + Quote(path) + ": " + ErrnoText(errno));
+  std::string data;
+  char buf[8192];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), file.get())) > 0) data.append(buf, n);
+  if (std::ferror(file.get())) {
+    return Status::IoError("cannot read " + Quote(path) + ": " + ErrnoText(errno));
+  }
+  *out = std::move(data);
+  return Status::Ok();
+}
+
+std::string FormatBytes(uint64_t n) {
+  if (n >= kGiB && n % kGiB == 0) return std::to_string(n / kGiB) + " GiB";
+  if (n >= kMiB && n % kMiB == 0) return std::to_string(n / kMiB) + " MiB";
+  if (n >= kKiB && n % kKiB == 0) return std::to_string(n / kKiB) + " KiB";
+  return std::to_string(n) + (n == 1 ? " byte" : " bytes");
+}
+
+// "512MiB", "64 KB", "1048576". KB/MB/GB are powers of 1000 and KiB/MiB/GiB powers of 1024, as
+// the SI and IEC define them; units are matched case-insensitively. Returns false on anything
+// else, including overflow.
+bool ParseSize(std::string_view s, uint64_t* out) {
+  auto trim = [](std::string_view v) {
+    while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+    while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
+    return v;
+  };
+  s = trim(s);
+  size_t digits = 0;
+  uint64_t number = 0;
+  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') {
+    const uint64_t d = static_cast<uint64_t>(s[digits] - '0');
+    if (number > (std::numeric_limits<uint64_t>::max() - d) / 10) return false;
+    number = number * 10 + d;
+    ++digits;
+  }
+  if (digits == 0) return false;
+  std::string unit(trim(s.substr(digits)));
+  std::transform(unit.begin(), unit.end(), unit.begin(), [](char c) {
+    return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  });
+  static constexpr std::pair<std::string_view, uint64_t> kUnits[] = {
+      {"", 1},          {"b", 1},      {"kb", 1000},         {"kib", kKiB},
+      {"mb", 1000'000}, {"mib", kMiB}, {"gb", 1000'000'000}, {"gib", kGiB},
+  };
+  for (const auto& [name, factor] : kUnits) {
+    if (unit != name) continue;
+    if (number > std::numeric_limits<uint64_t>::max() / factor) return false;
+    *out = number * factor;
+    return true;
+  }
+  return false;
+}
+
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// The known name a typo most likely meant, if any is close enough to be worth suggesting.
+std::optional<std::string> ClosestMatch(std::string_view wrong,
+                                        const std::vector<std::string>& known) {
+  std::optional<std::string> best;
+  size_t best_distance = std::max<size_t>(2, wrong.size() / 3) + 1;
+  for (const std::string& candidate : known) {
+    size_t distance = EditDistance(wrong, candidate);
+    // "topic" for "kafka_topic", "warning" for "warn": when one name contains the other, the
+    // hint is as good as for a typo.
+    if ((wrong.size() >= 3 && candidate.find(wrong) != std::string::npos) ||
+        (candidate.size() >= 3 && wrong.find(candidate) != std::string_view::npos)) {
+      distance = std::min<size_t>(distance, 2);
+    }
+    if (distance < best_distance) {
+      best_distance = distance;
+      best = candidate;
+    }
+  }
+  return best;
+}
+
+std::string Describe(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::string:
+      return "a string (" + Quote(node.as_string()->get()) + ")";
+    case toml::node_type::integer:
+      return "an integer (" + std::to_string(node.as_integer()->get()) + ")";
+    case toml::node_type::floating_point: {
+      std::ostringstream os;
+      os << node.as_floating_point()->get();
+      return "a floating-point number (" + os.str() + ")";
+    }
+    case toml::node_type::boolean:
+      return std::string("a boolean (") + (node.as_boolean()->get() ? "true" : "false") + ")";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+// Collects the first error of a parse. Later failures are dropped: one precise message beats a
+// cascade of follow-on complaints.
+class Context {
+ public:
+  explicit Context(std::string_view origin) : origin_(origin) {}
+
+  bool ok() const { return status_.ok(); }
+  const Status& status() const { return status_; }
+
+  // `where` may be null for a value that came from a default.
+  void Fail(const toml::source_region* where, std::string_view message) {
+    if (!status_.ok()) return;
+    status_ = Status::InvalidArgument(Locate(where) + std::string(message));
+  }
+
+  std::string Locate(const toml::source_region* where) const {
+    const bool has_position = where != nullptr && where->begin.line > 0;
+    std::string line;
+    std::string column;
+    if (has_position) {
+      line = std::to_string(where->begin.line);
+      column = std::to_string(where->begin.column);
+    }
+    if (!origin_.empty()) {
+      return origin_ + (has_position ? ":" + line + ":" + column : "") + ": ";
+    }
+    return has_position ? "line " + line + ", column " + column + ": " : "";
+  }
+
+ private:
+  std::string origin_;
+  Status status_;
+};
+
+// Reads the keys of one TOML table, remembering which ones it was asked for so that whatever is
+// left over can be reported as unknown with a suggestion. A null table stands for an absent
+// section: every key keeps its default.
+class TableReader {
+ public:
+  TableReader(Context* ctx, const toml::table* table, std::string path)
+      : ctx_(ctx), table_(table), path_(std::move(path)) {}
+
+  TableReader(const TableReader&) = delete;
+  TableReader& operator=(const TableReader&) = delete;
+
+  std::string Name(std::string_view key) const {
+    return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+  }
+
+  const toml::source_region* TableSource() const { return table_ ? &table_->source() : nullptr; }
+
+  // The node for `key`, or null when absent. Marks the key as known either way.
+  const toml::node* Get(std::string_view key) {
+    known_.emplace_back(key);
+    return table_ ? table_->get(key) : nullptr;
+  }
+
+  const toml::source_region* Where(std::string_view key) const {
+    const toml::node* node = table_ ? table_->get(key) : nullptr;
+    return node ? &node->source() : nullptr;
+  }
+
+  void Fail(std::string_view key, std::string_view problem) {
+    ctx_->Fail(Where(key), Name(key) + ": " + std::string(problem));
+  }
+
+  void TypeError(std::string_view key, const toml::node& node, std::string_view expected) {
+    ctx_->Fail(&node.source(),
+               Name(key) + ": expected " + std::string(expected) + ", found " + Describe(node));
+  }
+
+  // The following return true when the key is present and valid and *out was set.
+
+  bool String(std::string_view key, std::string* out) {
+    const toml::node* node = Get(key);
+    if (node == nullptr) return false;
+    const auto* value = node->as_string();
+    if (value == nullptr) {
+      TypeError(key, *node, "a string");
+      return false;
+    }
+    // Every string ends up in a C API (Paho, librdkafka, SQLite path) that would cut it short.
+    if (value->get().find('\0') != std::string::npos) {
+      Fail(key, "contains a NUL character");
+      return false;
+    }
+    *out = value->get();
+    return true;
+  }
+
+  bool NonEmptyString(std::string_view key, std::string* out) {
+    std::string value;
+    if (!String(key, &value)) return false;
+    if (value.empty()) {
+      Fail(key, "must not be empty");
+      return false;
+    }
+    *out = std::move(value);
+    return true;
+  }
+
+  bool Bool(std::string_view key, bool* out) {
+    const toml::node* node = Get(key);
+    if (node == nullptr) return false;
+    const auto* value = node->as_boolean();
+    if (value == nullptr) {
+      TypeError(key, *node, "a boolean (true or false)");
+      return false;
+    }
+    *out = value->get();
+    return true;
+  }
+
+  bool Integer(std::string_view key, int64_t min, int64_t max, int64_t* out) {
+    const toml::node* node = Get(key);
+    if (node == nullptr) return false;
+    const auto* value = node->as_integer();
+    if (value == nullptr) {
+      TypeError(key, *node, "an integer");
+      return false;
+    }
+    const int64_t v = value->get();
+    if (v < min || v > max) {
+      Fail(key, std::to_string(v) + " is out of range; allowed range is " + std::to_string(min) +
+                    ".." + std::to_string(max));
+      return false;
+    }
+    *out = v;
+    return true;
+  }
+
+  bool Uint32(std::string_view key, uint32_t min, uint32_t max, uint32_t* out) {
+    int64_t v;
+    if (!Integer(key, min, max, &v)) return false;
+    *out = static_cast<uint32_t>(v);
+    return true;
+  }
+
+  // An integer number of bytes or a string such as "512MiB", within [min, max].
+  bool Size(std::string_view key, uint64_t min, uint64_t max, uint64_t* out) {
+    const toml::node* node = Get(key);
+    if (node == nullptr) return false;
+    uint64_t v = 0;
+    if (const auto* integer = node->as_integer()) {
+      if (integer->get() < 0) {
+        Fail(key, std::to_string(integer->get()) + " is negative; a size is a number of bytes");
+        return false;
+      }
+      v = static_cast<uint64_t>(integer->get());
+    } else if (const auto* text = node->as_string()) {
+      if (!ParseSize(text->get(), &v)) {
+        Fail(key, Quote(text->get()) +
+                      " is not a size; use a number of bytes or a string such as \"512MiB\" "
+                      "(units B, KB, KiB, MB, MiB, GB, GiB)");
+        return false;
+      }
+    } else {
+      TypeError(key, *node, "an integer or a size string such as \"512MiB\"");
+      return false;
+    }
+    if (v < min || v > max) {
+      std::string range = max == std::numeric_limits<uint64_t>::max()
+                              ? "at least " + FormatBytes(min)
+                              : "between " + FormatBytes(min) + " and " + FormatBytes(max);
+      Fail(key, FormatBytes(v) + " is out of range; it must be " + range);
+      return false;
+    }
+    *out = v;
+    return true;
+  }
+
+  bool Choice(std::string_view key, std::initializer_list<std::string_view> allowed,
+              std::string* out) {
+    std::string value;
+    if (!String(key, &value)) return false;
+    if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) {
+      *out = std::move(value);
+      return true;
+    }
+    std::string list;
+    std::vector<std::string> names;
+    for (std::string_view name : allowed) {
+      list += (list.empty() ? "" : "|") + std::string(name);
+      names.emplace_back(name);
+    }
+    std::string problem = Quote(value) + " is not one of " + list;
+    if (auto hint = ClosestMatch(value, names)) problem += " (did you mean '" + *hint + "'?)";
+    Fail(key, problem);
+    return false;
+  }
+
+  // A sub-table, or null when absent or (after reporting it) of the wrong type.
+  const toml::table* Table(std::string_view key) {
+    const toml::node* node = Get(key);
+    if (node == nullptr) return nullptr;
+    const toml::table* table = node->as_table();
+    if (table == nullptr) TypeError(key, *node, "a table");
+    return table;
+  }
+
+  void RejectUnknownKeys() {
+    if (table_ == nullptr) return;
+    for (auto&& [key, node] : *table_) {
+      (void)node;
+      if (std::find(known_.begin(), known_.end(), key.str()) != known_.end()) continue;
+      std::string message = "unknown key '" + Name(key.str()) + "'";
+      if (auto hint = ClosestMatch(key.str(), known_)) {
+        message += " (did you mean '" + Name(*hint) + "'?)";
+      }
+      ctx_->Fail(&key.source(), message);
+      return;
+    }
+  }
+
+ private:
+  Context* const ctx_;              // outlives the reader
+  const toml::table* const table_;  // owned by the parsed document; may be null
+  const std::string path_;
+  std::vector<std::string> known_;
+};
+
+// Problems with a gateway id, or empty when it is usable. The id names this gateway in Kafka
+// headers, metrics and the default MQTT client id, where spaces and control characters break
+// parsing downstream.
+std::string GatewayIdProblem(std::string_view id) {
+  if (id.empty()) return "must not be empty";
+  for (char c : id) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u == ' ') return "must not contain spaces";
+    if (u < 0x21 || u > 0x7e) return "must contain only printable ASCII characters";
+  }
+  return "";
+}
+
+void ReadGateway(Context* ctx, const toml::table* table, GatewayConfig* out) {
+  TableReader r(ctx, table, "gateway");
+  if (r.String("id", &out->id)) {
+    std::string problem = GatewayIdProblem(out->id);
+    if (!problem.empty()) r.Fail("id", Quote(out->id) + " " + problem);
+  } else if (r.Where("id") == nullptr) {
+    char host[HOST_NAME_MAX + 1] = {};
+    if (gethostname(host, sizeof(host) - 1) != 0) {
+      ctx->Fail(nullptr, "gateway.id is not set and the host name is unavailable (" +
+                             ErrnoText(errno) + "); set gateway.id");
+    } else {
+      out->id = host;
+      std::string problem = GatewayIdProblem(out->id);
+      if (!problem.empty()) {
+        ctx->Fail(nullptr, "gateway.id is not set and the host name " + Quote(out->id) +
+                               " cannot serve as one (it " + problem + "); set gateway.id");
+      }
+    }
+  }
+  r.Choice("log_level", {"trace", "debug", "info", "warn", "error", "critical", "off"},
+           &out->log_level);
+  r.RejectUnknownKeys();
+}
+
+void ReadStorage(Context* ctx, const toml::table* table, StorageConfig* out) {
+  TableReader r(ctx, table, "storage");
+  r.NonEmptyString("path", &out->path);
+  r.Size("max_bytes", kMinStorageBytes, std::numeric_limits<uint64_t>::max(), &out->max_bytes);
+  std::string overflow;
+  if (r.Choice("overflow", {"drop-oldest", "reject-new"}, &overflow)) {
+    out->overflow =
+        overflow == "drop-oldest" ? OverflowPolicy::kDropOldest : OverflowPolicy::kRejectNew;
+  }
+  std::string sync;
+  if (r.Choice("sync", {"normal", "full"}, &sync)) {
+    out->sync = sync == "full" ? SyncMode::kFull : SyncMode::kNormal;
+  }
+  r.Uint32("commit_interval_ms", 1, 60'000, &out->commit_interval_ms);
+  r.Uint32("commit_max_events", 1, 1'000'000, &out->commit_max_events);
+  r.Size("max_event_bytes", 1, kMaxEventBytes, &out->max_event_bytes);
+  // Only a set max_event_bytes can reach max_bytes: the default is far below the minimum log size.
+  if (ctx->ok() && out->max_event_bytes >= out->max_bytes) {
+    r.Fail("max_event_bytes", FormatBytes(out->max_event_bytes) +
+                                  " must be less than storage.max_bytes (" +
+                                  FormatBytes(out->max_bytes) + ")");
+  }
+  r.RejectUnknownKeys();
+}
+
+bool IsTlsScheme(std::string_view url) {
+  return url.starts_with("ssl://") || url.starts_with("mqtts://") || url.starts_with("wss://");
+}
+
+void ReadTls(Context* ctx, const toml::table* table, TlsConfig* out) {
+  TableReader r(ctx, table, "mqtt.tls");
+  r.Bool("enabled", &out->enabled);
+  r.String("ca_file", &out->ca_file);
+  r.String("cert_file", &out->cert_file);
+  r.String("key_file", &out->key_file);
+  r.Bool("verify", &out->verify);
+  r.RejectUnknownKeys();
+}
+
+void ReadMqtt(Context* ctx, const toml::table* table, const std::string& gateway_id,
+              MqttConfig* out) {
+  TableReader r(ctx, table, "mqtt");
+  if (r.String("url", &out->url)) {
+    static constexpr std::string_view kSchemes[] = {"tcp://",   "ssl://", "mqtt://",
+                                                    "mqtts://", "ws://",  "wss://"};
+    auto scheme = std::find_if(std::begin(kSchemes), std::end(kSchemes),
+                               [&](std::string_view s) { return out->url.starts_with(s); });
+    if (scheme == std::end(kSchemes)) {
+      r.Fail("url", Quote(out->url) +
+                        " must start with tcp://, ssl://, mqtt://, mqtts://, ws:// or wss://");
+    } else if (out->url.size() == scheme->size()) {
+      r.Fail("url", Quote(out->url) + " names no host, e.g. \"tcp://127.0.0.1:1883\"");
+    }
+  }
+
+  if (r.String("client_id", &out->client_id)) {
+    // Zero-length ids are allowed by MQTT only for clean sessions; sluice depends on a persistent
+    // session, which the broker keys by client id.
+    if (out->client_id.empty() || out->client_id.size() > kMaxMqttStringBytes) {
+      r.Fail("client_id", "must be 1..65535 bytes long (MQTT 3.1.1), not " +
+                              std::to_string(out->client_id.size()));
+    }
+  } else if (r.Where("client_id") == nullptr) {
+    out->client_id = "sluice-" + gateway_id;
+    if (out->client_id.size() > kMaxMqttStringBytes) {
+      ctx->Fail(nullptr,
+                "mqtt.client_id defaults to \"sluice-\" + gateway.id, which is longer "
+                "than MQTT's 65535 bytes; set mqtt.client_id");
+    }
+  }
+
+  const bool has_username = r.String("username", &out->username);
+  const bool has_password = r.String("password", &out->password);
+  const bool has_password_file = r.NonEmptyString("password_file", &out->password_file);
+  if (has_username && out->username.size() > kMaxMqttStringBytes) {
+    r.Fail("username", "is longer than MQTT's 65535 bytes");
+  }
+  if (has_password && has_password_file) {
+    r.Fail("password_file", "mqtt.password and mqtt.password_file are mutually exclusive; set one");
+  } else if (has_password_file && ctx->ok()) {
+    std::string contents;
+    Status s = ReadWholeFile(out->password_file, &contents);
+    if (!s.ok()) {
+      r.Fail("password_file", s.message());
+    } else {
+      // Editors and `echo` end the file with a newline that is not part of the password.
+      if (contents.ends_with("\r\n")) {
+        contents.resize(contents.size() - 2);
+      } else if (contents.ends_with('\n')) {
+        contents.pop_back();
+      }
+      if (contents.find('\0') != std::string::npos) {
+        r.Fail("password_file", Quote(out->password_file) + " contains a NUL character");
+      }
+      out->password = std::move(contents);
+    }
+  }
+  if (out->password.size() > kMaxMqttStringBytes) {
+    r.Fail(has_password_file ? "password_file" : "password", "is longer than MQTT's 65535 bytes");
+  }
+  // MQTT 3.1.1 section 3.1.2.9: a password may only be sent together with a user name.
+  if ((has_password || has_password_file) && out->username.empty()) {
+    r.Fail(has_password ? "password" : "password_file",
+           "a password needs mqtt.username; MQTT 3.1.1 sends a password only with a user name");
+  }
+
+  r.Uint32("keepalive_s", 0, 65535, &out->keepalive_s);
+  r.Uint32("reconnect_min_ms", 1, kMaxBackoffMs, &out->reconnect_min_ms);
+  r.Uint32("reconnect_max_ms", 1, kMaxBackoffMs, &out->reconnect_max_ms);
+  if (ctx->ok() && out->reconnect_min_ms > out->reconnect_max_ms) {
+    if (r.Where("reconnect_min_ms") != nullptr) {
+      r.Fail("reconnect_min_ms", std::to_string(out->reconnect_min_ms) +
+                                     " must not exceed mqtt.reconnect_max_ms (" +
+                                     std::to_string(out->reconnect_max_ms) + ")");
+    } else {
+      r.Fail("reconnect_max_ms", std::to_string(out->reconnect_max_ms) +
+                                     " must not be less than mqtt.reconnect_min_ms (" +
+                                     std::to_string(out->reconnect_min_ms) + ")");
+    }
+  }
+
+  ReadTls(ctx, r.Table("tls"), &out->tls);
+  // Paho picks TLS from the URL scheme and ignores the TLS options otherwise, so a mismatch would
+  // either send the password in clear text or fail every connection attempt.
+  if (ctx->ok() && out->tls.enabled != IsTlsScheme(out->url)) {
+    r.Fail("url", out->tls.enabled ? Quote(out->url) +
+                                         " is not a TLS URL but mqtt.tls.enabled is true; use "
+                                         "ssl://, mqtts:// or wss://"
+                                   : Quote(out->url) +
+                                         " is a TLS URL but mqtt.tls.enabled is false; set "
+                                         "mqtt.tls.enabled = true or use tcp://, mqtt:// or ws://");
+  }
+  r.RejectUnknownKeys();
+}
+
+// librdkafka properties whose values carry sluice's delivery guarantees or that have a typed key
+// of their own, with the reason given to the user. Aliases are listed too: librdkafka accepts
+// either name for the same setting.
+std::optional<std::string_view> ForbiddenPropertyReason(std::string_view name) {
+  static constexpr std::pair<std::string_view, std::string_view> kForbidden[] = {
+      {"enable.idempotence",
+       "sluice always enables the idempotent producer so that retries cannot duplicate or "
+       "reorder events"},
+      {"acks",
+       "sluice sets acks=all: an event leaves the local log only once every in-sync replica has "
+       "it, and the idempotent producer requires it"},
+      {"request.required.acks",
+       "it is an alias of acks, which sluice sets to all: an event leaves the local log only once "
+       "every in-sync replica has it"},
+      {"message.timeout.ms",
+       "sluice controls delivery timeouts itself; an event stays in the local log until Kafka "
+       "confirms it, and a librdkafka timeout would break ordering"},
+      {"delivery.timeout.ms",
+       "it is an alias of message.timeout.ms, which sluice controls: an event stays in the local "
+       "log until Kafka confirms it"},
+      {"max.in.flight.requests.per.connection",
+       "the idempotent producer keeps per-partition order only with the value sluice sets"},
+      {"max.in.flight",
+       "it is an alias of max.in.flight.requests.per.connection, on which the idempotent "
+       "producer's ordering depends"},
+      {"retries",
+       "sluice relies on librdkafka retrying without limit inside the idempotent producer"},
+      {"message.send.max.retries",
+       "it is an alias of retries; sluice relies on librdkafka retrying without limit"},
+      {"bootstrap.servers", "set kafka.brokers instead"},
+      {"metadata.broker.list", "set kafka.brokers instead"},
+      {"delivery.report.only.error",
+       "sluice needs a delivery report for every event to know when it may delete it from the "
+       "local log"},
+      {"dr_cb", "sluice installs its own delivery report callback"},
+      {"dr_msg_cb", "sluice installs its own delivery report callback"},
+      {"compression.type", "set kafka.compression instead"},
+      {"compression.codec", "set kafka.compression instead"},
+      {"linger.ms", "set kafka.linger_ms instead"},
+      {"queue.buffering.max.ms", "set kafka.linger_ms instead"},
+      {"batch.size", "set kafka.batch_bytes instead"},
+      {"retry.backoff.ms", "set kafka.retry_backoff_ms instead"},
+      {"reconnect.backoff.max.ms", "set kafka.reconnect_max_ms instead"},
+  };
+  for (const auto& [key, reason] : kForbidden) {
+    if (key == name) return reason;
+  }
+  return std::nullopt;
+}
+
+// Flattens [kafka.properties] into librdkafka's dotted names. Unquoted dotted TOML keys such as
+// `security.protocol = "SSL"` parse as nested tables, so nesting is folded back into the name.
+void ReadProperties(Context* ctx, const toml::table& table, const std::string& prefix,
+                    std::map<std::string, std::string>* out) {
+  for (auto&& [key, node] : table) {
+    if (!ctx->ok()) return;
+    const std::string name =
+        prefix.empty() ? std::string(key.str()) : prefix + "." + std::string(key.str());
+    const std::string where = "kafka.properties '" + name + "'";
+    if (const auto* sub = node.as_table()) {
+      ReadProperties(ctx, *sub, name, out);
+      continue;
+    }
+    if (auto reason = ForbiddenPropertyReason(name)) {
+      ctx->Fail(&key.source(), where + " cannot be set here: " + std::string(*reason));
+      return;
+    }
+    std::string value;
+    if (const auto* s = node.as_string()) {
+      value = s->get();
+      if (value.find('\0') != std::string::npos) {
+        ctx->Fail(&node.source(), where + ": contains a NUL character");
+        return;
+      }
+    } else if (const auto* i = node.as_integer()) {
+      value = std::to_string(i->get());
+    } else if (const auto* b = node.as_boolean()) {
+      value = b->get() ? "true" : "false";
+    } else {
+      ctx->Fail(&node.source(),
+                where + ": expected a string, integer or boolean, found " + Describe(node));
+      return;
+    }
+    (*out)[name] = std::move(value);
+  }
+}
+
+void ReadKafka(Context* ctx, const toml::table* table, KafkaConfig* out) {
+  TableReader r(ctx, table, "kafka");
+  r.NonEmptyString("brokers", &out->brokers);
+  r.Choice("compression", {"none", "gzip", "snappy", "lz4", "zstd"}, &out->compression);
+  // Ranges follow librdkafka's limits for the properties these keys map to.
+  r.Uint32("linger_ms", 0, 900'000, &out->linger_ms);
+  r.Uint32("batch_bytes", 1, 2'147'483'647, &out->batch_bytes);
+  r.Uint32("max_in_flight_events", 1, 10'000'000, &out->max_in_flight_events);
+  r.Uint32("retry_backoff_ms", 1, 300'000, &out->retry_backoff_ms);
+  r.Uint32("reconnect_max_ms", 1, kMaxBackoffMs, &out->reconnect_max_ms);
+  if (const toml::table* properties = r.Table("properties")) {
+    ReadProperties(ctx, *properties, "", &out->properties);
+  }
+  r.RejectUnknownKeys();
+}
+
+std::string KafkaTopicProblem(std::string_view topic) {
+  if (topic.empty()) return "must not be empty";
+  if (topic.size() > kMaxKafkaTopicLength) {
+    return "is " + std::to_string(topic.size()) + " characters long; Kafka allows at most 249";
+  }
+  if (topic == "." || topic == "..") return "must not be '.' or '..'";
+  for (char c : topic) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) return "may contain only a-z, A-Z, 0-9, '.', '_' and '-'";
+  }
+  return "";
+}
+
+void ReadRoute(Context* ctx, const toml::table& table, const std::string& name, RouteConfig* out) {
+  TableReader r(ctx, &table, name);
+  if (r.String("mqtt", &out->mqtt_filter)) {
+    Status s = connectors::ValidateTopicFilter(out->mqtt_filter);
+    if (!s.ok()) r.Fail("mqtt", s.message());
+  } else if (r.Where("mqtt") == nullptr) {
+    ctx->Fail(r.TableSource(), name + ".mqtt is required (the MQTT topic filter to subscribe to)");
+  }
+  if (r.String("kafka_topic", &out->kafka_topic)) {
+    std::string problem = KafkaTopicProblem(out->kafka_topic);
+    if (!problem.empty()) r.Fail("kafka_topic", Quote(out->kafka_topic) + " " + problem);
+  } else if (r.Where("kafka_topic") == nullptr) {
+    ctx->Fail(r.TableSource(), name + ".kafka_topic is required (the Kafka topic to produce to)");
+  }
+  if (r.String("key", &out->key_pattern)) {
+    connectors::KeyPattern pattern;
+    Status s = connectors::KeyPattern::Parse(out->key_pattern, &pattern);
+    if (!s.ok()) r.Fail("key", s.message());
+  }
+  int64_t qos;
+  if (r.Integer("qos", 0, 2, &qos)) out->qos = static_cast<int>(qos);
+  r.RejectUnknownKeys();
+}
+
+void ReadRoutes(Context* ctx, const toml::node* node, std::vector<RouteConfig>* out) {
+  static constexpr std::string_view kNoRoutes =
+      "no [[route]] is configured; sluice needs at least one to know which MQTT topics to "
+      "forward to which Kafka topic";
+  if (node == nullptr) {
+    ctx->Fail(nullptr, kNoRoutes);
+    return;
+  }
+  const toml::array* routes = node->as_array();
+  if (routes == nullptr) {
+    ctx->Fail(&node->source(),
+              "route: expected an array of tables ([[route]]), found " + Describe(*node));
+    return;
+  }
+  if (routes->empty()) {
+    ctx->Fail(&node->source(), kNoRoutes);
+    return;
+  }
+  for (size_t i = 0; i < routes->size(); ++i) {
+    const std::string name = "route[" + std::to_string(i + 1) + "]";
+    const toml::node& element = *routes->get(i);
+    const toml::table* table = element.as_table();
+    if (table == nullptr) {
+      ctx->Fail(&element.source(), name + ": expected a table, found " + Describe(element));
+      return;
+    }
+    RouteConfig route;
+    ReadRoute(ctx, *table, name, &route);
+    if (!ctx->ok()) return;
+    // Two subscriptions with one filter are one subscription at the broker: the second route
+    // could never be told apart from the first.
+    for (size_t j = 0; j < out->size(); ++j) {
+      if ((*out)[j].mqtt_filter == route.mqtt_filter) {
+        ctx->Fail(table->get("mqtt") ? &table->get("mqtt")->source() : nullptr,
+                  name + ".mqtt: filter " + Quote(route.mqtt_filter) +
+                      " is already routed by route[" + std::to_string(j + 1) + "]");
+        return;
+      }
+    }
+    out->push_back(std::move(route));
+  }
+}
+
+Status ParseDocument(const toml::table& doc, const std::string& origin, Config* out) {
+  Context ctx(origin);
+  Config config;
+  TableReader top(&ctx, &doc, "");
+  const toml::table* gateway = top.Table("gateway");
+  const toml::table* storage = top.Table("storage");
+  const toml::table* mqtt = top.Table("mqtt");
+  const toml::table* kafka = top.Table("kafka");
+  const toml::node* routes = top.Get("route");
+  // Unknown sections first: a misspelt [storge] would otherwise surface as a confusing default.
+  top.RejectUnknownKeys();
+
+  ReadGateway(&ctx, gateway, &config.gateway);
+  ReadStorage(&ctx, storage, &config.storage);
+  ReadMqtt(&ctx, mqtt, config.gateway.id, &config.mqtt);
+  ReadKafka(&ctx, kafka, &config.kafka);
+  ReadRoutes(&ctx, routes, &config.routes);
+  if (!ctx.ok()) return ctx.status();
+  *out = std::move(config);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ParseConfig(const std::string& toml_text, const std::string& origin, Config* out) {
+  Context ctx(origin);
+  // toml++ reports syntax errors by exception or by result depending on how it was built; neither
+  // may leave this function.
+  try {
+#if TOML_EXCEPTIONS
+    const toml::table doc = toml::parse(std::string_view(toml_text), std::string_view(origin));
+    return ParseDocument(doc, origin, out);
+  } catch (const toml::parse_error& e) {
+    ctx.Fail(&e.source(), "syntax error: " + std::string(e.description()));
+    return ctx.status();
+#else
+    toml::parse_result result = toml::parse(std::string_view(toml_text), std::string_view(origin));
+    if (!result) {
+      ctx.Fail(&result.error().source(),
+               "syntax error: " + std::string(result.error().description()));
+      return ctx.status();
+    }
+    return ParseDocument(result.table(), origin, out);
+#endif
+  } catch (const std::exception& e) {
+    // Only allocation failure is expected here; report it rather than crash the daemon at start.
+    ctx.Fail(nullptr, std::string("cannot parse configuration: ") + e.what());
+    return ctx.status();
+  }
+}
+
+Status LoadConfigFile(const std::string& path, Config* out) {
+  std::string text;
+  Status s = ReadWholeFile(path, &text);
+  if (!s.ok()) return Status::IoError("configuration file: " + s.message());
+  return ParseConfig(text, path, out);
+}
+
+const char* ToString(OverflowPolicy p) {
+  switch (p) {
+    case OverflowPolicy::kDropOldest:
+      return "drop-oldest";
+    case OverflowPolicy::kRejectNew:
+      return "reject-new";
+  }
+  return "unknown";
+}
+
+const char* ToString(SyncMode m) {
+  switch (m) {
+    case SyncMode::kNormal:
+      return "normal";
+    case SyncMode::kFull:
+      return "full";
+  }
+  return "unknown";
+}
+
+}  // namespace sluice::gateway

@@ -1,0 +1,61 @@
+#pragma once
+
+#include <spdlog/logger.h>
+
+#include <atomic>
+#include <memory>
+
+#include "common/clock.h"
+#include "connectors/kafka_sink.h"
+#include "connectors/mqtt_source.h"
+#include "connectors/router.h"
+#include "gateway/config.h"
+#include "gateway/forwarder.h"
+#include "storage/log_writer.h"
+#include "storage/sqlite_event_log.h"
+
+namespace sluice::gateway {
+
+// Assembles the pipeline MQTT source -> LogWriter -> SqliteEventLog -> Forwarder -> Kafka sink from
+// a Config, and takes it down in the order that loses nothing:
+//   1. the source disconnects (no new events; unwritten QoS 1/2 events stay unacknowledged),
+//   2. the writer commits what is queued,
+//   3. the forwarder drains in-flight events for a bounded time and stores the cursor,
+//   4. the log closes.
+// Thread-safety: Open/Shutdown from the main thread; Failed/Summary from any thread.
+class Daemon {
+ public:
+  Daemon(Config config, std::shared_ptr<spdlog::logger> logger, const Clock* clock);
+  ~Daemon();
+
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Opens the log and starts every part. An error here (bad log file, bad Kafka setting) is
+  // returned with context; broker outages are not errors, they are retried in the background.
+  Status Open();
+
+  // Non-OK once a part failed for good (the log): the caller should shut down and exit non-zero.
+  Status Failed() const;
+
+  void Shutdown();
+
+  // One line on the pipeline's state, for the periodic log line.
+  std::string Summary() const;
+
+ private:
+  Config config_;
+  std::shared_ptr<spdlog::logger> log_;
+  const Clock* clock_;
+  std::unique_ptr<connectors::Router> router_;
+  std::unique_ptr<storage::SqliteEventLog> event_log_;
+  std::unique_ptr<storage::LogWriter> writer_;
+  std::unique_ptr<connectors::KafkaSink> sink_;
+  std::unique_ptr<Forwarder> forwarder_;
+  std::unique_ptr<connectors::MqttSource> source_;
+  std::atomic<bool> source_failed_{false};
+  mutable std::mutex fatal_mu_;
+  Status fatal_;  // GUARDED_BY(fatal_mu_)
+};
+
+}  // namespace sluice::gateway

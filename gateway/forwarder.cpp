@@ -1,0 +1,237 @@
+#include "gateway/forwarder.h"
+
+#include <algorithm>
+
+namespace sluice::gateway {
+
+namespace {
+int64_t SteadyMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+Forwarder::Forwarder(storage::EventLog* log, connectors::Sink* sink, ForwarderOptions options,
+                     std::shared_ptr<spdlog::logger> logger)
+    : log_(log), sink_(sink), options_(options), logger_(std::move(logger)) {}
+
+Forwarder::~Forwarder() { Stop(); }
+
+void Forwarder::Start() {
+  acked_ = log_->Stats().cursor;
+  next_read_after_ = acked_;
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.acked_through = acked_;
+    stats_.last_progress_ms = SteadyMillis();
+  }
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Forwarder::Stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+ForwarderStats Forwarder::Stats() const {
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  return stats_;
+}
+
+Status Forwarder::error() const {
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  return error_;
+}
+
+bool Forwarder::Fail(const Status& s) {
+  logger_->critical("forwarding stopped: {}", s.ToString());
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  if (error_.ok()) error_ = s;
+  return false;
+}
+
+Forwarder::Pending* Forwarder::FindPending(uint64_t seq) {
+  auto it = std::lower_bound(window_.begin(), window_.end(), seq,
+                             [](const Pending& p, uint64_t s) { return p.seq < s; });
+  if (it == window_.end() || it->seq != seq) return nullptr;
+  return &*it;
+}
+
+void Forwarder::Loop() {
+  std::vector<connectors::Delivery> deliveries;
+  while (!stop_.load() && error().ok()) {
+    const bool sent = FillSink();
+    if (!error().ok()) break;
+    const bool window_full = sink_->InFlight() >= options_.max_in_flight;
+    std::chrono::milliseconds wait(0);
+    if (sink_->InFlight() > 0 && !sent) {
+      // Waiting on the upstream: short polls while it answers, longer ones while it does not.
+      wait = (window_full || !sink_->Connected()) ? options_.idle_wait : std::chrono::milliseconds(2);
+    }
+    deliveries.clear();
+    sink_->Poll(wait, &deliveries);
+    HandleDeliveries(deliveries);
+    MaybeAcknowledge(false);
+    {
+      std::lock_guard<std::mutex> lock(stats_mu_);
+      stats_.last_progress_ms = SteadyMillis();
+    }
+    if (sink_->InFlight() == 0 && unsent_.empty() && !sent) {
+      log_->WaitForEventsAfter(next_read_after_, options_.idle_wait);
+    }
+  }
+
+  // Shutdown: give what is in flight a bounded time to be confirmed, then store the cursor.
+  if (error().ok() && sink_->InFlight() > 0) {
+    const auto deadline = std::chrono::steady_clock::now() + options_.drain_timeout;
+    while (sink_->InFlight() > 0 && std::chrono::steady_clock::now() < deadline) {
+      deliveries.clear();
+      sink_->Poll(std::chrono::milliseconds(50), &deliveries);
+      HandleDeliveries(deliveries);
+    }
+    if (sink_->InFlight() > 0) {
+      logger_->warn("{} events still unconfirmed by {} at shutdown; they stay in the log and are "
+                    "sent again on the next start",
+                    sink_->InFlight(), sink_->name());
+    }
+  }
+  if (error().ok()) MaybeAcknowledge(true);
+}
+
+bool Forwarder::FillSink() {
+  bool sent_any = false;
+  while (!stop_.load() && sink_->InFlight() < options_.max_in_flight) {
+    if (unsent_.empty()) {
+      std::vector<storage::Event> batch;
+      const size_t room = options_.max_in_flight - sink_->InFlight();
+      Status s = log_->Read(next_read_after_, std::min(options_.read_batch, room),
+                            options_.read_batch_bytes, &batch);
+      if (!s.ok()) return Fail(s);
+      if (batch.empty()) break;
+      next_read_after_ = batch.back().seq;
+      for (auto& e : batch) unsent_.push_back(std::move(e));
+    }
+    storage::Event& e = unsent_.front();
+    Pending* existing = FindPending(e.seq);
+    if (existing != nullptr && existing->done) {  // confirmed before a rewind
+      unsent_.pop_front();
+      continue;
+    }
+    Status s = sink_->Send(e);
+    if (s.ok()) {
+      if (existing == nullptr) window_.push_back({e.seq, false});
+      unsent_.pop_front();
+      sent_any = true;
+      std::lock_guard<std::mutex> lock(stats_mu_);
+      stats_.sent++;
+      continue;
+    }
+    if (s.code() == Status::Code::kInvalidArgument) {
+      logger_->error("event seq {} on '{}' refused for good by {}: {}; moved to the dead-letter "
+                     "table",
+                     e.seq, e.topic, sink_->name(), s.message());
+      Status d = log_->DeadLetter(e, s.message());
+      if (!d.ok()) return Fail(d);
+      if (existing == nullptr) {
+        window_.push_back({e.seq, true});
+      } else {
+        existing->done = true;
+      }
+      unsent_.pop_front();
+      std::lock_guard<std::mutex> lock(stats_mu_);
+      stats_.rejected++;
+      continue;
+    }
+    // Full or unavailable: serve delivery reports first, then try the same event again.
+    break;
+  }
+  return sent_any;
+}
+
+void Forwarder::HandleDeliveries(std::vector<connectors::Delivery>& deliveries) {
+  bool rewind = false;
+  uint64_t delivered = 0;
+  for (auto& d : deliveries) {
+    using Outcome = connectors::Delivery::Outcome;
+    if (d.outcome == Outcome::kRetry) {
+      rewind = true;
+      continue;
+    }
+    Pending* p = FindPending(d.seq);
+    if (p == nullptr || p->done) continue;  // a report for an event settled before a rewind
+    if (d.outcome == Outcome::kRejected) {
+      std::vector<storage::Event> one;
+      Status s = log_->Read(d.seq - 1, 1, SIZE_MAX, &one);
+      if (s.ok() && !one.empty() && one[0].seq == d.seq) {
+        logger_->error("event seq {} on '{}' refused for good by {}: {}; moved to the "
+                       "dead-letter table",
+                       d.seq, one[0].topic, sink_->name(), d.error);
+        s = log_->DeadLetter(one[0], d.error);
+      }
+      if (!s.ok()) {
+        Fail(s);
+        return;
+      }
+      std::lock_guard<std::mutex> lock(stats_mu_);
+      stats_.rejected++;
+    } else {
+      delivered++;
+    }
+    p->done = true;
+  }
+  if (delivered > 0) {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.delivered += delivered;
+  }
+  if (rewind) Rewind();
+}
+
+void Forwarder::Rewind() {
+  // Everything not yet confirmed is sent again from the log, in order; confirmed events in the
+  // window are skipped by FillSink.
+  uint64_t first_open = 0;
+  for (const Pending& p : window_) {
+    if (!p.done) {
+      first_open = p.seq;
+      break;
+    }
+  }
+  unsent_.clear();
+  if (first_open != 0) next_read_after_ = first_open - 1;
+  uint64_t open = 0;
+  for (const Pending& p : window_) open += p.done ? 0 : 1;
+  logger_->warn("{} lost {} events in flight; sending them again from seq {}", sink_->name(), open,
+                next_read_after_ + 1);
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  stats_.resent += open;
+}
+
+void Forwarder::MaybeAcknowledge(bool force) {
+  uint64_t through = acked_;
+  while (!window_.empty() && window_.front().done) {
+    through = window_.front().seq;
+    window_.pop_front();
+  }
+  // With nothing outstanding, every event read so far is settled (events dropped by the log's
+  // overflow policy leave gaps the cursor may pass).
+  if (window_.empty() && unsent_.empty()) through = std::max(through, next_read_after_);
+  if (through <= acked_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (!force && now - last_ack_ < options_.ack_interval) {
+    // Remember the progress; it is written at the next interval.
+    window_.push_front({through, true});
+    return;
+  }
+  Status s = log_->Acknowledge(through);
+  if (!s.ok()) {
+    Fail(s);
+    return;
+  }
+  acked_ = through;
+  last_ack_ = now;
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  stats_.acked_through = through;
+}
+
+}  // namespace sluice::gateway

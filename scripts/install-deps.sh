@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Install every Debian 12 package sluice needs to build, test and demo.
+# Usage: scripts/install-deps.sh
+# Idempotent: when everything is already installed apt is not touched at all.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config clang-format
+  # libraries the C++ code links against
+  libpaho-mqttpp-dev libpaho-mqtt-dev librdkafka-dev libsqlite3-dev
+  libspdlog-dev libfmt-dev doctest-dev libtomlplusplus-dev libcli11-dev
+  libsystemd-dev
+  # runtime / test tooling: brokers, CLI clients, Kafka via Maven + Java
+  sqlite3 mosquitto mosquitto-clients kcat maven default-jre-headless
+  ca-certificates procps iproute2
+)
+
+# Only list packages that are not fully installed ("ii"), so re-runs are fast
+# and do not need the network.
+missing=()
+for pkg in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)
+  if [[ "$status" != ii* ]]; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages already installed"
+else
+  echo "install-deps: installing: ${missing[*]}"
+  sudo=()
+  if ((EUID != 0)); then
+    # -n: never prompt, this must work without stdin.
+    sudo=(sudo -n)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update
+  # Keep existing config files without asking if a package is upgraded.
+  "${sudo[@]}" apt-get install -y --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${missing[@]}" </dev/null
+fi
+
+# Debian's mosquitto package enables and starts a system broker on 1883.
+# Tests and demos run their own brokers (scripts/mosquitto.sh), so turn it off
+# to keep 1883 free and avoid confusion. Only possible when systemd is PID 1
+# (not in most containers); failure here is harmless because our tests use
+# other ports anyway.
+if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+  if systemctl is-enabled --quiet mosquitto.service 2>/dev/null ||
+    systemctl is-active --quiet mosquitto.service 2>/dev/null; then
+    echo "install-deps: stopping and disabling system mosquitto.service"
+    if ((EUID == 0)); then
+      systemctl disable --now mosquitto.service || true
+    else
+      sudo -n systemctl disable --now mosquitto.service || true
+    fi
+  fi
+fi
