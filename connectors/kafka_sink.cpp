@@ -31,8 +31,12 @@ bool IsPermanent(RdKafka::ErrorCode err) {
   }
 }
 
-void* SeqToOpaque(uint64_t seq) { return reinterpret_cast<void*>(static_cast<uintptr_t>(seq)); }
-uint64_t OpaqueToSeq(void* p) { return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p)); }
+void* SeqToOpaque(uint64_t seq) {
+  return reinterpret_cast<void*>(static_cast<uintptr_t>(seq));
+}
+uint64_t OpaqueToSeq(void* p) {
+  return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p));
+}
 
 }  // namespace
 
@@ -68,10 +72,9 @@ class KafkaSink::Callbacks final : public RdKafka::DeliveryReportCb, public RdKa
         auto& slot = last_logged_[static_cast<int>(err)];
         slot.count++;
         if (now - slot.at >= std::chrono::seconds(30) || slot.at.time_since_epoch().count() == 0) {
-          sink_->log_->warn("kafka {}: {}{} (retrying with backoff)", sink_->options_.brokers,
-                            event.str(),
-                            slot.count > 1 ? fmt::format(" [x{} since last report]", slot.count)
-                                           : std::string());
+          sink_->log_->warn(
+              "kafka {}: {}{} (retrying with backoff)", sink_->options_.brokers, event.str(),
+              slot.count > 1 ? fmt::format(" [x{} since last report]", slot.count) : std::string());
           slot.at = now;
           slot.count = 0;
         }
@@ -145,11 +148,14 @@ Status KafkaSink::BuildProducer() {
       {"queue.buffering.max.messages", std::to_string(options_.max_in_flight + 1000)},
       {"retry.backoff.ms", std::to_string(options_.retry_backoff_ms)},
       {"reconnect.backoff.max.ms", std::to_string(options_.reconnect_max_ms)},
-      {"client.id", "sluice-" + options_.gateway_id},
       {"log.connection.close", "false"},
   };
   for (const auto& [k, v] : settings) {
     Status s = set(k, v);
+    if (!s.ok()) return s;
+  }
+  if (options_.properties.count("client.id") == 0) {
+    Status s = set("client.id", "sluice-" + options_.gateway_id);
     if (!s.ok()) return s;
   }
   if (conf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(callbacks_.get()), err) !=
@@ -204,9 +210,10 @@ void KafkaSink::Poll(std::chrono::milliseconds timeout, std::vector<Delivery>* o
 }
 
 void KafkaSink::RebuildAfterFatal(const std::string& reason, std::vector<Delivery>* out) {
-  log_->error("kafka producer hit a fatal error ({}); rebuilding it and resending what was in "
-              "flight (this may duplicate some events upstream)",
-              reason);
+  log_->error(
+      "kafka producer hit a fatal error ({}); rebuilding it and resending what was in "
+      "flight (this may duplicate some events upstream)",
+      reason);
   producer_->purge(RdKafka::Producer::PURGE_QUEUE | RdKafka::Producer::PURGE_INFLIGHT |
                    RdKafka::Producer::PURGE_NON_BLOCKING);
   callbacks_->out_ = out;

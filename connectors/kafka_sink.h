@@ -64,8 +64,7 @@ class KafkaSink final : public Sink {
  private:
   class Callbacks;
 
-  KafkaSink(KafkaSinkOptions options, const Router* router,
-            std::shared_ptr<spdlog::logger> logger);
+  KafkaSink(KafkaSinkOptions options, const Router* router, std::shared_ptr<spdlog::logger> logger);
   Status BuildProducer();
   void RebuildAfterFatal(const std::string& reason, std::vector<Delivery>* out);
 

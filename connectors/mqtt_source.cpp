@@ -1,19 +1,111 @@
 #include "connectors/mqtt_source.h"
 
+#include <dirent.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
 #include "common/backoff.h"
 
 namespace sluice::connectors {
 
 namespace {
 constexpr int kDisconnectTimeoutMs = 2000;
-constexpr int64_t kRefusalLogIntervalMs = 10000;
+
+bool SameEndpoint(const sockaddr_storage& a, const sockaddr* b) {
+  if (a.ss_family != b->sa_family) return false;
+  if (a.ss_family == AF_INET) {
+    auto* x = reinterpret_cast<const sockaddr_in*>(&a);
+    auto* y = reinterpret_cast<const sockaddr_in*>(b);
+    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  if (a.ss_family == AF_INET6) {
+    auto* x = reinterpret_cast<const sockaddr_in6*>(&a);
+    auto* y = reinterpret_cast<const sockaddr_in6*>(b);
+    return x->sin6_port == y->sin6_port &&
+           std::memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+  }
+  return false;
+}
+
+// Closes our half of the TCP connection to the broker at `url` and discards what the broker still
+// sends until it closes its half. Used at shutdown while Paho's receive thread is parked in our
+// callback (holding Paho's mutex, so Paho cannot disconnect): exiting with unread data would make
+// the kernel send RST, and a broker that receives RST discards our PUBACKs still in its receive
+// buffer, so events already in the log would be redelivered. After FIN the broker reads every
+// PUBACK before it sees the end of the stream. Returns true once the broker closed its side.
+bool HalfCloseBrokerConnection(const std::string& url, std::chrono::milliseconds timeout) {
+  const auto scheme_end = url.find("://");
+  std::string rest = scheme_end == std::string::npos ? url : url.substr(scheme_end + 3);
+  rest = rest.substr(0, rest.find('/'));
+  std::string host = rest;
+  std::string port = "1883";
+  if (!rest.empty() && rest.front() == '[') {
+    const auto close = rest.find(']');
+    host = rest.substr(1, close - 1);
+    if (close + 1 < rest.size() && rest[close + 1] == ':') port = rest.substr(close + 2);
+  } else if (const auto colon = rest.rfind(':'); colon != std::string::npos) {
+    host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0) return false;
+
+  std::vector<int> fds;
+  if (DIR* dir = opendir("/proc/self/fd")) {
+    while (dirent* ent = readdir(dir)) {
+      const int fd = std::atoi(ent->d_name);
+      struct stat st {};
+      if (fd <= 2 || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+      sockaddr_storage peer{};
+      socklen_t len = sizeof peer;
+      if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) continue;
+      for (addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
+        if (SameEndpoint(peer, ai->ai_addr)) {
+          fds.push_back(fd);
+          break;
+        }
+      }
+    }
+    closedir(dir);
+  }
+  freeaddrinfo(found);
+  if (fds.empty()) return false;
+
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool all_closed = true;
+  for (int fd : fds) {
+    shutdown(fd, SHUT_WR);
+    char buf[16384];
+    bool closed = false;
+    while (!closed && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd, POLLIN, 0};
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 1))) <= 0) continue;
+      const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) closed = true;
+    }
+    all_closed = all_closed && closed;
+  }
+  return all_closed;
+}
+
 }  // namespace
 
 MqttSource::MqttSource(MqttSourceOptions options, storage::LogWriter* writer, const Clock* clock,
                        std::shared_ptr<spdlog::logger> logger)
     : options_(std::move(options)), writer_(writer), clock_(clock), log_(std::move(logger)) {}
 
-MqttSource::~MqttSource() { Stop(); }
+MqttSource::~MqttSource() {
+  Stop();
+}
 
 Status MqttSource::Start() {
   try {
@@ -24,8 +116,10 @@ Status MqttSource::Start() {
     return Status::InvalidArgument("cannot create MQTT client for " + options_.url + ": " +
                                    e.what());
   }
-  client_->set_message_callback([this](mqtt::const_message_ptr msg) { OnMessage(std::move(msg)); });
-  client_->set_connection_lost_handler([this](const std::string& cause) { OnConnectionLost(cause); });
+  client_->set_message_callback(
+      [this, gate = gate_](mqtt::const_message_ptr msg) { OnMessage(gate, std::move(msg)); });
+  client_->set_connection_lost_handler(
+      [this](const std::string& cause) { OnConnectionLost(cause); });
   connector_ = std::thread([this] { ConnectLoop(); });
   return Status::Ok();
 }
@@ -33,28 +127,69 @@ Status MqttSource::Start() {
 void MqttSource::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_ && released_) return;
+    if (stopped_) return;
+    stopped_ = true;
     stopping_ = true;
   }
   cv_.notify_all();
+  // Paho sends a message's PUBACK after its callback returns, and holds its client mutex while the
+  // callback runs. So: let the callback in progress finish (its event is in the log and its PUBACK
+  // goes out before Paho delivers the next message), and park every later callback without
+  // taking its event. Nothing taken is left unacknowledged, nothing untaken is acknowledged.
+  {
+    std::unique_lock<std::mutex> lock(gate_->mu);
+    gate_->draining = true;
+    gate_->cv.wait_for(lock, std::chrono::milliseconds(kDisconnectTimeoutMs),
+                       [&] { return gate_->writing == 0; });
+  }
   if (connector_.joinable()) connector_.join();
   ready_ = false;
-  if (client_) {
+  if (!client_) return;
+
+  // A parked callback holds Paho's mutex, so a disconnect can only finish if no message arrived
+  // since draining began. Try it on a helper thread; if it does not finish in time, the
+  // connection closes when the process exits, and the broker keeps the parked message (and all
+  // later ones) for the next session.
+  struct Done {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  auto done = std::make_shared<Done>();
+  std::thread([client = client_.get(), done] {
     try {
-      if (client_->is_connected()) {
-        // Gives in-progress callbacks time to finish their commits; after this no acknowledgement
-        // can reach the broker any more.
-        client_->disconnect(kDisconnectTimeoutMs)->wait_for(std::chrono::milliseconds(kDisconnectTimeoutMs * 2));
+      if (client->is_connected()) {
+        client->disconnect(0)->wait_for(std::chrono::milliseconds(kDisconnectTimeoutMs));
       }
-    } catch (const std::exception& e) {
-      log_->warn("MQTT disconnect from {}: {}", options_.url, e.what());
+    } catch (const std::exception&) {
+      // Already disconnected.
     }
-  }
+    std::lock_guard<std::mutex> lock(done->mu);
+    done->done = true;
+    done->cv.notify_all();
+  }).detach();
+  bool disconnected;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    released_ = true;
+    std::unique_lock<std::mutex> lock(done->mu);
+    disconnected = done->cv.wait_for(lock, std::chrono::milliseconds(kDisconnectTimeoutMs),
+                                     [&] { return done->done; });
   }
-  cv_.notify_all();
+  if (disconnected) {
+    std::lock_guard<std::mutex> lock(gate_->mu);
+    gate_->released = true;
+    gate_->cv.notify_all();
+    return;
+  }
+  const bool closed =
+      HalfCloseBrokerConnection(options_.url, std::chrono::milliseconds(kDisconnectTimeoutMs));
+  log_->info(
+      "MQTT: messages that arrived during shutdown stay unacknowledged; the broker "
+      "redelivers them to the next session (connection {})",
+      closed ? "closed after the broker read every acknowledgement"
+             : "closed without confirmation");
+  // The parked callback thread and the helper still use the client: it must outlive them, which
+  // is until the process exits.
+  (void)client_.release();
 }
 
 void MqttSource::ConnectLoop() {
@@ -107,7 +242,10 @@ bool MqttSource::ConnectOnce(std::string* error) {
       return false;
     }
     const bool session_present = tok->get_connect_response().is_session_present();
-    if (!session_present) {
+    // Subscribe on the first connection of this process even when the broker kept the session,
+    // so that routes added to the configuration take effect; afterwards only when the broker
+    // lost the session (a resubscription would make it resend retained messages).
+    if (!session_present || connects_.load() == 0) {
       auto filters = std::make_shared<mqtt::string_collection>();
       mqtt::iasync_client::qos_collection qos;
       for (const auto& sub : options_.subscriptions) {
@@ -124,8 +262,7 @@ bool MqttSource::ConnectOnce(std::string* error) {
     connects_++;
     ready_ = true;
     log_->info("connected to MQTT broker {} as '{}' ({}; {} subscription(s))", options_.url,
-               options_.client_id,
-               session_present ? "session resumed" : "new session, subscribed",
+               options_.client_id, session_present ? "session resumed" : "new session, subscribed",
                options_.subscriptions.size());
     return true;
   } catch (const mqtt::exception& e) {
@@ -134,7 +271,8 @@ bool MqttSource::ConnectOnce(std::string* error) {
     *error = e.what();
   }
   try {
-    if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::milliseconds(kDisconnectTimeoutMs));
+    if (client_->is_connected())
+      client_->disconnect()->wait_for(std::chrono::milliseconds(kDisconnectTimeoutMs));
   } catch (const std::exception&) {
     // Already disconnected; the next attempt starts from scratch.
   }
@@ -154,47 +292,68 @@ void MqttSource::OnConnectionLost(const std::string& cause) {
   cv_.notify_all();
 }
 
-void MqttSource::OnMessage(mqtt::const_message_ptr msg) {
-  // Runs on Paho's callback thread; nothing may escape it.
+void MqttSource::OnMessage(const std::shared_ptr<Gate>& gate, mqtt::const_message_ptr msg) {
+  // Runs on Paho's callback thread; nothing may escape it. Once parked it touches only `gate`,
+  // since the source may be gone by then.
+  {
+    std::unique_lock<std::mutex> lock(gate->mu);
+    if (gate->draining) {
+      gate->parked++;
+      gate->cv.notify_all();
+      gate->cv.wait(lock, [&] { return gate->released; });
+      gate->parked--;
+      return;
+    }
+    gate->writing++;
+  }
+  bool park = false;
   try {
-    received_++;
-    const auto& payload = msg->get_payload_ref();
-    if (payload.size() > options_.max_event_bytes) {
-      const uint64_t n = ++refused_too_large_;
-      const int64_t now = clock_->NowUnixMillis();
-      if (now - last_refusal_log_ms_.load() >= kRefusalLogIntervalMs) {
-        last_refusal_log_ms_ = now;
-        log_->warn("refused an event of {} bytes on '{}' (storage.max_event_bytes = {}); {} "
-                   "refused so far",
-                   payload.size(), msg->get_topic(), options_.max_event_bytes, n);
-      }
-      return;
-    }
-    storage::Event event;
-    event.topic = msg->get_topic();
-    event.payload.assign(payload.data(), payload.size());
-    event.qos = msg->get_qos();
-    event.received_ms = clock_->NowUnixMillis();
-    const bool durable = event.qos > 0;
-    Status s = writer_->Write(std::move(event), durable);
-    if (s.ok()) {
-      written_++;
-      return;
-    }
-    write_failures_++;
-    if (!s.IsShutdown()) {
-      log_->error("cannot write an event from '{}' to the log: {}", msg->get_topic(), s.ToString());
-      if (options_.on_fatal) options_.on_fatal(s);
-    }
-    if (durable) {
-      // Returning would acknowledge an event that is not in the log. Hold the callback until Stop
-      // has closed the connection; the broker then redelivers the event to the next session.
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return released_; });
-    }
+    park = !Take(*msg);
   } catch (const std::exception& e) {
     log_->error("MQTT message callback: {}", e.what());
+    park = msg->get_qos() > 0;
   }
+  std::unique_lock<std::mutex> lock(gate->mu);
+  gate->writing--;
+  gate->cv.notify_all();
+  if (park) {
+    // Returning would acknowledge an event that is not in the log. Hold the callback until the
+    // connection is closed; the broker then redelivers the event to the next session.
+    gate->cv.wait(lock, [&] { return gate->released; });
+  }
+}
+
+bool MqttSource::Take(const mqtt::message& msg) {
+  received_++;
+  const auto& payload = msg.get_payload_ref();
+  if (payload.size() > options_.max_event_bytes) {
+    const uint64_t n = ++refused_too_large_;
+    uint64_t suppressed = 0;
+    if (refusal_log_.Allow(&suppressed)) {
+      log_->warn(
+          "refused an event of {} bytes on '{}' (storage.max_event_bytes = {}); {} "
+          "refused so far",
+          payload.size(), msg.get_topic(), options_.max_event_bytes, n);
+    }
+    return true;
+  }
+  storage::Event event;
+  event.topic = msg.get_topic();
+  event.payload.assign(payload.data(), payload.size());
+  event.qos = msg.get_qos();
+  event.received_ms = clock_->NowUnixMillis();
+  const bool durable = event.qos > 0;
+  Status s = writer_->Write(std::move(event), durable);
+  if (s.ok()) {
+    written_++;
+    return true;
+  }
+  write_failures_++;
+  if (!s.IsShutdown()) {
+    log_->error("cannot write an event from '{}' to the log: {}", msg.get_topic(), s.ToString());
+    if (options_.on_fatal) options_.on_fatal(s);
+  }
+  return !durable;
 }
 
 MqttSourceStats MqttSource::Stats() const {

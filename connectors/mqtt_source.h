@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/log_throttle.h"
 #include "connectors/source.h"
 #include "storage/log_writer.h"
 
@@ -46,11 +47,11 @@ struct MqttSourceOptions {
 };
 
 struct MqttSourceStats {
-  uint64_t received = 0;      // messages delivered by the broker
-  uint64_t written = 0;       // handed to the log writer successfully
+  uint64_t received = 0;  // messages delivered by the broker
+  uint64_t written = 0;   // handed to the log writer successfully
   uint64_t refused_too_large = 0;
   uint64_t write_failures = 0;
-  uint64_t connects = 0;      // successful connections, the first included
+  uint64_t connects = 0;  // successful connections, the first included
   uint64_t connection_losses = 0;
 };
 
@@ -84,7 +85,21 @@ class MqttSource final : public Source {
  private:
   void ConnectLoop();
   bool ConnectOnce(std::string* error);
-  void OnMessage(mqtt::const_message_ptr msg);
+  // What the callback thread and Stop share. Held by shared_ptr because a parked callback may
+  // outlive this object (see Stop).
+  struct Gate {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool draining = false;  // shutdown began: callbacks park instead of taking their message
+    int writing = 0;        // callbacks between taking a message and returning
+    int parked = 0;         // callbacks holding a message they did not take
+    bool released = false;  // the connection is closed: parked callbacks may return
+  };
+
+  void OnMessage(const std::shared_ptr<Gate>& gate, mqtt::const_message_ptr msg);
+  // Writes one message's event to the log. False if a QoS 1/2 event could not be written, so its
+  // message must not be acknowledged.
+  bool Take(const mqtt::message& msg);
   void OnConnectionLost(const std::string& cause);
 
   const MqttSourceOptions options_;
@@ -92,12 +107,13 @@ class MqttSource final : public Source {
   const Clock* const clock_;
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<mqtt::async_client> client_;
+  std::shared_ptr<Gate> gate_ = std::make_shared<Gate>();
 
   std::mutex mu_;
   std::condition_variable cv_;
-  bool connected_ = false;   // GUARDED_BY(mu_)
-  bool stopping_ = false;    // GUARDED_BY(mu_)
-  bool released_ = false;    // GUARDED_BY(mu_) the connection is closed: blocked callbacks may return
+  bool connected_ = false;  // GUARDED_BY(mu_)
+  bool stopping_ = false;   // GUARDED_BY(mu_)
+  bool stopped_ = false;    // GUARDED_BY(mu_)
   std::thread connector_;
 
   std::atomic<bool> ready_{false};
@@ -107,7 +123,7 @@ class MqttSource final : public Source {
   std::atomic<uint64_t> write_failures_{0};
   std::atomic<uint64_t> connects_{0};
   std::atomic<uint64_t> connection_losses_{0};
-  std::atomic<int64_t> last_refusal_log_ms_{0};
+  LogThrottle refusal_log_{std::chrono::seconds(10)};
 };
 
 }  // namespace sluice::connectors

@@ -17,7 +17,7 @@ enum class OverflowPolicy { kDropOldest, kRejectNew };
 enum class SyncMode { kNormal, kFull };
 
 struct GatewayConfig {
-  std::string id;                // [gateway] id; default: the host name
+  std::string id;                  // [gateway] id; default: the host name
   std::string log_level = "info";  // trace|debug|info|warn|error|critical|off
 };
 
@@ -26,8 +26,8 @@ struct StorageConfig {
   uint64_t max_bytes = 1ull << 30;  // accepts an integer or a string such as "512MiB"
   OverflowPolicy overflow = OverflowPolicy::kRejectNew;
   SyncMode sync = SyncMode::kNormal;
-  uint32_t commit_interval_ms = 10;    // longest a QoS 0 event waits for its group commit
-  uint32_t commit_max_events = 2000;   // a group commit holds at most this many events
+  uint32_t commit_interval_ms = 10;   // longest a QoS 0 event waits for its group commit
+  uint32_t commit_max_events = 2000;  // a group commit holds at most this many events
   uint64_t max_event_bytes = 256 * 1024;
 };
 
@@ -43,7 +43,7 @@ struct MqttConfig {
   std::string url = "tcp://127.0.0.1:1883";
   std::string client_id;  // default: "sluice-" + gateway id
   std::string username;
-  std::string password;       // or password_file (exactly one may be set)
+  std::string password;  // or password_file (exactly one may be set)
   std::string password_file;
   uint32_t keepalive_s = 30;
   uint32_t reconnect_min_ms = 500;
@@ -53,7 +53,7 @@ struct MqttConfig {
 
 struct KafkaConfig {
   std::string brokers = "127.0.0.1:9092";
-  std::string compression = "lz4";   // none|gzip|snappy|lz4|zstd
+  std::string compression = "lz4";  // none|gzip|snappy|lz4|zstd
   uint32_t linger_ms = 5;
   uint32_t batch_bytes = 1000000;
   uint32_t max_in_flight_events = 50000;  // events handed to librdkafka and not yet confirmed
@@ -66,10 +66,10 @@ struct KafkaConfig {
 
 // One MQTT topic filter and where its events go.
 struct RouteConfig {
-  std::string mqtt_filter;   // [[route]] mqtt = "devices/+/telemetry"
-  std::string kafka_topic;   // [[route]] kafka_topic = "telemetry"
-  std::string key_pattern;   // [[route]] key = "devices/{device}/#"; empty: whole MQTT topic
-  int qos = 1;               // [[route]] qos = 0|1|2
+  std::string mqtt_filter;  // [[route]] mqtt = "devices/+/telemetry"
+  std::string kafka_topic;  // [[route]] kafka_topic = "telemetry"
+  std::string key_pattern;  // [[route]] key = "devices/{device}/#"; empty: whole MQTT topic
+  int qos = 1;              // [[route]] qos = 0|1|2
 };
 
 struct Config {

@@ -7,7 +7,9 @@ namespace sluice::gateway {
 Daemon::Daemon(Config config, std::shared_ptr<spdlog::logger> logger, const Clock* clock)
     : config_(std::move(config)), log_(std::move(logger)), clock_(clock) {}
 
-Daemon::~Daemon() { Shutdown(); }
+Daemon::~Daemon() {
+  Shutdown();
+}
 
 Status Daemon::Open() {
   std::vector<connectors::Route> routes;
@@ -70,7 +72,17 @@ Status Daemon::Open() {
   mo.reconnect_min = std::chrono::milliseconds(config_.mqtt.reconnect_min_ms);
   mo.reconnect_max = std::chrono::milliseconds(config_.mqtt.reconnect_max_ms);
   mo.max_event_bytes = config_.storage.max_event_bytes;
-  for (const RouteConfig& rc : config_.routes) mo.subscriptions.push_back({rc.mqtt_filter, rc.qos});
+  for (const RouteConfig& rc : config_.routes) {
+    // Paho C sends PUBREC for a QoS 2 message before the callback runs, so the broker would
+    // forget it before it is in the log; QoS 1 is acknowledged only after the commit.
+    if (rc.qos == 2) {
+      log_->warn(
+          "route '{}': qos 2 is subscribed as qos 1, whose acknowledgement waits for the "
+          "log commit (docs/configuration.md)",
+          rc.mqtt_filter);
+    }
+    mo.subscriptions.push_back({rc.mqtt_filter, std::min(rc.qos, 1)});
+  }
   mo.on_fatal = [this](const Status& st) {
     std::lock_guard<std::mutex> lock(fatal_mu_);
     if (fatal_.ok()) fatal_ = st;

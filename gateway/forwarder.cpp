@@ -16,7 +16,9 @@ Forwarder::Forwarder(storage::EventLog* log, connectors::Sink* sink, ForwarderOp
                      std::shared_ptr<spdlog::logger> logger)
     : log_(log), sink_(sink), options_(options), logger_(std::move(logger)) {}
 
-Forwarder::~Forwarder() { Stop(); }
+Forwarder::~Forwarder() {
+  Stop();
+}
 
 void Forwarder::Start() {
   acked_ = log_->Stats().cursor;
@@ -67,7 +69,8 @@ void Forwarder::Loop() {
     std::chrono::milliseconds wait(0);
     if (sink_->InFlight() > 0 && !sent) {
       // Waiting on the upstream: short polls while it answers, longer ones while it does not.
-      wait = (window_full || !sink_->Connected()) ? options_.idle_wait : std::chrono::milliseconds(2);
+      wait =
+          (window_full || !sink_->Connected()) ? options_.idle_wait : std::chrono::milliseconds(2);
     }
     deliveries.clear();
     sink_->Poll(wait, &deliveries);
@@ -91,9 +94,10 @@ void Forwarder::Loop() {
       HandleDeliveries(deliveries);
     }
     if (sink_->InFlight() > 0) {
-      logger_->warn("{} events still unconfirmed by {} at shutdown; they stay in the log and are "
-                    "sent again on the next start",
-                    sink_->InFlight(), sink_->name());
+      logger_->warn(
+          "{} events still unconfirmed by {} at shutdown; they stay in the log and are "
+          "sent again on the next start",
+          sink_->InFlight(), sink_->name());
     }
   }
   if (error().ok()) MaybeAcknowledge(true);
@@ -128,9 +132,13 @@ bool Forwarder::FillSink() {
       continue;
     }
     if (s.code() == Status::Code::kInvalidArgument) {
-      logger_->error("event seq {} on '{}' refused for good by {}: {}; moved to the dead-letter "
-                     "table",
-                     e.seq, e.topic, sink_->name(), s.message());
+      uint64_t suppressed = 0;
+      if (dead_letter_log_.Allow(&suppressed)) {
+        logger_->error(
+            "event seq {} on '{}' refused for good by {}: {}; moved to the "
+            "dead-letter table ({} more since the last report)",
+            e.seq, e.topic, sink_->name(), s.message(), suppressed);
+      }
       Status d = log_->DeadLetter(e, s.message());
       if (!d.ok()) return Fail(d);
       if (existing == nullptr) {
@@ -164,9 +172,13 @@ void Forwarder::HandleDeliveries(std::vector<connectors::Delivery>& deliveries) 
       std::vector<storage::Event> one;
       Status s = log_->Read(d.seq - 1, 1, SIZE_MAX, &one);
       if (s.ok() && !one.empty() && one[0].seq == d.seq) {
-        logger_->error("event seq {} on '{}' refused for good by {}: {}; moved to the "
-                       "dead-letter table",
-                       d.seq, one[0].topic, sink_->name(), d.error);
+        uint64_t suppressed = 0;
+        if (dead_letter_log_.Allow(&suppressed)) {
+          logger_->error(
+              "event seq {} on '{}' refused for good by {}: {}; moved to the "
+              "dead-letter table ({} more since the last report)",
+              d.seq, one[0].topic, sink_->name(), d.error, suppressed);
+        }
         s = log_->DeadLetter(one[0], d.error);
       }
       if (!s.ok()) {

@@ -9,14 +9,15 @@
 #include <mutex>
 #include <thread>
 
+#include "common/log_throttle.h"
 #include "connectors/sink.h"
 #include "storage/event_log.h"
 
 namespace sluice::gateway {
 
 struct ForwarderOptions {
-  size_t max_in_flight = 50000;     // events handed to the sink and not yet confirmed
-  size_t read_batch = 2000;         // events read from the log at a time
+  size_t max_in_flight = 50000;  // events handed to the sink and not yet confirmed
+  size_t read_batch = 2000;      // events read from the log at a time
   size_t read_batch_bytes = 4 << 20;
   // The cursor is written at most this often while events flow: each write is a transaction, and
   // a crash in between only re-sends events (at-least-once), never loses one.
@@ -26,11 +27,11 @@ struct ForwarderOptions {
 };
 
 struct ForwarderStats {
-  uint64_t sent = 0;          // handed to the sink
-  uint64_t delivered = 0;     // confirmed by the upstream
-  uint64_t rejected = 0;      // refused for good, now in the dead-letter table
-  uint64_t resent = 0;        // handed over again after the sink lost them
-  uint64_t acked_through = 0; // the log's cursor as last written
+  uint64_t sent = 0;             // handed to the sink
+  uint64_t delivered = 0;        // confirmed by the upstream
+  uint64_t rejected = 0;         // refused for good, now in the dead-letter table
+  uint64_t resent = 0;           // handed over again after the sink lost them
+  uint64_t acked_through = 0;    // the log's cursor as last written
   int64_t last_progress_ms = 0;  // steady-clock ms when the loop last completed a pass
 };
 
@@ -68,7 +69,7 @@ class Forwarder {
   };
 
   void Loop();
-  bool FillSink();                                          // true if it sent something
+  bool FillSink();  // true if it sent something
   void HandleDeliveries(std::vector<connectors::Delivery>& deliveries);
   void Rewind();
   void MaybeAcknowledge(bool force);
@@ -81,17 +82,18 @@ class Forwarder {
   std::shared_ptr<spdlog::logger> logger_;
 
   // Owned by the loop thread.
-  std::deque<Pending> window_;          // sent events in seq order, confirmed or not
-  std::deque<storage::Event> unsent_;   // read from the log, not yet accepted by the sink
-  uint64_t next_read_after_ = 0;        // highest seq read from the log
+  std::deque<Pending> window_;         // sent events in seq order, confirmed or not
+  std::deque<storage::Event> unsent_;  // read from the log, not yet accepted by the sink
+  uint64_t next_read_after_ = 0;       // highest seq read from the log
   uint64_t acked_ = 0;
   std::chrono::steady_clock::time_point last_ack_{};
+  LogThrottle dead_letter_log_{std::chrono::seconds(10)};
 
   std::atomic<bool> stop_{false};
   std::thread thread_;
   mutable std::mutex stats_mu_;
-  ForwarderStats stats_;                // GUARDED_BY(stats_mu_)
-  Status error_;                        // GUARDED_BY(stats_mu_)
+  ForwarderStats stats_;  // GUARDED_BY(stats_mu_)
+  Status error_;          // GUARDED_BY(stats_mu_)
 };
 
 }  // namespace sluice::gateway

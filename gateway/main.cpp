@@ -1,10 +1,10 @@
 // The sluice command: `run`, `check-config`, `--version`. This is the one place where the object
 // graph is assembled (through Daemon) and where exceptions are caught for good.
 
-#include <CLI/CLI.hpp>
 #include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -100,8 +100,9 @@ int Run(const std::string& path, const std::string& level_override) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"sluice: an edge event gateway. MQTT in, a durable local log, in-order forwarding "
-               "to Kafka."};
+  CLI::App app{
+      "sluice: an edge event gateway. MQTT in, a durable local log, in-order forwarding "
+      "to Kafka."};
   app.set_version_flag("--version", std::string("sluice ") + sluice::kVersion);
   app.require_subcommand(1);
 

@@ -241,8 +241,8 @@ Status SqliteEventLog::VerifyExisting() {
   if (verdict == nullptr || std::strcmp(verdict, "ok") != 0) {
     return Status::Corruption(path +
                               " failed SQLite's integrity check: " + (verdict ? verdict : "?") +
-                              ". The file was left untouched; keep it for recovery (sqlite3 "
-                              ".recover) and point storage.path at a new file");
+                              ". The file was left untouched: move it aside for inspection and "
+                              "recovery, or point storage.path at a new file");
   }
   return Status::Ok();
 }
@@ -275,7 +275,8 @@ Status SqliteEventLog::PrepareStatements() {
       &insert_event_);
   if (s.ok())
     s = writer_.Prepare(
-        "DELETE FROM events WHERE seq <= ?1 RETURNING length(topic) + length(payload)",
+        "DELETE FROM events WHERE seq <= ?1 RETURNING length(CAST(topic AS BLOB)) + "
+        "length(payload)",
         &delete_through_);
   if (s.ok())
     s = writer_.Prepare(
@@ -288,8 +289,9 @@ Status SqliteEventLog::PrepareStatements() {
         "failed_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         &insert_dead_);
   if (s.ok())
-    s = writer_.Prepare("SELECT seq, length(topic) + length(payload) FROM events ORDER BY seq",
-                        &oldest_sizes_);
+    s = writer_.Prepare(
+        "SELECT seq, length(CAST(topic AS BLOB)) + length(payload) FROM events ORDER BY seq",
+        &oldest_sizes_);
   if (s.ok())
     s = writer_.Prepare(
         "INSERT INTO meta(key, value) VALUES(?1, ?2) "
@@ -307,7 +309,8 @@ Status SqliteEventLog::LoadState() {
   Status s = db.QueryInt("SELECT count(*) FROM events", &v);
   st.events = static_cast<uint64_t>(v);
   if (s.ok())
-    s = db.QueryInt("SELECT COALESCE(sum(length(topic) + length(payload)), 0) FROM events", &v);
+    s = db.QueryInt(
+        "SELECT COALESCE(sum(length(CAST(topic AS BLOB)) + length(payload)), 0) FROM events", &v);
   st.bytes = static_cast<uint64_t>(v) + st.events * Event::kRowOverheadBytes;
   if (s.ok()) s = db.QueryInt("SELECT COALESCE(min(seq), 0) FROM events", &v);
   st.first_seq = static_cast<uint64_t>(v);
@@ -586,6 +589,14 @@ Status SqliteEventLog::DeadLetter(const Event& event, std::string_view error) {
   sqlite3_clear_bindings(st);
   if (rc != SQLITE_DONE) return FailLocked(writer_.Error(rc, "recording a dead letter"));
   stats_.dead_letters++;
+  if (static_cast<int64_t>(stats_.dead_letters) > kMaxDeadLetters) {
+    Status s = writer_.Exec(
+        "DELETE FROM dead_letters WHERE seq NOT IN (SELECT seq FROM dead_letters ORDER BY seq DESC "
+        "LIMIT " +
+        std::to_string(kMaxDeadLetters) + ")");
+    if (!s.ok()) return FailLocked(s);
+    stats_.dead_letters = kMaxDeadLetters;
+  }
   return Status::Ok();
 }
 

@@ -41,6 +41,9 @@ class SqliteEventLog final : public EventLog {
   static constexpr int kSchemaVersion = 1;
   // PRAGMA application_id marks the file as ours: "SLCE".
   static constexpr int32_t kApplicationId = 0x534C4345;
+  // The dead-letter table keeps the newest this many events, so that an upstream refusing
+  // everything for days cannot fill the disk through it.
+  static constexpr int64_t kMaxDeadLetters = 10000;
 
   static Status Open(SqliteEventLogOptions options, std::unique_ptr<SqliteEventLog>* out);
   ~SqliteEventLog() override;

@@ -320,6 +320,35 @@ TEST_CASE("SqliteEventLog keeps dead letters with their error") {
   CHECK(log->Stats().dead_letters == 1);
 }
 
+TEST_CASE("SqliteEventLog keeps only the newest dead letters") {
+  TempDir dir;
+  auto log = OpenOrDie(Options(dir.File("events.db")));
+  std::vector<Event> batch(SqliteEventLog::kMaxDeadLetters + 5, MakeEvent("t", "x"));
+  AppendAll(log.get(), batch);
+  for (const Event& e : batch) REQUIRE(log->DeadLetter(e, "refused").ok());
+  CHECK(log->Stats().dead_letters == SqliteEventLog::kMaxDeadLetters);
+  std::vector<std::pair<Event, std::string>> dead;
+  REQUIRE(log->ReadDeadLetters(1, &dead).ok());
+  REQUIRE(dead.size() == 1);
+  CHECK(dead[0].first.seq == 6);
+}
+
+TEST_CASE("SqliteEventLog counts topic bytes, not characters") {
+  TempDir dir;
+  const std::string path = dir.File("events.db");
+  std::vector<Event> batch = {MakeEvent("sensors/h\xc3\xa4lle/\xe6\xb8\xa9\xe5\xba\xa6", "p")};
+  const uint64_t expected = batch[0].AccountedBytes();
+  {
+    auto log = OpenOrDie(Options(path));
+    AppendAll(log.get(), batch);
+    CHECK(log->Stats().bytes == expected);
+  }
+  auto log = OpenOrDie(Options(path));
+  CHECK(log->Stats().bytes == expected);
+  REQUIRE(log->Acknowledge(1).ok());
+  CHECK(log->Stats().bytes == 0);
+}
+
 TEST_CASE("SqliteEventLog wakes a waiting reader when events are appended") {
   TempDir dir;
   auto log = OpenOrDie(Options(dir.File("events.db")));

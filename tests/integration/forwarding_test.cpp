@@ -1,0 +1,255 @@
+// End-to-end tests of the forwarding path against a real Mosquitto and a real Kafka broker:
+// Paho publisher -> Mosquitto -> sluice (child process) -> Kafka -> librdkafka consumer.
+
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <cstdio>
+#include <thread>
+
+#include "storage/sqlite_event_log.h"
+#include "tests/integration/harness.h"
+#include "tests/test_util.h"
+
+namespace sluice::itest {
+namespace {
+
+using sluice::testing::TempDir;
+using sluice::testing::WaitFor;
+using namespace std::chrono_literals;
+
+struct Fixture {
+  explicit Fixture(const std::string& name, int qos = 1) : env(Env::FromEnvironment()) {
+    const std::string suffix = UniqueSuffix();
+    cfg.dir = dir.path().string();
+    cfg.gateway_id = name + "-" + suffix;
+    cfg.mqtt_prefix = "itest/" + name + "-" + suffix;
+    cfg.kafka_topic = "itest-" + name + "-" + suffix;
+    cfg.qos = qos;
+  }
+  void StartSluice() {
+    if (!process)
+      process = std::make_unique<SluiceProcess>(env.sluice_bin, cfg.Write(env), cfg.dir);
+    process->Start();
+    // Ready once the daemon opened its log and subscribed: the broker then queues for it.
+    REQUIRE_MESSAGE(WaitFor(
+                        [&] {
+                          return process->LogText().find("connected to MQTT broker") !=
+                                 std::string::npos;
+                        },
+                        60s),
+                    process->LogText());
+  }
+  uint64_t Cursor() {
+    auto st = ReadLogStats(cfg.LogPath());
+    return st ? st->cursor : 0;
+  }
+  std::string Log() { return process ? process->LogText() : std::string(); }
+
+  Env env;
+  TempDir dir;
+  TestConfig cfg;
+  std::unique_ptr<SluiceProcess> process;
+};
+
+void ReportVerdict(const char* name, const Verdict& v) {
+  std::printf(
+      "[%s] records %zu lost %zu duplicates %zu (resent by sluice %zu, redelivered by the "
+      "broker %zu) reordered %zu corrupted %zu %s\n",
+      name, v.records, v.lost, v.duplicates, v.resent_by_sluice, v.redelivered_by_broker,
+      v.reordered, v.corrupted, v.first_problem.c_str());
+}
+
+double Seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+TEST_CASE("10000 events from 4 devices arrive in order per device, byte-identical, once") {
+  Fixture f("inorder");
+  f.StartSluice();
+  const auto devices = Devices(4);
+  constexpr int kPerDevice = 2500;
+  const auto t0 = std::chrono::steady_clock::now();
+  Publisher pub(f.env.mqtt_url, "pub-" + f.cfg.gateway_id);
+  pub.Publish(f.cfg.mqtt_prefix, devices, 1, kPerDevice, 1);
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Cursor() >= 10000; }, 120s, 20ms), f.Log());
+  const double secs = Seconds(std::chrono::steady_clock::now() - t0);
+  std::printf("[inorder] 10000 events published and confirmed by Kafka in %.2f s: %.0f events/s\n",
+              secs, 10000 / secs);
+
+  auto records = ReadTopic(f.env.kafka_brokers, f.cfg.kafka_topic, 10000, 20s);
+  Verdict v = Verify(records, devices, kPerDevice);
+  ReportVerdict("inorder", v);
+  CHECK(v.records == 10000);
+  CHECK(v.lost == 0);
+  CHECK(v.duplicates == 0);
+  CHECK(v.reordered == 0);
+  CHECK(v.corrupted == 0);
+  REQUIRE(!records.empty());
+  const auto& h = records.front().headers;
+  CHECK(h.at("mqtt.topic").rfind(f.cfg.mqtt_prefix + "/dev", 0) == 0);
+  CHECK(h.at("mqtt.qos") == "1");
+  CHECK(h.at("sluice.gateway") == f.cfg.gateway_id);
+  CHECK(std::stoull(h.at("sluice.seq")) >= 1);
+  CHECK(std::stoll(h.at("sluice.received_ms")) > 1600000000000LL);
+  CHECK(f.process->Terminate() == 0);
+}
+
+TEST_CASE("Kafka down while 10000 events arrive: the backlog drains in order, nothing lost") {
+  Fixture f("outage");
+  f.StartSluice();
+  const auto devices = Devices(4);
+  const std::string kafka = f.env.scripts_dir + "/kafka.sh";
+  const std::string kdir = " --dir " + f.env.kafka_dir;
+  // Prime the topic so that the broker knows it before the outage.
+  Publisher pub(f.env.mqtt_url, "pub-" + f.cfg.gateway_id);
+  pub.Publish(f.cfg.mqtt_prefix, devices, 1, 1, 1);
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Cursor() >= 4; }, 60s, 20ms), f.Log());
+
+  REQUIRE(Shell(kafka + " stop" + kdir) == 0);
+  struct Restart {  // the shared broker comes back even if an assertion below fails
+    std::string cmd;
+    bool done = false;
+    ~Restart() {
+      if (!done) Shell(cmd);
+    }
+  } restart{kafka + " start" + kdir + " --port " + std::to_string(f.env.kafka_port)};
+
+  pub.Publish(f.cfg.mqtt_prefix, devices, 2, 2500, 1);
+  // Every event is in sluice's log while Kafka is away.
+  REQUIRE_MESSAGE(WaitFor(
+                      [&] {
+                        auto st = ReadLogStats(f.cfg.LogPath());
+                        return st && st->last_seq >= 10004;
+                      },
+                      60s, 20ms),
+                  f.Log());
+  auto backlog = ReadLogStats(f.cfg.LogPath());
+  REQUIRE(backlog);
+  CHECK(backlog->events >= 10000);
+  std::printf("[outage] backlog during outage: %llu events, %llu bytes\n",
+              static_cast<unsigned long long>(backlog->events),
+              static_cast<unsigned long long>(backlog->bytes));
+
+  const auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(Shell(restart.cmd) == 0);
+  restart.done = true;
+  const auto t_up = std::chrono::steady_clock::now();
+  // New events keep arriving behind the backlog while it drains.
+  std::thread live([&] {
+    Publisher live_pub(f.env.mqtt_url, "live-" + f.cfg.gateway_id);
+    live_pub.Publish(f.cfg.mqtt_prefix, devices, 2502, 500, 1);
+  });
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Cursor() >= 12004; }, 180s, 20ms), f.Log());
+  live.join();
+  const auto t_done = std::chrono::steady_clock::now();
+  std::printf(
+      "[outage] Kafka restart took %.2f s; 10000 backlog + 2000 live events drained in "
+      "%.2f s after it answered: %.0f events/s\n",
+      Seconds(t_up - t0), Seconds(t_done - t_up), 12000 / Seconds(t_done - t_up));
+
+  auto records = ReadTopic(f.env.kafka_brokers, f.cfg.kafka_topic, 12004, 20s);
+  Verdict v = Verify(records, devices, 3001);
+  ReportVerdict("outage", v);
+  CHECK(v.lost == 0);
+  CHECK(v.duplicates == 0);
+  CHECK(v.reordered == 0);
+  CHECK(v.corrupted == 0);
+  CHECK(f.Log().find("retrying with backoff") != std::string::npos);
+  CHECK(f.process->Terminate() == 0);
+}
+
+// Publishes in the background and stops sluice once `at` events were acknowledged by the broker.
+void InterruptMidStream(Fixture& f, bool kill, int per_device, const char* name) {
+  const auto devices = Devices(4);
+  f.StartSluice();
+  std::atomic<int> published{0};
+  std::thread producer([&] {
+    Publisher pub(f.env.mqtt_url, "pub-" + f.cfg.gateway_id);
+    pub.Publish(f.cfg.mqtt_prefix, devices, 1, per_device, 1, &published);
+  });
+  const int total = per_device * 4;
+  REQUIRE(WaitFor([&] { return published.load() >= total / 3; }, 60s, 1ms));
+  if (kill) {
+    f.process->Kill();
+  } else {
+    CHECK(f.process->Terminate() == 0);
+  }
+  // While sluice is away the broker queues for its persistent session.
+  CHECK(WaitFor([&] { return published.load() >= total * 2 / 3; }, 60s, 1ms));
+  f.StartSluice();
+  producer.join();
+  REQUIRE_MESSAGE(WaitFor(
+                      [&] {
+                        auto st = ReadLogStats(f.cfg.LogPath());
+                        return st && st->events == 0 && st->cursor >= static_cast<uint64_t>(total);
+                      },
+                      120s, 20ms),
+                  f.Log());
+  auto records = ReadTopic(f.env.kafka_brokers, f.cfg.kafka_topic, total * 2, 15s);
+  Verdict v = Verify(records, devices, per_device);
+  ReportVerdict(name, v);
+  CHECK(v.lost == 0);
+  CHECK(v.reordered == 0);
+  CHECK(v.corrupted == 0);
+  if (!kill) {
+    INFO(f.Log());
+    CHECK(v.duplicates == 0);
+  } else {
+    std::printf("[%s] duplicates after SIGKILL: %zu of %zu records\n", name, v.duplicates,
+                v.records);
+  }
+  CHECK(f.process->Terminate() == 0);
+}
+
+TEST_CASE("sluice stopped with SIGTERM mid-stream and restarted: nothing lost or duplicated") {
+  Fixture f("sigterm");
+  InterruptMidStream(f, false, 2500, "sigterm");
+}
+
+TEST_CASE("sluice killed with SIGKILL mid-stream and restarted: nothing lost") {
+  Fixture f("sigkill");
+  InterruptMidStream(f, true, 2500, "sigkill");
+}
+
+TEST_CASE("an event Kafka refuses for good goes to the dead-letter table and forwarding goes on") {
+  Fixture f("deadletter");
+  f.cfg.extra_storage = "max_event_bytes = 4194304";
+  f.StartSluice();
+  const auto devices = Devices(1);
+  Publisher pub(f.env.mqtt_url, "pub-" + f.cfg.gateway_id);
+  pub.Publish(f.cfg.mqtt_prefix, devices, 1, 10, 1);
+  // 2 MB is over librdkafka's message.max.bytes (1 MB default): refused before it is sent.
+  pub.Publish(f.cfg.mqtt_prefix, devices, 11, 1, 1, nullptr, 2 << 20);
+  pub.Publish(f.cfg.mqtt_prefix, devices, 12, 9, 1);
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Cursor() >= 20; }, 60s, 20ms), f.Log());
+  auto st = ReadLogStats(f.cfg.LogPath());
+  REQUIRE(st);
+  CHECK(st->dead_letters == 1);
+  auto records = ReadTopic(f.env.kafka_brokers, f.cfg.kafka_topic, 19, 15s);
+  CHECK(records.size() == 19);
+  CHECK(f.Log().find("dead-letter") != std::string::npos);
+  CHECK(f.process->Terminate() == 0);
+}
+
+TEST_CASE("an event over max_event_bytes is refused, counted and logged; the rest flows") {
+  Fixture f("toolarge");
+  f.cfg.extra_storage = "max_event_bytes = 1000";
+  f.StartSluice();
+  const auto devices = Devices(1);
+  Publisher pub(f.env.mqtt_url, "pub-" + f.cfg.gateway_id);
+  pub.Publish(f.cfg.mqtt_prefix, devices, 1, 1, 1, nullptr, 1000);  // at the limit: taken
+  pub.Publish(f.cfg.mqtt_prefix, devices, 2, 1, 1, nullptr, 1001);  // over: refused
+  pub.Publish(f.cfg.mqtt_prefix, devices, 3, 1, 1, nullptr, 10);
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Cursor() >= 2; }, 60s, 20ms), f.Log());
+  auto records = ReadTopic(f.env.kafka_brokers, f.cfg.kafka_topic, 2, 10s);
+  REQUIRE(records.size() == 2);
+  CHECK(records[0].value.size() == 1000);
+  CHECK(records[1].value.size() == 10);
+  CHECK(f.Log().find("refused an event of 1001 bytes") != std::string::npos);
+  CHECK(f.process->Terminate() == 0);
+}
+
+}  // namespace
+}  // namespace sluice::itest

@@ -1,0 +1,325 @@
+#include "tests/integration/harness.h"
+
+#include <librdkafka/rdkafkacpp.h>
+#include <mqtt/async_client.h>
+#include <signal.h>
+#include <spdlog/sinks/null_sink.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <deque>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "storage/sqlite_event_log.h"
+
+namespace sluice::itest {
+
+namespace {
+std::string MustGet(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') {
+    throw std::runtime_error(std::string("integration test needs environment variable ") + name);
+  }
+  return v;
+}
+}  // namespace
+
+Env Env::FromEnvironment() {
+  Env e;
+  e.sluice_bin = MustGet("SLUICE_BIN");
+  e.scripts_dir = MustGet("SLUICE_SCRIPTS");
+  e.kafka_dir = MustGet("SLUICE_KAFKA_DIR");
+  e.kafka_port = std::stoi(MustGet("SLUICE_KAFKA_PORT"));
+  e.mqtt_url = "tcp://127.0.0.1:" + MustGet("SLUICE_MQTT_PORT");
+  e.kafka_brokers = "127.0.0.1:" + std::to_string(e.kafka_port);
+  return e;
+}
+
+int Shell(const std::string& cmd) {
+  int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+std::string UniqueSuffix() {
+  return std::to_string(getpid()) + "-" +
+         std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000007);
+}
+
+std::vector<std::string> Devices(int n) {
+  std::vector<std::string> d;
+  for (int i = 0; i < n; ++i) d.push_back("dev" + std::to_string(i));
+  return d;
+}
+
+// --- SluiceProcess --------------------------------------------------------------------------
+
+SluiceProcess::SluiceProcess(std::string binary, std::string config_path, std::string log_dir)
+    : binary_(std::move(binary)), config_(std::move(config_path)), log_dir_(std::move(log_dir)) {}
+
+SluiceProcess::~SluiceProcess() {
+  if (pid_ > 0) Kill();
+}
+
+void SluiceProcess::Start() {
+  const std::string log = log_dir_ + "/sluice-" + std::to_string(++runs_) + ".log";
+  pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    // The daemon must not outlive a test process that crashed.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    FILE* out = std::freopen(log.c_str(), "w", stderr);
+    if (out == nullptr) _exit(126);
+    dup2(fileno(stderr), STDOUT_FILENO);
+    execl(binary_.c_str(), binary_.c_str(), "run", "--config", config_.c_str(), "--log-level",
+          "info", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  pid_ = pid;
+}
+
+bool SluiceProcess::Running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+int SluiceProcess::Terminate(std::chrono::seconds timeout) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  Kill();
+  return -SIGKILL;
+}
+
+void SluiceProcess::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+std::string SluiceProcess::LogText() const {
+  std::string all;
+  for (int i = 1; i <= runs_; ++i) {
+    std::ifstream in(log_dir_ + "/sluice-" + std::to_string(i) + ".log");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    all += "---- run " + std::to_string(i) + " ----\n" + ss.str();
+  }
+  return all;
+}
+
+// --- TestConfig -----------------------------------------------------------------------------
+
+std::string TestConfig::Write(const Env& env) const {
+  const std::string path = dir + "/sluice.toml";
+  std::ofstream out(path);
+  out << "[gateway]\nid = \"" << gateway_id << "\"\n"
+      << "[storage]\npath = \"" << LogPath() << "\"\n"
+      << extra_storage << "\n"
+      << "[mqtt]\nurl = \"" << env.mqtt_url << "\"\nclient_id = \"sluice-" << gateway_id << "\"\n"
+      << "reconnect_min_ms = 100\nreconnect_max_ms = 2000\n"
+      << "[kafka]\nbrokers = \"" << env.kafka_brokers << "\"\nreconnect_max_ms = 1000\n"
+      << extra_kafka << "\n"
+      << "[[route]]\nmqtt = \"" << mqtt_prefix << "/+/data\"\nkafka_topic = \"" << kafka_topic
+      << "\"\nkey = \"" << mqtt_prefix << "/{device}/#\"\nqos = " << qos << "\n";
+  return path;
+}
+
+std::optional<storage::LogStats> ReadLogStats(const std::string& path) {
+  storage::SqliteEventLogOptions o;
+  o.path = path;
+  o.read_only = true;
+  o.logger =
+      std::make_shared<spdlog::logger>("itest", std::make_shared<spdlog::sinks::null_sink_mt>());
+  std::unique_ptr<storage::SqliteEventLog> log;
+  if (!storage::SqliteEventLog::Open(o, &log).ok()) return std::nullopt;
+  return log->Stats();
+}
+
+// --- Publisher ------------------------------------------------------------------------------
+
+std::string PayloadFor(const std::string& device, int n, size_t payload_bytes) {
+  std::string p = device + ":" + std::to_string(n) + ":";
+  uint32_t x = static_cast<uint32_t>(n) * 2654435761u ^
+               static_cast<uint32_t>(std::hash<std::string>{}(device));
+  while (p.size() < payload_bytes) {
+    x = x * 1103515245u + 12345u;
+    p.push_back(static_cast<char>(x >> 24));  // any byte value, NUL included
+  }
+  return p;
+}
+
+struct Publisher::Impl {
+  std::unique_ptr<mqtt::async_client> client;
+};
+
+Publisher::Publisher(const std::string& url, const std::string& client_id) : impl_(new Impl) {
+  impl_->client = std::make_unique<mqtt::async_client>(url, client_id);
+  auto opts = mqtt::connect_options_builder().clean_session(true).max_inflight(1000).finalize();
+  impl_->client->connect(opts)->wait();
+}
+
+Publisher::~Publisher() {
+  try {
+    impl_->client->disconnect()->wait();
+  } catch (const std::exception&) {
+    // The broker may already be gone at the end of a test.
+  }
+  delete impl_;
+}
+
+void Publisher::Publish(const std::string& prefix, const std::vector<std::string>& devices,
+                        int first, int count, int qos, std::atomic<int>* published,
+                        size_t payload_bytes) {
+  // A bounded window of unacknowledged publishes keeps the broker busy without unbounded memory.
+  std::deque<mqtt::delivery_token_ptr> window;
+  // Under Paho C's default of 100 buffered (queued, unsent) publishes per client.
+  constexpr size_t kWindow = 64;
+  auto settle_one = [&] {
+    window.front()->wait();
+    window.pop_front();
+    if (published != nullptr) published->fetch_add(1);
+  };
+  for (int n = first; n < first + count; ++n) {
+    for (const auto& d : devices) {
+      auto msg = mqtt::make_message(prefix + "/" + d + "/data", PayloadFor(d, n, payload_bytes),
+                                    qos, false);
+      window.push_back(impl_->client->publish(msg));
+      if (window.size() >= kWindow) settle_one();
+    }
+  }
+  while (!window.empty()) settle_one();
+}
+
+// --- Kafka reader ---------------------------------------------------------------------------
+
+std::vector<Record> ReadTopic(const std::string& brokers, const std::string& topic, size_t expected,
+                              std::chrono::seconds idle) {
+  std::string err;
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  conf->set("bootstrap.servers", brokers, err);
+  conf->set("group.id", "itest-" + UniqueSuffix(), err);
+  conf->set("auto.offset.reset", "earliest", err);
+  conf->set("enable.auto.commit", "false", err);
+  conf->set("enable.partition.eof", "false", err);
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
+  if (!consumer) throw std::runtime_error("cannot create consumer: " + err);
+  RdKafka::ErrorCode rc = consumer->subscribe({topic});
+  if (rc != RdKafka::ERR_NO_ERROR) throw std::runtime_error("subscribe: " + RdKafka::err2str(rc));
+  std::vector<Record> out;
+  auto last = std::chrono::steady_clock::now();
+  while (out.size() < expected && std::chrono::steady_clock::now() - last < idle) {
+    std::unique_ptr<RdKafka::Message> m(consumer->consume(200));
+    if (!m || m->err() != RdKafka::ERR_NO_ERROR) continue;
+    Record r;
+    if (m->key() != nullptr) r.key = *m->key();
+    r.value.assign(static_cast<const char*>(m->payload()), m->len());
+    r.partition = m->partition();
+    r.offset = m->offset();
+    if (RdKafka::Headers* h = m->headers()) {
+      for (const auto& hd : h->get_all()) {
+        r.headers[hd.key()] = std::string(static_cast<const char*>(hd.value()), hd.value_size());
+      }
+    }
+    out.push_back(std::move(r));
+    last = std::chrono::steady_clock::now();
+  }
+  consumer->close();
+  return out;
+}
+
+// --- Verify ---------------------------------------------------------------------------------
+
+Verdict Verify(const std::vector<Record>& records, const std::vector<std::string>& devices,
+               int count_per_device, size_t payload_bytes) {
+  Verdict v;
+  v.records = records.size();
+  std::map<std::string, std::vector<int>> seen;  // device -> occurrences of n, in record order
+  for (const auto& d : devices) seen[d];
+  std::map<std::string, std::string> seq_of;  // payload -> first sluice.seq seen
+  for (const auto& r : records) {
+    auto seq = r.headers.find("sluice.seq");
+    if (seq != r.headers.end()) {
+      auto [it, fresh] = seq_of.emplace(r.value, seq->second);
+      if (!fresh) {
+        if (it->second == seq->second) {
+          v.resent_by_sluice++;
+        } else {
+          v.redelivered_by_broker++;
+          if (v.redelivered_by_broker <= 3 || v.redelivered_by_broker % 50 == 0) {
+            std::printf("  redelivered: %s seq %s and %s\n",
+                        r.value.substr(0, r.value.find(':', r.value.find(':') + 1)).c_str(),
+                        it->second.c_str(), seq->second.c_str());
+          }
+        }
+      }
+    }
+    const auto colon1 = r.value.find(':');
+    const auto colon2 = r.value.find(':', colon1 + 1);
+    if (colon1 == std::string::npos || colon2 == std::string::npos) {
+      v.corrupted++;
+      continue;
+    }
+    const std::string device = r.value.substr(0, colon1);
+    const int n = std::stoi(r.value.substr(colon1 + 1, colon2 - colon1 - 1));
+    if (r.key != device || r.value != PayloadFor(device, n, payload_bytes)) {
+      if (v.first_problem.empty()) v.first_problem = "bad key or payload for " + device;
+      v.corrupted++;
+      continue;
+    }
+    seen[device].push_back(n);
+  }
+  for (auto& [device, ns] : seen) {
+    std::vector<int> count(count_per_device + 2, 0);
+    int highest = 0;
+    for (int n : ns) {
+      if (n < 1 || n > count_per_device) {
+        v.corrupted++;
+        continue;
+      }
+      if (++count[n] > 1) {
+        v.duplicates++;
+        continue;
+      }
+      // A first appearance below the highest seen so far overtook nothing legitimately.
+      if (n < highest) {
+        v.reordered++;
+        if (v.first_problem.empty()) {
+          v.first_problem = device + ": " + std::to_string(n) + " after " + std::to_string(highest);
+        }
+      }
+      highest = std::max(highest, n);
+    }
+    for (int n = 1; n <= count_per_device; ++n) {
+      if (count[n] == 0) {
+        v.lost++;
+        if (v.first_problem.empty()) v.first_problem = device + ": lost " + std::to_string(n);
+      }
+    }
+  }
+  return v;
+}
+
+}  // namespace sluice::itest

@@ -1,0 +1,123 @@
+#pragma once
+
+// Helpers for the integration tests: a real sluice process, a real MQTT publisher (Paho) and a
+// real Kafka reader (librdkafka). The brokers are started by the CTest fixture (brokers.sh); the
+// tests find them and the scripts through environment variables set in tests/CMakeLists.txt.
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "storage/event_log.h"
+
+namespace sluice::itest {
+
+struct Env {
+  std::string sluice_bin;
+  std::string scripts_dir;
+  std::string kafka_dir;
+  std::string mqtt_url;
+  std::string kafka_brokers;
+  int kafka_port = 0;
+  static Env FromEnvironment();  // throws std::runtime_error naming the missing variable
+};
+
+// Runs `cmd` through /bin/sh; returns its exit status.
+int Shell(const std::string& cmd);
+
+// A sluice daemon in a child process, its output in <dir>/sluice-N.log.
+class SluiceProcess {
+ public:
+  SluiceProcess(std::string binary, std::string config_path, std::string log_dir);
+  ~SluiceProcess();
+  void Start();
+  // SIGTERM, then waits; returns the exit status (or -signal).
+  int Terminate(std::chrono::seconds timeout = std::chrono::seconds(60));
+  void Kill();  // SIGKILL, reaped
+  bool Running();
+  std::string LogText() const;  // every run's output so far
+
+ private:
+  std::string binary_;
+  std::string config_;
+  std::string log_dir_;
+  pid_t pid_ = -1;
+  int runs_ = 0;
+};
+
+// Writes a sluice config for one test: its own log file, client id, topic filter and Kafka topic.
+struct TestConfig {
+  std::string dir;
+  std::string gateway_id;
+  std::string mqtt_prefix;  // events go to <prefix>/<device>/data
+  std::string kafka_topic;
+  int qos = 1;
+  std::string extra_storage;                // extra lines for [storage]
+  std::string extra_kafka;                  // extra lines for [kafka]
+  std::string Write(const Env& env) const;  // returns the config path
+  std::string LogPath() const { return dir + "/events.db"; }
+};
+
+// Opens the test's log read-only beside the running daemon and returns its stats.
+std::optional<storage::LogStats> ReadLogStats(const std::string& path);
+
+// Publishes numbered events for a set of devices through one Paho client with QoS 1 and waits for
+// the broker's acknowledgement of each. Payload: "<device>:<n>:" followed by filler bytes that
+// depend on (device, n), so a reader can check them byte for byte.
+class Publisher {
+ public:
+  Publisher(const std::string& url, const std::string& client_id);
+  ~Publisher();
+  // Publishes events n = first..first+count-1 for each device, interleaved round-robin.
+  // `published` counts acknowledged events as it goes (for tests that act mid-stream).
+  void Publish(const std::string& prefix, const std::vector<std::string>& devices, int first,
+               int count, int qos, std::atomic<int>* published = nullptr,
+               size_t payload_bytes = 64);
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
+std::string PayloadFor(const std::string& device, int n, size_t payload_bytes);
+
+struct Record {
+  std::string key;
+  std::string value;
+  std::map<std::string, std::string> headers;
+  int32_t partition = 0;
+  int64_t offset = 0;
+};
+
+// Reads every record of a topic from the beginning until `expected` records arrived or nothing
+// new came for `idle`.
+std::vector<Record> ReadTopic(const std::string& brokers, const std::string& topic, size_t expected,
+                              std::chrono::seconds idle);
+
+// The per-device check: every event 1..count exactly once (duplicates counted), in order of first
+// appearance, payload byte-identical.
+struct Verdict {
+  size_t records = 0;
+  size_t lost = 0;
+  size_t duplicates = 0;
+  // Of the duplicates: the same gateway sequence number twice (sluice sent an event again) versus
+  // a new number (the broker delivered the event to sluice again).
+  size_t resent_by_sluice = 0;
+  size_t redelivered_by_broker = 0;
+  size_t reordered = 0;
+  size_t corrupted = 0;
+  std::string first_problem;
+};
+Verdict Verify(const std::vector<Record>& records, const std::vector<std::string>& devices,
+               int count_per_device, size_t payload_bytes = 64);
+
+std::vector<std::string> Devices(int n);
+std::string UniqueSuffix();
+
+}  // namespace sluice::itest
