@@ -1,6 +1,7 @@
 #include "connectors/mqtt_source.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -32,18 +33,26 @@ bool SameEndpoint(const sockaddr_storage& a, const sockaddr* b) {
   return false;
 }
 
-// Closes our half of the TCP connection to the broker at `url` and discards what the broker still
-// sends until it closes its half. Used at shutdown while Paho's receive thread is parked in our
-// callback (holding Paho's mutex, so Paho cannot disconnect): exiting with unread data would make
-// the kernel send RST, and a broker that receives RST discards our PUBACKs still in its receive
-// buffer, so events already in the log would be redelivered. After FIN the broker reads every
-// PUBACK before it sees the end of the stream. Returns true once the broker closed its side.
-bool HalfCloseBrokerConnection(const std::string& url, std::chrono::milliseconds timeout) {
+// How far HalfCloseBrokerConnection got.
+enum class HalfClose {
+  kNotFound,    // no socket to the broker: nothing was changed
+  kWriteShut,   // our side is shut for writing; the broker did not confirm in time
+  kBrokerDone,  // the broker read everything we sent and closed its side
+};
+
+// Shuts our side of the TCP connection to the broker at `url` for writing and discards what the
+// broker still sends until it closes its side. Exiting, or letting Paho close the socket, with
+// unread data in it makes the kernel send RST, and a broker that receives RST drops our PUBACKs
+// still in its receive buffer, so events already in the log would be redelivered. After FIN the
+// broker reads every PUBACK before it sees the end of the stream. Paho exposes no socket, so it is
+// found by its peer address; it is dup'ed so that Paho closing its descriptor cannot hand the
+// number to another file under us.
+HalfClose HalfCloseBrokerConnection(const std::string& url, std::chrono::milliseconds timeout) {
   const auto scheme_end = url.find("://");
   std::string rest = scheme_end == std::string::npos ? url : url.substr(scheme_end + 3);
   rest = rest.substr(0, rest.find('/'));
   std::string host = rest;
-  std::string port = "1883";
+  std::string port = url.rfind("ssl", 0) == 0 || url.rfind("mqtts", 0) == 0 ? "8883" : "1883";
   if (!rest.empty() && rest.front() == '[') {
     const auto close = rest.find(']');
     host = rest.substr(1, close - 1);
@@ -55,7 +64,7 @@ bool HalfCloseBrokerConnection(const std::string& url, std::chrono::milliseconds
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
-  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0) return false;
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0) return HalfClose::kNotFound;
 
   std::vector<int> fds;
   if (DIR* dir = opendir("/proc/self/fd")) {
@@ -68,7 +77,8 @@ bool HalfCloseBrokerConnection(const std::string& url, std::chrono::milliseconds
       if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) continue;
       for (addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
         if (SameEndpoint(peer, ai->ai_addr)) {
-          fds.push_back(fd);
+          const int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+          if (copy >= 0) fds.push_back(copy);
           break;
         }
       }
@@ -76,25 +86,26 @@ bool HalfCloseBrokerConnection(const std::string& url, std::chrono::milliseconds
     closedir(dir);
   }
   freeaddrinfo(found);
-  if (fds.empty()) return false;
+  if (fds.empty()) return HalfClose::kNotFound;
 
+  for (int fd : fds) shutdown(fd, SHUT_WR);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  bool all_closed = true;
+  bool all_done = true;
   for (int fd : fds) {
-    shutdown(fd, SHUT_WR);
     char buf[16384];
-    bool closed = false;
-    while (!closed && std::chrono::steady_clock::now() < deadline) {
+    bool done = false;
+    while (!done && std::chrono::steady_clock::now() < deadline) {
       pollfd p{fd, POLLIN, 0};
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
       if (poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 1))) <= 0) continue;
       const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) closed = true;
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) done = true;
     }
-    all_closed = all_closed && closed;
+    all_done = all_done && done;
+    close(fd);
   }
-  return all_closed;
+  return all_done ? HalfClose::kBrokerDone : HalfClose::kWriteShut;
 }
 
 }  // namespace
@@ -132,64 +143,49 @@ void MqttSource::Stop() {
     stopping_ = true;
   }
   cv_.notify_all();
+  if (connector_.joinable()) connector_.join();
+  ready_ = false;
+  if (!client_) return;
+
   // Paho sends a message's PUBACK after its callback returns, and holds its client mutex while the
-  // callback runs. So: let the callback in progress finish (its event is in the log and its PUBACK
-  // goes out before Paho delivers the next message), and park every later callback without
-  // taking its event. Nothing taken is left unacknowledged, nothing untaken is acknowledged.
+  // callback runs (so it cannot disconnect while one is parked). So: let the callback in progress
+  // finish (its event is in the log and its PUBACK goes out before Paho delivers the next
+  // message), and park every later callback without taking its event. Then close the connection
+  // under Paho, in the one way that lets the broker read every PUBACK first. Nothing taken is left
+  // unacknowledged, nothing untaken is acknowledged.
   {
     std::unique_lock<std::mutex> lock(gate_->mu);
     gate_->draining = true;
     gate_->cv.wait_for(lock, std::chrono::milliseconds(kDisconnectTimeoutMs),
                        [&] { return gate_->writing == 0; });
   }
-  if (connector_.joinable()) connector_.join();
-  ready_ = false;
-  if (!client_) return;
-
-  // A parked callback holds Paho's mutex, so a disconnect can only finish if no message arrived
-  // since draining began. Try it on a helper thread; if it does not finish in time, the
-  // connection closes when the process exits, and the broker keeps the parked message (and all
-  // later ones) for the next session.
-  struct Done {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-  };
-  auto done = std::make_shared<Done>();
-  std::thread([client = client_.get(), done] {
-    try {
-      if (client->is_connected()) {
-        client->disconnect(0)->wait_for(std::chrono::milliseconds(kDisconnectTimeoutMs));
-      }
-    } catch (const std::exception&) {
-      // Already disconnected.
-    }
-    std::lock_guard<std::mutex> lock(done->mu);
-    done->done = true;
-    done->cv.notify_all();
-  }).detach();
-  bool disconnected;
-  {
-    std::unique_lock<std::mutex> lock(done->mu);
-    disconnected = done->cv.wait_for(lock, std::chrono::milliseconds(kDisconnectTimeoutMs),
-                                     [&] { return done->done; });
+  const HalfClose closed =
+      HalfCloseBrokerConnection(options_.url, std::chrono::milliseconds(kDisconnectTimeoutMs));
+  if (closed == HalfClose::kNotFound) {
+    // Not connected, or the socket could not be found: with callbacks possibly parked, Paho can
+    // be neither disconnected nor destroyed safely, and a parked callback must never return on a
+    // live connection. The process exit closes the socket.
+    log_->info("MQTT: closing the broker connection at process exit");
+    (void)client_.release();
+    return;
   }
-  if (disconnected) {
+  if (closed == HalfClose::kWriteShut) {
+    log_->warn(
+        "MQTT broker {} did not close the connection in time at shutdown; it may deliver "
+        "the last few events again",
+        options_.url);
+  }
+  {
+    // Our side can no longer write, so a released callback cannot acknowledge anything.
     std::lock_guard<std::mutex> lock(gate_->mu);
     gate_->released = true;
     gate_->cv.notify_all();
-    return;
   }
-  const bool closed =
-      HalfCloseBrokerConnection(options_.url, std::chrono::milliseconds(kDisconnectTimeoutMs));
-  log_->info(
-      "MQTT: messages that arrived during shutdown stay unacknowledged; the broker "
-      "redelivers them to the next session (connection {})",
-      closed ? "closed after the broker read every acknowledgement"
-             : "closed without confirmation");
-  // The parked callback thread and the helper still use the client: it must outlive them, which
-  // is until the process exits.
-  (void)client_.release();
+  try {
+    client_->disconnect(0)->wait_for(std::chrono::milliseconds(kDisconnectTimeoutMs));
+  } catch (const std::exception&) {
+    // The connection is already gone, as intended.
+  }
 }
 
 void MqttSource::ConnectLoop() {
@@ -298,10 +294,7 @@ void MqttSource::OnMessage(const std::shared_ptr<Gate>& gate, mqtt::const_messag
   {
     std::unique_lock<std::mutex> lock(gate->mu);
     if (gate->draining) {
-      gate->parked++;
-      gate->cv.notify_all();
       gate->cv.wait(lock, [&] { return gate->released; });
-      gate->parked--;
       return;
     }
     gate->writing++;

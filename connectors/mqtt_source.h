@@ -92,7 +92,6 @@ class MqttSource final : public Source {
     std::condition_variable cv;
     bool draining = false;  // shutdown began: callbacks park instead of taking their message
     int writing = 0;        // callbacks between taking a message and returning
-    int parked = 0;         // callbacks holding a message they did not take
     bool released = false;  // the connection is closed: parked callbacks may return
   };
 

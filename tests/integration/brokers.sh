@@ -6,6 +6,11 @@ here=$(cd "$(dirname "$0")/../../scripts" && pwd)
 action=$1 state=$2 mqtt_port=$3 kafka_port=$4
 case "$action" in
   start)
+    # Brokers left running by an interrupted earlier run of the same build would hold the ports.
+    if [[ -d "$state" ]]; then
+      "$here/mosquitto.sh" stop --dir "$state/mosquitto" || true
+      "$here/kafka.sh" stop --dir "$state/kafka" || true
+    fi
     rm -rf "$state"
     mkdir -p "$state"
     "$here/mosquitto.sh" start --dir "$state/mosquitto" --port "$mqtt_port" --persistence
