@@ -3,7 +3,8 @@
 #   1. installs the Debian packages (scripts/install-deps.sh) and fetches the Kafka broker's jars,
 #   2. builds with warnings as errors and runs every test: unit tests and the integration tests
 #      against a real Mosquitto and a real Kafka broker (started and stopped by CTest fixtures),
-#   3. builds with ASan+UBSan and with TSan and runs the unit tests under each.
+#   3. runs the demo (scripts/demo.sh --short),
+#   4. builds with ASan+UBSan and with TSan and runs the unit tests under each.
 # Usage: scripts/test.sh            (SLUICE_TEST_QUICK=1 skips the sanitizer builds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,9 @@ step "release build (-Werror)"
 build build/ci -DCMAKE_BUILD_TYPE=RelWithDebInfo
 step "unit and integration tests"
 (cd build/ci && ctest --output-on-failure --timeout 900)
+
+step "the demo, shortened (so that the README's main command cannot rot)"
+scripts/demo.sh --short
 
 if [[ "${SLUICE_TEST_QUICK:-0}" != 1 ]]; then
   step "ASan+UBSan build: unit tests"
