@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "gateway/config.h"
 #include "gateway/daemon.h"
+#include "gateway/status_report.h"
 #include "sluice/version.h"
 
 namespace {
@@ -39,6 +40,30 @@ int CheckConfig(const std::string& path) {
   }
   std::printf("%s: OK (gateway '%s', %zu route(s), log %s)\n", path.c_str(),
               config.gateway.id.c_str(), config.routes.size(), config.storage.path.c_str());
+  return kExitOk;
+}
+
+int ShowStatus(const std::string& config_path, const std::string& log_path, bool json) {
+  std::string path = log_path;
+  uint64_t max_bytes = 0;
+  if (path.empty()) {
+    sluice::gateway::Config config;
+    sluice::Status s = sluice::gateway::LoadConfigFile(config_path, &config);
+    if (!s.ok()) {
+      std::fprintf(stderr, "sluice: %s\n", s.message().c_str());
+      return kExitConfig;
+    }
+    path = config.storage.path;
+    max_bytes = config.storage.max_bytes;
+  }
+  sluice::SystemClock clock;
+  sluice::gateway::StatusReport report;
+  sluice::Status s = sluice::gateway::ReadStatus(path, max_bytes, clock, &report);
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice: %s\n", s.message().c_str());
+    return kExitFailure;
+  }
+  std::printf("%s\n", json ? report.ToJson().c_str() : report.ToText().c_str());
   return kExitOk;
 }
 
@@ -117,6 +142,16 @@ int main(int argc, char** argv) {
   auto* check = app.add_subcommand("check-config", "Validate a configuration file and exit");
   check->add_option("-c,--config", check_path, "Configuration file (TOML)")->required();
 
+  std::string status_config = "/etc/sluice/sluice.toml";
+  std::string status_log;
+  bool status_json = false;
+  auto* status = app.add_subcommand(
+      "status", "Show the log's backlog, cursor and drops (read-only, safe beside the daemon)");
+  status->add_option("-c,--config", status_config, "Configuration file naming the log")
+      ->capture_default_str();
+  status->add_option("--log", status_log, "Read this log file instead of the configured one");
+  status->add_flag("--json", status_json, "Machine-readable output");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -125,6 +160,7 @@ int main(int argc, char** argv) {
   try {
     if (*run) return Run(config_path, level);
     if (*check) return CheckConfig(check_path);
+    if (*status) return ShowStatus(status_config, status_log, status_json);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sluice: unexpected error: %s\n", e.what());
     return kExitFailure;
