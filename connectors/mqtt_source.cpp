@@ -336,8 +336,10 @@ bool MqttSource::Take(const mqtt::message& msg) {
   event.qos = msg.get_qos();
   event.received_ms = clock_->NowUnixMillis();
   const bool durable = event.qos > 0;
+  if (durable && options_.failpoint) options_.failpoint("mqtt.before_commit");
   Status s = writer_->Write(std::move(event), durable);
   if (s.ok()) {
+    if (durable && options_.failpoint) options_.failpoint("mqtt.after_commit");
     written_++;
     return true;
   }

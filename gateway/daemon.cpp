@@ -4,8 +4,12 @@
 
 namespace sluice::gateway {
 
-Daemon::Daemon(Config config, std::shared_ptr<spdlog::logger> logger, const Clock* clock)
-    : config_(std::move(config)), log_(std::move(logger)), clock_(clock) {}
+Daemon::Daemon(Config config, std::shared_ptr<spdlog::logger> logger, const Clock* clock,
+               std::function<void(const char*)> failpoint)
+    : config_(std::move(config)),
+      log_(std::move(logger)),
+      clock_(clock),
+      failpoint_(std::move(failpoint)) {}
 
 Daemon::~Daemon() {
   Shutdown();
@@ -83,6 +87,7 @@ Status Daemon::Open() {
     }
     mo.subscriptions.push_back({rc.mqtt_filter, std::min(rc.qos, 1)});
   }
+  mo.failpoint = failpoint_;
   mo.on_fatal = [this](const Status& st) {
     std::lock_guard<std::mutex> lock(fatal_mu_);
     if (fatal_.ok()) fatal_ = st;

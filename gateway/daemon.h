@@ -25,7 +25,9 @@ namespace sluice::gateway {
 // Thread-safety: Open/Shutdown from the main thread; Failed/Summary from any thread.
 class Daemon {
  public:
-  Daemon(Config config, std::shared_ptr<spdlog::logger> logger, const Clock* clock);
+  // `failpoint` arms fault injection for tests (gateway/failpoint.h); empty in production.
+  Daemon(Config config, std::shared_ptr<spdlog::logger> logger, const Clock* clock,
+         std::function<void(const char*)> failpoint = nullptr);
   ~Daemon();
 
   Daemon(const Daemon&) = delete;
@@ -47,6 +49,7 @@ class Daemon {
   Config config_;
   std::shared_ptr<spdlog::logger> log_;
   const Clock* clock_;
+  std::function<void(const char*)> failpoint_;
   std::unique_ptr<connectors::Router> router_;
   std::unique_ptr<storage::SqliteEventLog> event_log_;
   std::unique_ptr<storage::LogWriter> writer_;

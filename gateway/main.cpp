@@ -8,11 +8,13 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "common/clock.h"
 #include "gateway/config.h"
 #include "gateway/daemon.h"
+#include "gateway/failpoint.h"
 #include "gateway/status_report.h"
 #include "sluice/version.h"
 
@@ -85,8 +87,17 @@ int Run(const std::string& path, const std::string& level_override) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  sluice::gateway::FailpointHook failpoint;
+  const char* failpoint_spec = std::getenv("SLUICE_FAILPOINT");
+  s = sluice::gateway::ParseFailpoint(failpoint_spec ? failpoint_spec : "", &failpoint);
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice: %s\n", s.message().c_str());
+    return kExitConfig;
+  }
+  if (failpoint) logger->warn("fault injection armed: SLUICE_FAILPOINT={}", failpoint_spec);
+
   sluice::SystemClock clock;
-  sluice::gateway::Daemon daemon(config, logger, &clock);
+  sluice::gateway::Daemon daemon(config, logger, &clock, failpoint);
   s = daemon.Open();
   if (!s.ok()) {
     logger->critical("cannot start: {}", s.ToString());

@@ -34,47 +34,21 @@ readonly RELOAD4J_VERSION=1.2.25
 cache_root=${SLUICE_CACHE_DIR:-$HOME/.cache/sluice}/kafka-$KAFKA_VERSION
 libs_dir=$cache_root/libs
 
-die() {
-  echo "kafka.sh: $*" >&2
-  exit 1
-}
+# Settings for scripts/lib/broker.sh.
+broker_name=kafka.sh
+broker_pidfile=kafka.pid
+# SIGTERM = clean shutdown: flushes logs, so the restart needs no recovery.
+broker_term_secs=30
+broker_poll_slow=0.2
+broker_poll_fast=0.05
+# shellcheck source-path=SCRIPTDIR source=lib/broker.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/broker.sh"
 
-usage() {
-  sed -n '/^# Usage:/,/^#   scripts\/kafka.sh fetch/p' "$0" | sed 's/^# \{0,1\}//' >&2
-  exit 2
-}
-
-# True if PID is a live (non-zombie) process. The broker is not our child once
-# this script exits, so a zombie may linger if nobody reaps it.
-alive() {
-  local pid=$1 state
-  [[ -r /proc/$pid/stat ]] || return 1
-  state=$(sed -E 's/^.*\) ([A-Za-z]).*$/\1/' "/proc/$pid/stat" 2>/dev/null) || return 1
-  [[ -n "$state" && "$state" != Z && "$state" != X ]]
-}
-
-# True if PID is the broker started for this DIR (guards against PID reuse).
-ours() {
-  local pid=$1 dir=$2
-  local cmdline
-  alive "$pid" || return 1
-  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [[ "$cmdline" == *"kafka.Kafka $dir/server.properties"* ]]
-}
-
-read_pid() {
-  local pidfile=$1/kafka.pid pid
-  [[ -s "$pidfile" ]] || return 1
-  pid=$(<"$pidfile")
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  echo "$pid"
-}
-
-port_in_use() {
-  [[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]]
-}
-
-now() { date +%s; }
+# The properties path is what tells our broker for DIR apart from any other
+# Kafka, including one started by another DIR.
+broker_cmdline() { printf '%s' "kafka.Kafka $1/server.properties"; }
+# The config written by start is the record of the address it listens on.
+broker_address() { sed -n 's#^advertised.listeners=PLAINTEXT://##p' "$1/server.properties"; }
 
 # Fetch the broker jars (and runtime deps) into the cache once. Serialised with
 # flock because parallel tests may all call start on a cold cache.
@@ -250,18 +224,7 @@ cmd_start() {
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd -P) # absolute: it ends up in configs and cmdline
 
-  local pid
-  if pid=$(read_pid "$dir") && ours "$pid" "$dir"; then
-    die "already running in $dir (pid $pid); stop it first"
-  fi
-  rm -f "$dir/kafka.pid"
-  local p
-  for p in "$port" "$ctl"; do
-    if port_in_use "$p"; then
-      ss -Hltnp "sport = :$p" >&2 || true
-      die "port $p is already in use by another process"
-    fi
-  done
+  refuse_if_busy "$dir" "$port" "$ctl"
 
   fetch
   write_config "$dir" "$port" "$ctl" "$node"
@@ -287,22 +250,11 @@ cmd_start() {
     echo "$cid" >"$dir/cluster.id"
   fi
 
-  # setsid: own session, so killing the caller's process group (ctest timeout,
-  # Ctrl-C in a demo) doesn't take the broker down with it. The wrapper shell
-  # writes its own PID and then execs java, so the pid file is java's PID
-  # whether or not setsid had to fork.
-  : >"$dir/stdout.log"
-  # shellcheck disable=SC2016 # $$ and $1 are for the inner shell
-  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$dir/kafka.pid" \
-    java "${jvm[@]}" -cp "$cp" kafka.Kafka "$dir/server.properties" \
-    </dev/null >>"$dir/stdout.log" 2>&1 &
+  spawn "$dir" java "${jvm[@]}" -cp "$cp" kafka.Kafka "$dir/server.properties"
 
   local timeout=${KAFKA_START_TIMEOUT:-90}
-  local deadline=$(($(now) + timeout))
-  while ! pid=$(read_pid "$dir"); do
-    (($(now) < deadline)) || die "broker process did not start (see $dir/stdout.log)"
-    sleep 0.05
-  done
+  local deadline=$(($(now) + timeout)) pid
+  pid=$(wait_for_pid "$dir" "$deadline")
 
   local meta
   # Ready = broker answers a metadata request listing itself. Listing all
@@ -322,71 +274,6 @@ cmd_start() {
     sleep 0.3
   done
   echo "kafka.sh: broker $KAFKA_VERSION up on 127.0.0.1:$port (controller $ctl, pid $pid, dir $dir)"
-}
-
-cmd_stop() {
-  local dir="" kill_now=0
-  while (($#)); do
-    case $1 in
-    --dir) dir=${2:?}; shift 2 ;;
-    --kill) kill_now=1; shift ;;
-    *) usage ;;
-    esac
-  done
-  [[ -n "$dir" ]] || usage
-  if [[ ! -d "$dir" ]]; then
-    return 0
-  fi
-  dir=$(cd "$dir" && pwd -P)
-  local pid
-  if ! pid=$(read_pid "$dir") || ! ours "$pid" "$dir"; then
-    rm -f "$dir/kafka.pid"
-    echo "kafka.sh: not running in $dir"
-    return 0
-  fi
-
-  if ((kill_now)); then
-    kill -KILL "$pid" 2>/dev/null || true
-  else
-    # SIGTERM = clean shutdown: flushes logs, so the restart needs no recovery.
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$(($(now) + 30))
-    while alive "$pid" && (($(now) < deadline)); do
-      sleep 0.2
-    done
-    if alive "$pid"; then
-      echo "kafka.sh: pid $pid ignored SIGTERM for 30s, sending SIGKILL" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-  fi
-  # SIGKILL is asynchronous too; wait until the ports are really released.
-  local deadline=$(($(now) + 10))
-  while alive "$pid" && (($(now) < deadline)); do
-    sleep 0.05
-  done
-  alive "$pid" && die "pid $pid did not exit"
-  rm -f "$dir/kafka.pid"
-  echo "kafka.sh: stopped (pid $pid)"
-}
-
-cmd_status() {
-  local dir=""
-  while (($#)); do
-    case $1 in
-    --dir) dir=${2:?}; shift 2 ;;
-    *) usage ;;
-    esac
-  done
-  [[ -n "$dir" ]] || usage
-  [[ -d "$dir" ]] && dir=$(cd "$dir" && pwd -P)
-  local pid port
-  if pid=$(read_pid "$dir") && ours "$pid" "$dir"; then
-    port=$(sed -n 's#^advertised.listeners=PLAINTEXT://##p' "$dir/server.properties")
-    echo "running pid $pid on $port"
-    return 0
-  fi
-  echo "stopped"
-  return 3 # LSB "program is not running"
 }
 
 (($# >= 1)) || usage

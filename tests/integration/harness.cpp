@@ -66,7 +66,7 @@ SluiceProcess::~SluiceProcess() {
   if (pid_ > 0) Kill();
 }
 
-void SluiceProcess::Start() {
+void SluiceProcess::Start(const std::vector<std::string>& env) {
   const std::string log = log_dir_ + "/sluice-" + std::to_string(++runs_) + ".log";
   pid_t pid = fork();
   if (pid < 0) throw std::runtime_error("fork failed");
@@ -76,11 +76,25 @@ void SluiceProcess::Start() {
     FILE* out = std::freopen(log.c_str(), "w", stderr);
     if (out == nullptr) _exit(126);
     dup2(fileno(stderr), STDOUT_FILENO);
+    for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
     execl(binary_.c_str(), binary_.c_str(), "run", "--config", config_.c_str(), "--log-level",
           "info", static_cast<char*>(nullptr));
     _exit(127);
   }
   pid_ = pid;
+}
+
+std::optional<int> SluiceProcess::WaitExit(std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
+  while (pid_ > 0 && std::chrono::steady_clock::now() < deadline) {
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return std::nullopt;
 }
 
 bool SluiceProcess::Running() {

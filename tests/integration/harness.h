@@ -36,7 +36,11 @@ class SluiceProcess {
  public:
   SluiceProcess(std::string binary, std::string config_path, std::string log_dir);
   ~SluiceProcess();
-  void Start();
+  // `env` entries ("NAME=value") are added to the daemon's environment.
+  void Start(const std::vector<std::string>& env = {});
+  // Waits for the daemon to exit by itself; returns the exit status (or -signal), or 0 on timeout
+  // with the process still running.
+  std::optional<int> WaitExit(std::chrono::seconds timeout);
   // SIGTERM, then waits; returns the exit status (or -signal).
   int Terminate(std::chrono::seconds timeout = std::chrono::seconds(60));
   void Kill();  // SIGKILL, reaped

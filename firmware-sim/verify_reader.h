@@ -1,0 +1,94 @@
+#pragma once
+
+#include <librdkafka/rdkafkacpp.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+
+namespace sluice::sim {
+
+struct VerifyReaderOptions {
+  std::string brokers = "127.0.0.1:9092";
+  std::string topic;
+  uint64_t max_records = 0;  // stop once this many were read; 0: no limit
+  // Stop when no record arrived for this long (counted from the start of reading) and every
+  // partition has been read to its end.
+  std::chrono::milliseconds idle_timeout{10000};
+  std::chrono::milliseconds timeout{300000};  // stop reading after this long in any case
+  // How long Open may take to reach the cluster and find the topic with its partitions.
+  std::chrono::milliseconds connect_timeout{10000};
+  std::map<std::string, std::string> properties;  // extra librdkafka settings, applied first
+};
+
+// One record as read; the views are valid only during the callback.
+struct ConsumedRecord {
+  std::string_view key;
+  std::string_view value;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  std::optional<int64_t> timestamp_ms;  // CreateTime or LogAppendTime, when the broker has one
+};
+
+// Reads one Kafka topic from its beginning, all partitions, without joining a consumer group:
+// partitions are taken from the cluster's metadata and assigned at OFFSET_BEGINNING, and nothing is
+// committed, so a run neither disturbs nor depends on any group. Records come in offset order
+// within each partition; partitions interleave as the broker serves them. Partitions added to the
+// topic after Open are not read.
+//
+// Thread-compatible: one thread calls Open, Read and the destructor. `clock` must outlive the
+// reader. librdkafka's own threads call only into the private event callback, which locks.
+class VerifyReader {
+ public:
+  enum class StopReason { kCount, kIdle, kTimeout };
+  struct Stats {
+    uint64_t records = 0;
+    StopReason stop = StopReason::kIdle;
+    std::chrono::milliseconds elapsed{0};
+    uint64_t transient_errors = 0;  // errors librdkafka recovers from itself (broker went away)
+    int partitions_at_end = 0;      // partitions read to their end when reading stopped
+  };
+
+  // Connects and assigns every partition of the topic. Unavailable (naming the brokers and the
+  // last broker error) when the cluster cannot be reached within connect_timeout; NotFound when
+  // the topic does not appear within it; InvalidArgument for a bad setting.
+  static Status Open(VerifyReaderOptions options, const Clock* clock,
+                     std::unique_ptr<VerifyReader>* out);
+  ~VerifyReader();
+  VerifyReader(const VerifyReader&) = delete;
+  VerifyReader& operator=(const VerifyReader&) = delete;
+
+  int partitions() const { return static_cast<int>(partition_ids_.size()); }
+
+  // Calls `on_record` for each record until max_records, the idle timeout (with every partition
+  // at its end) or the overall timeout.
+  // `on_warning` hears about transient errors, once per kind of error. An error that reading
+  // cannot recover from (topic deleted, not authorised, fatal client error) ends it with a Status
+  // naming the topic and brokers; `stats` is filled either way.
+  Status Read(const std::function<void(const ConsumedRecord&)>& on_record,
+              const std::function<void(const std::string&)>& on_warning, Stats* stats);
+
+ private:
+  class Events;
+
+  VerifyReader(VerifyReaderOptions options, const Clock* clock);
+  Status Connect();
+  std::string Where() const;
+
+  const VerifyReaderOptions options_;
+  const Clock* const clock_;
+  std::unique_ptr<Events> events_;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  std::vector<int32_t> partition_ids_;
+};
+
+}  // namespace sluice::sim

@@ -1,0 +1,39 @@
+#include "gateway/failpoint.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+
+namespace sluice::gateway {
+
+Status ParseFailpoint(const std::string& spec, FailpointHook* out) {
+  *out = nullptr;
+  if (spec.empty()) return Status::Ok();
+  const auto colon = spec.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == spec.size()) {
+    return Status::InvalidArgument("SLUICE_FAILPOINT must be <name>:<count>, not '" + spec + "'");
+  }
+  const std::string name = spec.substr(0, colon);
+  uint64_t count = 0;
+  for (char c : spec.substr(colon + 1)) {
+    if (c < '0' || c > '9') {
+      return Status::InvalidArgument("SLUICE_FAILPOINT count must be a number in '" + spec + "'");
+    }
+    count = count * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (count == 0) return Status::InvalidArgument("SLUICE_FAILPOINT count must be at least 1");
+  auto hits = std::make_shared<std::atomic<uint64_t>>(0);
+  *out = [name, count, hits](const char* point) {
+    if (std::strcmp(point, name.c_str()) != 0) return;
+    if (hits->fetch_add(1) + 1 == count) {
+      // No cleanup, no flush: exactly what a crash at this point leaves behind.
+      kill(getpid(), SIGKILL);
+    }
+  };
+  return Status::Ok();
+}
+
+}  // namespace sluice::gateway

@@ -1,0 +1,322 @@
+#include "firmware-sim/verifier.h"
+
+#include <algorithm>
+#include <numeric>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "firmware-sim/device_event.h"
+
+namespace sluice::sim {
+namespace {
+
+VerifyRecord Ev(const std::string& device, uint32_t boot, uint64_t seq,
+                std::optional<int64_t> latency_ms = std::nullopt) {
+  VerifyRecord r;
+  r.device = device;
+  r.boot = boot;
+  r.seq = seq;
+  r.sent_ms = 1'764'000'000'000 + static_cast<int64_t>(seq);
+  if (latency_ms) r.kafka_ts_ms = r.sent_ms + *latency_ms;
+  return r;
+}
+
+void AddSeqs(Verifier* v, const std::string& device, uint32_t boot, uint64_t first, uint64_t last) {
+  for (uint64_t s = first; s <= last; ++s) v->Add(Ev(device, boot, s));
+}
+
+VerifyExpectation MustParse(const std::string& json) {
+  VerifyExpectation e;
+  Status s = VerifyExpectation::Parse(json, &e);
+  REQUIRE_MESSAGE(s.ok(), s.ToString());
+  return e;
+}
+
+const DeviceResult& DeviceOf(const VerifyReport& r, const std::string& name) {
+  auto it = std::find_if(r.devices.begin(), r.devices.end(),
+                         [&](const DeviceResult& d) { return d.device == name; });
+  REQUIRE_MESSAGE(it != r.devices.end(), "no device " << name << " in the report");
+  return *it;
+}
+
+TEST_CASE("Verifier passes a clean interleaved stream from several devices") {
+  Verifier v;
+  for (uint64_t s = 1; s <= 100; ++s) {
+    v.Add(Ev("dev-001", 1, s));
+    v.Add(Ev("dev-002", 1, s));
+  }
+  const VerifyReport r = v.Finish();
+  CHECK(r.totals.devices == 2);
+  CHECK(r.totals.boots == 2);
+  CHECK(r.totals.records == 200);
+  CHECK(r.totals.unique == 200);
+  CHECK(r.totals.lost == 0);
+  CHECK(r.totals.duplicates == 0);
+  CHECK(r.totals.reordered == 0);
+  CHECK(r.Passed({}));
+  CHECK(DeviceOf(r, "dev-002").boots.at(0).highest_seq == 100);
+}
+
+TEST_CASE("Verifier fails a stream without a single device event") {
+  Verifier v;
+  v.AddForeign(0, 0, "not JSON");
+  const VerifyReport r = v.Finish();
+  CHECK(r.totals.lost == 0);
+  CHECK(r.Failures({}) == std::vector<std::string>{"no device events read"});
+}
+
+TEST_CASE("Verifier reports a gap as lost with its ranges") {
+  Verifier v;
+  AddSeqs(&v, "dev-001", 1, 1, 16);
+  AddSeqs(&v, "dev-001", 1, 21, 41);
+  AddSeqs(&v, "dev-001", 1, 43, 50);
+  AddSeqs(&v, "dev-002", 1, 1, 50);
+  const VerifyReport r = v.Finish();
+  const DeviceResult& d = DeviceOf(r, "dev-001");
+  CHECK(d.lost == 5);
+  REQUIRE(d.boots.size() == 1);
+  CHECK(d.boots[0].lost_ranges == std::vector<SeqRange>{{17, 20}, {42, 42}});
+  CHECK(DeviceOf(r, "dev-002").lost == 0);
+  CHECK(r.totals.lost == 5);
+  CHECK(r.totals.reordered == 0);
+  CHECK(r.Failures({}) == std::vector<std::string>{"lost 5 events"});
+}
+
+TEST_CASE("Verifier counts a repeat as a duplicate only, and allows it unless told not to") {
+  Verifier v;
+  // sluice's at-least-once resend: 1 2 3, then 2 3 again, then on.
+  for (uint64_t s : {1, 2, 3, 2, 3, 4}) v.Add(Ev("dev-001", 1, s));
+  const VerifyReport r = v.Finish();
+  CHECK(r.totals.duplicates == 2);
+  CHECK(r.totals.reordered == 0);
+  CHECK(r.totals.lost == 0);
+  CHECK(r.totals.unique == 4);
+  CHECK(r.Passed({}));
+  VerifyReport::Policy strict_dups;
+  strict_dups.fail_on_duplicates = true;
+  CHECK(r.Failures(strict_dups) == std::vector<std::string>{"2 duplicates"});
+}
+
+TEST_CASE("Verifier counts a first appearance below the highest seq as reordered, not lost") {
+  Verifier v;
+  for (uint64_t s : {1, 2, 4, 3, 5}) v.Add(Ev("dev-001", 1, s));
+  const VerifyReport r = v.Finish();
+  CHECK(r.totals.reordered == 1);
+  CHECK(r.totals.lost == 0);
+  CHECK(r.totals.duplicates == 0);
+  CHECK_FALSE(r.Passed({}));
+  CHECK(r.Failures({}) == std::vector<std::string>{"1 event reordered"});
+}
+
+TEST_CASE("Verifier does not treat a reboot that restarts seq at 1 as loss or reordering") {
+  Verifier v;
+  AddSeqs(&v, "dev-001", 1, 1, 5);
+  AddSeqs(&v, "dev-001", 2, 1, 3);
+  AddSeqs(&v, "dev-001", 3, 1, 1);
+  const VerifyReport r = v.Finish();
+  const DeviceResult& d = DeviceOf(r, "dev-001");
+  CHECK(d.boots.size() == 3);
+  CHECK(d.reordered == 0);
+  CHECK(d.lost == 0);
+  CHECK(d.stale_boot == 0);
+  CHECK(r.Passed({}));
+}
+
+TEST_CASE("Verifier counts every event of an older boot after a newer boot as reordered") {
+  Verifier v;
+  AddSeqs(&v, "dev-001", 1, 1, 3);
+  AddSeqs(&v, "dev-001", 2, 1, 2);
+  v.Add(Ev("dev-001", 1, 4));
+  v.Add(Ev("dev-001", 1, 5));
+  // A resend of an old boot's event is a duplicate, not a further reorder.
+  v.Add(Ev("dev-001", 1, 3));
+  const VerifyReport r = v.Finish();
+  const DeviceResult& d = DeviceOf(r, "dev-001");
+  CHECK(d.reordered == 2);
+  CHECK(d.stale_boot == 2);
+  CHECK(d.duplicates == 1);
+  CHECK(d.lost == 0);
+  CHECK(d.boots.at(0).reordered == 2);
+  CHECK(d.boots.at(1).reordered == 0);
+  CHECK_FALSE(r.Passed({}));
+}
+
+TEST_CASE("Verifier finds no loss in any permutation, and counts each late arrival once") {
+  std::vector<uint64_t> seqs(1000);
+  std::iota(seqs.begin(), seqs.end(), 1);
+  std::mt19937 rng(42);
+  std::shuffle(seqs.begin(), seqs.end(), rng);
+  Verifier v;
+  uint64_t highest = 0;
+  uint64_t late = 0;
+  for (uint64_t s : seqs) {
+    if (s < highest) late++;
+    highest = std::max(highest, s);
+    v.Add(Ev("dev-001", 1, s));
+  }
+  const VerifyReport r = v.Finish();
+  CHECK(r.totals.unique == 1000);
+  CHECK(r.totals.lost == 0);
+  CHECK(r.totals.duplicates == 0);
+  CHECK(r.totals.reordered == late);
+  CHECK(late > 0);
+}
+
+TEST_CASE(
+    "Verifier with an expectation counts a missing tail and absent devices and boots as lost") {
+  Verifier v(MustParse(R"({"devices":[
+      {"device":"dev-001","boots":[{"boot":1,"first_seq":1,"last_seq":10},
+                                   {"boot":2,"first_seq":1,"last_seq":4}]},
+      {"device":"dev-002","boots":[{"boot":1,"first_seq":1,"last_seq":6}]}]})"));
+  AddSeqs(&v, "dev-001", 1, 1, 7);
+  const VerifyReport r = v.Finish();
+  CHECK(r.with_expectation);
+  const DeviceResult& d1 = DeviceOf(r, "dev-001");
+  REQUIRE(d1.boots.size() == 2);
+  CHECK(d1.boots[0].lost_ranges == std::vector<SeqRange>{{8, 10}});
+  CHECK(d1.boots[1].lost_ranges == std::vector<SeqRange>{{1, 4}});
+  CHECK(d1.boots[1].records == 0);
+  const DeviceResult& d2 = DeviceOf(r, "dev-002");
+  CHECK(d2.records == 0);
+  CHECK(d2.lost == 6);
+  CHECK(r.totals.lost == 3 + 4 + 6);
+  CHECK(r.totals.devices == 2);
+  CHECK(r.totals.unexpected == 0);
+}
+
+TEST_CASE("Verifier excludes seqs the device dropped from loss and reports them apart") {
+  const std::string summary = R"({"devices":[{"device":"dev-001","boots":[
+      {"boot":1,"first_seq":1,"last_seq":20,"dropped_by_device":[[4,5],[18,20]]}]}]})";
+  SUBCASE("the rest arrived: passes") {
+    Verifier v(MustParse(summary));
+    AddSeqs(&v, "dev-001", 1, 1, 3);
+    AddSeqs(&v, "dev-001", 1, 6, 17);
+    const VerifyReport r = v.Finish();
+    CHECK(r.totals.lost == 0);
+    CHECK(r.totals.dropped_by_device == 5);
+    CHECK(r.Passed({}));
+  }
+  SUBCASE("a gap next to a dropped range is lost, the dropped part is not") {
+    Verifier v(MustParse(summary));
+    AddSeqs(&v, "dev-001", 1, 1, 3);
+    AddSeqs(&v, "dev-001", 1, 8, 16);
+    const VerifyReport r = v.Finish();
+    CHECK(DeviceOf(r, "dev-001").boots.at(0).lost_ranges ==
+          std::vector<SeqRange>{{6, 7}, {17, 17}});
+    CHECK(r.totals.lost == 3);
+  }
+  SUBCASE("a dropped seq that arrives anyway is unexpected, fatal only with --strict") {
+    Verifier v(MustParse(summary));
+    AddSeqs(&v, "dev-001", 1, 1, 17);
+    const VerifyReport r = v.Finish();
+    CHECK(r.totals.unexpected == 2);
+    CHECK(r.totals.lost == 0);
+    CHECK(r.Passed({}));
+    VerifyReport::Policy strict;
+    strict.strict = true;
+    CHECK(r.Failures(strict) == std::vector<std::string>{"2 unexpected records"});
+  }
+}
+
+TEST_CASE("Verifier with an expectation counts records it does not list as unexpected") {
+  Verifier v(MustParse(
+      R"({"devices":[{"device":"dev-001","boots":[{"boot":1,"first_seq":1,"last_seq":3}]}]})"));
+  AddSeqs(&v, "dev-001", 1, 1, 4);  // 4 is past last_seq
+  AddSeqs(&v, "dev-001", 2, 1, 2);  // boot 2 is not listed
+  AddSeqs(&v, "dev-009", 1, 1, 2);  // nor is the device
+  const VerifyReport r = v.Finish();
+  CHECK(r.totals.unexpected == 5);
+  CHECK(r.totals.lost == 0);
+  CHECK_FALSE(DeviceOf(r, "dev-009").expected);
+  CHECK(DeviceOf(r, "dev-001").expected);
+}
+
+TEST_CASE("Verifier counts payloads that are not device events as foreign") {
+  Verifier v;
+  DeviceEvent e;
+  e.device = "dev-001";
+  e.boot = 1;
+  e.seq = 1;
+  e.ts_ms = 1000;
+  v.AddPayload(e.Encode(), 1250, 0, 0);
+  v.AddPayload("hello", std::nullopt, 0, 1);
+  v.AddPayload(R"({"v":1,"device":"dev-001"})", std::nullopt, 0, 2);
+  const VerifyReport r = v.Finish();
+  CHECK(v.records() == 3);
+  CHECK(r.totals.records == 1);
+  CHECK(r.totals.foreign == 2);
+  REQUIRE(r.foreign_examples.size() == 2);
+  CHECK(r.foreign_examples[1].offset == 2);
+  CHECK(r.latency.samples == 1);
+  CHECK(r.latency.max == 250);
+  CHECK(r.Passed({}));
+  VerifyReport::Policy strict;
+  strict.strict = true;
+  CHECK(r.Failures(strict) == std::vector<std::string>{"2 foreign records"});
+}
+
+TEST_CASE("Verifier computes nearest-rank latency percentiles over first appearances") {
+  std::vector<int64_t> latencies(1000);
+  std::iota(latencies.begin(), latencies.end(), 1);
+  std::mt19937 rng(7);
+  std::shuffle(latencies.begin(), latencies.end(), rng);
+  Verifier v;
+  uint64_t seq = 0;
+  for (int64_t l : latencies) v.Add(Ev("dev-001", 1, ++seq, l));
+  // Neither a resend (duplicate) nor a record without a timestamp is a latency sample.
+  v.Add(Ev("dev-001", 1, 1, 1'000'000));
+  v.Add(Ev("dev-001", 1, ++seq));
+  const VerifyReport r = v.Finish();
+  CHECK(r.latency.samples == 1000);
+  CHECK(r.latency.min == 1);
+  CHECK(r.latency.p50 == 500);
+  CHECK(r.latency.p90 == 900);
+  CHECK(r.latency.p99 == 990);
+  CHECK(r.latency.p999 == 999);
+  CHECK(r.latency.max == 1000);
+  CHECK(DeviceOf(r, "dev-001").latency.p99 == 990);
+}
+
+TEST_CASE("LatencyStats picks actual samples by nearest rank on small sets") {
+  std::vector<int64_t> one{42};
+  const LatencyStats a = LatencyStats::Of(&one);
+  CHECK(a.p50 == 42);
+  CHECK(a.p999 == 42);
+  std::vector<int64_t> four{40, -5, 20, 10};  // negative: device clock ahead of the gateway's
+  const LatencyStats b = LatencyStats::Of(&four);
+  CHECK(b.min == -5);
+  CHECK(b.p50 == 10);  // rank ceil(0.5 * 4) = 2
+  CHECK(b.p90 == 40);  // rank ceil(0.9 * 4) = 4
+  CHECK(b.max == 40);
+  std::vector<int64_t> none;
+  CHECK(LatencyStats::Of(&none).samples == 0);
+}
+
+TEST_CASE("Verifier report notes a device spread over several partitions") {
+  Verifier v;
+  VerifyRecord a = Ev("dev-001", 1, 1);
+  VerifyRecord b = Ev("dev-001", 1, 2);
+  b.partition = 3;
+  v.Add(a);
+  v.Add(b);
+  const VerifyReport r = v.Finish();
+  CHECK(DeviceOf(r, "dev-001").partitions == std::vector<int32_t>{0, 3});
+  CHECK(r.FormatTable({}).find("dev-001 is on partitions 0,3") != std::string::npos);
+}
+
+TEST_CASE("Verifier handles seqs far apart without listing every missing one") {
+  Verifier v;
+  v.Add(Ev("dev-001", 1, 1));
+  v.Add(Ev("dev-001", 1, 1'000'000'000'000));
+  const VerifyReport r = v.Finish();
+  CHECK(r.totals.lost == 999'999'999'998);
+  CHECK(DeviceOf(r, "dev-001").boots.at(0).lost_ranges ==
+        std::vector<SeqRange>{{2, 999'999'999'999}});
+}
+
+}  // namespace
+}  // namespace sluice::sim
