@@ -150,6 +150,9 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 # Consumers in tests should not wait 3 s for the first rebalance.
 group.initial.rebalance.delay.ms=0
+# Record timestamps are the broker's append time, so that device-to-Kafka latency measured by
+# sluice-verify includes every wait inside sluice and librdkafka.
+log.message.timestamp.type=LogAppendTime
 auto.create.topics.enable=true
 num.partitions=${KAFKA_NUM_PARTITIONS:-1}
 
