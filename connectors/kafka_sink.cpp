@@ -1,5 +1,7 @@
 #include "connectors/kafka_sink.h"
 
+#include "connectors/kafka_conf.h"
+
 #include <chrono>
 #include <cstdint>
 #include <unordered_map>
@@ -123,20 +125,7 @@ Status KafkaSink::Create(KafkaSinkOptions options, const Router* router,
 }
 
 Status KafkaSink::BuildProducer() {
-  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  std::string err;
-  auto set = [&](const std::string& key, const std::string& value) -> Status {
-    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) {
-      return Status::InvalidArgument("kafka setting " + key + "=" + value + ": " + err);
-    }
-    return Status::Ok();
-  };
-  // User properties first, so that the settings sluice's guarantees rest on are applied last.
-  for (const auto& [k, v] : options_.properties) {
-    Status s = set(k, v);
-    if (!s.ok()) return s;
-  }
-  const std::pair<std::string, std::string> settings[] = {
+  connectors::KafkaSettings settings = {
       {"bootstrap.servers", options_.brokers},
       {"enable.idempotence", "true"},
       {"acks", "all"},
@@ -150,14 +139,13 @@ Status KafkaSink::BuildProducer() {
       {"reconnect.backoff.max.ms", std::to_string(options_.reconnect_max_ms)},
       {"log.connection.close", "false"},
   };
-  for (const auto& [k, v] : settings) {
-    Status s = set(k, v);
-    if (!s.ok()) return s;
-  }
   if (options_.properties.count("client.id") == 0) {
-    Status s = set("client.id", "sluice-" + options_.gateway_id);
-    if (!s.ok()) return s;
+    settings.emplace_back("client.id", "sluice-" + options_.gateway_id);
   }
+  std::unique_ptr<RdKafka::Conf> conf;
+  Status s = BuildKafkaConf(options_.properties, settings, &conf);
+  if (!s.ok()) return s;
+  std::string err;
   if (conf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(callbacks_.get()), err) !=
           RdKafka::Conf::CONF_OK ||
       conf->set("event_cb", static_cast<RdKafka::EventCb*>(callbacks_.get()), err) !=

@@ -1,5 +1,7 @@
 #include "firmware-sim/verify_reader.h"
 
+#include "connectors/kafka_conf.h"
+
 #include <algorithm>
 #include <map>
 #include <mutex>
@@ -90,21 +92,9 @@ Status VerifyReader::Open(VerifyReaderOptions options, const Clock* clock,
 }
 
 Status VerifyReader::Connect() {
-  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  std::string err;
-  auto set = [&](const std::string& key, const std::string& value) -> Status {
-    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) {
-      return Status::InvalidArgument("kafka setting " + key + "=" + value + ": " + err);
-    }
-    return Status::Ok();
-  };
-  // User properties first, so that the settings a from-the-beginning, no-commit read rests on
+  // User properties go first, so that the settings a from-the-beginning, no-commit read rests on
   // are applied last.
-  for (const auto& [k, v] : options_.properties) {
-    Status s = set(k, v);
-    if (!s.ok()) return s;
-  }
-  const std::pair<std::string, std::string> settings[] = {
+  const connectors::KafkaSettings settings = {
       {"bootstrap.servers", options_.brokers},
       {"group.id", FreshGroupId()},
       {"client.id", "sluice-verify"},
@@ -115,10 +105,10 @@ Status VerifyReader::Connect() {
       {"enable.partition.eof", "true"},
       {"log.connection.close", "false"},
   };
-  for (const auto& [k, v] : settings) {
-    Status s = set(k, v);
-    if (!s.ok()) return s;
-  }
+  std::unique_ptr<RdKafka::Conf> conf;
+  Status built = connectors::BuildKafkaConf(options_.properties, settings, &conf);
+  if (!built.ok()) return built;
+  std::string err;
   if (conf->set("event_cb", static_cast<RdKafka::EventCb*>(events_.get()), err) !=
       RdKafka::Conf::CONF_OK) {
     return Status::InvalidArgument("kafka event_cb: " + err);
