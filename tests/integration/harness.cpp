@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "storage/sqlite_event_log.h"
+#include "tests/test_util.h"
 
 namespace sluice::itest {
 
@@ -85,16 +86,17 @@ void SluiceProcess::Start(const std::vector<std::string>& env) {
 }
 
 std::optional<int> SluiceProcess::WaitExit(std::chrono::seconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  int status = 0;
-  while (pid_ > 0 && std::chrono::steady_clock::now() < deadline) {
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return std::nullopt;
+  std::optional<int> result;
+  sluice::testing::WaitFor(
+      [&] {
+        int status = 0;
+        if (pid_ <= 0 || waitpid(pid_, &status, WNOHANG) != pid_) return false;
+        pid_ = -1;
+        result = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+        return true;
+      },
+      timeout, std::chrono::milliseconds(20));
+  return result;
 }
 
 bool SluiceProcess::Running() {
@@ -111,16 +113,7 @@ bool SluiceProcess::Running() {
 int SluiceProcess::Terminate(std::chrono::seconds timeout) {
   if (pid_ <= 0) return -1;
   kill(pid_, SIGTERM);
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  int status = 0;
-  while (std::chrono::steady_clock::now() < deadline) {
-    pid_t r = waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      pid_ = -1;
-      return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  if (auto status = WaitExit(timeout)) return *status;
   Kill();
   return -SIGKILL;
 }
