@@ -156,8 +156,17 @@ void MqttSource::Stop() {
   {
     std::unique_lock<std::mutex> lock(gate_->mu);
     gate_->draining = true;
-    gate_->cv.wait_for(lock, std::chrono::milliseconds(kDisconnectTimeoutMs),
-                       [&] { return gate_->writing == 0; });
+    // The PUBACK of the last message taken is on the wire once Paho delivered the next message
+    // (which parks), or, when no next message comes, a moment after that callback returned.
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(kDisconnectTimeoutMs);
+    const auto settle = std::chrono::milliseconds(50);
+    while (std::chrono::steady_clock::now() < deadline) {
+      const auto now = std::chrono::steady_clock::now();
+      if (gate_->parked > 0) break;
+      if (gate_->writing == 0 && now - gate_->last_return >= settle) break;
+      gate_->cv.wait_for(lock, std::chrono::milliseconds(10));
+    }
   }
   const HalfClose closed =
       HalfCloseBrokerConnection(options_.url, std::chrono::milliseconds(kDisconnectTimeoutMs));
@@ -294,6 +303,8 @@ void MqttSource::OnMessage(const std::shared_ptr<Gate>& gate, mqtt::const_messag
   {
     std::unique_lock<std::mutex> lock(gate->mu);
     if (gate->draining) {
+      gate->parked++;
+      gate->cv.notify_all();
       gate->cv.wait(lock, [&] { return gate->released; });
       return;
     }
@@ -308,6 +319,7 @@ void MqttSource::OnMessage(const std::shared_ptr<Gate>& gate, mqtt::const_messag
   }
   std::unique_lock<std::mutex> lock(gate->mu);
   gate->writing--;
+  gate->last_return = std::chrono::steady_clock::now();
   gate->cv.notify_all();
   if (park) {
     // Returning would acknowledge an event that is not in the log. Hold the callback until the

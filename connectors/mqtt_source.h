@@ -95,6 +95,10 @@ class MqttSource final : public Source {
     std::condition_variable cv;
     bool draining = false;  // shutdown began: callbacks park instead of taking their message
     int writing = 0;        // callbacks between taking a message and returning
+    int parked = 0;         // callbacks holding a message they did not take
+    // When the last callback that took its message returned; Paho writes that message's PUBACK
+    // right after, on the same thread, before it delivers the next message.
+    std::chrono::steady_clock::time_point last_return{};
     bool released = false;  // the connection is closed: parked callbacks may return
   };
 
