@@ -19,8 +19,6 @@ bool IsPermanent(RdKafka::ErrorCode err) {
     case RdKafka::ERR_INVALID_MSG:
     case RdKafka::ERR_INVALID_RECORD:
     case RdKafka::ERR_INVALID_MSG_SIZE:
-    case RdKafka::ERR_TOPIC_AUTHORIZATION_FAILED:
-    case RdKafka::ERR_CLUSTER_AUTHORIZATION_FAILED:
     case RdKafka::ERR_TOPIC_EXCEPTION:
     case RdKafka::ERR_POLICY_VIOLATION:
     case RdKafka::ERR_UNKNOWN_TOPIC_OR_PART:
@@ -31,6 +29,14 @@ bool IsPermanent(RdKafka::ErrorCode err) {
     default:
       return false;
   }
+}
+
+// The broker's ACLs refuse sluice's principal. That is the operator's to fix, not the event's
+// fault: the event is retried (and stays in the log) until the ACLs allow the write, and never
+// dead-lettered.
+bool IsAuthorization(RdKafka::ErrorCode err) {
+  return err == RdKafka::ERR_TOPIC_AUTHORIZATION_FAILED ||
+         err == RdKafka::ERR_CLUSTER_AUTHORIZATION_FAILED;
 }
 
 void* SeqToOpaque(uint64_t seq) {
@@ -55,9 +61,13 @@ class KafkaSink::Callbacks final : public RdKafka::DeliveryReportCb, public RdKa
     if (err == RdKafka::ERR_NO_ERROR) {
       d.outcome = Delivery::Outcome::kDelivered;
       sink_->connected_ = true;
+      // Only a delivery proves the producer works again; a broker that answers metadata may
+      // still refuse the producer's id.
+      sink_->rebuild_backoff_.Reset();
     } else {
       d.outcome = IsPermanent(err) ? Delivery::Outcome::kRejected : Delivery::Outcome::kRetry;
       d.error = msg.topic_name() + ": " + RdKafka::err2str(err);
+      if (IsAuthorization(err)) sink_->WarnAuthorization(msg.topic_name(), err);
     }
     if (sink_->in_flight_ > 0) sink_->in_flight_--;
     if (out_ != nullptr) out_->push_back(std::move(d));
@@ -180,6 +190,7 @@ Status KafkaSink::Send(const storage::Event& event) {
     return Status::Ok();
   }
   if (rc == RdKafka::ERR__QUEUE_FULL) return Status::Full("kafka producer queue full");
+  if (IsAuthorization(rc)) WarnAuthorization(route->upstream_topic, rc);
   if (IsPermanent(rc)) {
     return Status::InvalidArgument(route->upstream_topic + ": " + RdKafka::err2str(rc));
   }
@@ -190,18 +201,55 @@ void KafkaSink::Poll(std::chrono::milliseconds timeout, std::vector<Delivery>* o
   callbacks_->out_ = out;
   producer_->poll(static_cast<int>(timeout.count()));
   callbacks_->out_ = nullptr;
+  if (in_flight_ == 0 && !connected_.load()) ProbeConnection();
   std::string reason;
-  if (callbacks_->fatal_ || producer_->fatal_error(reason) != RdKafka::ERR_NO_ERROR) {
+  // fatal_error() first: it supplies the reason even when the event callback saw the error.
+  const bool fatal = producer_->fatal_error(reason) != RdKafka::ERR_NO_ERROR;
+  if (fatal || callbacks_->fatal_) {
+    // A fatal error that comes back at once (e.g. the cluster refuses the idempotent producer's id
+    // for want of an ACL) would otherwise rebuild the producer in a tight loop.
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_rebuild_) return;
     if (reason.empty()) reason = "fatal producer error";
     RebuildAfterFatal(reason, out);
+    next_rebuild_ = now + rebuild_backoff_.Next();
   }
 }
 
-void KafkaSink::RebuildAfterFatal(const std::string& reason, std::vector<Delivery>* out) {
+void KafkaSink::WarnAuthorization(const std::string& topic, RdKafka::ErrorCode err) {
+  uint64_t suppressed = 0;
+  if (!authorization_log_.Allow(&suppressed)) return;
   log_->error(
-      "kafka producer hit a fatal error ({}); rebuilding it and resending what was in "
-      "flight (this may duplicate some events upstream)",
-      reason);
+      "kafka {} refuses sluice access to topic '{}': {} ({} more since the last report); the "
+      "events stay in the log and are retried until the broker's ACLs allow this client to "
+      "write (WRITE and DESCRIBE on the topic, IDEMPOTENT_WRITE on the cluster)",
+      options_.brokers, topic, RdKafka::err2str(err), suppressed);
+}
+
+void KafkaSink::ProbeConnection() {
+  // Only while idle and not known to be connected, at most once a second, and briefly: with
+  // Kafka down the request waits out its timeout on the forwarder thread, which has nothing to
+  // send meanwhile. Events in flight answer the question themselves through their reports.
+  constexpr auto kInterval = std::chrono::seconds(1);
+  constexpr int kTimeoutMs = 250;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_probe_) return;
+  next_probe_ = now + kInterval;
+  RdKafka::Metadata* metadata = nullptr;
+  // Locally known topics only: the answer names the brokers, which is all that is asked.
+  const RdKafka::ErrorCode err = producer_->metadata(false, nullptr, &metadata, kTimeoutMs);
+  std::unique_ptr<RdKafka::Metadata> owned(metadata);
+  if (err == RdKafka::ERR_NO_ERROR) connected_ = true;
+}
+
+void KafkaSink::RebuildAfterFatal(const std::string& reason, std::vector<Delivery>* out) {
+  uint64_t suppressed = 0;
+  if (fatal_log_.Allow(&suppressed)) {
+    log_->error(
+        "kafka producer hit a fatal error ({}); rebuilding it and resending what was in "
+        "flight (this may duplicate some events upstream) ({} more since the last report)",
+        reason, suppressed);
+  }
   producer_->purge(RdKafka::Producer::PURGE_QUEUE | RdKafka::Producer::PURGE_INFLIGHT |
                    RdKafka::Producer::PURGE_NON_BLOCKING);
   callbacks_->out_ = out;

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "common/backoff.h"
+#include "common/log_throttle.h"
 #include "connectors/router.h"
 #include "connectors/sink.h"
 
@@ -40,8 +42,11 @@ inline constexpr const char* kHeaderReceivedMs = "sluice.received_ms";
 // keeping per-partition order and suppressing duplicates from its own retries. The record key is
 // the route's device key, so all events of a device go to one partition, in sequence order.
 //
-// Permanent refusals (record too large, unknown topic, authorisation) come back as kRejected. A
-// fatal idempotence error rebuilds the producer and reports what was in flight as kRetry.
+// Permanent refusals (record too large, unknown topic) come back as kRejected. An authorization
+// refusal (topic or cluster ACL) is the operator's to fix, not the event's: it comes back as kRetry
+// (or Unavailable from Send), with a throttled error naming the topic. A fatal idempotence error
+// rebuilds the producer, at most as often as a backoff allows, and reports what was in flight as
+// kRetry.
 //
 // Thread-safety: one thread calls every method (the forwarder), as Sink requires; librdkafka's own
 // threads never call into this class except through Poll.
@@ -66,7 +71,11 @@ class KafkaSink final : public Sink {
 
   KafkaSink(KafkaSinkOptions options, const Router* router, std::shared_ptr<spdlog::logger> logger);
   Status BuildProducer();
+  // While nothing is in flight no delivery report says whether Kafka answers, so an idle sink asks
+  // for metadata now and then to learn that it is connected (readiness, metrics).
+  void ProbeConnection();
   void RebuildAfterFatal(const std::string& reason, std::vector<Delivery>* out);
+  void WarnAuthorization(const std::string& topic, RdKafka::ErrorCode err);
 
   const KafkaSinkOptions options_;
   const Router* const router_;
@@ -76,6 +85,11 @@ class KafkaSink final : public Sink {
   std::unique_ptr<RdKafka::Producer> producer_;
   size_t in_flight_ = 0;
   std::atomic<bool> connected_{false};
+  std::chrono::steady_clock::time_point next_probe_{};
+  Backoff rebuild_backoff_{std::chrono::milliseconds(500), std::chrono::seconds(30)};
+  std::chrono::steady_clock::time_point next_rebuild_{};
+  LogThrottle authorization_log_{std::chrono::seconds(30)};
+  LogThrottle fatal_log_{std::chrono::seconds(30)};
 };
 
 }  // namespace sluice::connectors

@@ -269,6 +269,7 @@ bool MqttSource::ConnectOnce(std::string* error) {
     log_->info("connected to MQTT broker {} as '{}' ({}; {} subscription(s))", options_.url,
                options_.client_id, session_present ? "session resumed" : "new session, subscribed",
                options_.subscriptions.size());
+    if (options_.on_ready) options_.on_ready();
     return true;
   } catch (const mqtt::exception& e) {
     *error = e.what();

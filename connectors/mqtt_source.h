@@ -44,6 +44,9 @@ struct MqttSourceOptions {
   // Called (from a Paho thread) when an event could not be written to the log for a reason other
   // than shutdown: the daemon must stop, since the log is failed.
   std::function<void(const Status&)> on_fatal;
+  // Called (from the connector thread) after each successful connection, once the subscriptions
+  // are made: from then on the broker delivers events to sluice. Must return quickly.
+  std::function<void()> on_ready;
   // Test hook, called with "mqtt.before_commit" and "mqtt.after_commit" around the durable write
   // of each QoS 1/2 event (see gateway/failpoint.h). Empty in production.
   std::function<void(const char*)> failpoint;

@@ -14,7 +14,7 @@ namespace sluice::connectors {
 struct Delivery {
   enum class Outcome {
     kDelivered,  // the upstream confirmed it durably (Kafka: acks=all)
-    kRejected,   // the upstream refused it for good (too large, unknown topic, not authorised)
+    kRejected,   // the upstream refused it for good (too large, unknown topic)
     kRetry,      // lost in flight (e.g. the producer was rebuilt): send it again, in order.
                  // seq 0 means every event in flight was lost.
   };

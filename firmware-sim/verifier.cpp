@@ -39,6 +39,15 @@ bool InsertSeq(SeqSet* set, uint64_t seq) {
   return true;
 }
 
+// A device's clock can claim any "ts", so the latency saturates rather than overflow.
+int64_t SaturatingDifference(int64_t a, int64_t b) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  if (b < 0 && a > kMax + b) return kMax;
+  if (b > 0 && a < kMin + b) return kMin;
+  return a - b;
+}
+
 uint64_t Size(const SeqRange& r) {
   return r.last - r.first + 1;
 }
@@ -109,7 +118,7 @@ void Verifier::Add(const VerifyRecord& record) {
     return;
   }
   if (record.kafka_ts_ms.has_value()) {
-    device.latencies_ms.push_back(*record.kafka_ts_ms - record.sent_ms);
+    device.latencies_ms.push_back(SaturatingDifference(*record.kafka_ts_ms, record.sent_ms));
   }
   if (record.boot < device.highest_boot) {
     boot.reordered++;

@@ -99,7 +99,7 @@ class Verifier {
   static bool IsUnexpected(const BootState& boot, uint64_t seq);
 
   const bool with_expectation_ = false;
-  const VerifyExpectation expectation_;
+  const VerifyExpectation expectation_{};
   std::map<std::string, DeviceState, std::less<>> devices_;
   uint64_t records_ = 0;
   uint64_t foreign_ = 0;

@@ -3,9 +3,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <initializer_list>
 #include <limits>
@@ -190,9 +192,10 @@ std::string Describe(const toml::node& node) {
 // cascade of follow-on complaints.
 class Context {
  public:
-  explicit Context(std::string_view origin) : origin_(origin) {}
+  Context(std::string_view origin, const ConfigEnvironment* env) : origin_(origin), env_(env) {}
 
   bool ok() const { return status_.ok(); }
+  const ConfigEnvironment& env() const { return *env_; }
   const Status& status() const { return status_; }
 
   // `where` may be null for a value that came from a default.
@@ -217,8 +220,46 @@ class Context {
 
  private:
   std::string origin_;
+  const ConfigEnvironment* env_;  // outlives the context
   Status status_;
 };
+
+constexpr std::string_view kCredentialsVariable = "${CREDENTIALS_DIRECTORY}";
+
+// Expands a leading ${CREDENTIALS_DIRECTORY} in a file name (systemd's LoadCredential=). Returns
+// the problem, or empty when *path is usable.
+std::string ExpandCredentials(const ConfigEnvironment& env, std::string* path) {
+  if (path->find("${") == std::string::npos) return "";
+  if (!path->starts_with(kCredentialsVariable) ||
+      path->find("${", kCredentialsVariable.size()) != std::string::npos) {
+    return Quote(*path) + ": only a leading ${CREDENTIALS_DIRECTORY} is expanded";
+  }
+  if (env.credentials_directory.empty()) {
+    return Quote(*path) +
+           " refers to ${CREDENTIALS_DIRECTORY}, which is not set; systemd sets it for a service "
+           "with LoadCredential= (docs/operations.md)";
+  }
+  path->replace(0, kCredentialsVariable.size(), env.credentials_directory);
+  return "";
+}
+
+// A secret kept in a file: editors and `echo` end the file with a newline that is not part of
+// the secret.
+Status ReadSecretFile(const std::string& path, std::string* out) {
+  std::string contents;
+  Status s = ReadWholeFile(path, &contents);
+  if (!s.ok()) return s;
+  if (contents.ends_with("\r\n")) {
+    contents.resize(contents.size() - 2);
+  } else if (contents.ends_with('\n')) {
+    contents.pop_back();
+  }
+  if (contents.find('\0') != std::string::npos) {
+    return Status::InvalidArgument(Quote(path) + " contains a NUL character");
+  }
+  *out = std::move(contents);
+  return Status::Ok();
+}
 
 // Reads the keys of one TOML table, remembering which ones it was asked for so that whatever is
 // left over can be reported as unknown with a suggestion. A null table stands for an absent
@@ -281,6 +322,19 @@ class TableReader {
     if (!String(key, &value)) return false;
     if (value.empty()) {
       Fail(key, "must not be empty");
+      return false;
+    }
+    *out = std::move(value);
+    return true;
+  }
+
+  // A file name; a leading ${CREDENTIALS_DIRECTORY} is expanded.
+  bool FilePath(std::string_view key, std::string* out) {
+    std::string value;
+    if (!String(key, &value)) return false;
+    std::string problem = ExpandCredentials(ctx_->env(), &value);
+    if (!problem.empty()) {
+      Fail(key, problem);
       return false;
     }
     *out = std::move(value);
@@ -441,6 +495,7 @@ void ReadGateway(Context* ctx, const toml::table* table, GatewayConfig* out) {
   }
   r.Choice("log_level", {"trace", "debug", "info", "warn", "error", "critical", "off"},
            &out->log_level);
+  r.Uint32("stop_timeout_s", 1, 3600, &out->stop_timeout_s);
   r.RejectUnknownKeys();
 }
 
@@ -476,9 +531,9 @@ bool IsTlsScheme(std::string_view url) {
 void ReadTls(Context* ctx, const toml::table* table, TlsConfig* out) {
   TableReader r(ctx, table, "mqtt.tls");
   r.Bool("enabled", &out->enabled);
-  r.String("ca_file", &out->ca_file);
-  r.String("cert_file", &out->cert_file);
-  r.String("key_file", &out->key_file);
+  r.FilePath("ca_file", &out->ca_file);
+  r.FilePath("cert_file", &out->cert_file);
+  r.FilePath("key_file", &out->key_file);
   r.Bool("verify", &out->verify);
   r.RejectUnknownKeys();
 }
@@ -517,29 +572,16 @@ void ReadMqtt(Context* ctx, const toml::table* table, const std::string& gateway
 
   const bool has_username = r.String("username", &out->username);
   const bool has_password = r.String("password", &out->password);
-  const bool has_password_file = r.NonEmptyString("password_file", &out->password_file);
+  const bool has_password_file = r.NonEmptyString("password_file", &out->password_file) &&
+                                 r.FilePath("password_file", &out->password_file);
   if (has_username && out->username.size() > kMaxMqttStringBytes) {
     r.Fail("username", "is longer than MQTT's 65535 bytes");
   }
   if (has_password && has_password_file) {
     r.Fail("password_file", "mqtt.password and mqtt.password_file are mutually exclusive; set one");
   } else if (has_password_file && ctx->ok()) {
-    std::string contents;
-    Status s = ReadWholeFile(out->password_file, &contents);
-    if (!s.ok()) {
-      r.Fail("password_file", s.message());
-    } else {
-      // Editors and `echo` end the file with a newline that is not part of the password.
-      if (contents.ends_with("\r\n")) {
-        contents.resize(contents.size() - 2);
-      } else if (contents.ends_with('\n')) {
-        contents.pop_back();
-      }
-      if (contents.find('\0') != std::string::npos) {
-        r.Fail("password_file", Quote(out->password_file) + " contains a NUL character");
-      }
-      out->password = std::move(contents);
-    }
+    Status s = ReadSecretFile(out->password_file, &out->password);
+    if (!s.ok()) r.Fail("password_file", s.message());
   }
   if (out->password.size() > kMaxMqttStringBytes) {
     r.Fail(has_password_file ? "password_file" : "password", "is longer than MQTT's 65535 bytes");
@@ -637,6 +679,13 @@ void ReadProperties(Context* ctx, const toml::table& table, const std::string& p
     if (!ctx->ok()) return;
     const std::string name =
         prefix.empty() ? std::string(key.str()) : prefix + "." + std::string(key.str());
+    // librdkafka takes names as C strings: "acks\u0000x" would reach it as "acks", past the
+    // refusal below.
+    if (const size_t nul = name.find('\0'); nul != std::string::npos) {
+      ctx->Fail(&key.source(), "kafka.properties '" + name.substr(0, nul) +
+                                   "\\u0000...': a property name must not contain a NUL character");
+      return;
+    }
     const std::string where = "kafka.properties '" + name + "'";
     if (const auto* sub = node.as_table()) {
       ReadProperties(ctx, *sub, name, out);
@@ -653,6 +702,12 @@ void ReadProperties(Context* ctx, const toml::table& table, const std::string& p
         ctx->Fail(&node.source(), where + ": contains a NUL character");
         return;
       }
+      // For file properties such as ssl.key.location.
+      std::string problem = ExpandCredentials(ctx->env(), &value);
+      if (!problem.empty()) {
+        ctx->Fail(&node.source(), where + ": " + problem);
+        return;
+      }
     } else if (const auto* i = node.as_integer()) {
       value = std::to_string(i->get());
     } else if (const auto* b = node.as_boolean()) {
@@ -666,9 +721,67 @@ void ReadProperties(Context* ctx, const toml::table& table, const std::string& p
   }
 }
 
+// What is wrong with a librdkafka bootstrap list ("host:port,host:port", each optionally with
+// a security-protocol scheme such as SASL_SSL://); empty when it is well formed. librdkafka itself
+// accepts a bad entry and only logs resolution failures forever, so a typo would look like an
+// outage instead of a configuration error.
+std::string BrokerListProblem(std::string_view list) {
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = list.find(',', start);
+    std::string_view entry =
+        list.substr(start, comma == std::string_view::npos ? list.npos : comma - start);
+    while (!entry.empty() && entry.front() == ' ') entry.remove_prefix(1);
+    while (!entry.empty() && entry.back() == ' ') entry.remove_suffix(1);
+    const std::string quoted = Quote(entry);
+    if (entry.empty()) return "has an empty entry; expected host:port[,host:port...]";
+    if (const size_t scheme = entry.find("://"); scheme != std::string_view::npos) {
+      std::string name(entry.substr(0, scheme));
+      for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      if (name != "PLAINTEXT" && name != "SSL" && name != "SASL_PLAINTEXT" && name != "SASL_SSL")
+        return "entry " + quoted +
+               " has an unknown scheme; use host:port, or PLAINTEXT://, SSL://, "
+               "SASL_PLAINTEXT:// or SASL_SSL://";
+      entry.remove_prefix(scheme + 3);
+    }
+    std::string_view host = entry;
+    std::string_view port;
+    if (entry.starts_with('[')) {  // [IPv6]:port
+      const size_t close = entry.find(']');
+      if (close == std::string_view::npos) return "entry " + quoted + " has an unclosed '['";
+      host = entry.substr(0, close + 1);
+      if (close + 1 < entry.size()) {
+        if (entry[close + 1] != ':') return "entry " + quoted + " has text after ']'";
+        port = entry.substr(close + 2);
+        if (port.empty()) return "entry " + quoted + " has an empty port";
+      }
+    } else if (const size_t colon = entry.rfind(':'); colon != std::string_view::npos) {
+      host = entry.substr(0, colon);
+      port = entry.substr(colon + 1);
+      if (port.empty()) return "entry " + quoted + " has an empty port";
+    }
+    if (host.empty() || host == "[]") return "entry " + quoted + " names no host";
+    if (host.find_first_of("/ @?#") != std::string_view::npos)
+      return "entry " + quoted + " is not host:port (e.g. kafka1:9092)";
+    if (!port.empty()) {
+      uint64_t n = 0;
+      for (char c : port) {
+        if (c < '0' || c > '9' || n > 65535) return "entry " + quoted + " has a bad port";
+        n = n * 10 + static_cast<uint64_t>(c - '0');
+      }
+      if (n == 0 || n > 65535) return "entry " + quoted + " has a port outside 1..65535";
+    }
+    if (comma == std::string_view::npos) return "";
+    start = comma + 1;
+  }
+}
+
 void ReadKafka(Context* ctx, const toml::table* table, KafkaConfig* out) {
   TableReader r(ctx, table, "kafka");
-  r.NonEmptyString("brokers", &out->brokers);
+  if (r.NonEmptyString("brokers", &out->brokers)) {
+    const std::string problem = BrokerListProblem(out->brokers);
+    if (!problem.empty()) r.Fail("brokers", problem);
+  }
   r.Choice("compression", {"none", "gzip", "snappy", "lz4", "zstd"}, &out->compression);
   // Ranges follow librdkafka's limits for the properties these keys map to.
   r.Uint32("linger_ms", 0, 900'000, &out->linger_ms);
@@ -678,6 +791,68 @@ void ReadKafka(Context* ctx, const toml::table* table, KafkaConfig* out) {
   r.Uint32("reconnect_max_ms", 1, kMaxBackoffMs, &out->reconnect_max_ms);
   if (const toml::table* properties = r.Table("properties")) {
     ReadProperties(ctx, *properties, "", &out->properties);
+  }
+  if (r.NonEmptyString("sasl_password_file", &out->sasl_password_file) &&
+      r.FilePath("sasl_password_file", &out->sasl_password_file) && ctx->ok()) {
+    std::string password;
+    Status s = ReadSecretFile(out->sasl_password_file, &password);
+    if (!s.ok()) {
+      r.Fail("sasl_password_file", s.message());
+    } else if (out->properties.count("sasl.password") != 0) {
+      r.Fail("sasl_password_file",
+             "kafka.sasl_password_file and kafka.properties 'sasl.password' are mutually "
+             "exclusive; set one");
+    } else {
+      out->properties["sasl.password"] = std::move(password);
+    }
+  }
+  r.RejectUnknownKeys();
+}
+
+// Splits "HOST:PORT" or "[IPV6]:PORT"; returns a problem, or empty when it is usable.
+std::string SplitListen(const std::string& listen, std::string* host, uint16_t* port) {
+  static constexpr std::string_view kForm =
+      " is not HOST:PORT, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\"";
+  std::string port_text;
+  if (listen.starts_with('[')) {
+    const auto close = listen.find(']');
+    if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':') {
+      return Quote(listen) + std::string(kForm);
+    }
+    *host = listen.substr(1, close - 1);
+    port_text = listen.substr(close + 2);
+  } else {
+    const auto colon = listen.rfind(':');
+    if (colon == std::string::npos) return Quote(listen) + std::string(kForm);
+    *host = listen.substr(0, colon);
+    port_text = listen.substr(colon + 1);
+    if (host->find(':') != std::string::npos) {
+      return Quote(listen) + " has an IPv6 address without brackets; write \"[" + *host +
+             "]:" + port_text + "\"";
+    }
+  }
+  if (host->empty()) return Quote(listen) + " names no host" + std::string(kForm);
+  for (char c : *host) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '-' || c == ':' || c == '%' || c == '_';
+    if (!ok) return Quote(listen) + ": host " + Quote(*host) + " is not an address or host name";
+  }
+  if (port_text.empty() || port_text.size() > 5 ||
+      port_text.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoul(port_text) > 65535) {
+    return Quote(listen) + ": port " + Quote(port_text) +
+           " is not a number in 0..65535 (0: any free port)";
+  }
+  *port = static_cast<uint16_t>(std::stoul(port_text));
+  return "";
+}
+
+void ReadMetrics(Context* ctx, const toml::table* table, MetricsConfig* out) {
+  TableReader r(ctx, table, "metrics");
+  r.Bool("enabled", &out->enabled);
+  if (r.NonEmptyString("listen", &out->listen)) {
+    std::string problem = SplitListen(out->listen, &out->address, &out->port);
+    if (!problem.empty()) r.Fail("listen", problem);
   }
   r.RejectUnknownKeys();
 }
@@ -763,14 +938,16 @@ void ReadRoutes(Context* ctx, const toml::node* node, std::vector<RouteConfig>* 
   }
 }
 
-Status ParseDocument(const toml::table& doc, const std::string& origin, Config* out) {
-  Context ctx(origin);
+Status ParseDocument(const toml::table& doc, const std::string& origin,
+                     const ConfigEnvironment& env, Config* out) {
+  Context ctx(origin, &env);
   Config config;
   TableReader top(&ctx, &doc, "");
   const toml::table* gateway = top.Table("gateway");
   const toml::table* storage = top.Table("storage");
   const toml::table* mqtt = top.Table("mqtt");
   const toml::table* kafka = top.Table("kafka");
+  const toml::table* metrics = top.Table("metrics");
   const toml::node* routes = top.Get("route");
   // Unknown sections first: a misspelt [storge] would otherwise surface as a confusing default.
   top.RejectUnknownKeys();
@@ -779,6 +956,7 @@ Status ParseDocument(const toml::table& doc, const std::string& origin, Config* 
   ReadStorage(&ctx, storage, &config.storage);
   ReadMqtt(&ctx, mqtt, config.gateway.id, &config.mqtt);
   ReadKafka(&ctx, kafka, &config.kafka);
+  ReadMetrics(&ctx, metrics, &config.metrics);
   ReadRoutes(&ctx, routes, &config.routes);
   if (!ctx.ok()) return ctx.status();
   *out = std::move(config);
@@ -787,14 +965,21 @@ Status ParseDocument(const toml::table& doc, const std::string& origin, Config* 
 
 }  // namespace
 
-Status ParseConfig(const std::string& toml_text, const std::string& origin, Config* out) {
-  Context ctx(origin);
+ConfigEnvironment ConfigEnvironment::FromProcess() {
+  ConfigEnvironment env;
+  if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY")) env.credentials_directory = dir;
+  return env;
+}
+
+Status ParseConfig(const std::string& toml_text, const std::string& origin, Config* out,
+                   const ConfigEnvironment& env) {
+  Context ctx(origin, &env);
   // toml++ reports syntax errors by exception or by result depending on how it was built; neither
   // may leave this function.
   try {
 #if TOML_EXCEPTIONS
     const toml::table doc = toml::parse(std::string_view(toml_text), std::string_view(origin));
-    return ParseDocument(doc, origin, out);
+    return ParseDocument(doc, origin, env, out);
   } catch (const toml::parse_error& e) {
     ctx.Fail(&e.source(), "syntax error: " + std::string(e.description()));
     return ctx.status();
@@ -805,7 +990,7 @@ Status ParseConfig(const std::string& toml_text, const std::string& origin, Conf
                "syntax error: " + std::string(result.error().description()));
       return ctx.status();
     }
-    return ParseDocument(result.table(), origin, out);
+    return ParseDocument(result.table(), origin, env, out);
 #endif
   } catch (const std::exception& e) {
     // Only allocation failure is expected here; report it rather than crash the daemon at start.
@@ -814,11 +999,11 @@ Status ParseConfig(const std::string& toml_text, const std::string& origin, Conf
   }
 }
 
-Status LoadConfigFile(const std::string& path, Config* out) {
+Status LoadConfigFile(const std::string& path, Config* out, const ConfigEnvironment& env) {
   std::string text;
   Status s = ReadWholeFile(path, &text);
   if (!s.ok()) return Status::IoError("configuration file: " + s.message());
-  return ParseConfig(text, path, out);
+  return ParseConfig(text, path, out, env);
 }
 
 const char* ToString(OverflowPolicy p) {

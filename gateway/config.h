@@ -19,6 +19,8 @@ enum class SyncMode { kNormal, kFull };
 struct GatewayConfig {
   std::string id;                  // [gateway] id; default: the host name
   std::string log_level = "info";  // trace|debug|info|warn|error|critical|off
+  // Hard bound on shutdown: parts that hang longer are abandoned and sluice exits 1.
+  uint32_t stop_timeout_s = 30;
 };
 
 struct StorageConfig {
@@ -62,6 +64,16 @@ struct KafkaConfig {
   // Passed to librdkafka as-is (e.g. "security.protocol", "sasl.*"); keys that sluice sets for its
   // guarantees (enable.idempotence, acks, message.timeout.ms, ...) are refused here.
   std::map<std::string, std::string> properties;
+  // Read into properties["sasl.password"], so the secret can live in a credential file.
+  std::string sasl_password_file;
+};
+
+// The HTTP endpoint for /metrics, /healthz and /readyz (docs/operations.md).
+struct MetricsConfig {
+  bool enabled = false;
+  std::string listen = "127.0.0.1:9464";  // HOST:PORT as written; [::1]:9464 for IPv6
+  std::string address = "127.0.0.1";      // host part of `listen`, brackets removed
+  uint16_t port = 9464;                   // port part of `listen`; 0: any free port
 };
 
 // One MQTT topic filter and where its events go.
@@ -77,16 +89,26 @@ struct Config {
   StorageConfig storage;
   MqttConfig mqtt;
   KafkaConfig kafka;
+  MetricsConfig metrics;
   std::vector<RouteConfig> routes;  // at least one
+};
+
+// What a configuration may refer to outside itself.
+struct ConfigEnvironment {
+  // systemd's $CREDENTIALS_DIRECTORY (LoadCredential=); empty when unset. File keys and
+  // kafka.properties values may begin with "${CREDENTIALS_DIRECTORY}/".
+  std::string credentials_directory;
+  static ConfigEnvironment FromProcess();  // reads the process environment
 };
 
 // Parses and validates TOML text. On error the Status message names the key (dotted path, e.g.
 // "storage.max_bytes" or "route[2].kafka_topic"), the problem and, where it helps, the line.
 // `origin` (a file name) prefixes messages.
-Status ParseConfig(const std::string& toml_text, const std::string& origin, Config* out);
+Status ParseConfig(const std::string& toml_text, const std::string& origin, Config* out,
+                   const ConfigEnvironment& env = {});
 
 // Reads the file and calls ParseConfig. A missing or unreadable file is an error naming the path.
-Status LoadConfigFile(const std::string& path, Config* out);
+Status LoadConfigFile(const std::string& path, Config* out, const ConfigEnvironment& env = {});
 
 const char* ToString(OverflowPolicy p);
 const char* ToString(SyncMode m);

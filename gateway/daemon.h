@@ -6,11 +6,14 @@
 #include <memory>
 
 #include "common/clock.h"
+#include "common/metrics_registry.h"
 #include "connectors/kafka_sink.h"
 #include "connectors/mqtt_source.h"
 #include "connectors/router.h"
 #include "gateway/config.h"
 #include "gateway/forwarder.h"
+#include "gateway/metrics_server.h"
+#include "gateway/service_notifier.h"
 #include "storage/log_writer.h"
 #include "storage/sqlite_event_log.h"
 
@@ -45,11 +48,36 @@ class Daemon {
   // One line on the pipeline's state, for the periodic log line.
   std::string Summary() const;
 
+  // Liveness (/healthz): OK while the log is usable (no part failed for good) and the forwarder's
+  // loop made progress within the last kStallLimit. Otherwise Unavailable saying why.
+  Status Health() const;
+  // Readiness (/readyz): healthy, and the MQTT source is connected and subscribed, and the sink
+  // reaches Kafka. Otherwise Unavailable naming what is missing.
+  Status Readiness() const;
+
+  static constexpr std::chrono::seconds kStallLimit{30};
+
+  // Called (from the MQTT connector thread) each time the source has connected and made its
+  // subscriptions, so events flow from then on. REQUIRES: before Open.
+  void SetOnReady(std::function<void()> on_ready) { on_ready_ = std::move(on_ready); }
+
+  // The pipeline's heartbeats for the service watchdog; empty when not running.
+  std::vector<Heartbeat> Heartbeats() const;
+
  private:
   Config config_;
   std::shared_ptr<spdlog::logger> log_;
   const Clock* clock_;
   std::function<void(const char*)> failpoint_;
+  std::function<void()> on_ready_;
+  // Registers the metrics of docs/operations.md, read from the parts at scrape time.
+  void RegisterMetrics();
+
+  // Declared before the parts, so that it outlives the histograms' users.
+  std::unique_ptr<MetricsRegistry> metrics_ = std::make_unique<MetricsRegistry>();
+  Histogram* commit_seconds_ = nullptr;   // owned by metrics_
+  Histogram* forward_latency_ = nullptr;  // owned by metrics_
+  std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<connectors::Router> router_;
   std::unique_ptr<storage::SqliteEventLog> event_log_;
   std::unique_ptr<storage::LogWriter> writer_;

@@ -26,12 +26,17 @@ Status ParseFailpoint(const std::string& spec, FailpointHook* out) {
   }
   if (count == 0) return Status::InvalidArgument("SLUICE_FAILPOINT count must be at least 1");
   auto hits = std::make_shared<std::atomic<uint64_t>>(0);
-  *out = [name, count, hits](const char* point) {
+  const bool wedge = name.ends_with(".wedge");
+  *out = [name, count, hits, wedge](const char* point) {
     if (std::strcmp(point, name.c_str()) != 0) return;
-    if (hits->fetch_add(1) + 1 == count) {
-      // No cleanup, no flush: exactly what a crash at this point leaves behind.
-      kill(getpid(), SIGKILL);
+    if (hits->fetch_add(1) + 1 != count) return;
+    if (wedge) {
+      // Every signal is blocked in this thread (the main thread takes them synchronously), so
+      // pause() never returns: the thread stays hung until the process ends.
+      for (;;) pause();
     }
+    // No cleanup, no flush: exactly what a crash at this point leaves behind.
+    kill(getpid(), SIGKILL);
   };
   return Status::Ok();
 }

@@ -5,10 +5,13 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
 
+#include "common/clock.h"
+#include "common/histogram.h"
 #include "common/log_throttle.h"
 #include "connectors/sink.h"
 #include "storage/event_log.h"
@@ -24,6 +27,13 @@ struct ForwarderOptions {
   std::chrono::milliseconds ack_interval{200};
   std::chrono::milliseconds idle_wait{100};
   std::chrono::milliseconds drain_timeout{10000};  // for in-flight events at Stop
+  // Test hook, called with "forwarder.wedge" each time a batch was read from the log (see
+  // gateway/failpoint.h). Empty in production.
+  std::function<void(const char*)> failpoint;
+  // If both are set, each confirmed event's time from receipt (Event::received_ms, wall clock) to
+  // its confirmation is observed in seconds. Both must outlive the forwarder.
+  const Clock* clock = nullptr;
+  Histogram* forward_latency_seconds = nullptr;
 };
 
 struct ForwarderStats {
@@ -59,13 +69,15 @@ class Forwarder {
   void Stop();
 
   ForwarderStats Stats() const;
-  // The first error that stopped the loop (the log failed); OK while healthy.
+  // The first error that stopped the loop (the log failed); OK while healthy. A full disk is not
+  // such an error: storing the cursor or a dead letter is retried until there is room.
   Status error() const;
 
  private:
   struct Pending {
     uint64_t seq;
     bool done;
+    int64_t received_ms = 0;  // for the forward latency
   };
 
   void Loop();
@@ -75,6 +87,7 @@ class Forwarder {
   void MaybeAcknowledge(bool force);
   Pending* FindPending(uint64_t seq);
   bool Fail(const Status& s);
+  void WarnDiskFull(const Status& s);
 
   storage::EventLog* const log_;
   connectors::Sink* const sink_;
@@ -86,8 +99,13 @@ class Forwarder {
   std::deque<storage::Event> unsent_;  // read from the log, not yet accepted by the sink
   uint64_t next_read_after_ = 0;       // highest seq read from the log
   uint64_t acked_ = 0;
+  // The disk was too full to record a dead letter, or the upstream refused an event with nothing
+  // in flight, on this pass.
+  bool stalled_ = false;
   std::chrono::steady_clock::time_point last_ack_{};
   LogThrottle dead_letter_log_{std::chrono::seconds(10)};
+  LogThrottle disk_full_log_{std::chrono::seconds(10)};
+  LogThrottle rewind_log_{std::chrono::seconds(10)};
 
   std::atomic<bool> stop_{false};
   std::thread thread_;

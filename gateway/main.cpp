@@ -2,8 +2,8 @@
 // graph is assembled (through Daemon) and where exceptions are caught for good.
 
 #include <signal.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -13,9 +13,13 @@
 
 #include "common/clock.h"
 #include "gateway/config.h"
+#include "gateway/config_file.h"
 #include "gateway/daemon.h"
 #include "gateway/failpoint.h"
+#include "gateway/log_setup.h"
+#include "gateway/service_notifier.h"
 #include "gateway/status_report.h"
+#include "gateway/stop_deadline.h"
 #include "sluice/version.h"
 
 namespace {
@@ -24,18 +28,50 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitConfig = 2;
 
-std::shared_ptr<spdlog::logger> MakeLogger(const std::string& level) {
-  auto logger =
-      std::make_shared<spdlog::logger>("sluice", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-  logger->set_level(spdlog::level::from_str(level));
-  logger->flush_on(spdlog::level::info);
-  return logger;
+std::string Join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+// SIGHUP: re-reads the configuration and applies what can change at run time; a bad file keeps
+// the running configuration. Everything else is wired into the pipeline at start, where changing
+// it under running threads (broker addresses, routes, the log) is not safe.
+void Reload(sluice::gateway::ConfigFile* file, spdlog::logger* logger,
+            std::chrono::seconds* stop_timeout) {
+  sluice::gateway::Config fresh;
+  std::vector<std::string> changed;
+  sluice::Status s = file->Reload(&fresh, &changed);
+  if (!s.ok()) {
+    logger->error("SIGHUP: configuration not reloaded, still running with the previous one: {}",
+                  s.ToString());
+    return;
+  }
+  std::vector<std::string> applied;
+  std::vector<std::string> need_restart;
+  for (const std::string& key : changed) {
+    if (key == "gateway.log_level") {
+      // A changed file wins over --log-level: the operator edited it and asked for the reload.
+      logger->set_level(spdlog::level::from_str(fresh.gateway.log_level));
+      applied.push_back(key + " = " + fresh.gateway.log_level);
+    } else if (key == "gateway.stop_timeout_s") {
+      *stop_timeout = std::chrono::seconds(fresh.gateway.stop_timeout_s);
+      applied.push_back(key + " = " + std::to_string(fresh.gateway.stop_timeout_s));
+    } else {
+      need_restart.push_back(key);
+    }
+  }
+  logger->info("SIGHUP: reloaded {}: {}", file->path(),
+               applied.empty() ? "nothing to apply" : "applied " + Join(applied));
+  if (!need_restart.empty()) {
+    logger->warn("SIGHUP: changed keys not applied until sluice restarts: {}", Join(need_restart));
+  }
 }
 
 int CheckConfig(const std::string& path) {
   sluice::gateway::Config config;
-  sluice::Status s = sluice::gateway::LoadConfigFile(path, &config);
+  sluice::Status s = sluice::gateway::LoadConfigFile(
+      path, &config, sluice::gateway::ConfigEnvironment::FromProcess());
   if (!s.ok()) {
     std::fprintf(stderr, "sluice: %s\n", s.message().c_str());
     return kExitConfig;
@@ -50,7 +86,8 @@ int ShowStatus(const std::string& config_path, const std::string& log_path, bool
   uint64_t max_bytes = 0;
   if (path.empty()) {
     sluice::gateway::Config config;
-    sluice::Status s = sluice::gateway::LoadConfigFile(config_path, &config);
+    sluice::Status s = sluice::gateway::LoadConfigFile(
+        config_path, &config, sluice::gateway::ConfigEnvironment::FromProcess());
     if (!s.ok()) {
       std::fprintf(stderr, "sluice: %s\n", s.message().c_str());
       return kExitConfig;
@@ -71,12 +108,16 @@ int ShowStatus(const std::string& config_path, const std::string& log_path, bool
 
 int Run(const std::string& path, const std::string& level_override) {
   sluice::gateway::Config config;
-  sluice::Status s = sluice::gateway::LoadConfigFile(path, &config);
+  sluice::gateway::ConfigFile config_file(path, sluice::gateway::ConfigEnvironment::FromProcess());
+  sluice::Status s = config_file.Load(&config);
   if (!s.ok()) {
     std::fprintf(stderr, "sluice: %s\n", s.message().c_str());
     return kExitConfig;
   }
-  auto logger = MakeLogger(level_override.empty() ? config.gateway.log_level : level_override);
+  auto logger = sluice::gateway::MakeDaemonLogger(
+      level_override.empty() ? config.gateway.log_level : level_override,
+      sluice::gateway::FdIsJournalStream(STDERR_FILENO, std::getenv("JOURNAL_STREAM")));
+  auto stop_timeout = std::chrono::seconds(config.gateway.stop_timeout_s);
 
   // Signals are taken synchronously by this thread; every other thread inherits the mask.
   sigset_t signals;
@@ -97,11 +138,30 @@ int Run(const std::string& path, const std::string& level_override) {
   if (failpoint) logger->warn("fault injection armed: SLUICE_FAILPOINT={}", failpoint_spec);
 
   sluice::SystemClock clock;
+  auto notifier = sluice::gateway::ServiceNotifier::FromEnvironment(&clock, logger);
+  if (notifier->watchdog().count() > 0) {
+    logger->info("service watchdog: {} ms; pings stop when the forwarder stalls for {} ms",
+                 notifier->watchdog().count() / 1000, notifier->fresh_limit().count() / 1000);
+  }
+  // Bounds Shutdown(), whatever hangs in it (docs/operations.md).
+  auto bounded_shutdown = [&](sluice::gateway::Daemon& d) {
+    sluice::gateway::StopDeadline deadline(stop_timeout, [&logger, stop_timeout] {
+      logger->critical(
+          "shutdown did not finish within gateway.stop_timeout_s = {} s; exiting now (events "
+          "not confirmed by Kafka stay in the log and are sent again)",
+          stop_timeout.count());
+      logger->flush();
+      _exit(kExitFailure);
+    });
+    d.Shutdown();
+  };
   sluice::gateway::Daemon daemon(config, logger, &clock, failpoint);
+  daemon.SetOnReady([&notifier] { notifier->Ready("MQTT subscribed; forwarding"); });
   s = daemon.Open();
   if (!s.ok()) {
     logger->critical("cannot start: {}", s.ToString());
-    daemon.Shutdown();
+    notifier->Stopping("cannot start: " + s.ToString());
+    bounded_shutdown(daemon);
     return kExitFailure;
   }
 
@@ -116,7 +176,10 @@ int Run(const std::string& path, const std::string& level_override) {
       break;
     }
     if (sig == SIGHUP) {
-      logger->info("received SIGHUP; {}", daemon.Summary());
+      notifier->Reloading();
+      Reload(&config_file, logger.get(), &stop_timeout);
+      notifier->Reloaded();
+      logger->info("{}", daemon.Summary());
     }
     s = daemon.Failed();
     if (!s.ok()) {
@@ -128,8 +191,10 @@ int Run(const std::string& path, const std::string& level_override) {
       logger->info("{}", daemon.Summary());
       next_summary += summary_every;
     }
+    notifier->Tick([&daemon] { return daemon.Summary(); }, daemon.Heartbeats());
   }
-  daemon.Shutdown();
+  notifier->Stopping(exit_code == kExitOk ? "stopping" : "stopping after a fatal error");
+  bounded_shutdown(daemon);
   return exit_code;
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install every Debian 12 package sluice needs to build, test and demo.
-# Usage: scripts/install-deps.sh
+# Usage: scripts/install-deps.sh [--print-packages]
 # Idempotent: when everything is already installed apt is not touched at all.
 set -euo pipefail
 
@@ -10,11 +10,30 @@ packages=(
   # libraries the C++ code links against
   libpaho-mqttpp-dev libpaho-mqtt-dev librdkafka-dev libsqlite3-dev
   libspdlog-dev libfmt-dev doctest-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
-  libsystemd-dev
+  libsystemd-dev libcpp-httplib-dev
   # runtime / test tooling: brokers, CLI clients, Kafka via Maven + Java
   sqlite3 mosquitto mosquitto-clients kcat maven default-jre-headless
   ca-certificates procps iproute2
+  # network fault tests: packet loss and partitions inside a test namespace (chaos label)
+  nftables
+  # benchmark chart (bench/run.sh)
+  gnuplot-nox
+  # systemd-analyze and systemd-sysusers check the unit file (tests/systemd/verify_unit.sh)
+  systemd
+  # the Debian package: lintian checks it, debootstrap makes the root it is installed into
+  # (scripts/package-test.sh)
+  lintian debootstrap
 )
+
+# scripts/cross-arm64.sh installs the arm64 variants of the libraries listed here.
+if [[ "${1:-}" == --print-packages ]]; then
+  printf '%s\n' "${packages[@]}"
+  exit 0
+fi
+
+# Fuzzing (tests/fuzz/run.sh): clang with its libFuzzer and sanitizer runtimes. Host tools only;
+# listed after --print-packages so that the cross build does not look for arm64 variants.
+packages+=(clang libclang-rt-14-dev)
 
 # Only list packages that are not fully installed ("ii"), so re-runs are fast
 # and do not need the network.

@@ -3,13 +3,15 @@
 # contained in DIR (config, log, persistence DB, pid file).
 #
 # Usage:
-#   scripts/mosquitto.sh start  --dir DIR --port PORT [--persistence]
+#   scripts/mosquitto.sh start  --dir DIR --port PORT [--persistence] [--extra-conf FILE]
 #   scripts/mosquitto.sh stop   --dir DIR [--kill]
 #   scripts/mosquitto.sh status --dir DIR
 #
 # --persistence keeps retained messages, persistent sessions and their queued
 # messages in DIR/mosquitto.db across stop/start (saved every second and on a
 # clean stop; stop --kill simulates a crash and may lose the last second).
+# --extra-conf appends FILE to the generated config (e.g. a bridge, or settings
+# that override the ones above: for a repeated option Mosquitto keeps the last).
 #
 # Environment:
 #   MOSQUITTO_START_TIMEOUT  seconds to wait for the broker to answer (default 15)
@@ -39,12 +41,13 @@ broker_address() {
 }
 
 cmd_start() {
-  local dir="" port="" persistence=false
+  local dir="" port="" persistence=false extra=""
   while (($#)); do
     case $1 in
     --dir) dir=${2:?}; shift 2 ;;
     --port) port=${2:?}; shift 2 ;;
     --persistence) persistence=true; shift ;;
+    --extra-conf) extra=${2:?}; shift 2 ;;
     *) usage ;;
     esac
   done
@@ -52,6 +55,7 @@ cmd_start() {
   [[ "$port" =~ ^[0-9]+$ ]] || die "bad --port '$port'"
   [[ -x "$mosquitto_bin" ]] || die "$mosquitto_bin not found (run scripts/install-deps.sh)"
   command -v mosquitto_sub >/dev/null || die "mosquitto_sub not found (run scripts/install-deps.sh)"
+  [[ -z "$extra" || -r "$extra" ]] || die "cannot read --extra-conf '$extra'"
 
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd -P) # absolute: it ends up in the config and cmdline
@@ -88,6 +92,9 @@ log_type information
 connection_messages true
 log_timestamp_format %Y-%m-%dT%H:%M:%S
 EOF
+  if [[ -n "$extra" ]]; then
+    { echo "# Appended from $extra (--extra-conf)"; cat "$extra"; } >>"$dir/mosquitto.conf"
+  fi
 
   # In the foreground (not -d), so that the pid file holds the broker's PID.
   spawn "$dir" "$mosquitto_bin" -c "$dir/mosquitto.conf"

@@ -3,9 +3,13 @@
 #   1. installs the Debian packages (scripts/install-deps.sh) and fetches the Kafka broker's jars,
 #   2. builds with warnings as errors and runs every test: unit tests and the integration tests
 #      against a real Mosquitto and a real Kafka broker (started and stopped by CTest fixtures),
-#   3. runs the demo (scripts/demo.sh --short),
-#   4. builds with ASan+UBSan and with TSan and runs the unit tests under each.
-# Usage: scripts/test.sh            (SLUICE_TEST_QUICK=1 skips the sanitizer builds)
+#   3. runs the demo (scripts/demo.sh --short) and a benchmark smoke run (bench/run.sh --smoke),
+#   4. builds with ASan+UBSan and with TSan and runs the unit tests under each,
+#   5. fuzzes the parsers of outside input for a bounded time (tests/fuzz/run.sh),
+#   6. builds the Debian package and installs it into a throwaway Debian 12 root
+#      (scripts/package-test.sh); cross-builds for arm64, runs the unit tests under qemu and checks
+#      the arm64 package (scripts/cross-arm64.sh).
+# Usage: scripts/test.sh            (SLUICE_TEST_QUICK=1 skips steps 4, 5 and the arm64 build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -25,11 +29,13 @@ if [[ "$unformatted" != 0 ]]; then
   exit 1
 fi
 
-build() {  # build DIR [cmake args...]
-  local dir=$1
+build() {  # build DIR [cmake args...] [-- targets...]
+  local dir=$1 args=() targets=()
   shift
-  cmake -S "$root" -B "$dir" -G Ninja -DSLUICE_WERROR=ON "$@" >/dev/null
-  cmake --build "$dir" -j "$jobs"
+  while (($#)) && [[ "$1" != -- ]]; do args+=("$1"); shift; done
+  (($#)) && shift && targets=(--target "$@")
+  cmake -S "$root" -B "$dir" -G Ninja -DSLUICE_WERROR=ON "${args[@]}" >/dev/null
+  cmake --build "$dir" -j "$jobs" "${targets[@]}"
 }
 
 step "release build (-Werror)"
@@ -40,12 +46,26 @@ step "unit and integration tests"
 step "the demo, shortened (so that the README's main command cannot rot)"
 scripts/demo.sh --short
 
+step "benchmark smoke run, tiny sizes (so that bench/run.sh cannot rot)"
+bench/run.sh --smoke --build-dir build/ci --out build/ci/bench-smoke
+
+step "Debian package (amd64): contents, install/reinstall/remove/purge in a Debian 12 root"
+scripts/package-test.sh --build-dir build/ci
+
 if [[ "${SLUICE_TEST_QUICK:-0}" != 1 ]]; then
-  step "ASan+UBSan build: unit tests"
-  build build/asan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=address
-  (cd build/asan && ctest -L unit --output-on-failure)
+  step "ASan+UBSan build: unit tests and the power-loss simulation"
+  # Only what the unit tests and the power-loss simulation run: the broker tests need no second
+  # and third build, and building them would cost CI minutes.
+  build build/asan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=address \
+    -- sluice sluice_unit_tests sluice_power_loss_tests
+  (cd build/asan && ctest -R "^(unit|cli_bad_config|chaos_power_loss)$" --output-on-failure)
   step "TSan build: unit tests"
-  build build/tsan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=thread
-  (cd build/tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest -L unit --output-on-failure)
+  build build/tsan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=thread -- sluice sluice_unit_tests
+  (cd build/tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+    ctest -L unit --output-on-failure)
+  step "libFuzzer (clang, ASan+UBSan): config, topic patterns, verifier payloads"
+  tests/fuzz/run.sh
+  step "arm64 (Raspberry Pi): cross build, unit tests under qemu-aarch64, arm64 package"
+  scripts/cross-arm64.sh --build-dir build/arm64
 fi
 step "all tests passed"

@@ -23,6 +23,7 @@ struct LogStats {
   uint64_t dropped_events = 0;     // dropped by the drop-oldest policy, since the log was created
   uint64_t dead_letters = 0;       // events the upstream refused for good
   uint64_t commits = 0;            // transactions that appended events, since open
+  uint64_t disk_full_errors = 0;   // appends refused because the disk was full, since open
 };
 
 // The durable, ordered event log between the MQTT source and the upstream sink.

@@ -5,10 +5,13 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
+#include "common/histogram.h"
 #include "storage/event_log.h"
 #include "storage/sqlite_handle.h"
+#include "storage/wal_checkpointer.h"
 
 namespace sluice::storage {
 
@@ -24,7 +27,25 @@ struct SqliteEventLogOptions {
   std::string cursor_name = "kafka";
   // Open the file read-only and take no lock: for `sluice status` beside a running daemon.
   bool read_only = false;
+  // Name of a registered SQLite VFS for both connections; empty = SQLite's default. Tests pass a
+  // fault-injecting VFS here to simulate power loss.
+  std::string vfs;
   std::shared_ptr<spdlog::logger> logger;  // REQUIRES: non-null
+  // If set, takes the duration in seconds of every append transaction, fsync included; must
+  // outlive the log.
+  Histogram* commit_seconds = nullptr;
+  // WAL checkpoints run on a thread of their own (WalCheckpointer) once a commit leaves this many
+  // pages in the WAL, so that their fsyncs never delay a commit. `checkpoint_inline` instead
+  // leaves them to SQLite's automatic checkpoint inside the committing call (at the same size):
+  // one thread, so the file operations follow from the calls alone, which a seeded power-loss
+  // run needs to be repeated exactly.
+  int64_t checkpoint_pages = 1000;
+  // Under a steady stream of commits a PASSIVE checkpoint never finds the WAL fully copied at the
+  // moment a commit starts, so SQLite never starts the WAL over. Past this size (64 MiB, the
+  // journal_size_limit) the checkpointer empties it with a TRUNCATE checkpoint, which holds
+  // commits back for one fsync of the frames since the last PASSIVE one.
+  int64_t checkpoint_truncate_pages = 16384;
+  bool checkpoint_inline = false;
 };
 
 // The EventLog on an SQLite database in WAL mode. The on-disk format is in docs/log-format.md;
@@ -33,6 +54,8 @@ struct SqliteEventLogOptions {
 // One connection writes (appends, acknowledgements, dead letters), guarded by write_mu_; a second
 // connection serves Read so that the forwarder never waits behind a group commit. WAL lets the
 // reader see the last committed state while a writer works.
+// A third connection, on the WalCheckpointer's thread, copies the WAL back into the database
+// (read-write logs only), so that no commit waits for a checkpoint's fsyncs.
 //
 // A file that is not a sluice log, was written by a newer schema, or fails SQLite's quick_check is
 // refused with Corruption and left exactly as it was.
@@ -44,6 +67,11 @@ class SqliteEventLog final : public EventLog {
   // The dead-letter table keeps the newest this many events, so that an upstream refusing
   // everything for days cannot fill the disk through it.
   static constexpr int64_t kMaxDeadLetters = 10000;
+  // Under drop-oldest on a full disk, the first round frees at least this many accounted bytes:
+  // SQLite needs whole free pages, and a round per tiny event would log a line per event.
+  static constexpr uint64_t kDiskFullDropMinBytes = 64 * 1024;
+  // Drops are logged as merged sequence ranges at most this often (the first one at once).
+  static constexpr std::chrono::seconds kDropReportInterval{10};
 
   static Status Open(SqliteEventLogOptions options, std::unique_ptr<SqliteEventLog>* out);
   ~SqliteEventLog() override;
@@ -65,6 +93,9 @@ class SqliteEventLog final : public EventLog {
   // Reads up to `limit` dead letters, oldest first, as (event, error) pairs.
   Status ReadDeadLetters(size_t limit, std::vector<std::pair<Event, std::string>>* out);
 
+  // The background checkpointer's counters; all zero when checkpoints run inline or read-only.
+  WalCheckpointer::Counters CheckpointCounters() const;
+
  private:
   explicit SqliteEventLog(SqliteEventLogOptions options);
 
@@ -73,9 +104,21 @@ class SqliteEventLog final : public EventLog {
   Status CreateSchema();
   Status PrepareStatements();
   Status LoadState();
-  Status DropOldestLocked(uint64_t need_bytes);
+  // One transaction: appends `events` (dropping the oldest first when max_bytes requires it under
+  // drop-oldest) and updates stats_; on failure nothing is appended and stats_ is unchanged.
+  Status InsertLocked(std::span<Event> events, uint64_t incoming);
+  // `reason` starts the warning that names the dropped range.
+  Status DropOldestLocked(uint64_t need_bytes, const char* reason);
+  // Drops the oldest events in a transaction of its own, to free pages on a full disk.
+  Status DropOldestForDiskLocked(uint64_t need_bytes);
+  // After a commit that included a drop: adds it to the drops not yet logged, and logs them once
+  // the report interval has passed.
+  void NoteCommittedDropLocked();
+  void ReportDropsLocked();  // logs the drops not yet logged, if any
   Status SetMetaLocked(const char* key, int64_t value);
   Status FailLocked(Status s);  // records the first fatal error; returns it
+  // sqlite3_wal_hook of the writing connection: runs after each commit, write_mu_ held.
+  static int OnWalCommit(void* self, sqlite3* db, const char* name, int pages);
 
   const SqliteEventLogOptions options_;
   std::shared_ptr<spdlog::logger> log_;
@@ -92,6 +135,19 @@ class SqliteEventLog final : public EventLog {
   Statement upsert_meta_;     // GUARDED_BY(write_mu_)
   LogStats stats_;            // GUARDED_BY(write_mu_)
   Status failed_;             // GUARDED_BY(write_mu_)
+  struct DropRange {
+    uint64_t first = 0;
+    uint64_t last = 0;
+    uint64_t count = 0;
+    const char* reason = "";
+  };
+  std::optional<DropRange> uncommitted_drop_;               // GUARDED_BY(write_mu_)
+  DropRange unreported_drop_;                               // GUARDED_BY(write_mu_)
+  std::chrono::steady_clock::time_point drop_reported_at_;  // GUARDED_BY(write_mu_)
+
+  // Started after the writer switched to WAL, stopped before any connection closes; not set when
+  // read-only or inline.
+  std::unique_ptr<WalCheckpointer> checkpointer_;
 
   std::mutex read_mu_;
   SqliteHandle reader_;  // GUARDED_BY(read_mu_)

@@ -2,10 +2,11 @@
 
 namespace sluice::storage {
 
-Status SqliteHandle::Open(const std::string& path, int flags) {
+Status SqliteHandle::Open(const std::string& path, int flags, const std::string& vfs) {
   Close();
   path_ = path;
-  int rc = sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX,
+                           vfs.empty() ? nullptr : vfs.c_str());
   if (rc != SQLITE_OK) {
     Status s = Error(rc, "opening the database");
     Close();

@@ -44,7 +44,8 @@ class SqliteHandle {
   SqliteHandle(const SqliteHandle&) = delete;
   SqliteHandle& operator=(const SqliteHandle&) = delete;
 
-  Status Open(const std::string& path, int flags);
+  // `vfs`: a registered SQLite VFS name, empty for the default.
+  Status Open(const std::string& path, int flags, const std::string& vfs = std::string());
   void Close();
 
   sqlite3* db() const { return db_; }

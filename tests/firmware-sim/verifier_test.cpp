@@ -1,6 +1,7 @@
 #include "firmware-sim/verifier.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <numeric>
 #include <optional>
 #include <random>
@@ -257,6 +258,53 @@ TEST_CASE("Verifier counts payloads that are not device events as foreign") {
   VerifyReport::Policy strict;
   strict.strict = true;
   CHECK(r.Failures(strict) == std::vector<std::string>{"2 foreign records"});
+}
+
+// Found by tests/fuzz/verifier_fuzzer: these numbers reached unchecked conversions (1e300 to an
+// integer is undefined behaviour) or came out as different numbers (-1 as boot 4294967295).
+TEST_CASE("Verifier counts payloads with out-of-range or non-integer numbers as foreign") {
+  Verifier v;
+  for (const char* payload : {
+           R"({"v":1,"device":"d","boot":1,"seq":1.5e300,"ts":1})",
+           R"({"v":1,"device":"d","boot":1,"seq":1,"ts":1e300})",
+           R"({"v":1,"device":"d","boot":-1,"seq":1,"ts":1})",
+           R"({"v":1,"device":"d","boot":4294967296,"seq":1,"ts":1})",
+           R"({"v":1,"device":"d","boot":1,"seq":-1,"ts":1})",
+           R"({"v":1,"device":"d","boot":1,"seq":2,"ts":9223372036854775808})",
+           R"({"v":1e300,"device":"d","boot":1,"seq":1,"ts":1})",
+       }) {
+    CAPTURE(payload);
+    DeviceEvent e;
+    CHECK_FALSE(DeviceEvent::Decode(payload, &e).ok());
+    v.AddPayload(payload, std::nullopt, 0, 0);
+  }
+  DeviceEvent e;
+  REQUIRE(DeviceEvent::Decode(R"({"v":1,"device":"d","boot":4294967295,"seq":18446744073709551615,)"
+                              R"("ts":-9223372036854775808})",
+                              &e)
+              .ok());
+  CHECK(e.boot == 4294967295u);
+  CHECK(e.seq == 18446744073709551615u);
+  CHECK(e.ts_ms == INT64_MIN);
+  const VerifyReport r = v.Finish();
+  CHECK(r.totals.foreign == 7);
+  CHECK(r.totals.records == 0);
+}
+
+TEST_CASE("Verifier saturates a latency that a device's clock pushes past 64 bits") {
+  Verifier v;
+  VerifyRecord past = Ev("d", 1, 1);
+  past.sent_ms = INT64_MAX;
+  past.kafka_ts_ms = INT64_MIN;
+  v.Add(past);
+  VerifyRecord future = Ev("d", 1, 2);
+  future.sent_ms = INT64_MIN;
+  future.kafka_ts_ms = 1;
+  v.Add(future);
+  const VerifyReport r = v.Finish();
+  REQUIRE(r.latency.samples == 2);
+  CHECK(r.latency.min == INT64_MIN);
+  CHECK(r.latency.max == INT64_MAX);
 }
 
 TEST_CASE("Verifier computes nearest-rank latency percentiles over first appearances") {

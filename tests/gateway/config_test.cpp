@@ -453,6 +453,27 @@ TEST_CASE("ParseConfig rejects an invalid key pattern in a route") {
   }
 }
 
+// Found by tests/fuzz/config_fuzzer: librdkafka reads property names as C strings, so a NUL in the
+// name would have cut "delivery.report.only.error\u0000" down to a refused key.
+TEST_CASE("ParseConfig refuses a kafka.properties name containing a NUL character") {
+  for (const char* key :
+       {R"("delivery.report.only.error\u0000")", R"("acks\u0000x")", R"(sasl."a\u0000b")"}) {
+    CAPTURE(key);
+    const std::string msg =
+        ErrorFor(std::string("[kafka.properties]\n") + key + " = true\n" + kRoute);
+    CHECK(Contains(msg, "a property name must not contain a NUL character"));
+    CHECK(msg.find('\0') == std::string::npos);
+  }
+}
+
+// Inputs on which toml++ 3.3.0, compiled with UBSan, reaches TOML_UNREACHABLE (upstream issue
+// marzer/tomlplusplus#295; the fuzzer found the first one). Debian's build of the library, which
+// sluice links, must turn them into a syntax error with a position.
+TEST_CASE("ParseConfig reports a syntax error for a non-ASCII character where TOML expects none") {
+  CHECK(Contains(ErrorFor("a = 1.\xcb\x92\n"), "test.toml:1:7: syntax error"));
+  CHECK(Contains(ErrorFor("\xcc\xaa"), "test.toml:1:1: syntax error"));
+}
+
 TEST_CASE("ParseConfig refuses kafka.properties that sluice controls and says why") {
   SUBCASE("acks") {
     const std::string msg = ErrorFor(std::string("[kafka.properties]\nacks = \"1\"\n") + kRoute);
@@ -592,6 +613,26 @@ TEST_CASE("ParseConfig validates the MQTT URL scheme and its agreement with TLS"
   }
 }
 
+TEST_CASE("ParseConfig rejects a malformed Kafka broker list and names the entry") {
+  for (const char* bad :
+       {"kafka1:9092,", "http://kafka1:9092", "kafka1:", "kafka1:0", "kafka1:65536", "kafka1:90x2",
+        ":9092", "kafka1/x:9092", "[::1", "k1:9092, ,k2:9092"}) {
+    CAPTURE(bad);
+    const std::string msg = ErrorFor(std::string("[kafka]\nbrokers = \"") + bad + "\"\n" + kRoute);
+    CHECK(Contains(msg, "kafka.brokers"));
+  }
+  CHECK(Contains(ErrorFor(std::string("[kafka]\nbrokers = \"k1:9092,k2:99999\"\n") + kRoute),
+                 "'k2:99999' has a port outside 1..65535"));
+  for (const char* good :
+       {"kafka1:9092", "kafka1", "k1:9092,k2:9093", "k1:9092, k2:9093", "SASL_SSL://k1:9093",
+        "sasl_plaintext://k1:9092", "[::1]:9092", "10.0.0.1:9092"}) {
+    CAPTURE(good);
+    Config c;
+    Status s = Parse(std::string("[kafka]\nbrokers = \"") + good + "\"\n" + kRoute, &c);
+    CHECK_MESSAGE(s.ok(), s.ToString());
+  }
+}
+
 TEST_CASE("ParseConfig rejects empty storage path and Kafka brokers") {
   CHECK(Contains(ErrorFor(std::string("[storage]\npath = \"\"\n") + kRoute),
                  "storage.path: must not be empty"));
@@ -638,6 +679,58 @@ TEST_CASE("The example configuration file parses") {
   CHECK(c.storage.overflow == OverflowPolicy::kRejectNew);
   CHECK(c.storage.sync == SyncMode::kNormal);
   CHECK(c.gateway.id == HostName());
+}
+
+TEST_CASE("ParseConfig reads [metrics]: off by default, listen as HOST:PORT or [IPV6]:PORT") {
+  Config c;
+  REQUIRE(Parse(kRoute, &c).ok());
+  CHECK_FALSE(c.metrics.enabled);
+  CHECK(c.metrics.address == "127.0.0.1");
+  CHECK(c.metrics.port == 9464);
+
+  REQUIRE(Parse(std::string("[metrics]\nenabled = true\nlisten = \"0.0.0.0:9100\"\n") + kRoute, &c)
+              .ok());
+  CHECK(c.metrics.enabled);
+  CHECK(c.metrics.listen == "0.0.0.0:9100");
+  CHECK(c.metrics.address == "0.0.0.0");
+  CHECK(c.metrics.port == 9100);
+
+  REQUIRE(
+      Parse(std::string("[metrics]\nenabled = true\nlisten = \"[::1]:0\"\n") + kRoute, &c).ok());
+  CHECK(c.metrics.address == "::1");
+  CHECK(c.metrics.port == 0);
+
+  REQUIRE(Parse(std::string("[metrics]\nlisten = \"localhost:65535\"\n") + kRoute, &c).ok());
+  CHECK(c.metrics.address == "localhost");
+  CHECK(c.metrics.port == 65535);
+}
+
+TEST_CASE("ParseConfig names metrics.listen for a bad port or address") {
+  for (const char* listen : {"127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:http", "127.0.0.1:"}) {
+    CAPTURE(listen);
+    const std::string e =
+        ErrorFor(std::string("[metrics]\nlisten = \"") + listen + "\"\n" + kRoute);
+    CHECK(Contains(e, "test.toml:2:"));
+    CHECK(Contains(e, "metrics.listen"));
+    CHECK(Contains(e, "0..65535"));
+  }
+  CHECK(Contains(ErrorFor(std::string("[metrics]\nlisten = \"9464\"\n") + kRoute),
+                 "is not HOST:PORT"));
+  CHECK(
+      Contains(ErrorFor(std::string("[metrics]\nlisten = \":9464\"\n") + kRoute), "names no host"));
+  CHECK(Contains(ErrorFor(std::string("[metrics]\nlisten = \"::1:9464\"\n") + kRoute),
+                 "without brackets"));
+  CHECK(Contains(ErrorFor(std::string("[metrics]\nlisten = \"\"\n") + kRoute),
+                 "metrics.listen: must not be empty"));
+  CHECK(Contains(ErrorFor(std::string("[metrics]\nenabled = \"yes\"\n") + kRoute),
+                 "metrics.enabled: expected a boolean"));
+}
+
+TEST_CASE("ParseConfig rejects an unknown key in [metrics] with a suggestion") {
+  const std::string e = ErrorFor(std::string("[metrics]\nport = 9464\n") + kRoute);
+  CHECK(Contains(e, "unknown key 'metrics.port'"));
+  const std::string e2 = ErrorFor(std::string("[metrics]\nenable = true\n") + kRoute);
+  CHECK(Contains(e2, "unknown key 'metrics.enable' (did you mean 'metrics.enabled'?)"));
 }
 
 TEST_CASE("Overflow policies and sync modes print as their configuration spelling") {

@@ -273,6 +273,26 @@ TEST_CASE("QoS 0 events are group-committed and forwarded in order") {
   CHECK(f.process->Terminate() == 0);
 }
 
+TEST_CASE("a QoS 2 route is subscribed at QoS 1: QoS 2 publishes arrive once, in order") {
+  Fixture f("qos2", 2);
+  f.StartSluice();
+  CHECK(f.Log().find("qos 2 is subscribed as qos 1") != std::string::npos);
+  const auto devices = Devices(2);
+  Publisher pub(f.env.mqtt_url, "pub-" + f.cfg.gateway_id);
+  pub.Publish(f.cfg.mqtt_prefix, devices, 1, 1000, 2);
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Cursor() >= 2000; }, 60s, 20ms), f.Log());
+  auto records = ReadTopic(f.env.kafka_brokers, f.cfg.kafka_topic, 2000, 10s);
+  Verdict v = Verify(records, devices, 1000);
+  ReportVerdict("qos2", v);
+  CHECK(v.lost == 0);
+  CHECK(v.duplicates == 0);
+  CHECK(v.reordered == 0);
+  CHECK(v.corrupted == 0);
+  // The broker downgrades delivery to the granted QoS 1; the header says what sluice received.
+  CHECK(records.front().headers.at("mqtt.qos") == "1");
+  CHECK(f.process->Terminate() == 0);
+}
+
 TEST_CASE("an event Kafka refuses for good goes to the dead-letter table and forwarding goes on") {
   Fixture f("deadletter");
   f.cfg.extra_storage = "max_event_bytes = 4194304";

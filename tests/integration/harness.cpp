@@ -38,7 +38,13 @@ Env Env::FromEnvironment() {
   e.kafka_dir = MustGet("SLUICE_KAFKA_DIR");
   e.kafka_port = std::stoi(MustGet("SLUICE_KAFKA_PORT"));
   e.mqtt_url = "tcp://127.0.0.1:" + MustGet("SLUICE_MQTT_PORT");
-  e.kafka_brokers = "127.0.0.1:" + std::to_string(e.kafka_port);
+  // A broker in its own network namespace is reached through the namespace's address.
+  const char* host = std::getenv("SLUICE_KAFKA_HOST");
+  e.kafka_host = host != nullptr && *host != '\0' ? host : "127.0.0.1";
+  const char* brokers = std::getenv("SLUICE_KAFKA_BROKERS");
+  e.kafka_brokers = brokers != nullptr && *brokers != '\0'
+                        ? brokers
+                        : e.kafka_host + ":" + std::to_string(e.kafka_port);
   return e;
 }
 
@@ -137,6 +143,14 @@ std::string SluiceProcess::LogText() const {
   return all;
 }
 
+std::string SluiceProcess::RunLogText() const {
+  if (runs_ == 0) return std::string();
+  std::ifstream in(log_dir_ + "/sluice-" + std::to_string(runs_) + ".log");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 // --- TestConfig -----------------------------------------------------------------------------
 
 std::string TestConfig::Write(const Env& env) const {
@@ -149,6 +163,7 @@ std::string TestConfig::Write(const Env& env) const {
       << "reconnect_min_ms = 100\nreconnect_max_ms = 2000\n"
       << "[kafka]\nbrokers = \"" << env.kafka_brokers << "\"\nreconnect_max_ms = 1000\n"
       << extra_kafka << "\n"
+      << extra_sections << "\n"
       << "[[route]]\nmqtt = \"" << mqtt_prefix << "/+/data\"\nkafka_topic = \"" << kafka_topic
       << "\"\nkey = \"" << mqtt_prefix << "/{device}/#\"\nqos = " << qos << "\n";
   return path;
@@ -202,8 +217,10 @@ void Publisher::Publish(const std::string& prefix, const std::vector<std::string
                         size_t payload_bytes) {
   // A bounded window of unacknowledged publishes keeps the broker busy without unbounded memory.
   std::deque<mqtt::delivery_token_ptr> window;
-  // Under Paho C's default of 100 buffered (queued, unsent) publishes per client.
-  constexpr size_t kWindow = 64;
+  // Under Paho C's default of 100 buffered (queued, unsent) publishes per client. For QoS 2,
+  // Mosquitto drops a client with more incoming QoS 2 flows open than max_inflight_messages (20 in
+  // scripts/mosquitto.sh).
+  const size_t kWindow = qos == 2 ? 16 : 64;
   auto settle_one = [&] {
     window.front()->wait();
     window.pop_front();
@@ -222,8 +239,9 @@ void Publisher::Publish(const std::string& prefix, const std::vector<std::string
 
 // --- Kafka reader ---------------------------------------------------------------------------
 
-std::vector<Record> ReadTopic(const std::string& brokers, const std::string& topic, size_t expected,
-                              std::chrono::seconds idle) {
+namespace {
+std::unique_ptr<RdKafka::KafkaConsumer> SubscribeFromStart(const std::string& brokers,
+                                                           const std::string& topic) {
   std::string err;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   conf->set("bootstrap.servers", brokers, err);
@@ -235,26 +253,79 @@ std::vector<Record> ReadTopic(const std::string& brokers, const std::string& top
   if (!consumer) throw std::runtime_error("cannot create consumer: " + err);
   RdKafka::ErrorCode rc = consumer->subscribe({topic});
   if (rc != RdKafka::ERR_NO_ERROR) throw std::runtime_error("subscribe: " + RdKafka::err2str(rc));
+  return consumer;
+}
+
+// Waits up to `timeout_ms` for one record; false if none came.
+bool ConsumeOne(RdKafka::KafkaConsumer* consumer, int timeout_ms, std::vector<Record>* out) {
+  std::unique_ptr<RdKafka::Message> m(consumer->consume(timeout_ms));
+  if (!m || m->err() != RdKafka::ERR_NO_ERROR) return false;
+  Record r;
+  if (m->key() != nullptr) r.key = *m->key();
+  r.value.assign(static_cast<const char*>(m->payload()), m->len());
+  r.partition = m->partition();
+  r.offset = m->offset();
+  if (RdKafka::Headers* h = m->headers()) {
+    for (const auto& hd : h->get_all()) {
+      r.headers[hd.key()] = std::string(static_cast<const char*>(hd.value()), hd.value_size());
+    }
+  }
+  out->push_back(std::move(r));
+  return true;
+}
+}  // namespace
+
+std::vector<Record> ReadTopic(const std::string& brokers, const std::string& topic, size_t expected,
+                              std::chrono::seconds idle) {
+  auto consumer = SubscribeFromStart(brokers, topic);
   std::vector<Record> out;
   auto last = std::chrono::steady_clock::now();
   while (out.size() < expected && std::chrono::steady_clock::now() - last < idle) {
-    std::unique_ptr<RdKafka::Message> m(consumer->consume(200));
-    if (!m || m->err() != RdKafka::ERR_NO_ERROR) continue;
-    Record r;
-    if (m->key() != nullptr) r.key = *m->key();
-    r.value.assign(static_cast<const char*>(m->payload()), m->len());
-    r.partition = m->partition();
-    r.offset = m->offset();
-    if (RdKafka::Headers* h = m->headers()) {
-      for (const auto& hd : h->get_all()) {
-        r.headers[hd.key()] = std::string(static_cast<const char*>(hd.value()), hd.value_size());
-      }
-    }
-    out.push_back(std::move(r));
-    last = std::chrono::steady_clock::now();
+    if (ConsumeOne(consumer.get(), 200, &out)) last = std::chrono::steady_clock::now();
   }
   consumer->close();
   return out;
+}
+
+std::vector<Record> ReadTopicUntil(const std::string& brokers, const std::string& topic,
+                                   const std::function<bool(const std::vector<Record>&)>& done,
+                                   std::chrono::seconds timeout) {
+  auto consumer = SubscribeFromStart(brokers, topic);
+  std::vector<Record> out;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done(out) && std::chrono::steady_clock::now() < deadline) {
+    // Drain what is there before asking `done` again: it may look at every record.
+    while (ConsumeOne(consumer.get(), 200, &out)) {
+    }
+  }
+  consumer->close();
+  return out;
+}
+
+std::optional<PartitionInfo> ReadPartitionInfo(const std::string& brokers, const std::string& topic,
+                                               int32_t partition) {
+  std::string err;
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  conf->set("bootstrap.servers", brokers, err);
+  std::unique_ptr<RdKafka::Producer> client(RdKafka::Producer::create(conf.get(), err));
+  if (!client) throw std::runtime_error("cannot create metadata client: " + err);
+  std::unique_ptr<RdKafka::Topic> t(RdKafka::Topic::create(client.get(), topic, nullptr, err));
+  if (!t) throw std::runtime_error("cannot create topic handle: " + err);
+  RdKafka::Metadata* raw = nullptr;
+  if (client->metadata(false, t.get(), &raw, 5000) != RdKafka::ERR_NO_ERROR) return std::nullopt;
+  std::unique_ptr<RdKafka::Metadata> md(raw);
+  for (const auto* tm : *md->topics()) {
+    if (tm->topic() != topic || tm->err() != RdKafka::ERR_NO_ERROR) continue;
+    for (const auto* pm : *tm->partitions()) {
+      if (pm->id() != partition) continue;
+      PartitionInfo info;
+      info.leader = pm->leader();
+      info.replicas = *pm->replicas();
+      info.isrs = *pm->isrs();
+      return info;
+    }
+  }
+  return std::nullopt;
 }
 
 // --- Verify ---------------------------------------------------------------------------------

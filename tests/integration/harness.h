@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -23,7 +24,9 @@ struct Env {
   std::string scripts_dir;
   std::string kafka_dir;
   std::string mqtt_url;
+  // SLUICE_KAFKA_BROKERS if set (a cluster), else SLUICE_KAFKA_HOST:SLUICE_KAFKA_PORT.
   std::string kafka_brokers;
+  std::string kafka_host;  // SLUICE_KAFKA_HOST, default 127.0.0.1
   int kafka_port = 0;
   static Env FromEnvironment();  // throws std::runtime_error naming the missing variable
 };
@@ -45,7 +48,10 @@ class SluiceProcess {
   int Terminate(std::chrono::seconds timeout = std::chrono::seconds(60));
   void Kill();  // SIGKILL, reaped
   bool Running();
-  std::string LogText() const;  // every run's output so far
+  pid_t Pid() const { return pid_; }  // -1 when not running
+  std::string LogText() const;        // every run's output so far
+  // The latest run's output only: what a restarted daemon said since it started.
+  std::string RunLogText() const;
 
  private:
   std::string binary_;
@@ -64,6 +70,7 @@ struct TestConfig {
   int qos = 1;
   std::string extra_storage;                // extra lines for [storage]
   std::string extra_kafka;                  // extra lines for [kafka]
+  std::string extra_sections;               // whole sections, e.g. "[metrics]\n..."
   std::string Write(const Env& env) const;  // returns the config path
   std::string LogPath() const { return dir + "/events.db"; }
 };
@@ -103,6 +110,23 @@ struct Record {
 // new came for `idle`.
 std::vector<Record> ReadTopic(const std::string& brokers, const std::string& topic, size_t expected,
                               std::chrono::seconds idle);
+
+// Reads every record of a topic from the beginning until `done` holds for the records read so
+// far (checked after each batch of polls) or `timeout` passes.
+std::vector<Record> ReadTopicUntil(const std::string& brokers, const std::string& topic,
+                                   const std::function<bool(const std::vector<Record>&)>& done,
+                                   std::chrono::seconds timeout);
+
+// A partition's leader, replicas and in-sync replicas as the cluster's metadata reports them
+// (node ids); nullopt if the metadata request fails or lacks the partition. REQUIRES: the topic
+// exists (asking a broker that auto-creates topics about a missing one creates it).
+struct PartitionInfo {
+  int32_t leader = -1;
+  std::vector<int32_t> replicas;
+  std::vector<int32_t> isrs;
+};
+std::optional<PartitionInfo> ReadPartitionInfo(const std::string& brokers, const std::string& topic,
+                                               int32_t partition);
 
 // The per-device check: every event 1..count exactly once (duplicates counted), in order of first
 // appearance, payload byte-identical.

@@ -1,11 +1,16 @@
 #include "storage/sqlite_event_log.h"
 
 #include <doctest/doctest.h>
+#include <spdlog/sinks/ostream_sink.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <thread>
 
 #include "tests/test_util.h"
@@ -371,6 +376,176 @@ TEST_CASE("SqliteEventLog creates a missing directory and names an unusable one"
   Status s = SqliteEventLog::Open(Options(dir.File("plainfile/events.db")), &bad);
   CHECK_FALSE(s.ok());
   CHECK(s.message().find("plainfile") != std::string::npos);
+}
+
+// Makes the database unable to grow by one more page, the way a full disk does: SQLite then
+// returns SQLITE_FULL from the insert that needs a new page. Every event below fills a page of
+// its own (3000 of 4096 bytes), so each further event needs one.
+void FillDisk(SqliteEventLog* log) {
+  int64_t pages = 0;
+  REQUIRE(log->WriterPragma("page_count", &pages).ok());
+  int64_t max = 0;
+  REQUIRE(log->WriterPragma("max_page_count=" + std::to_string(pages), &max).ok());
+  REQUIRE(max == pages);
+}
+
+std::string IntegrityCheck(const std::string& path) {
+  sqlite3* db = nullptr;
+  std::string result = "cannot open";
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      result = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return result;
+}
+
+TEST_CASE("SqliteEventLog on a full disk under reject-new appends nothing and resumes after acks") {
+  TempDir dir;
+  const std::string path = dir.File("events.db");
+  auto o = Options(path);
+  o.overflow = Overflow::kRejectNew;
+  const Event big = MakeEvent("t", std::string(3000, 'p'));
+  {
+    auto log = OpenOrDie(o);
+    std::vector<Event> first(100, big);
+    AppendAll(log.get(), first);
+    FillDisk(log.get());
+
+    std::vector<Event> more(3, big);
+    size_t appended = 7;
+    Status s = log->Append(more, &appended);
+    REQUIRE(s.IsFull());
+    CHECK(s.message().find("disk holding event log " + path + " is full") != std::string::npos);
+    CHECK(appended == 0);
+    for (const Event& e : more) CHECK(e.seq == 0);
+    LogStats st = log->Stats();
+    CHECK(st.events == 100);
+    CHECK(st.last_seq == 100);
+    CHECK(st.disk_full_errors == 1);
+    CHECK(st.dropped_events == 0);
+
+    // Full is not fail-stop: acknowledging still works and frees pages for new events, which get
+    // the next sequence numbers (the refused batch used none up).
+    REQUIRE(log->Acknowledge(50).ok());
+    s = log->Append(more, &appended);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    CHECK(appended == 3);
+    CHECK(more[0].seq == 101);
+    CHECK(more[2].seq == 103);
+    auto read = ReadAll(log.get());
+    REQUIRE(read.size() == 53);
+    for (size_t i = 0; i < read.size(); ++i) CHECK(read[i].seq == 51 + i);
+  }
+  CHECK(IntegrityCheck(path) == "ok");
+  auto log = OpenOrDie(o);
+  CHECK(log->Stats().last_seq == 103);
+  CHECK(log->Stats().events == 53);
+}
+
+TEST_CASE("SqliteEventLog on a full disk under drop-oldest drops exactly the oldest to make room") {
+  TempDir dir;
+  const std::string path = dir.File("events.db");
+  auto o = Options(path);
+  o.overflow = Overflow::kDropOldest;
+  std::ostringstream text;
+  o.logger = std::make_shared<spdlog::logger>(
+      "test", std::make_shared<spdlog::sinks::ostream_sink_mt>(text));
+  const Event big = MakeEvent("t", std::string(3000, 'p'));
+  {
+    auto log = OpenOrDie(o);
+    std::vector<Event> first(100, big);
+    AppendAll(log.get(), first);
+    FillDisk(log.get());
+
+    std::vector<Event> more(5, big);
+    AppendAll(log.get(), more);
+    CHECK(more[0].seq == 101);
+    CHECK(more[4].seq == 105);
+    LogStats st = log->Stats();
+    // The first round frees at least kDiskFullDropMinBytes: the oldest 22 events of 3033 bytes.
+    const uint64_t dropped =
+        (SqliteEventLog::kDiskFullDropMinBytes + big.AccountedBytes() - 1) / big.AccountedBytes();
+    REQUIRE(dropped == 22);
+    CHECK(st.dropped_events == dropped);
+    CHECK(st.first_seq == dropped + 1);
+    CHECK(st.events == 105 - dropped);
+    CHECK(st.disk_full_errors == 0);
+    auto read = ReadAll(log.get());
+    REQUIRE(read.size() == 105 - dropped);
+    CHECK(read.front().seq == dropped + 1);
+    CHECK(read.back().seq == 105);
+    CHECK(text.str().find("disk full (max_bytes " + std::to_string(o.max_bytes) +
+                          "): dropped the 22 oldest events, seq 1..22, to make room") !=
+          std::string::npos);
+  }
+  CHECK(IntegrityCheck(path) == "ok");
+}
+
+TEST_CASE("SqliteEventLog on a full disk with nothing to drop reports Full and stays usable") {
+  TempDir dir;
+  auto o = Options(dir.File("events.db"));
+  o.overflow = Overflow::kDropOldest;
+  auto log = OpenOrDie(o);
+  FillDisk(log.get());
+  // Two events do not fit in the table's one (root) page: the batch needs a new page.
+  std::vector<Event> two(2, MakeEvent("t", std::string(3000, 'p')));
+  size_t appended = 0;
+  Status s = log->Append(two, &appended);
+  REQUIRE(s.IsFull());
+  CHECK(appended == 0);
+  CHECK(two[0].seq == 0);
+  CHECK(two[1].seq == 0);
+  CHECK(log->Stats().disk_full_errors == 1);
+  CHECK(log->Stats().events == 0);
+  CHECK(log->Stats().last_seq == 0);
+  CHECK(log->Stats().dropped_events == 0);
+  // Space comes back: the same events go in with the first sequence numbers.
+  int64_t max = 0;
+  REQUIRE(log->WriterPragma("max_page_count=100000", &max).ok());
+  AppendAll(log.get(), two);
+  CHECK(two[0].seq == 1);
+  CHECK(two[1].seq == 2);
+}
+
+// As root, permissions do not apply, so the open runs in a child that has become `nobody`.
+TEST_CASE("SqliteEventLog names a log directory it may not enter") {
+  TempDir dir;
+  const std::string locked = dir.File("locked");
+  REQUIRE(std::filesystem::create_directory(locked));
+  REQUIRE(chmod(locked.c_str(), 0) == 0);
+  REQUIRE(chmod(dir.path().c_str(), 0755) == 0);
+  const std::string path = locked + "/events.db";
+  auto try_open = [&]() -> Status {
+    std::unique_ptr<SqliteEventLog> log;
+    return SqliteEventLog::Open(Options(path), &log);
+  };
+  if (geteuid() != 0) {
+    Status s = try_open();
+    CHECK(s.code() == Status::Code::kIoError);
+    CHECK(s.message().find(locked) != std::string::npos);
+  } else {
+    std::fflush(nullptr);
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+      Status s = try_open();
+      _exit(s.code() == Status::Code::kIoError && s.message().find(locked) != std::string::npos
+                ? 0
+                : 1);
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+  CHECK_FALSE(std::filesystem::exists(path));
+  REQUIRE(chmod(locked.c_str(), 0700) == 0);
 }
 
 }  // namespace

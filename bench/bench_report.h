@@ -1,0 +1,29 @@
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "common/status.h"
+
+namespace sluice::bench {
+
+// Turns the raw measurements that bench/run.sh leaves in <out>/raw (one JSON file per probe and
+// stage) into results.json and results.md: the figures, the ratios to the no-gateway ceiling and
+// to Mosquitto's bridge, and each target met or missed. A missing file leaves its figures null
+// ("n/a" in the table) instead of failing, so a partial run still reports what it measured.
+class BenchReport {
+ public:
+  explicit BenchReport(std::string out_dir) : dir_(std::move(out_dir)) {}
+
+  Status Build();  // reads <dir>/raw, writes <dir>/results.json and <dir>/results.md
+  const nlohmann::ordered_json& results() const { return results_; }
+
+ private:
+  nlohmann::json Raw(const std::string& name) const;  // null if absent or unreadable
+  std::string Markdown() const;
+
+  const std::string dir_;
+  nlohmann::ordered_json results_;
+};
+
+}  // namespace sluice::bench

@@ -1,0 +1,405 @@
+#!/usr/bin/env bash
+# sluice benchmarks, side by side with Mosquitto's bridge, in one run (see bench/README.md).
+#
+# Usage: bench/run.sh [--smoke] [--outage-events N] [--out DIR] [--build-dir DIR] [--keep-work]
+#   --smoke      tiny sizes: checks that every stage produces its figures (CI)
+#   --outage-events N  events buffered during the outage (default 1,000,000; smoke 20,000)
+#   --out DIR    results (default build/bench-results): results.md, results.json, drain.png,
+#                machine.json and the raw measurements in DIR/raw
+#   --build-dir  use sluice, sluice-bench from this build instead of building build/bench
+#   --keep-work  keep the brokers' and sluice's state (DIR/work) for inspection
+# Environment: BENCH_PORT_BASE (default 47010) takes ports BASE..BASE+5 on 127.0.0.1;
+#   BENCH_BRIDGE_AUTOSAVE (default 1800, Mosquitto's own default) seconds between the edge
+#   Mosquitto's persistence saves.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+smoke=0
+out=$root/build/bench-results
+build_dir=""
+keep_work=0
+outage_override=""
+while (($#)); do
+  case $1 in
+  --smoke) smoke=1; shift ;;
+  --out) out=${2:?}; shift 2 ;;
+  --build-dir) build_dir=${2:?}; shift 2 ;;
+  --keep-work) keep_work=1; shift ;;
+  --outage-events) outage_override=${2:?}; shift 2 ;;
+  -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+  *) echo "bench/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+# Sizes. The full run takes about 10-15 minutes on a 2-core machine.
+if ((smoke)); then
+  ceil_n0=3000 ceil_n1=2000 ingest_full_q1=300
+  lat_secs_1k=3 lat_secs_10k=1
+  outage_n=20000 live_rate=200 live_secs=5
+else
+  ceil_n0=200000 ceil_n1=100000 ingest_full_q1=5000
+  lat_secs_1k=20 lat_secs_10k=10
+  outage_n=1000000 live_rate=1000 live_secs=30
+fi
+if [[ -n "$outage_override" ]]; then
+  [[ "$outage_override" =~ ^[1-9][0-9]*$ ]] || { echo "bench/run.sh: bad --outage-events" >&2; exit 2; }
+  outage_n=$outage_override
+fi
+autosave=${BENCH_BRIDGE_AUTOSAVE:-1800}
+base=${BENCH_PORT_BASE:-47010}
+mqtt_port=$base kafka_port=$((base + 2)) kafka_ctl=$((base + 3))
+edge_port=$((base + 4)) upstream_port=$((base + 5))
+
+started=$(date +%s)
+say() { printf '[bench %s +%4ss] %s\n' "$(date +%H:%M:%S)" "$(($(date +%s) - started))" "$*"; }
+die() { say "FAILED: $*" >&2; exit 1; }
+now_us() { date +%s%6N; }
+
+say "setting up: packages, Kafka jars, build"
+scripts/install-deps.sh >/dev/null
+scripts/kafka.sh fetch >/dev/null
+if [[ -z "$build_dir" ]]; then
+  build_dir=$root/build/bench
+  cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLUICE_BUILD_TESTS=OFF >/dev/null
+  cmake --build "$build_dir" -j "$(nproc)" --target sluice sluice-bench >/dev/null
+fi
+sluice=$build_dir/gateway/sluice
+bench=$build_dir/bench/sluice-bench
+[[ -x "$sluice" && -x "$bench" ]] || die "no sluice or sluice-bench in $build_dir"
+
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+raw=$out/raw
+work=$out/work
+rm -rf "$raw" "$work"
+mkdir -p "$raw" "$work"
+
+sluice_pid=""
+bg_pids=()
+cleanup() {
+  set +e
+  for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+  [[ -n "$sluice_pid" ]] && kill -TERM "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null
+  scripts/kafka.sh stop --dir "$work/kafka" >/dev/null 2>&1
+  for d in mosquitto edge upstream; do scripts/mosquitto.sh stop --dir "$work/$d" >/dev/null 2>&1; done
+  ((keep_work)) || rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'say "interrupted; stopping everything"; exit 130' INT TERM
+
+# ---- the machine -------------------------------------------------------------------------------
+disk_dev=$(df --output=source "$out" | tail -1)
+disk_parent=$(lsblk -no PKNAME "$disk_dev" 2>/dev/null | head -1)
+[[ -n "$disk_parent" ]] || disk_parent=$(basename "$disk_dev")
+json_str() { printf '"%s"' "$(printf '%s' "$1" | tr -d '"\\' | tr -s ' ')"; }
+cat >"$raw/machine.json" <<JSON
+{
+  "cpu": $(json_str "$(lscpu | sed -n 's/^Model name: *//p' | head -1)"),
+  "cores": $(nproc),
+  "ram_mib": $(awk '/MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo),
+  "kernel": $(json_str "$(uname -sr)"),
+  "os": $(json_str "$(. /etc/os-release && echo "$PRETTY_NAME")"),
+  "disk": $(json_str "$disk_dev ($(df --output=fstype "$out" | tail -1), $(lsblk -dno MODEL,ROTA,SIZE "/dev/$disk_parent" 2>/dev/null | awk '{ r = $(NF-1) == 1 ? "rotational" : "non-rotational"; print $0 " " r }'))"),
+  "loadavg_at_start": $(json_str "$(cut -d' ' -f1-3 /proc/loadavg)"),
+  "mosquitto": $(json_str "$(mosquitto -h 2>/dev/null | head -1)"),
+  "smoke": $( ((smoke)) && echo true || echo false)
+}
+JSON
+cat >"$raw/sizes.json" <<JSON
+{ "ceiling_qos0": $ceil_n0, "ceiling_qos1": $ceil_n1, "ingest_full_qos1": $ingest_full_q1,
+  "latency_seconds": [$lat_secs_1k, $lat_secs_10k], "outage_events": $outage_n,
+  "live_rate": $live_rate, "live_seconds": $live_secs, "bridge_autosave_s": $autosave }
+JSON
+say "machine: $(tr -d '\n' <"$raw/machine.json" | tr -s ' ')"
+
+# ---- process figures from /proc ----------------------------------------------------------------
+tck=$(getconf CLK_TCK)
+# proc_sample PID: "cpu_ticks write_bytes rss_kib hwm_kib"
+proc_sample() {
+  local pid=$1 ticks wb rss hwm
+  ticks=$(sed -E 's/^.*\) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')
+  wb=$(awk '/^write_bytes/ { print $2 }' "/proc/$pid/io")
+  rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
+  hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status")
+  echo "$ticks $wb $rss $hwm"
+}
+# proc_json BEFORE AFTER [extra json fields]: deltas of CPU and writes, RSS and peak at AFTER.
+proc_json() {
+  local -a b a
+  read -r -a b <<<"$1"
+  read -r -a a <<<"$2"
+  printf '{ "cpu_s": %s, "write_bytes": %s, "rss_kib": %s, "hwm_kib": %s%s }\n' \
+    "$(awk -v x="${a[0]}" -v y="${b[0]}" -v t="$tck" 'BEGIN { printf "%.2f", (x - y) / t }')" \
+    "$((a[1] - b[1]))" "${a[2]}" "${a[3]}" "${3:+, $3}"
+}
+# field FILE KEY: the first number under KEY anywhere in FILE (the raw files name each key once
+# per level, and the first occurrence is the one of the main run).
+field() { grep -o "\"$2\": [-0-9.e+]*" "$1" | head -1 | sed 's/.*: //'; }
+
+# ---- brokers and sluice ------------------------------------------------------------------------
+mosq() { scripts/mosquitto.sh "$@" >/dev/null; }
+pid_of() { cat "$work/$1/mosquitto.pid"; }
+
+start_sluice() {  # start_sluice NAME SYNC
+  local name=$1 sync=$2
+  mkdir -p "$work/$name"
+  cat >"$work/$name/sluice.toml" <<TOML
+[gateway]
+id = "bench"
+[storage]
+path = "$work/$name/events.db"
+max_bytes = "8GiB"
+sync = "$sync"
+[mqtt]
+url = "tcp://127.0.0.1:$mqtt_port"
+client_id = "bench-sluice"
+reconnect_max_ms = 1000
+[kafka]
+brokers = "127.0.0.1:$kafka_port"
+reconnect_max_ms = 500
+TOML
+  for stage in ingest lat drain live; do
+    printf '[[route]]\nmqtt = "bench/%s/#"\nkafka_topic = "bench-%s"\nkey = "bench/%s/{device}/#"\nqos = 1\n' \
+      "$stage" "$stage" "$stage" >>"$work/$name/sluice.toml"
+  done
+  "$sluice" run --config "$work/$name/sluice.toml" >"$work/$name/sluice.log" 2>&1 &
+  sluice_pid=$!
+  for _ in $(seq 1 200); do
+    grep -q "connected to MQTT broker" "$work/$name/sluice.log" && return 0
+    kill -0 "$sluice_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  cat "$work/$name/sluice.log" >&2
+  die "sluice ($name) did not connect to Mosquitto"
+}
+stop_sluice() {
+  kill -TERM "$sluice_pid"
+  wait "$sluice_pid" || die "sluice exited with an error (see $work/*/sluice.log)"
+  sluice_pid=""
+}
+# The ingest instances' logs are thrown away: a clean stop would only wait (up to 10 s) for the
+# events in flight to an upstream that is not running.
+kill_sluice() {
+  kill -KILL "$sluice_pid"
+  wait "$sluice_pid" 2>/dev/null || true
+  sluice_pid=""
+}
+last_seq() { "$bench" watch-log --db "$1" --timeout 10 | sed -n 's/^ *"last_seq": \([0-9]*\).*/\1/p'; }
+
+publish() {  # publish TAG PREFIX QOS BYTES COUNT RATE URL JSON
+  "$bench" publish --tag "$1" --topic-prefix "$2" --qos "$3" --payload-bytes "$4" --count "$5" \
+    --rate "$6" --url "$7" --client-id "bench-pub-$1" --json "$8" >/dev/null
+}
+
+# ---- 1. the no-gateway ceiling ------------------------------------------------------------------
+say "starting Mosquitto on 127.0.0.1:$mqtt_port"
+mosq start --dir "$work/mosquitto" --port "$mqtt_port" --persistence
+for qos in 0 1; do
+  for bytes in 100 1024; do
+    n=$ceil_n1
+    ((qos == 0)) && n=$ceil_n0
+    c=q$qos-b$bytes
+    rm -f "$work/ready"
+    "$bench" subscribe --url "tcp://127.0.0.1:$mqtt_port" --client-id bench-ceiling \
+      --filter 'bench/ingest/#' --qos "$qos" --tag "$c" --count "$n" --idle-timeout 5 \
+      --timeout 300 --ready-file "$work/ready" --json "$raw/ceiling-$c.sub.json" &
+    sub=$!
+    for _ in $(seq 1 200); do [[ -f "$work/ready" ]] && break; sleep 0.05; done
+    [[ -f "$work/ready" ]] || die "ceiling subscriber did not subscribe"
+    publish "$c" bench/ingest "$qos" "$bytes" "$n" 0 "tcp://127.0.0.1:$mqtt_port" \
+      "$raw/ceiling-$c.pub.json"
+    wait "$sub" || die "ceiling subscriber failed"
+    first=$(field "$raw/ceiling-$c.pub.json" start_us)
+    lastus=$(field "$raw/ceiling-$c.sub.json" last_us)
+    got=$(field "$raw/ceiling-$c.sub.json" unique)
+    say "ceiling QoS $qos ${bytes} B: $got of $n events, $(awk -v n="$got" -v a="$first" -v b="$lastus" 'BEGIN { printf "%.0f", n / ((b - a) / 1e6) }') ev/s"
+  done
+done
+
+# ---- 2. ingest into the durable log (uplink down: only the log is measured) ---------------------
+for sync in normal full; do
+  start_sluice "ingest-$sync" "$sync"
+  db=$work/ingest-$sync/events.db
+  for qos in 0 1; do
+    for bytes in 100 1024; do
+      n=$ceil_n1
+      ((qos == 0)) && n=$ceil_n0
+      [[ $sync == full && $qos == 1 ]] && n=$ingest_full_q1
+      s=$sync-q$qos-b$bytes
+      before_seq=$(last_seq "$db")
+      before=$(proc_sample "$sluice_pid")
+      "$bench" watch-log --db "$db" --until-last-seq $((before_seq + n)) --interval-ms 5 \
+        --timeout 300 --json "$raw/ingest-$s.log.json" &
+      watcher=$!
+      publish "$s" bench/ingest "$qos" "$bytes" "$n" 0 "tcp://127.0.0.1:$mqtt_port" \
+        "$raw/ingest-$s.pub.json"
+      wait "$watcher" || say "warning: not every event of ingest $s reached the log"
+      after=$(proc_sample "$sluice_pid")
+      in_log=$(($(field "$raw/ingest-$s.log.json" last_seq) - before_seq))
+      proc_json "$before" "$after" "\"events_in_log\": $in_log" >"$raw/ingest-$s.proc.json"
+      say "ingest sync=$sync QoS $qos ${bytes} B: $in_log of $n events in the log, $(awk -v n="$in_log" -v a="$(field "$raw/ingest-$s.pub.json" start_us)" -v b="$(field "$raw/ingest-$s.log.json" reached_us)" 'BEGIN { printf "%.0f", n / ((b - a) / 1e6) }') ev/s"
+    done
+  done
+  kill_sluice
+  rm -rf "$work/ingest-$sync"
+done
+
+# ---- 3. online latency ------------------------------------------------------------------------
+say "starting Kafka on 127.0.0.1:$kafka_port"
+scripts/kafka.sh start --dir "$work/kafka" --port "$kafka_port" --controller-port "$kafka_ctl" >/dev/null
+start_sluice online normal
+db=$work/online/events.db
+idle_rss=""
+# Warm-up: creates the topics and connects the producer, so that no stage pays for it.
+for stage in lat drain live; do
+  publish warm "bench/$stage" 1 100 100 0 "tcp://127.0.0.1:$mqtt_port" "$work/warm.json"
+  "$bench" kafka-latency --brokers "127.0.0.1:$kafka_port" --topic "bench-$stage" --tag warm \
+    --count 100 --idle-timeout 2 --json "$work/warm-$stage.json" >/dev/null
+done
+idle_rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$sluice_pid/status")
+for rate in 1000 10000; do
+  secs=$lat_secs_1k
+  ((rate == 10000)) && secs=$lat_secs_10k
+  n=$((rate * secs))
+  say "online latency at $rate ev/s for ${secs}s"
+  publish "lat$rate" bench/lat 1 100 "$n" "$rate" "tcp://127.0.0.1:$mqtt_port" \
+    "$raw/latency-$rate.pub.json"
+  "$bench" kafka-latency --brokers "127.0.0.1:$kafka_port" --topic bench-lat --tag "lat$rate" \
+    --count "$n" --idle-timeout 3 --json "$raw/latency-$rate.kafka.json" >/dev/null
+  say "  arrived $(field "$raw/latency-$rate.kafka.json" unique) of $n, p50 $(field "$raw/latency-$rate.kafka.json" p50) ms, p99 $(field "$raw/latency-$rate.kafka.json" p99) ms, p99.9 $(field "$raw/latency-$rate.kafka.json" p999) ms"
+done
+load_hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$sluice_pid/status")
+
+# ---- 4. outage: the uplink goes away, the backlog builds up ------------------------------------
+say "uplink down: stopping Kafka, then $outage_n events (QoS 1, 100 B) into the log"
+scripts/kafka.sh stop --dir "$work/kafka" >/dev/null
+base_seq=$(last_seq "$db")
+outage_last=$((base_seq + outage_n))
+before=$(proc_sample "$sluice_pid")
+"$bench" watch-log --db "$db" --until-last-seq "$outage_last" --interval-ms 20 --timeout 1800 \
+  --json "$raw/outage.log.json" &
+watcher=$!
+publish drain bench/drain 1 100 "$outage_n" 0 "tcp://127.0.0.1:$mqtt_port" "$raw/outage.pub.json"
+wait "$watcher" || die "the outage events did not all reach the log"
+after=$(proc_sample "$sluice_pid")
+proc_json "$before" "$after" >"$raw/outage.proc.json"
+say "  backlog $outage_n events, sluice RSS $(field "$raw/outage.proc.json" rss_kib) KiB"
+
+# ---- 5. drain: the uplink returns while live traffic continues ---------------------------------
+"$bench" watch-log --db "$db" --until-cursor "$outage_last" --interval-ms 100 --timeout 1800 \
+  --timeline "$raw/drain.csv" --json "$raw/drain.log.json" &
+watcher=$!
+before=$(proc_sample "$sluice_pid")
+say "uplink back: starting Kafka; live traffic at $live_rate ev/s"
+scripts/kafka.sh start --dir "$work/kafka" --port "$kafka_port" --controller-port "$kafka_ctl" >/dev/null
+t0=$(now_us)
+live_n=$((live_rate * live_secs))
+publish live bench/live 1 100 "$live_n" "$live_rate" "tcp://127.0.0.1:$mqtt_port" \
+  "$raw/live.pub.json" &
+live_pub=$!
+bg_pids+=("$live_pub")
+wait "$watcher" || die "the backlog did not drain"
+after=$(proc_sample "$sluice_pid")
+proc_json "$before" "$after" "\"t0_us\": $t0" >"$raw/drain.proc.json"
+say "  backlog drained: $outage_n events confirmed by Kafka in $(awk -v a="$(field "$raw/drain.log.json" cursor_moved_us)" -v b="$(field "$raw/drain.log.json" reached_us)" 'BEGIN { printf "%.2f", (b - a) / 1e6 }') s from the first confirmation"
+wait "$live_pub" || die "live publisher failed"
+bg_pids=()
+"$bench" kafka-latency --brokers "127.0.0.1:$kafka_port" --topic bench-live --tag live \
+  --count "$live_n" --idle-timeout 3 --json "$raw/live.kafka.json" >/dev/null
+"$bench" kafka-latency --brokers "127.0.0.1:$kafka_port" --topic bench-drain --tag drain \
+  --count "$outage_n" --idle-timeout 3 --timeout 600 --json "$raw/drain.kafka.json" >/dev/null
+say "  Kafka holds $(field "$raw/drain.kafka.json" unique) of $outage_n outage events ($(field "$raw/drain.kafka.json" duplicates) duplicates), live p99 during the drain $(field "$raw/live.kafka.json" p99) ms"
+printf '{ "idle_rss_kib": %s, "load_hwm_kib": %s }\n' "$idle_rss" "$load_hwm" >"$raw/sluice.proc.json"
+stop_sluice
+scripts/kafka.sh stop --dir "$work/kafka" >/dev/null
+mosq stop --dir "$work/mosquitto"
+
+# ---- 6. the same outage through Mosquitto's bridge ---------------------------------------------
+say "Mosquitto bridge: edge 127.0.0.1:$edge_port -> upstream 127.0.0.1:$upstream_port (autosave ${autosave}s)"
+cat >"$work/bridge.conf" <<CONF
+autosave_interval $autosave
+connection bench-upstream
+address 127.0.0.1:$upstream_port
+topic bench/# out 1
+cleansession false
+clientid bench-bridge
+bridge_protocol_version mqttv311
+restart_timeout 1
+CONF
+mosq start --dir "$work/upstream" --port "$upstream_port" --persistence
+mosq start --dir "$work/edge" --port "$edge_port" --persistence --extra-conf "$work/bridge.conf"
+rm -f "$work/ready"
+"$bench" subscribe --url "tcp://127.0.0.1:$upstream_port" --client-id bench-upstream-sub \
+  --persistent --filter 'bench/#' --qos 1 --tag drain --count "$outage_n" --live-tag live \
+  --live-count "$live_n" --idle-timeout 30 --timeout 1800 --ready-file "$work/ready" \
+  --timeline "$raw/bridge-drain.csv" --json "$raw/bridge-drain.sub.json" &
+bsub=$!
+bg_pids+=("$bsub")
+for _ in $(seq 1 200); do [[ -f "$work/ready" ]] && break; sleep 0.05; done
+[[ -f "$work/ready" ]] || die "upstream subscriber did not subscribe"
+# Idle figures and the outage start once the bridge has connected to the upstream.
+for _ in $(seq 1 300); do grep -q "as bench-bridge" "$work/upstream/mosquitto.log" && break; sleep 0.05; done
+grep -q "as bench-bridge" "$work/upstream/mosquitto.log" || die "the bridge did not connect"
+edge=$(pid_of edge)
+idle=$(awk '/^VmRSS/ { print $2 }' "/proc/$edge/status")
+say "uplink down: stopping the upstream Mosquitto, then $outage_n events into the edge"
+mosq stop --dir "$work/upstream"
+before=$(proc_sample "$edge")
+publish drain bench/drain 1 100 "$outage_n" 0 "tcp://127.0.0.1:$edge_port" \
+  "$raw/bridge-outage.pub.json"
+after=$(proc_sample "$edge")
+proc_json "$before" "$after" "\"idle_rss_kib\": $idle" >"$raw/bridge-outage.proc.json"
+say "  edge holds $outage_n events, RSS $(field "$raw/bridge-outage.proc.json" rss_kib) KiB"
+before=$(proc_sample "$edge")
+say "uplink back: starting the upstream Mosquitto; live traffic at $live_rate ev/s"
+mosq start --dir "$work/upstream" --port "$upstream_port" --persistence
+t0=$(now_us)
+publish live bench/live 1 100 "$live_n" "$live_rate" "tcp://127.0.0.1:$edge_port" \
+  "$raw/bridge-live.pub.json" &
+live_pub=$!
+bg_pids+=("$live_pub")
+# The subscriber ends once every outage and live event arrived (or 30 s without any).
+wait "$bsub" || die "upstream subscriber failed"
+after=$(proc_sample "$edge")
+proc_json "$before" "$after" "\"t0_us\": $t0" >"$raw/bridge-drain.proc.json"
+wait "$live_pub" || die "live publisher failed"
+bg_pids=()
+say "  upstream got $(field "$raw/bridge-drain.sub.json" unique) of $outage_n outage events in $(awk -v a="$t0" -v b="$(field "$raw/bridge-drain.sub.json" last_us)" 'BEGIN { printf "%.1f", (b - a) / 1e6 }') s"
+mosq stop --dir "$work/edge"
+mosq stop --dir "$work/upstream"
+
+# ---- report and chart ---------------------------------------------------------------------------
+"$bench" report --dir "$out" || die "report failed"
+s_t0=$(field "$raw/drain.proc.json" t0_us)
+b_t0=$(field "$raw/bridge-drain.proc.json" t0_us)
+# Backlog = outage events not yet confirmed upstream, against seconds since the uplink returned.
+awk -v t0="$s_t0" -v last="$outage_last" '{ b = last - $3; if (b < 0) b = 0; printf "%.2f %d\n", $1 - t0 / 1e6, b }' \
+  "$raw/drain.csv" | awk '$1 >= -5' >"$work/sluice.dat"
+awk -v t0="$b_t0" -v n="$outage_n" '{ printf "%.2f %d\n", $1 - t0 / 1e6, n - $2 }' \
+  "$raw/bridge-drain.csv" | awk '$1 >= -5' >"$work/bridge.dat"
+gnuplot <<GP || die "gnuplot failed"
+set terminal pngcairo size 900,500 noenhanced
+set output "$out/drain.png"
+set title "Backlog after a $outage_n-event outage, with $live_rate ev/s live traffic"
+set xlabel "seconds since the uplink returned"
+set ylabel "outage events not yet upstream"
+set grid
+set key top right
+plot "$work/sluice.dat" using 1:2 with lines lw 2 title "sluice (-> Kafka)", \
+     "$work/bridge.dat" using 1:2 with lines lw 2 title "Mosquitto bridge (-> upstream Mosquitto)"
+GP
+for f in results.md results.json drain.png; do [[ -s "$out/$f" ]] || die "$out/$f is missing"; done
+# A benchmark that lost events through sluice would measure the wrong thing: every event sent
+# through sluice must have reached Kafka.
+for f in latency-1000.kafka.json latency-10000.kafka.json drain.kafka.json live.kafka.json; do
+  [[ "$(field "$raw/$f" missing)" == 0 ]] || die "events sent through sluice are missing from Kafka ($raw/$f)"
+done
+if grep -q '"missing": \[$' "$out/results.json"; then
+  grep -A20 '"missing": \[' "$out/results.json" >&2
+  die "some stages produced no figures (results.json: missing)"
+fi
+echo
+cat "$out/results.md"
+echo
+say "done: $out/results.md, $out/results.json, $out/drain.png, raw figures in $out/raw"

@@ -1,0 +1,116 @@
+#include "gateway/config_file.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace sluice::gateway {
+
+namespace {
+
+void DiffTables(const toml::table& a, const toml::table& b, const std::string& prefix,
+                std::vector<std::string>* out) {
+  std::set<std::string> keys;
+  for (auto&& [k, v] : a) keys.insert(std::string(k.str()));
+  for (auto&& [k, v] : b) keys.insert(std::string(k.str()));
+  for (const std::string& key : keys) {
+    const std::string name = prefix.empty() ? key : prefix + "." + key;
+    const toml::node* x = a.get(key);
+    const toml::node* y = b.get(key);
+    if (x != nullptr && y != nullptr && x->is_table() && y->is_table()) {
+      DiffTables(*x->as_table(), *y->as_table(), name, out);
+    } else if (toml::node_view<const toml::node>(x) != toml::node_view<const toml::node>(y)) {
+      out->push_back(name);
+    }
+  }
+}
+
+bool ParseToml(const std::string& text, toml::table* out) {
+#if TOML_EXCEPTIONS
+  try {
+    *out = toml::parse(text);
+    return true;
+  } catch (const toml::parse_error&) {
+    return false;
+  }
+#else
+  toml::parse_result result = toml::parse(text);
+  if (!result) return false;
+  *out = std::move(result).table();
+  return true;
+#endif
+}
+
+Status ReadText(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return Status::IoError("configuration file: cannot open '" + path +
+                           "': " + std::strerror(errno));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return Status::IoError("configuration file: cannot read '" + path + "'");
+  *out = ss.str();
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::vector<std::string> ChangedTomlKeys(const std::string& before, const std::string& after) {
+  toml::table a;
+  toml::table b;
+  std::vector<std::string> out;
+  if (!ParseToml(before, &a) || !ParseToml(after, &b)) return out;
+  DiffTables(a, b, "", &out);
+  return out;
+}
+
+ConfigFile::ConfigFile(std::string path, ConfigEnvironment env)
+    : path_(std::move(path)), env_(std::move(env)) {}
+
+Status ConfigFile::Load(Config* out) {
+  std::string text;
+  Status s = ReadText(path_, &text);
+  if (!s.ok()) return s;
+  Config config;
+  s = ParseConfig(text, path_, &config, env_);
+  if (!s.ok()) return s;
+  text_ = std::move(text);
+  config_ = config;
+  *out = std::move(config);
+  return Status::Ok();
+}
+
+Status ConfigFile::Reload(Config* out, std::vector<std::string>* changed) {
+  std::string text;
+  Status s = ReadText(path_, &text);
+  if (!s.ok()) return s;
+  Config config;
+  s = ParseConfig(text, path_, &config, env_);
+  if (!s.ok()) return s;
+  std::vector<std::string> keys = ChangedTomlKeys(text_, text);
+  auto note = [&](bool differs, const std::string& key) {
+    if (differs && std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+  };
+  // The file names stayed, the secrets in them did not.
+  auto sasl = [](const Config& c) {
+    auto it = c.kafka.properties.find("sasl.password");
+    return it == c.kafka.properties.end() ? std::string() : it->second;
+  };
+  note(!config.mqtt.password_file.empty() && config.mqtt.password != config_.mqtt.password,
+       "mqtt.password_file");
+  note(!config.kafka.sasl_password_file.empty() && sasl(config) != sasl(config_),
+       "kafka.sasl_password_file");
+  text_ = std::move(text);
+  config_ = config;
+  *out = std::move(config);
+  *changed = std::move(keys);
+  return Status::Ok();
+}
+
+}  // namespace sluice::gateway

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# `sluice check-config` and `sluice run` refuse each kind of bad configuration with exit status 2
+# and a message on stderr that names the key. Usage: cli_bad_config_test.sh SLUICE_BINARY
+set -uo pipefail
+sluice=${1:?usage: $0 SLUICE_BINARY}
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+route='[[route]]
+mqtt = "devices/+/data"
+kafka_topic = "events"'
+failures=0
+
+# expect NAME EXPECTED_TEXT CONFIG_TEXT
+expect() {
+  local name=$1 want=$2 config=$3 cmd rc err
+  printf '%s\n' "$config" >"$dir/$name.toml"
+  for cmd in check-config run; do
+    err=$("$sluice" "$cmd" --config "$dir/$name.toml" 2>&1 >/dev/null)
+    rc=$?
+    if [[ $rc != 2 || "$err" != *"$want"* ]]; then
+      echo "FAIL $name ($cmd): exit $rc, wanted 2 and '$want' in: $err"
+      failures=$((failures + 1))
+    else
+      echo "ok   $name ($cmd): $err"
+    fi
+  done
+}
+
+expect unknown-key "storage.max_byte" "[storage]
+max_byte = 5
+$route"
+expect type-error "storage.commit_interval_ms" "[storage]
+commit_interval_ms = \"10\"
+$route"
+expect out-of-range "route[1].qos" "$route
+qos = 3"
+expect bad-size "storage.max_bytes" "[storage]
+max_bytes = \"12 parsecs\"
+$route"
+expect bad-enum "storage.overflow" "[storage]
+overflow = \"drop-newest\"
+$route"
+expect bad-filter "route[1].mqtt" '[[route]]
+mqtt = "devices/#/data"
+kafka_topic = "events"'
+expect bad-key-pattern "route[1].key" "$route
+key = \"devices/{a}/{b}\""
+expect bad-kafka-topic "route[1].kafka_topic" '[[route]]
+mqtt = "devices/+/data"
+kafka_topic = "has space"'
+expect bad-mqtt-url "mqtt.url" "[mqtt]
+url = \"http://broker:1883\"
+$route"
+expect bad-kafka-brokers "kafka.brokers" "[kafka]
+brokers = \"http://kafka1:9092\"
+$route"
+expect missing-route "route" "[storage]
+path = \"$dir/events.db\""
+expect missing-topic "route[1].kafka_topic" '[[route]]
+mqtt = "devices/+/data"'
+expect forbidden-property "kafka.properties" "[kafka.properties]
+acks = \"1\"
+$route"
+expect syntax-error "$dir/syntax-error.toml" "[storage
+$route"
+
+# A log file that is not a sluice log: `run` and `status` exit 1 naming it, and leave it as it was.
+# expect_refused_log NAME EXPECTED_TEXT   (the log file is $dir/NAME.db, prepared by the caller)
+expect_refused_log() {
+  local name=$1 want=$2 cmd rc err before after
+  printf '[storage]\npath = "%s"\n[kafka]\nbrokers = "127.0.0.1:1"\n%s\n' "$dir/$name.db" \
+    "$route" >"$dir/$name.toml"
+  before=$(sha256sum <"$dir/$name.db")
+  for cmd in run status; do
+    err=$(timeout 60 "$sluice" "$cmd" --config "$dir/$name.toml" 2>&1 >/dev/null)
+    rc=$?
+    after=$(sha256sum <"$dir/$name.db")
+    if [[ $rc != 1 || "$err" != *"$dir/$name.db"* || "$err" != *"$want"* || "$before" != "$after" ]]; then
+      echo "FAIL $name ($cmd): exit $rc, wanted 1 naming the file and '$want', unchanged: $err"
+      failures=$((failures + 1))
+    else
+      echo "ok   $name ($cmd): $(printf '%s' "$err" | tail -n 1)"
+    fi
+  done
+}
+head -c 8192 /dev/urandom >"$dir/garbage.db"
+expect_refused_log garbage "not an SQLite database"
+sqlite3 "$dir/foreign.db" "CREATE TABLE t(x); INSERT INTO t VALUES(1);"
+expect_refused_log foreign "not a sluice event log"
+
+# Nothing was created for a configuration that was refused.
+if [[ -e "$dir/events.db" ]]; then
+  echo "FAIL: a refused configuration created the log"
+  failures=$((failures + 1))
+fi
+if ((failures)); then
+  echo "$failures failed"
+  exit 1
+fi
+echo "every bad configuration refused with exit 2, every foreign log with exit 1"

@@ -1,0 +1,115 @@
+// A Kafka broker failure in a real three-node cluster (KRaft; every topic replicated three times,
+// min.insync.replicas 2; scripts/kafka-cluster.sh): the partition leader is killed with SIGKILL
+// while sluice forwards, and started again later. Prints `scenario=... sent=... arrived=...`.
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "tests/integration/chaos_fixture.h"
+#include "tests/integration/harness.h"
+#include "tests/test_util.h"
+
+namespace sluice::itest {
+namespace {
+
+using sluice::testing::WaitFor;
+using namespace std::chrono_literals;
+
+TEST_CASE(
+    "the partition leader of a three-node Kafka cluster is SIGKILLed mid-stream: nothing "
+    "lost, order kept") {
+  ChaosFixture f("leader_kill");
+  const std::string node_dir_prefix = f.env.kafka_dir + "/node";  // the cluster's DIR/nodeI
+  f.StartSluice();
+  const auto devices = Devices(4);
+  constexpr int kFirst = 50, kPerDevice = 4000;
+  const uint64_t total = kPerDevice * devices.size();
+
+  Publisher first(f.env.mqtt_url, "pub-" + f.cfg.gateway_id);
+  first.Publish(f.cfg.mqtt_prefix, devices, 1, kFirst, 1);
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Cursor() >= kFirst * devices.size(); }, 60s, 20ms),
+                  f.Log());
+  // The topic was created by sluice's first produce, with the cluster's defaults.
+  std::optional<PartitionInfo> before;
+  REQUIRE(WaitFor(
+      [&] {
+        before = ReadPartitionInfo(f.env.kafka_brokers, f.cfg.kafka_topic, 0);
+        return before && before->leader > 0 && before->isrs.size() == 3;
+      },
+      30s, 100ms));
+  CHECK(before->replicas.size() == 3);
+  const int32_t leader = before->leader;
+
+  std::thread producer([&] {
+    Publisher pub(f.env.mqtt_url, "live-" + f.cfg.gateway_id);
+    pub.Publish(f.cfg.mqtt_prefix, devices, kFirst + 1, kPerDevice - kFirst, 1);
+  });
+  struct Join {
+    std::thread& t;
+    ~Join() {
+      if (t.joinable()) t.join();
+    }
+  } join{producer};
+  struct Restart {  // the killed node comes back even when an assertion fails
+    std::string cmd;
+    bool done = false;
+    ~Restart() {
+      if (!done) Shell(cmd);
+    }
+  } restart{f.env.scripts_dir + "/kafka-cluster.sh start-node --dir " + f.env.kafka_dir +
+            " --node " + std::to_string(leader)};
+
+  REQUIRE(WaitFor([&] { return f.Cursor() >= total / 4; }, 60s, 5ms));
+  const uint64_t cursor_at_kill = f.Cursor();
+  const auto t_kill = std::chrono::steady_clock::now();
+  REQUIRE(Shell(f.env.scripts_dir + "/kafka.sh stop --kill --dir " + node_dir_prefix +
+                std::to_string(leader)) == 0);
+  // The cluster fences the dead broker and elects a leader among the in-sync survivors.
+  std::optional<PartitionInfo> after;
+  REQUIRE(WaitFor(
+      [&] {
+        after = ReadPartitionInfo(f.env.kafka_brokers, f.cfg.kafka_topic, 0);
+        return after && after->leader > 0 && after->leader != leader;
+      },
+      60s, 100ms));
+  const double elected_s = Seconds(std::chrono::steady_clock::now() - t_kill);
+  // Two of three replicas are enough for acks=all with min.insync.replicas 2: forwarding goes on
+  // without the dead node.
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Cursor() >= total * 3 / 4; }, 120s, 20ms), f.Log());
+  const double progress_s = Seconds(std::chrono::steady_clock::now() - t_kill);
+
+  const auto t_restart = std::chrono::steady_clock::now();
+  REQUIRE(Shell(restart.cmd) == 0);
+  restart.done = true;
+  const double restart_s = Seconds(std::chrono::steady_clock::now() - t_restart);
+  producer.join();
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Cursor() >= total; }, 120s, 20ms), f.Log());
+  // The restarted node catches up and is in sync again.
+  CHECK(WaitFor(
+      [&] {
+        auto p = ReadPartitionInfo(f.env.kafka_brokers, f.cfg.kafka_topic, 0);
+        return p && p->isrs.size() == 3;
+      },
+      60s, 200ms));
+
+  auto records = ReadTopic(f.env.kafka_brokers, f.cfg.kafka_topic, total, 20s);
+  Verdict v = Verify(records, devices, kPerDevice);
+  char extra[256];
+  std::snprintf(extra, sizeof extra,
+                " killed_leader=%d new_leader=%d cursor_at_kill=%llu new_leader_after_s=%.1f "
+                "75pct_forwarded_after_s=%.1f node_restart_s=%.1f",
+                leader, after->leader, static_cast<unsigned long long>(cursor_at_kill), elected_s,
+                progress_s, restart_s);
+  ReportScenario("cluster_leader_sigkill", total, v, extra);
+  CHECK(v.lost == 0);
+  CHECK(v.reordered == 0);
+  CHECK(v.corrupted == 0);
+  CHECK(f.process->Terminate() == 0);
+}
+
+}  // namespace
+}  // namespace sluice::itest

@@ -1,0 +1,532 @@
+// Limits and bad input against real brokers: a full disk, storage.max_bytes during a long Kafka
+// outage under each overflow policy, payloads and topics of every shape, and a Kafka topic that
+// does not exist on a broker that creates none. Each scenario prints one line
+// `scenario=<name> sent=.. arrived=.. lost=.. duplicates=.. dropped=..` for the record.
+
+#include <doctest/doctest.h>
+#include <mqtt/async_client.h>
+#include <sqlite3.h>
+#include <sys/mount.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "storage/sqlite_event_log.h"
+#include "tests/integration/harness.h"
+#include "tests/test_util.h"
+
+namespace sluice::itest {
+namespace {
+
+using sluice::testing::TempDir;
+using sluice::testing::WaitFor;
+using namespace std::chrono_literals;
+
+struct Fixture {
+  explicit Fixture(const std::string& name) : env(Env::FromEnvironment()) {
+    const std::string suffix = UniqueSuffix();
+    cfg.dir = dir.path().string();
+    cfg.gateway_id = name + "-" + suffix;
+    cfg.mqtt_prefix = "limits/" + name + "-" + suffix;
+    cfg.kafka_topic = "limits-" + name + "-" + suffix;
+  }
+  // `config` is written as is when given, otherwise from cfg.
+  void StartSluice(const std::string& config = "") {
+    if (!process) {
+      std::string path = cfg.dir + "/sluice.toml";
+      if (config.empty()) {
+        path = cfg.Write(env);
+      } else {
+        std::ofstream(path) << config;
+      }
+      process = std::make_unique<SluiceProcess>(env.sluice_bin, path, cfg.dir);
+    }
+    process->Start();
+    REQUIRE_MESSAGE(WaitFor(
+                        [&] {
+                          return process->LogText().find("connected to MQTT broker") !=
+                                 std::string::npos;
+                        },
+                        60s),
+                    process->LogText());
+  }
+  storage::LogStats Stats() {
+    auto st = ReadLogStats(LogPath());
+    return st ? *st : storage::LogStats{};
+  }
+  std::string LogPath() const { return log_path.empty() ? cfg.LogPath() : log_path; }
+  std::string Log() { return process ? process->LogText() : std::string(); }
+
+  Env env;
+  TempDir dir;
+  TestConfig cfg;
+  std::string log_path;  // when the log is not in cfg.dir
+  std::unique_ptr<SluiceProcess> process;
+};
+
+// Stops the shared Kafka broker and starts it again at the latest when the scope ends, so that an
+// assertion failing mid-outage cannot leave the broker down for the tests after this one.
+class KafkaOutage {
+ public:
+  explicit KafkaOutage(const Env& env)
+      : script_(env.scripts_dir + "/kafka.sh"),
+        start_(script_ + " start --dir " + env.kafka_dir + " --port " +
+               std::to_string(env.kafka_port)) {
+    REQUIRE(Shell(script_ + " stop --dir " + env.kafka_dir) == 0);
+  }
+  ~KafkaOutage() {
+    if (!ended_) Shell(start_);
+  }
+  void End() {
+    ended_ = true;
+    REQUIRE(Shell(start_) == 0);
+  }
+
+ private:
+  std::string script_;
+  std::string start_;
+  bool ended_ = false;
+};
+
+// `sluice status --json` for the log, as the operator would run it.
+nlohmann::json StatusJson(const Env& env, const std::string& config_path) {
+  const std::string cmd = env.sluice_bin + " status --json --config " + config_path;
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int rc = pclose(p);
+  REQUIRE_MESSAGE(rc == 0, cmd);
+  return nlohmann::json::parse(out);
+}
+
+std::string IntegrityCheck(const std::string& path) {
+  sqlite3* db = nullptr;
+  std::string result = "cannot open " + path;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      result = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return result;
+}
+
+struct SeqRange {
+  uint64_t first;
+  uint64_t last;
+};
+
+// The ranges sluice logged as dropped ("... dropped the N oldest events, seq A..B, ...").
+std::vector<SeqRange> DroppedRanges(const std::string& log) {
+  static const std::regex re("dropped the ([0-9]+) oldest events, seq ([0-9]+)\\.\\.([0-9]+)");
+  std::vector<SeqRange> out;
+  for (std::sregex_iterator it(log.begin(), log.end(), re), end; it != end; ++it) {
+    out.push_back({std::stoull((*it)[2]), std::stoull((*it)[3])});
+  }
+  return out;
+}
+
+void Scenario(const std::string& name, size_t sent, size_t arrived, size_t lost, size_t duplicates,
+              size_t dropped) {
+  std::printf("scenario=%s sent=%zu arrived=%zu lost=%zu duplicates=%zu dropped=%zu\n",
+              name.c_str(), sent, arrived, lost, duplicates, dropped);
+  std::fflush(stdout);
+}
+
+// A size-limited tmpfs of its own, unmounted at the end; empty path() when mounting is not
+// permitted here.
+class SmallDisk {
+ public:
+  SmallDisk(const std::string& dir, const std::string& size) : dir_(dir) {
+    std::filesystem::create_directories(dir_);
+    const std::string opts = "size=" + size + ",mode=0755";
+    if (mount("sluice-limits", dir_.c_str(), "tmpfs", 0, opts.c_str()) == 0) {
+      mounted_ = true;
+    } else {
+      error_ = std::strerror(errno);
+    }
+  }
+  ~SmallDisk() {
+    if (mounted_) umount2(dir_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+  const std::string& error() const { return error_; }
+  // Fills the disk with a file, leaving about `leave` bytes free.
+  void Fill(uint64_t leave) {
+    const auto space = std::filesystem::space(dir_);
+    const uint64_t n = space.available > leave ? space.available - leave : 0;
+    std::ofstream out(Filler(), std::ios::binary);
+    std::string chunk(64 * 1024, 'f');
+    for (uint64_t done = 0; done < n; done += chunk.size()) {
+      out.write(chunk.data(),
+                static_cast<std::streamsize>(std::min<uint64_t>(chunk.size(), n - done)));
+    }
+  }
+  void Free() { std::filesystem::remove(Filler()); }
+  uint64_t Available() const { return std::filesystem::space(dir_).available; }
+
+ private:
+  std::string Filler() const { return dir_ + "/filler"; }
+  std::string dir_;
+  bool mounted_ = false;
+  std::string error_;
+};
+
+// Kafka records carry sluice's sequence number; returns seq -> how often it arrived.
+std::map<uint64_t, int> SeqCounts(const std::vector<Record>& records) {
+  std::map<uint64_t, int> out;
+  for (const auto& r : records) out[std::stoull(r.headers.at("sluice.seq"))]++;
+  return out;
+}
+
+// --- a full disk ------------------------------------------------------------------------------
+
+// The log lives on a small tmpfs; Kafka is down so the backlog grows until the disk is full.
+void DiskFull(bool drop_oldest) {
+  const char* name = drop_oldest ? "disk-full-drop-oldest" : "disk-full-reject-new";
+  Fixture f(drop_oldest ? "diskfulldrop" : "diskfullreject");
+  // Room for the whole WAL of the events that arrive after the space is freed: a WAL that filled
+  // the disk while the forwarder kept reading cannot be checkpointed (see guarantees (f)).
+  SmallDisk disk(f.cfg.dir + "/disk", "64m");
+  if (!disk.mounted()) {
+    MESSAGE("SKIPPED " << name << ": cannot mount a tmpfs here (" << disk.error()
+                       << "); this scenario needs root");
+    return;
+  }
+  f.log_path = f.cfg.dir + "/disk/events.db";
+  const std::string config_path = f.cfg.dir + "/sluice.toml";
+  std::string config;
+  {
+    f.cfg.extra_storage =
+        std::string("overflow = \"") + (drop_oldest ? "drop-oldest" : "reject-new") + "\"\n";
+    f.cfg.Write(f.env);
+    std::ifstream in(config_path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    config = std::regex_replace(ss.str(), std::regex("path = \"[^\"]*\""),
+                                "path = \"" + f.log_path + "\"");
+  }
+  f.StartSluice(config);
+  const auto devices = Devices(1);
+  Publisher pub(f.env.mqtt_url, "pub-" + f.cfg.gateway_id);
+  pub.Publish(f.cfg.mqtt_prefix, devices, 1, 1, 1, nullptr, 1000);
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Stats().cursor >= 1; }, 60s, 20ms), f.Log());
+
+  KafkaOutage outage(f.env);
+  // The WAL, the log and its index need room to start with; the rest of the disk is taken.
+  disk.Fill(2 << 20);
+  constexpr int kEvents = 6000;  // about 6 MB of payload: more than the 2 MB left
+  std::atomic<int> published{0};
+  std::thread producer([&] {
+    Publisher p(f.env.mqtt_url, "pub2-" + f.cfg.gateway_id);
+    p.Publish(f.cfg.mqtt_prefix, devices, 2, kEvents, 1, &published, 1000);
+  });
+  // Either policy first meets the full disk as an append SQLite refuses with SQLITE_FULL.
+  REQUIRE_MESSAGE(
+      WaitFor([&] { return f.Log().find("disk holding event log") != std::string::npos; }, 120s,
+              50ms),
+      f.Log());
+  producer.join();  // the broker took every event, whether sluice has it or not
+  CHECK(f.process->Running());
+  const auto during = StatusJson(f.env, config_path);
+  std::printf("[%s] with the disk full: %s\n", name, during.dump().c_str());
+  // Not everything fits: sluice holds back and the broker keeps the rest for its session. (In
+  // WAL mode a delete needs room in the WAL too, so on a disk with no byte left even drop-oldest
+  // can only wait; see the guarantees in docs/ARCHITECTURE.md (f).)
+  CHECK(during["last_seq"].get<uint64_t>() < kEvents + 1);
+  CHECK(f.Log().find("holding back new events") != std::string::npos);
+  CHECK(f.process->Running());
+
+  // Kafka returns while the disk is still full: forwarding resumes.
+  outage.End();
+  // Everything in the log by now, less what drop-oldest may have dropped, reaches Kafka.
+  const auto held = f.Stats();
+  const uint64_t before_free = held.last_seq - held.dropped_events;
+  const auto forwarded = ReadTopicUntil(
+      f.env.kafka_brokers, f.cfg.kafka_topic,
+      [&](const std::vector<Record>& r) { return r.size() >= before_free; }, 120s);
+  std::printf("[%s] Kafka back, disk still full: %zu of the %llu events in the log arrived\n", name,
+              forwarded.size(), static_cast<unsigned long long>(before_free));
+  CHECK(forwarded.size() >= before_free);
+  CHECK(f.process->Running());
+  // Space comes back: the rest flows and the log drains.
+  disk.Free();
+  REQUIRE_MESSAGE(WaitFor(
+                      [&] {
+                        auto st = f.Stats();
+                        return st.last_seq >= kEvents + 1 - 0 && st.events == 0 &&
+                               st.cursor >= st.last_seq;
+                      },
+                      180s, 50ms),
+                  f.Log());
+  CHECK(f.process->Terminate() == 0);
+  CHECK(IntegrityCheck(f.log_path) == "ok");
+
+  const auto after = StatusJson(f.env, config_path);
+  const uint64_t dropped = after["dropped_events"].get<uint64_t>();
+  auto records = ReadTopic(f.env.kafka_brokers, f.cfg.kafka_topic, kEvents + 1, 15s);
+  auto counts = SeqCounts(records);
+  size_t dup = 0;
+  for (auto& [seq, c] : counts) dup += c - 1;
+  const uint64_t last_seq = after["last_seq"].get<uint64_t>();
+  size_t lost = 0;
+  if (drop_oldest) {
+    // Every sequence number either arrived or lies in a range logged as dropped.
+    auto ranges = DroppedRanges(f.Log());
+    uint64_t in_ranges = 0;
+    for (const auto& r : ranges) in_ranges += r.last - r.first + 1;
+    CHECK(in_ranges == dropped);
+    for (uint64_t s = 1; s <= last_seq; ++s) {
+      bool was_dropped = false;
+      for (const auto& r : ranges) was_dropped |= s >= r.first && s <= r.last;
+      if (!was_dropped && counts.count(s) == 0) lost++;
+    }
+    CHECK(counts.count(last_seq) == 1);
+  } else {
+    Verdict v = Verify(records, devices, kEvents + 1, 1000);
+    lost = v.lost;
+    CHECK(v.reordered == 0);
+    CHECK(v.corrupted == 0);
+    CHECK(dropped == 0);
+  }
+  Scenario(name, kEvents + 1, records.size(), lost, dup, dropped);
+  CHECK(lost == 0);
+}
+
+TEST_CASE("disk full under reject-new: holds back, keeps forwarding, recovers, loses nothing") {
+  DiskFull(false);
+}
+
+TEST_CASE("disk full under drop-oldest: drops the oldest, keeps forwarding, recovers") {
+  DiskFull(true);
+}
+
+// --- storage.max_bytes during a long outage ---------------------------------------------------
+
+TEST_CASE("max_bytes under drop-oldest during an outage: the newest arrive, the logged oldest go") {
+  Fixture f("maxdrop");
+  // Few events in flight: those the forwarder handed to the producer before they were dropped
+  // still arrive (docs/ARCHITECTURE.md (f)); this keeps that set small and checkable.
+  f.cfg.extra_storage = "max_bytes = 1048576\noverflow = \"drop-oldest\"";
+  f.cfg.extra_kafka = "max_in_flight_events = 50";
+  f.StartSluice();
+  const auto devices = Devices(1);
+  Publisher pub(f.env.mqtt_url, "pub-" + f.cfg.gateway_id);
+  pub.Publish(f.cfg.mqtt_prefix, devices, 1, 1, 1, nullptr, 1000);
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Stats().cursor >= 1; }, 60s, 20ms), f.Log());
+
+  KafkaOutage outage(f.env);
+  constexpr int kEvents = 3000;  // about 3.2 MB accounted against 1 MiB
+  pub.Publish(f.cfg.mqtt_prefix, devices, 2, kEvents, 1, nullptr, 1000);
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Stats().last_seq >= kEvents + 1; }, 60s, 20ms), f.Log());
+  const auto during = f.Stats();
+  CHECK(during.bytes <= 1048576);
+  CHECK(during.dropped_events > 0);
+  // Every event from seq 2 on that is gone from the log was dropped, the oldest first.
+  CHECK(during.first_seq == 2 + during.dropped_events);
+  const uint64_t next = during.first_seq;
+
+  outage.End();
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Stats().cursor >= kEvents + 1; }, 120s, 20ms), f.Log());
+  auto records = ReadTopic(f.env.kafka_brokers, f.cfg.kafka_topic, kEvents + 1, 15s);
+  auto counts = SeqCounts(records);
+  // Events arrive with seq == n (one device, published in order): every record is the event its
+  // sequence number says, byte for byte.
+  size_t corrupted = 0;
+  for (const auto& r : records) {
+    const int seq = std::stoi(r.headers.at("sluice.seq"));
+    if (r.value != PayloadFor(devices[0], seq, 1000) || r.key != devices[0]) corrupted++;
+  }
+  CHECK(corrupted == 0);
+  size_t lost = 0;
+  size_t dropped_but_arrived = 0;
+  for (uint64_t s = 1; s <= kEvents + 1; ++s) {
+    const bool dropped = s >= 2 && s < next;
+    if (!dropped && counts.count(s) == 0) lost++;
+    if (dropped && counts.count(s) != 0) dropped_but_arrived++;
+  }
+  // Only events already handed to the producer when they were dropped can arrive from the
+  // dropped range: at most max_in_flight_events of them.
+  CHECK(dropped_but_arrived <= 50);
+  size_t dup = 0;
+  for (auto& [seq, c] : counts) dup += c - 1;
+  std::printf("[maxdrop] dropped seq 2..%llu; of them %zu were in flight and arrived\n",
+              static_cast<unsigned long long>(next - 1), dropped_but_arrived);
+  Scenario("max-bytes-drop-oldest", kEvents + 1, records.size(), lost, dup, next - 2);
+  CHECK(lost == 0);
+  CHECK(dup == 0);
+  CHECK(f.process->Terminate() == 0);
+  // The log names exactly the dropped ranges: contiguous from seq 2, adding up to the counter, in
+  // a few merged lines rather than a line per event.
+  const auto ranges = DroppedRanges(f.Log());
+  REQUIRE(!ranges.empty());
+  uint64_t expect_first = 2;
+  for (const auto& r : ranges) {
+    CHECK(r.first == expect_first);
+    expect_first = r.last + 1;
+  }
+  CHECK(expect_first == next);
+  CHECK(ranges.size() <= 10);
+  std::printf("[maxdrop] the log reported the drops in %zu line(s)\n", ranges.size());
+}
+
+TEST_CASE("max_bytes under reject-new during an outage: the broker queues, then all arrive") {
+  Fixture f("maxreject");
+  f.cfg.extra_storage = "max_bytes = 1048576\noverflow = \"reject-new\"";
+  f.StartSluice();
+  const auto devices = Devices(2);
+  Publisher pub(f.env.mqtt_url, "pub-" + f.cfg.gateway_id);
+  pub.Publish(f.cfg.mqtt_prefix, devices, 1, 1, 1, nullptr, 1000);
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Stats().cursor >= 2; }, 60s, 20ms), f.Log());
+
+  KafkaOutage outage(f.env);
+  constexpr int kPerDevice = 1500;  // 3000 events, about 3.2 MB accounted against 1 MiB
+  pub.Publish(f.cfg.mqtt_prefix, devices, 2, kPerDevice - 1, 1, nullptr, 1000);
+  REQUIRE_MESSAGE(
+      WaitFor([&] { return f.Log().find("holding back new events") != std::string::npos; }, 60s,
+              20ms),
+      f.Log());
+  const auto during = StatusJson(f.env, f.cfg.dir + "/sluice.toml");
+  std::printf("[maxreject] while full: %s\n", during.dump().c_str());
+  CHECK(during["backlog_bytes"].get<uint64_t>() <= 1048576);
+  CHECK(during["max_bytes"].get<uint64_t>() == 1048576);
+  CHECK(during["dropped_events"].get<uint64_t>() == 0);
+  CHECK(during["last_seq"].get<uint64_t>() < 2u * kPerDevice);
+  CHECK(f.process->Running());
+
+  outage.End();
+  REQUIRE_MESSAGE(WaitFor(
+                      [&] {
+                        auto st = f.Stats();
+                        return st.cursor >= 2u * kPerDevice && st.events == 0;
+                      },
+                      180s, 20ms),
+                  f.Log());
+  auto records = ReadTopic(f.env.kafka_brokers, f.cfg.kafka_topic, 2 * kPerDevice, 15s);
+  Verdict v = Verify(records, devices, kPerDevice, 1000);
+  Scenario("max-bytes-reject-new", 2 * kPerDevice, records.size(), v.lost, v.duplicates, 0);
+  CHECK(v.lost == 0);
+  CHECK(v.duplicates == 0);
+  CHECK(v.reordered == 0);
+  CHECK(v.corrupted == 0);
+  CHECK(f.process->Terminate() == 0);
+}
+
+// --- payloads and topics ----------------------------------------------------------------------
+
+std::string RouteConfig(const Fixture& f, const std::string& brokers, const std::string& extra) {
+  return "[gateway]\nid = \"" + f.cfg.gateway_id + "\"\n[storage]\npath = \"" + f.cfg.LogPath() +
+         "\"\n[mqtt]\nurl = \"" + f.env.mqtt_url + "\"\nclient_id = \"sluice-" + f.cfg.gateway_id +
+         "\"\nreconnect_min_ms = 100\nreconnect_max_ms = 2000\n[kafka]\n" + "brokers = \"" +
+         brokers + "\"\nreconnect_max_ms = 1000\n" + extra + "\n[[route]]\nmqtt = \"" +
+         f.cfg.mqtt_prefix + "/#\"\nkafka_topic = \"" + f.cfg.kafka_topic + "\"\nkey = \"" +
+         f.cfg.mqtt_prefix + "/{device}/#\"\nqos = 1\n";
+}
+
+struct Message {
+  std::string topic;
+  std::string payload;
+  std::string key;  // expected Kafka key
+};
+
+void PublishAll(const std::string& url, const std::string& client_id,
+                const std::vector<Message>& msgs) {
+  mqtt::async_client client(url, client_id);
+  client.connect(mqtt::connect_options_builder().clean_session(true).finalize())->wait();
+  for (const auto& m : msgs)
+    client.publish(mqtt::make_message(m.topic, m.payload, 1, false))->wait();
+  client.disconnect()->wait();
+}
+
+TEST_CASE("binary and empty payloads and unusual topics arrive byte-identical with the right key") {
+  Fixture f("shapes");
+  f.StartSluice(RouteConfig(f, f.env.kafka_brokers, ""));
+  std::string all_bytes;
+  for (int b = 0; b < 256; ++b) all_bytes.push_back(static_cast<char>(b));
+  const std::string p = f.cfg.mqtt_prefix;
+  const std::string long_device(20000, 'd');
+  const std::vector<Message> msgs = {
+      {p + "/bin/data", all_bytes, "bin"},
+      {p + "/empty/data", "", "empty"},
+      {p + "/nuls/data", std::string(1000, '\0'), "nuls"},
+      {p + "/dév ice/ü/€", "utf8 topic \xe2\x82\xac", "dév ice"},
+      {p + "/ /x", "a space as the device", " "},
+      {p + "/" + long_device + "/data", "a 20000-byte device level", long_device},
+      {p + "/nested/deeper/and/deeper", std::string(1, '\xff'), "nested"},
+  };
+  PublishAll(f.env.mqtt_url, "pub-" + f.cfg.gateway_id, msgs);
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Stats().cursor >= msgs.size(); }, 60s, 20ms), f.Log());
+  auto records = ReadTopic(f.env.kafka_brokers, f.cfg.kafka_topic, msgs.size(), 10s);
+  REQUIRE(records.size() == msgs.size());
+  size_t mismatched = 0;
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    CAPTURE(i);
+    CHECK(records[i].value == msgs[i].payload);
+    CHECK(records[i].key == msgs[i].key);
+    CHECK(records[i].headers.at("mqtt.topic") == msgs[i].topic);
+    if (records[i].value != msgs[i].payload || records[i].key != msgs[i].key) mismatched++;
+  }
+  CHECK(f.Stats().dead_letters == 0);
+  Scenario("payload-and-topic-shapes", msgs.size(), records.size(), mismatched, 0, 0);
+  CHECK(f.process->Terminate() == 0);
+}
+
+// --- a Kafka broker that creates no topics ----------------------------------------------------
+
+TEST_CASE("a Kafka topic that does not exist, with auto-create off: dead letters, nothing blocks") {
+  const char* brokers = std::getenv("SLUICE_LIMITS_KAFKA_BROKERS");
+  REQUIRE_MESSAGE(brokers != nullptr, "needs SLUICE_LIMITS_KAFKA_BROKERS (limits_brokers.sh)");
+  Fixture f("notopic");
+  // librdkafka fails messages for a topic the cluster does not know after this long (default 30 s).
+  f.StartSluice(RouteConfig(f, brokers,
+                            "[kafka.properties]\n\"topic.metadata.propagation.max.ms\" = 2000\n"));
+  constexpr int kEvents = 20;
+  std::vector<Message> msgs;
+  for (int i = 1; i <= kEvents; ++i) {
+    msgs.push_back({f.cfg.mqtt_prefix + "/dev0/data", "event " + std::to_string(i), "dev0"});
+  }
+  PublishAll(f.env.mqtt_url, "pub-" + f.cfg.gateway_id, msgs);
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Stats().cursor >= kEvents; }, 120s, 50ms), f.Log());
+  const auto st = f.Stats();
+  CHECK(st.dead_letters == kEvents);
+  CHECK(st.events == 0);
+  CHECK(f.Log().find("dead-letter") != std::string::npos);
+  CHECK(f.process->Running());
+  CHECK(f.process->Terminate() == 0);
+
+  // The events are kept with their reason, byte for byte.
+  storage::SqliteEventLogOptions o;
+  o.path = f.cfg.LogPath();
+  o.read_only = true;
+  o.logger = sluice::testing::NullLogger();
+  std::unique_ptr<storage::SqliteEventLog> log;
+  REQUIRE(storage::SqliteEventLog::Open(o, &log).ok());
+  std::vector<std::pair<storage::Event, std::string>> dead;
+  REQUIRE(log->ReadDeadLetters(100, &dead).ok());
+  REQUIRE(dead.size() == kEvents);
+  size_t lost = 0;
+  for (int i = 0; i < kEvents; ++i) {
+    if (dead[i].first.payload != msgs[i].payload) lost++;
+  }
+  std::printf("[notopic] dead-letter reason: %s\n", dead[0].second.c_str());
+  CHECK(dead[0].second.find(f.cfg.kafka_topic) != std::string::npos);
+  Scenario("unknown-kafka-topic", kEvents, 0, lost, 0, 0);
+  CHECK(lost == 0);
+}
+
+}  // namespace
+}  // namespace sluice::itest
