@@ -40,6 +40,8 @@ constexpr uint64_t kMinStorageBytes = kMiB;
 constexpr uint64_t kMaxEventBytes = 16 * kMiB;
 // MQTT 3.1.1 encodes strings with a 16-bit length prefix.
 constexpr uint64_t kMaxMqttStringBytes = 65535;
+// A configuration file is a few KiB; anything this large is the wrong file.
+constexpr size_t kMaxConfigFileBytes = 1 << 20;
 constexpr int64_t kMaxBackoffMs = 3'600'000;
 // librdkafka's topic name rules (and Kafka's): at most 249 characters.
 constexpr size_t kMaxKafkaTopicLength = 249;
@@ -65,14 +67,22 @@ struct FileCloser {
   void operator()(std::FILE* f) const { std::fclose(f); }
 };
 
-Status ReadWholeFile(const std::string& path, std::string* out) {
+// Reads at most `max_bytes`: a path that names /dev/zero or a huge file by mistake must give an
+// error, not exhaust memory.
+Status ReadWholeFile(const std::string& path, size_t max_bytes, std::string* out) {
   // "e": O_CLOEXEC, so the descriptor does not leak into anything the daemon spawns.
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rbe"));
   if (!file) return Status::IoError("cannot open " + Quote(path) + ": " + ErrnoText(errno));
   std::string data;
   char buf[8192];
   size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), file.get())) > 0) data.append(buf, n);
+  while ((n = std::fread(buf, 1, sizeof(buf), file.get())) > 0) {
+    data.append(buf, n);
+    if (data.size() > max_bytes) {
+      return Status::InvalidArgument(Quote(path) + " is larger than " + std::to_string(max_bytes) +
+                                     " bytes");
+    }
+  }
   if (std::ferror(file.get())) {
     return Status::IoError("cannot read " + Quote(path) + ": " + ErrnoText(errno));
   }
@@ -247,7 +257,8 @@ std::string ExpandCredentials(const ConfigEnvironment& env, std::string* path) {
 // the secret.
 Status ReadSecretFile(const std::string& path, std::string* out) {
   std::string contents;
-  Status s = ReadWholeFile(path, &contents);
+  // A secret longer than MQTT's limit plus a CR LF is refused later anyway.
+  Status s = ReadWholeFile(path, kMaxMqttStringBytes + 2, &contents);
   if (!s.ok()) return s;
   if (contents.ends_with("\r\n")) {
     contents.resize(contents.size() - 2);
@@ -1001,7 +1012,7 @@ Status ParseConfig(const std::string& toml_text, const std::string& origin, Conf
 
 Status LoadConfigFile(const std::string& path, Config* out, const ConfigEnvironment& env) {
   std::string text;
-  Status s = ReadWholeFile(path, &text);
+  Status s = ReadWholeFile(path, kMaxConfigFileBytes, &text);
   if (!s.ok()) return Status::IoError("configuration file: " + s.message());
   return ParseConfig(text, path, out, env);
 }

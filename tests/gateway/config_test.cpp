@@ -529,6 +529,20 @@ TEST_CASE("ParseConfig names a missing password file and the system's reason") {
   CHECK(Contains(msg, "No such file or directory"));
 }
 
+TEST_CASE("ParseConfig refuses a password file that never ends instead of reading it all") {
+  const std::string msg =
+      ErrorFor(std::string("[mqtt]\nusername = \"u\"\npassword_file = \"/dev/zero\"\n") + kRoute);
+  CHECK(Contains(msg, "mqtt.password_file"));
+  CHECK(Contains(msg, "is larger than 65537 bytes"));
+}
+
+TEST_CASE("LoadConfigFile refuses a configuration file that never ends") {
+  Config c;
+  const Status s = LoadConfigFile("/dev/zero", &c);
+  CHECK_FALSE(s.ok());
+  CHECK(Contains(s.message(), "is larger than 1048576 bytes"));
+}
+
 TEST_CASE("ParseConfig reads the password file and strips exactly one trailing newline") {
   SUBCASE("one newline") {
     TempFile secret("hunter2\n");
