@@ -39,6 +39,22 @@ std::string Errno(const std::string& what) {
   return what + ": " + std::strerror(errno);
 }
 
+// fsyncs `dir` and every directory above it up to and including `existing`, the deepest one that
+// was there before: each new entry is made durable in its parent.
+Status SyncNewDirectories(const std::filesystem::path& dir, const std::filesystem::path& existing) {
+  for (std::filesystem::path p = dir;; p = p.parent_path()) {
+    const std::string name = p.empty() ? std::string(".") : p.string();
+    const int fd = ::open(name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return Status::IoError(Errno("cannot open directory " + name + " to sync it"));
+    const int rc = ::fsync(fd);
+    const int saved = errno;
+    ::close(fd);
+    errno = saved;
+    if (rc != 0) return Status::IoError(Errno("cannot sync directory " + name));
+    if (p == existing || p.empty() || p == p.parent_path()) return Status::Ok();
+  }
+}
+
 int64_t NowMillis() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -135,10 +151,17 @@ Status SqliteEventLog::OpenFiles() {
   const fs::path dir = fs::path(path).parent_path();
   std::error_code ec;
   if (!options_.read_only && !dir.empty() && !fs::exists(dir, ec)) {
+    fs::path existing = dir.parent_path();
+    while (!existing.empty() && !fs::exists(existing, ec)) existing = existing.parent_path();
     fs::create_directories(dir, ec);
     if (ec)
       return Status::IoError("cannot create the log directory " + dir.string() + ": " +
                              ec.message());
+    // SQLite fsyncs the directory that holds the log, but not the entries of directories created
+    // here: without this a power cut could lose the new directories, and the log with them, after
+    // events in it were acknowledged.
+    Status s = SyncNewDirectories(dir, existing);
+    if (!s.ok()) return s;
   }
 
   if (!options_.read_only) {
