@@ -14,12 +14,12 @@
 #include <vector>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/sluice_fixture.h"
 #include "tests/test_util.h"
 
 namespace sluice::itest {
 namespace {
 
-using sluice::testing::TempDir;
 using sluice::testing::WaitFor;
 using namespace std::chrono_literals;
 
@@ -120,14 +120,10 @@ class KafkaAdmin {
   rd_kafka_queue_t* queue_ = nullptr;
 };
 
-struct Fixture {
-  explicit Fixture(const std::string& name)
-      : env(Env::FromEnvironment()), admin(env.kafka_brokers) {
-    const std::string suffix = UniqueSuffix();
-    cfg.dir = dir.path().string();
-    cfg.gateway_id = name + "-" + suffix;
-    cfg.mqtt_prefix = "auth/" + name + "-" + suffix;
-    cfg.kafka_topic = "auth-" + name + "-" + suffix;
+// The shared fixture with sluice logging in as the SASL user "sluice", and the admin client.
+struct AuthFixture : SluiceFixture {
+  explicit AuthFixture(const std::string& name)
+      : SluiceFixture("auth", name), admin(env.kafka_brokers) {
     // env.kafka_brokers is the SASL listener (SLUICE_KAFKA_BROKERS), where the ACLs apply.
     cfg.extra_kafka = "sasl_password_file = \"" + PasswordPath() + "\"\n";
     cfg.extra_sections =
@@ -137,22 +133,6 @@ struct Fixture {
   std::string PasswordPath() const { return cfg.dir + "/kafka-password"; }
   void SetPassword(const std::string& password) {
     std::ofstream(PasswordPath(), std::ios::trunc) << password << "\n";
-  }
-  void StartSluice() {
-    if (!process)
-      process = std::make_unique<SluiceProcess>(env.sluice_bin, cfg.Write(env), cfg.dir);
-    process->Start();
-    REQUIRE_MESSAGE(WaitFor(
-                        [&] {
-                          return process->RunLogText().find("connected to MQTT broker") !=
-                                 std::string::npos;
-                        },
-                        60s),
-                    process->LogText());
-  }
-  storage::LogStats Stats() {
-    auto st = ReadLogStats(cfg.LogPath());
-    return st ? *st : storage::LogStats{};
   }
   // The broker's PLAINTEXT listener, where ANONYMOUS is a super user: the tests' reader.
   std::string ReaderBrokers() const {
@@ -195,11 +175,7 @@ struct Fixture {
     return v;
   }
 
-  Env env;
   KafkaAdmin admin;
-  TempDir dir;
-  TestConfig cfg;
-  std::unique_ptr<SluiceProcess> process;
 };
 
 size_t Count(const std::string& text, const std::string& what) {
@@ -209,7 +185,7 @@ size_t Count(const std::string& text, const std::string& what) {
 }
 
 TEST_CASE("a Kafka ACL refuses sluice's writes: events kept, delivered once WRITE is granted") {
-  Fixture f("acl");
+  AuthFixture f("acl");
   // The admin creates the topic; sluice's user has no ACL at all yet.
   f.admin.CreateTopic(f.cfg.kafka_topic);
   f.SetPassword(kSluicePassword);
@@ -236,7 +212,7 @@ TEST_CASE("a Kafka ACL refuses sluice's writes: events kept, delivered once WRIT
 }
 
 TEST_CASE("a wrong SASL password: events kept, delivered after the password is fixed") {
-  Fixture f("sasl");
+  AuthFixture f("sasl");
   f.admin.CreateTopic(f.cfg.kafka_topic);
   f.admin.Allow("User:sluice", f.cfg.kafka_topic,
                 {RD_KAFKA_ACL_OPERATION_WRITE, RD_KAFKA_ACL_OPERATION_DESCRIBE});

@@ -9,8 +9,8 @@
 #include <cstdlib>
 #include <thread>
 
-#include "tests/integration/chaos_fixture.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/sluice_fixture.h"
 #include "tests/test_util.h"
 
 namespace sluice::itest {
@@ -22,7 +22,7 @@ using namespace std::chrono_literals;
 TEST_CASE(
     "the partition leader of a three-node Kafka cluster is SIGKILLed mid-stream: nothing "
     "lost, order kept") {
-  ChaosFixture f("leader_kill");
+  SluiceFixture f("chaos", "leader_kill");
   const std::string node_dir_prefix = f.env.kafka_dir + "/node";  // the cluster's DIR/nodeI
   f.StartSluice();
   const auto devices = Devices(4);

@@ -18,8 +18,8 @@
 #include <sstream>
 #include <thread>
 
-#include "tests/integration/chaos_fixture.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/sluice_fixture.h"
 #include "tests/test_util.h"
 
 namespace sluice::itest {
@@ -93,7 +93,7 @@ constexpr const char* kFastTimeouts =
 // the link is cut, notices the cut, and drains in order once the link returns.
 void PartitionScenario(const std::string& scenario, const std::string& fault) {
   if (NetnsUnavailable()) return;
-  ChaosFixture f(scenario);
+  SluiceFixture f("chaos", scenario);
   f.cfg.extra_kafka = kFastTimeouts;
   f.StartSluice();
   const auto devices = Devices(4);
@@ -129,7 +129,7 @@ void PartitionScenario(const std::string& scenario, const std::string& fault) {
     std::printf("  sluice noticed: %s\n", log.substr(bol, log.find('\n', at) - bol).c_str());
   }
   // ...and nothing past the cut was confirmed: the events are held, not dropped.
-  auto held = f.Stats();
+  auto held = f.MaybeStats();
   REQUIRE(held);
   CHECK(held->cursor == before_total);
   CHECK(held->events >= kDuring * devices.size());
@@ -168,7 +168,7 @@ TEST_CASE(
 
 TEST_CASE("slow lossy link to Kafka: every event arrives, in order") {
   if (NetnsUnavailable()) return;
-  ChaosFixture f("lossy_link");
+  SluiceFixture f("chaos", "lossy_link");
   f.cfg.extra_kafka = kFastTimeouts;
   f.StartSluice();
   const auto devices = Devices(4);
@@ -314,7 +314,7 @@ size_t MissingSeqs(const std::vector<Record>& records, uint64_t last_seq) {
 // must come back on its persistent session and lose nothing that it committed. What the broker
 // itself lost (acknowledged to the publisher, never delivered to sluice) is reported apart.
 void MosquittoScenario(const std::string& scenario, bool kill) {
-  ChaosFixture f(scenario);
+  SluiceFixture f("chaos", scenario);
   const std::string mqtt_port = MustGetEnv("SLUICE_CHAOS_MQTT_RESTART_PORT");
   const std::string mosquitto = f.env.scripts_dir + "/mosquitto.sh";
   const std::string mdir = f.dir.File("mosquitto");
@@ -373,7 +373,7 @@ void MosquittoScenario(const std::string& scenario, bool kill) {
   auto records = ReadTopicUntil(
       f.env.kafka_brokers, f.cfg.kafka_topic,
       [&](const std::vector<Record>& rs) {
-        auto st = f.Stats();
+        auto st = f.MaybeStats();
         if (!st || st->cursor < st->last_seq) return false;
         std::set<std::string> last_seen;
         std::set<uint64_t> seqs;

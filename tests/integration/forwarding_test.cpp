@@ -12,48 +12,14 @@
 
 #include "storage/sqlite_event_log.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/sluice_fixture.h"
 #include "tests/test_util.h"
 
 namespace sluice::itest {
 namespace {
 
-using sluice::testing::TempDir;
 using sluice::testing::WaitFor;
 using namespace std::chrono_literals;
-
-struct Fixture {
-  explicit Fixture(const std::string& name, int qos = 1) : env(Env::FromEnvironment()) {
-    const std::string suffix = UniqueSuffix();
-    cfg.dir = dir.path().string();
-    cfg.gateway_id = name + "-" + suffix;
-    cfg.mqtt_prefix = "itest/" + name + "-" + suffix;
-    cfg.kafka_topic = "itest-" + name + "-" + suffix;
-    cfg.qos = qos;
-  }
-  void StartSluice(const std::vector<std::string>& extra_env = {}) {
-    if (!process)
-      process = std::make_unique<SluiceProcess>(env.sluice_bin, cfg.Write(env), cfg.dir);
-    process->Start(extra_env);
-    // Ready once the daemon opened its log and subscribed: the broker then queues for it.
-    REQUIRE_MESSAGE(WaitFor(
-                        [&] {
-                          return process->LogText().find("connected to MQTT broker") !=
-                                 std::string::npos;
-                        },
-                        60s),
-                    process->LogText());
-  }
-  uint64_t Cursor() {
-    auto st = ReadLogStats(cfg.LogPath());
-    return st ? st->cursor : 0;
-  }
-  std::string Log() { return process ? process->LogText() : std::string(); }
-
-  Env env;
-  TempDir dir;
-  TestConfig cfg;
-  std::unique_ptr<SluiceProcess> process;
-};
 
 void ReportVerdict(const char* name, const Verdict& v) {
   std::printf(
@@ -63,12 +29,8 @@ void ReportVerdict(const char* name, const Verdict& v) {
       v.reordered, v.corrupted, v.first_problem.c_str());
 }
 
-double Seconds(std::chrono::steady_clock::duration d) {
-  return std::chrono::duration<double>(d).count();
-}
-
 TEST_CASE("10000 events from 4 devices arrive in order per device, byte-identical, once") {
-  Fixture f("inorder");
+  SluiceFixture f("itest", "inorder");
   f.StartSluice();
   const auto devices = Devices(4);
   constexpr int kPerDevice = 2500;
@@ -99,7 +61,7 @@ TEST_CASE("10000 events from 4 devices arrive in order per device, byte-identica
 }
 
 TEST_CASE("Kafka down while 10000 events arrive: the backlog drains in order, nothing lost") {
-  Fixture f("outage");
+  SluiceFixture f("itest", "outage");
   f.StartSluice();
   const auto devices = Devices(4);
   const std::string kafka = f.env.scripts_dir + "/kafka.sh";
@@ -122,12 +84,12 @@ TEST_CASE("Kafka down while 10000 events arrive: the backlog drains in order, no
   // Every event is in sluice's log while Kafka is away.
   REQUIRE_MESSAGE(WaitFor(
                       [&] {
-                        auto st = ReadLogStats(f.cfg.LogPath());
+                        auto st = f.MaybeStats();
                         return st && st->last_seq >= 10004;
                       },
                       60s, 20ms),
                   f.Log());
-  auto backlog = ReadLogStats(f.cfg.LogPath());
+  auto backlog = f.MaybeStats();
   REQUIRE(backlog);
   CHECK(backlog->events >= 10000);
   std::printf("[outage] backlog during outage: %llu events, %llu bytes\n",
@@ -163,7 +125,7 @@ TEST_CASE("Kafka down while 10000 events arrive: the backlog drains in order, no
 }
 
 // Publishes in the background and stops sluice once `at` events were acknowledged by the broker.
-void InterruptMidStream(Fixture& f, bool kill, int per_device, const char* name) {
+void InterruptMidStream(SluiceFixture& f, bool kill, int per_device, const char* name) {
   const auto devices = Devices(4);
   f.StartSluice();
   std::atomic<int> published{0};
@@ -184,7 +146,7 @@ void InterruptMidStream(Fixture& f, bool kill, int per_device, const char* name)
   producer.join();
   REQUIRE_MESSAGE(WaitFor(
                       [&] {
-                        auto st = ReadLogStats(f.cfg.LogPath());
+                        auto st = f.MaybeStats();
                         return st && st->events == 0 && st->cursor >= static_cast<uint64_t>(total);
                       },
                       120s, 20ms),
@@ -206,19 +168,19 @@ void InterruptMidStream(Fixture& f, bool kill, int per_device, const char* name)
 }
 
 TEST_CASE("sluice stopped with SIGTERM mid-stream and restarted: nothing lost or duplicated") {
-  Fixture f("sigterm");
+  SluiceFixture f("itest", "sigterm");
   InterruptMidStream(f, false, 2500, "sigterm");
 }
 
 TEST_CASE("sluice killed with SIGKILL mid-stream and restarted: nothing lost") {
-  Fixture f("sigkill");
+  SluiceFixture f("itest", "sigkill");
   InterruptMidStream(f, true, 2500, "sigkill");
 }
 
 // Kills sluice with SIGKILL at a failpoint around the commit of the 100th QoS 1 event, restarts it,
 // and checks that all 200 events arrive.
 void KillAtCommit(const char* point, const char* name) {
-  Fixture f(name);
+  SluiceFixture f("itest", name);
   const auto devices = Devices(1);
   f.StartSluice({std::string("SLUICE_FAILPOINT=") + point + ":100"});
   Publisher pub(f.env.mqtt_url, "pub-" + f.cfg.gateway_id);
@@ -226,7 +188,7 @@ void KillAtCommit(const char* point, const char* name) {
   auto status = f.process->WaitExit(60s);
   REQUIRE_MESSAGE(status.has_value(), f.Log());
   CHECK(*status == -SIGKILL);
-  auto st = ReadLogStats(f.cfg.LogPath());
+  auto st = f.MaybeStats();
   REQUIRE(st);
   // The 100th event was (after_commit) or was not (before_commit) in the log when sluice died.
   CHECK(st->last_seq == (std::string(point) == "mqtt.after_commit" ? 100u : 99u));
@@ -234,7 +196,7 @@ void KillAtCommit(const char* point, const char* name) {
   f.StartSluice();
   REQUIRE_MESSAGE(WaitFor(
                       [&] {
-                        auto s2 = ReadLogStats(f.cfg.LogPath());
+                        auto s2 = f.MaybeStats();
                         return s2 && s2->last_seq >= 200 && s2->events == 0;
                       },
                       60s, 20ms),
@@ -257,7 +219,7 @@ TEST_CASE("SIGKILL just after a QoS 1 event's commit: nothing lost") {
 }
 
 TEST_CASE("QoS 0 events are group-committed and forwarded in order") {
-  Fixture f("qos0", 0);
+  SluiceFixture f("itest", "qos0", 0);
   f.StartSluice();
   const auto devices = Devices(2);
   Publisher pub(f.env.mqtt_url, "pub-" + f.cfg.gateway_id);
@@ -274,7 +236,7 @@ TEST_CASE("QoS 0 events are group-committed and forwarded in order") {
 }
 
 TEST_CASE("a QoS 2 route is subscribed at QoS 1: QoS 2 publishes arrive once, in order") {
-  Fixture f("qos2", 2);
+  SluiceFixture f("itest", "qos2", 2);
   f.StartSluice();
   CHECK(f.Log().find("qos 2 is subscribed as qos 1") != std::string::npos);
   const auto devices = Devices(2);
@@ -294,7 +256,7 @@ TEST_CASE("a QoS 2 route is subscribed at QoS 1: QoS 2 publishes arrive once, in
 }
 
 TEST_CASE("an event Kafka refuses for good goes to the dead-letter table and forwarding goes on") {
-  Fixture f("deadletter");
+  SluiceFixture f("itest", "deadletter");
   f.cfg.extra_storage = "max_event_bytes = 4194304";
   f.StartSluice();
   const auto devices = Devices(1);
@@ -304,7 +266,7 @@ TEST_CASE("an event Kafka refuses for good goes to the dead-letter table and for
   pub.Publish(f.cfg.mqtt_prefix, devices, 11, 1, 1, nullptr, 2 << 20);
   pub.Publish(f.cfg.mqtt_prefix, devices, 12, 9, 1);
   REQUIRE_MESSAGE(WaitFor([&] { return f.Cursor() >= 20; }, 60s, 20ms), f.Log());
-  auto st = ReadLogStats(f.cfg.LogPath());
+  auto st = f.MaybeStats();
   REQUIRE(st);
   CHECK(st->dead_letters == 1);
   auto records = ReadTopic(f.env.kafka_brokers, f.cfg.kafka_topic, 19, 15s);
@@ -314,7 +276,7 @@ TEST_CASE("an event Kafka refuses for good goes to the dead-letter table and for
 }
 
 TEST_CASE("an event over max_event_bytes is refused, counted and logged; the rest flows") {
-  Fixture f("toolarge");
+  SluiceFixture f("itest", "toolarge");
   f.cfg.extra_storage = "max_event_bytes = 1000";
   f.StartSluice();
   const auto devices = Devices(1);

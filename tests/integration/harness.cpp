@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <fstream>
@@ -56,6 +57,19 @@ int Shell(const std::string& cmd) {
 std::string UniqueSuffix() {
   return std::to_string(getpid()) + "-" +
          std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000007);
+}
+
+void ReportScenario(const std::string& scenario, size_t sent, const Verdict& v,
+                    const std::string& extra) {
+  const size_t arrived = sent >= v.lost ? sent - v.lost : 0;
+  std::printf("scenario=%s sent=%zu arrived=%zu lost=%zu duplicates=%zu reordered=%zu%s\n",
+              scenario.c_str(), sent, arrived, v.lost, v.duplicates, v.reordered, extra.c_str());
+  if (!v.first_problem.empty()) std::printf("  first problem: %s\n", v.first_problem.c_str());
+  std::fflush(stdout);
+}
+
+double Seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
 }
 
 std::vector<std::string> Devices(int n) {

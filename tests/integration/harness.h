@@ -145,6 +145,14 @@ struct Verdict {
 Verdict Verify(const std::vector<Record>& records, const std::vector<std::string>& devices,
                int count_per_device, size_t payload_bytes = 64);
 
+// The figures a scenario reports, on one line so that they can be quoted. `sent` is the number of
+// distinct events the publishers had acknowledged by the MQTT broker, `arrived` the number of
+// distinct events found in Kafka; `extra` adds " key=value" fields.
+void ReportScenario(const std::string& scenario, size_t sent, const Verdict& v,
+                    const std::string& extra = std::string());
+
+double Seconds(std::chrono::steady_clock::duration d);
+
 std::vector<std::string> Devices(int n);
 std::string UniqueSuffix();
 

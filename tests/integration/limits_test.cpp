@@ -21,56 +21,14 @@
 
 #include "storage/sqlite_event_log.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/sluice_fixture.h"
 #include "tests/test_util.h"
 
 namespace sluice::itest {
 namespace {
 
-using sluice::testing::TempDir;
 using sluice::testing::WaitFor;
 using namespace std::chrono_literals;
-
-struct Fixture {
-  explicit Fixture(const std::string& name) : env(Env::FromEnvironment()) {
-    const std::string suffix = UniqueSuffix();
-    cfg.dir = dir.path().string();
-    cfg.gateway_id = name + "-" + suffix;
-    cfg.mqtt_prefix = "limits/" + name + "-" + suffix;
-    cfg.kafka_topic = "limits-" + name + "-" + suffix;
-  }
-  // `config` is written as is when given, otherwise from cfg.
-  void StartSluice(const std::string& config = "") {
-    if (!process) {
-      std::string path = cfg.dir + "/sluice.toml";
-      if (config.empty()) {
-        path = cfg.Write(env);
-      } else {
-        std::ofstream(path) << config;
-      }
-      process = std::make_unique<SluiceProcess>(env.sluice_bin, path, cfg.dir);
-    }
-    process->Start();
-    REQUIRE_MESSAGE(WaitFor(
-                        [&] {
-                          return process->LogText().find("connected to MQTT broker") !=
-                                 std::string::npos;
-                        },
-                        60s),
-                    process->LogText());
-  }
-  storage::LogStats Stats() {
-    auto st = ReadLogStats(LogPath());
-    return st ? *st : storage::LogStats{};
-  }
-  std::string LogPath() const { return log_path.empty() ? cfg.LogPath() : log_path; }
-  std::string Log() { return process ? process->LogText() : std::string(); }
-
-  Env env;
-  TempDir dir;
-  TestConfig cfg;
-  std::string log_path;  // when the log is not in cfg.dir
-  std::unique_ptr<SluiceProcess> process;
-};
 
 // Stops the shared Kafka broker and starts it again at the latest when the scope ends, so that an
 // assertion failing mid-outage cannot leave the broker down for the tests after this one.
@@ -198,7 +156,7 @@ std::map<uint64_t, int> SeqCounts(const std::vector<Record>& records) {
 // The log lives on a small tmpfs; Kafka is down so the backlog grows until the disk is full.
 void DiskFull(bool drop_oldest) {
   const char* name = drop_oldest ? "disk-full-drop-oldest" : "disk-full-reject-new";
-  Fixture f(drop_oldest ? "diskfulldrop" : "diskfullreject");
+  SluiceFixture f("limits", drop_oldest ? "diskfulldrop" : "diskfullreject");
   // Room for the whole WAL of the events that arrive after the space is freed: a WAL that filled
   // the disk while the forwarder kept reading cannot be checkpointed (see guarantees (f)).
   SmallDisk disk(f.cfg.dir + "/disk", "64m");
@@ -220,7 +178,7 @@ void DiskFull(bool drop_oldest) {
     config = std::regex_replace(ss.str(), std::regex("path = \"[^\"]*\""),
                                 "path = \"" + f.log_path + "\"");
   }
-  f.StartSluice(config);
+  f.StartSluice({}, config);
   const auto devices = Devices(1);
   Publisher pub(f.env.mqtt_url, "pub-" + f.cfg.gateway_id);
   pub.Publish(f.cfg.mqtt_prefix, devices, 1, 1, 1, nullptr, 1000);
@@ -318,7 +276,7 @@ TEST_CASE("disk full under drop-oldest: drops the oldest, keeps forwarding, reco
 // --- storage.max_bytes during a long outage ---------------------------------------------------
 
 TEST_CASE("max_bytes under drop-oldest during an outage: the newest arrive, the logged oldest go") {
-  Fixture f("maxdrop");
+  SluiceFixture f("limits", "maxdrop");
   // Few events in flight: those the forwarder handed to the producer before they were dropped
   // still arrive (docs/ARCHITECTURE.md (f)); this keeps that set small and checkable.
   f.cfg.extra_storage = "max_bytes = 1048576\noverflow = \"drop-oldest\"";
@@ -385,7 +343,7 @@ TEST_CASE("max_bytes under drop-oldest during an outage: the newest arrive, the 
 }
 
 TEST_CASE("max_bytes under reject-new during an outage: the broker queues, then all arrive") {
-  Fixture f("maxreject");
+  SluiceFixture f("limits", "maxreject");
   f.cfg.extra_storage = "max_bytes = 1048576\noverflow = \"reject-new\"";
   f.StartSluice();
   const auto devices = Devices(2);
@@ -428,7 +386,8 @@ TEST_CASE("max_bytes under reject-new during an outage: the broker queues, then 
 
 // --- payloads and topics ----------------------------------------------------------------------
 
-std::string RouteConfig(const Fixture& f, const std::string& brokers, const std::string& extra) {
+std::string RouteConfig(const SluiceFixture& f, const std::string& brokers,
+                        const std::string& extra) {
   return "[gateway]\nid = \"" + f.cfg.gateway_id + "\"\n[storage]\npath = \"" + f.cfg.LogPath() +
          "\"\n[mqtt]\nurl = \"" + f.env.mqtt_url + "\"\nclient_id = \"sluice-" + f.cfg.gateway_id +
          "\"\nreconnect_min_ms = 100\nreconnect_max_ms = 2000\n[kafka]\n" + "brokers = \"" +
@@ -453,8 +412,8 @@ void PublishAll(const std::string& url, const std::string& client_id,
 }
 
 TEST_CASE("binary and empty payloads and unusual topics arrive byte-identical with the right key") {
-  Fixture f("shapes");
-  f.StartSluice(RouteConfig(f, f.env.kafka_brokers, ""));
+  SluiceFixture f("limits", "shapes");
+  f.StartSluice({}, RouteConfig(f, f.env.kafka_brokers, ""));
   std::string all_bytes;
   for (int b = 0; b < 256; ++b) all_bytes.push_back(static_cast<char>(b));
   const std::string p = f.cfg.mqtt_prefix;
@@ -490,9 +449,10 @@ TEST_CASE("binary and empty payloads and unusual topics arrive byte-identical wi
 TEST_CASE("a Kafka topic that does not exist, with auto-create off: dead letters, nothing blocks") {
   const char* brokers = std::getenv("SLUICE_LIMITS_KAFKA_BROKERS");
   REQUIRE_MESSAGE(brokers != nullptr, "needs SLUICE_LIMITS_KAFKA_BROKERS (limits_brokers.sh)");
-  Fixture f("notopic");
+  SluiceFixture f("limits", "notopic");
   // librdkafka fails messages for a topic the cluster does not know after this long (default 30 s).
-  f.StartSluice(RouteConfig(f, brokers,
+  f.StartSluice({},
+                RouteConfig(f, brokers,
                             "[kafka.properties]\n\"topic.metadata.propagation.max.ms\" = 2000\n"));
   constexpr int kEvents = 20;
   std::vector<Message> msgs;

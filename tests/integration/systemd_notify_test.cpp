@@ -19,12 +19,12 @@
 #include <thread>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/sluice_fixture.h"
 #include "tests/test_util.h"
 
 namespace sluice::itest {
 namespace {
 
-using sluice::testing::TempDir;
 using sluice::testing::WaitFor;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -104,14 +104,10 @@ class NotifyListener {
   std::vector<Line> lines_;  // GUARDED_BY(mu_)
 };
 
-struct Fixture {
-  explicit Fixture(const std::string& name) : env(Env::FromEnvironment()) {
-    const std::string suffix = UniqueSuffix();
-    cfg.dir = dir.path().string();
-    cfg.gateway_id = name + "-" + suffix;
-    cfg.mqtt_prefix = "itest/" + name + "-" + suffix;
-    cfg.kafka_topic = "itest-" + name + "-" + suffix;
-  }
+// The shared fixture, started with extra lines in its [gateway] table and without waiting: these
+// tests wait on the notify socket instead.
+struct NotifyFixture : SluiceFixture {
+  explicit NotifyFixture(const std::string& name) : SluiceFixture("itest", name) {}
   // Writes the test's configuration with `gateway_lines` added to its [gateway] table.
   std::string WriteConfig(const std::string& gateway_lines) {
     const std::string path = cfg.Write(env);
@@ -126,16 +122,9 @@ struct Fixture {
     return path;
   }
   void Start(const std::string& gateway_lines, const std::vector<std::string>& extra_env) {
-    process = std::make_unique<SluiceProcess>(env.sluice_bin, WriteConfig(gateway_lines), cfg.dir);
-    process->Start(extra_env);
+    Launch(WriteConfig(gateway_lines), extra_env);
   }
-  std::string Log() { return process ? process->LogText() : std::string(); }
   bool LogHas(const std::string& s) { return Log().find(s) != std::string::npos; }
-
-  Env env;
-  TempDir dir;
-  TestConfig cfg;
-  std::unique_ptr<SluiceProcess> process;
 };
 
 int64_t Ms(Clock::duration d) {
@@ -150,7 +139,7 @@ Clock::duration LargestGap(const std::vector<NotifyListener::Line>& lines) {
 }
 
 TEST_CASE("under a service manager: READY=1 after the subscription, STATUS=, pings, STOPPING=1") {
-  Fixture f("notify");
+  NotifyFixture f("notify");
   NotifyListener notify(f.dir.File("notify.sock"));
   // 2 s: pings every 0.5 s, heartbeats fresh for 1 s.
   f.Start("", {notify.Env(), "WATCHDOG_USEC=2000000"});
@@ -202,7 +191,7 @@ TEST_CASE("under a service manager: READY=1 after the subscription, STATUS=, pin
 }
 
 TEST_CASE("a wedged forwarder stops the watchdog pings; SIGTERM exits within stop_timeout_s") {
-  Fixture f("wedge");
+  NotifyFixture f("wedge");
   NotifyListener notify(f.dir.File("notify.sock"));
   // The forwarder hangs for good when it first reads events from the log.
   f.Start("stop_timeout_s = 3\n",
@@ -228,7 +217,7 @@ TEST_CASE("a wedged forwarder stops the watchdog pings; SIGTERM exits within sto
               static_cast<long long>(Ms(Clock::now() - last_ping())));
 
   // The events were taken from MQTT before the wedge and wait in the log.
-  auto st = ReadLogStats(f.cfg.LogPath());
+  auto st = f.MaybeStats();
   REQUIRE(st.has_value());
   CHECK(st->last_seq == 10);
   CHECK(st->cursor == 0);
@@ -246,13 +235,13 @@ TEST_CASE("a wedged forwarder stops the watchdog pings; SIGTERM exits within sto
   CHECK(notify.Count("STOPPING=1") == 1);
   CHECK(notify.Count("WATCHDOG=1") == pings);
   // Nothing lost: the events are still in the log for the next start.
-  st = ReadLogStats(f.cfg.LogPath());
+  st = f.MaybeStats();
   REQUIRE(st.has_value());
   CHECK(st->events == 10);
 }
 
 TEST_CASE("SIGHUP applies a new log_level, names what needs a restart, survives a bad file") {
-  Fixture f("sighup");
+  NotifyFixture f("sighup");
   NotifyListener notify(f.dir.File("notify.sock"));
   f.Start("", {notify.Env()});
   REQUIRE_MESSAGE(WaitFor([&] { return notify.Count("READY=1") > 0; }, 60s),

@@ -1,0 +1,64 @@
+#include "tests/integration/sluice_fixture.h"
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <fstream>
+
+namespace sluice::itest {
+
+SluiceFixture::SluiceFixture(const std::string& family, const std::string& name, int qos)
+    : env(Env::FromEnvironment()) {
+  const std::string suffix = UniqueSuffix();
+  cfg.dir = dir.path().string();
+  cfg.gateway_id = name + "-" + suffix;
+  cfg.mqtt_prefix = family + "/" + name + "-" + suffix;
+  cfg.kafka_topic = family + "-" + name + "-" + suffix;
+  cfg.qos = qos;
+}
+
+void SluiceFixture::StartSluice(const std::vector<std::string>& extra_env,
+                                const std::string& config_text) {
+  std::string config_path;
+  if (!process) {
+    if (config_text.empty()) {
+      config_path = cfg.Write(env);
+    } else {
+      config_path = cfg.dir + "/sluice.toml";
+      std::ofstream(config_path) << config_text;
+    }
+  }
+  Launch(config_path, extra_env);
+  // The latest run's output only: after a restart the previous run's line proves nothing.
+  REQUIRE_MESSAGE(sluice::testing::WaitFor(
+                      [&] {
+                        return process->RunLogText().find("connected to MQTT broker") !=
+                               std::string::npos;
+                      },
+                      std::chrono::seconds(60)),
+                  process->LogText());
+}
+
+void SluiceFixture::Launch(const std::string& config_path,
+                           const std::vector<std::string>& extra_env) {
+  if (!process) process = std::make_unique<SluiceProcess>(env.sluice_bin, config_path, cfg.dir);
+  process->Start(extra_env);
+}
+
+std::string SluiceFixture::LogPath() const {
+  return log_path.empty() ? cfg.LogPath() : log_path;
+}
+
+std::optional<storage::LogStats> SluiceFixture::MaybeStats() const {
+  return ReadLogStats(LogPath());
+}
+
+storage::LogStats SluiceFixture::Stats() const {
+  return MaybeStats().value_or(storage::LogStats{});
+}
+
+std::string SluiceFixture::Log() const {
+  return process ? process->LogText() : std::string();
+}
+
+}  // namespace sluice::itest
