@@ -61,6 +61,7 @@ class KafkaSink final : public Sink {
   void Poll(std::chrono::milliseconds timeout, std::vector<Delivery>* out) override;
   size_t InFlight() const override { return in_flight_; }
   bool Connected() const override { return connected_.load(); }
+  std::string HoldReason() const override { return hold_reason_; }
   const std::string& name() const override { return name_; }
 
   // Waits up to `timeout` for every in-flight event to be reported (shutdown).
@@ -85,6 +86,7 @@ class KafkaSink final : public Sink {
   std::unique_ptr<RdKafka::Producer> producer_;
   size_t in_flight_ = 0;
   std::atomic<bool> connected_{false};
+  std::string hold_reason_;
   std::chrono::steady_clock::time_point next_probe_{};
   Backoff rebuild_backoff_{std::chrono::milliseconds(500), std::chrono::seconds(30)};
   std::chrono::steady_clock::time_point next_rebuild_{};

@@ -12,11 +12,18 @@ namespace sluice::connectors {
 
 // What became of one event handed to a Sink.
 struct Delivery {
+  // The sink's error model (for Kafka: docs/kafka-records.md, "Error model") maps every upstream
+  // answer to one of these; the Forwarder decides what each means for the log and the cursor.
   enum class Outcome {
     kDelivered,  // the upstream confirmed it durably (Kafka: acks=all)
-    kRejected,   // the upstream refused it for good (too large, unknown topic)
-    kRetry,      // lost in flight (e.g. the producer was rebuilt): send it again, in order.
-                 // seq 0 means every event in flight was lost.
+    kRejected,   // this event can never be accepted (e.g. too large on its own): dead-letter it
+    kRetry,      // transient, or lost in flight (e.g. the producer was rebuilt): send it again, in
+                 // order. seq 0 means every event in flight was lost.
+    kHold,       // the upstream refuses until an operator acts (topic missing, ACL, quota,
+                 // authentication, broker config): keep it in the log, keep the cursor, send it
+                 // again in order after a backoff. `error` says what to do.
+    kTooLarge,   // refused as part of a batch that was too large: send it again alone; only an
+                 // event refused as too large while alone is dead-lettered.
   };
   uint64_t seq = 0;
   Outcome outcome = Outcome::kDelivered;
@@ -31,14 +38,16 @@ struct Delivery {
 // reported exactly once by Poll, in any order. Transient upstream failures are retried inside the
 // sink without limit; only permanent refusals come back as kRejected.
 //
-// Thread-safety: one thread (the forwarder) calls every method.
+// Thread-safety: one thread (the forwarder) calls every method, except Connected() and
+// HoldReason(), which any thread may call (readiness, metrics, status).
 class Sink {
  public:
   virtual ~Sink() = default;
 
   // Hands one event over. OK: accepted, Poll will report it. Full: the sink's queue is full, call
   // Poll and send the same event again. InvalidArgument: refused for good before sending (the
-  // caller dead-letters it).
+  // caller dead-letters it). Unavailable: refused for now (transient, or an operator must act,
+  // then HoldReason() says so): the caller sends the same event again later, in order.
   virtual Status Send(const storage::Event& event) = 0;
 
   // Serves delivery reports, waiting up to `timeout` for the first one; appends to `out`.
@@ -49,6 +58,10 @@ class Sink {
 
   // True while the sink believes the upstream is reachable.
   virtual bool Connected() const = 0;
+
+  // Why the upstream currently refuses events until an operator acts (for logs, `/readyz` and
+  // status), with the fix; empty while there is no such refusal. Cleared by the next delivery.
+  virtual std::string HoldReason() const = 0;
 
   virtual const std::string& name() const = 0;
 };

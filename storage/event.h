@@ -10,6 +10,7 @@ struct Event {
   uint64_t seq = 0;         // gateway-wide, strictly increasing; assigned by the log on append
   int64_t received_ms = 0;  // wall clock (Unix ms) when sluice received the event
   int qos = 0;              // the MQTT QoS the event was delivered to sluice with
+  bool retained = false;    // the broker delivered it as a retained message (MQTT RETAIN flag)
   std::string topic;        // the MQTT topic it was published on
   std::string payload;
 

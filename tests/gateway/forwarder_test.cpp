@@ -44,6 +44,7 @@ class ConfirmingSink final : public connectors::Sink {
     return pending_.size();
   }
   bool Connected() const override { return true; }
+  std::string HoldReason() const override { return {}; }
   const std::string& name() const override { return name_; }
 
   std::vector<uint64_t> Delivered() const {
