@@ -15,7 +15,24 @@ cd "$(dirname "$0")/.."
 root=$PWD
 jobs=$(nproc)
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step prints how long the one before it took, and the run ends with the list, so that the
+# minutes of a CI run can be spent where the risk is.
+started=$SECONDS
+step_name=""
+step_started=$SECONDS
+durations=()
+end_step() {
+  [[ -n "$step_name" ]] || return 0
+  local took=$((SECONDS - step_started))
+  durations+=("$(printf '%4d:%02d  %s' $((took / 60)) $((took % 60)) "$step_name")")
+  printf -- '--- %s: %d:%02d\n' "$step_name" $((took / 60)) $((took % 60))
+}
+step() {
+  end_step
+  step_name=$*
+  step_started=$SECONDS
+  printf '\n==> %s\n' "$*"
+}
 
 step "installing dependencies"
 scripts/install-deps.sh
@@ -68,4 +85,10 @@ if [[ "${SLUICE_TEST_QUICK:-0}" != 1 ]]; then
   step "arm64 (Raspberry Pi): cross build, unit tests under qemu-aarch64, arm64 package"
   scripts/cross-arm64.sh --build-dir build/arm64
 fi
-step "all tests passed"
+end_step
+step_name=""
+total=$((SECONDS - started))
+printf '\n==> step durations (m:ss)\n'
+printf '%s\n' "${durations[@]}"
+printf '%4d:%02d  total\n' $((total / 60)) $((total % 60))
+printf '\n==> all tests passed\n'
