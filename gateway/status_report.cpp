@@ -62,6 +62,7 @@ Status ReadStatus(const std::string& path, uint64_t max_bytes, const Clock& cloc
   if (!s.ok()) return s;
   StatusReport r;
   r.log_path = path;
+  r.log_id = log->LogId();
   r.stats = log->Stats();
   r.stats.max_bytes = max_bytes;
   r.now_ms = clock.NowUnixMillis();
@@ -95,7 +96,9 @@ std::string StatusReport::ToText() const {
   out << "upstream     " << upstream << ": cursor " << st.cursor << ", "
       << (st.last_seq - std::min(st.last_seq, st.cursor)) << " behind\n";
   out << "dropped      " << st.dropped_events << " events (by the drop-oldest policy)\n";
-  out << "dead letters " << st.dead_letters << "\n";
+  out << "dead letters " << st.dead_letters << ", " << Bytes(st.dead_letter_bytes) << " ("
+      << st.dropped_dead_letters << " dropped by the drop-oldest policy)\n";
+  out << "identity     " << (log_id.empty() ? "-" : log_id) << "\n";
   out << "on disk      " << Bytes(file_bytes) << "\n";
   return out.str();
 }
@@ -116,6 +119,9 @@ std::string StatusReport::ToJson() const {
         {"behind", stats.last_seq - std::min(stats.last_seq, stats.cursor)}}});
   j["dropped_events"] = stats.dropped_events;
   j["dead_letters"] = stats.dead_letters;
+  j["dead_letter_bytes"] = stats.dead_letter_bytes;
+  j["dropped_dead_letters"] = stats.dropped_dead_letters;
+  j["log_id"] = log_id;
   j["file_bytes"] = file_bytes;
   return j.dump(2);
 }

@@ -14,6 +14,7 @@ namespace sluice::gateway {
 // waits on).
 struct StatusReport {
   std::string log_path;
+  std::string log_id;           // the log's identity (SqliteEventLog::LogId); empty for format 1
   bool daemon_running = false;  // another process holds the log's lock
   uint64_t file_bytes = 0;      // the database file plus its WAL, on disk
   storage::LogStats stats;

@@ -21,9 +21,14 @@ struct LogStats {
   uint64_t cursor = 0;             // every event with seq <= cursor was confirmed upstream
   int64_t oldest_received_ms = 0;  // receive time of the oldest waiting event, 0 when empty
   uint64_t dropped_events = 0;     // dropped by the drop-oldest policy, since the log was created
-  uint64_t dead_letters = 0;       // events the upstream refused for good
-  uint64_t commits = 0;            // transactions that appended events, since open
-  uint64_t disk_full_errors = 0;   // appends refused because the disk was full, since open
+  uint64_t dead_letters = 0;       // events the upstream refused for good, kept in the log
+  // Their accounted bytes: Event::AccountedBytes plus the error text, counted against max_bytes
+  // together with `bytes` (docs/log-format.md, "Accounting").
+  uint64_t dead_letter_bytes = 0;
+  uint64_t dropped_dead_letters =
+      0;                          // dropped by the drop-oldest policy, since the log was created
+  uint64_t commits = 0;           // transactions that appended events, since open
+  uint64_t disk_full_errors = 0;  // appends refused because the disk was full, since open
 };
 
 // The durable, ordered event log between the MQTT source and the upstream sink.
@@ -56,7 +61,9 @@ class EventLog {
   virtual Status Acknowledge(uint64_t through_seq) = 0;
 
   // Records an event the upstream refused for good, with the reason; the caller still
-  // acknowledges it so that forwarding goes on.
+  // acknowledges it so that forwarding goes on. The dead letter counts against max_bytes; recording
+  // it never needs more room than the event already holds (the reason is shortened if the log is
+  // full). Full only when the event is no longer in the log and does not fit.
   virtual Status DeadLetter(const Event& event, std::string_view error) = 0;
 
   // Blocks until an event with seq > after_seq exists or the timeout passes; true if one exists.

@@ -2,10 +2,13 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -16,13 +19,16 @@ namespace {
 
 constexpr char kSqliteMagic[] = "SQLite format 3";  // the first 16 bytes of every SQLite file
 
+// Format 2 (docs/log-format.md). The `retained` columns come last because format 1 files gain
+// them through ALTER TABLE ... ADD COLUMN, which appends.
 const char* kSchema[] = {
     "CREATE TABLE events("
     " seq INTEGER PRIMARY KEY,"
     " received_ms INTEGER NOT NULL,"
     " qos INTEGER NOT NULL,"
     " topic TEXT NOT NULL,"
-    " payload BLOB NOT NULL)",
+    " payload BLOB NOT NULL,"
+    " retained INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE cursors(name TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE dead_letters("
@@ -32,8 +38,47 @@ const char* kSchema[] = {
     " topic TEXT NOT NULL,"
     " payload BLOB NOT NULL,"
     " error TEXT NOT NULL,"
-    " failed_ms INTEGER NOT NULL)",
+    " failed_ms INTEGER NOT NULL,"
+    " retained INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE log_identity(id TEXT NOT NULL)",
 };
+
+// Format 1 -> 2, run in one transaction together with the identity row and user_version.
+const char* kMigrateFrom1[] = {
+    "ALTER TABLE events ADD COLUMN retained INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE dead_letters ADD COLUMN retained INTEGER NOT NULL DEFAULT 0",
+    "CREATE TABLE log_identity(id TEXT NOT NULL)",
+};
+
+// What a dead-letter row `d` counts for against max_bytes: its error text, plus the event's own
+// accounted bytes once the event has left `events` (until then the event already counts them).
+std::string DeadLetterCostSql() {
+  return "length(CAST(d.error AS BLOB)) + CASE WHEN EXISTS(SELECT 1 FROM events e WHERE e.seq = "
+         "d.seq) THEN 0 ELSE length(CAST(d.topic AS BLOB)) + length(d.payload) + " +
+         std::to_string(Event::kRowOverheadBytes) + " END";
+}
+
+// 128 random bits as 32 lowercase hex digits.
+Status RandomId(std::string* out) {
+  unsigned char bytes[16];
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    const ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::IoError(std::string("cannot read random bytes for the log identity: ") +
+                             std::strerror(errno));
+    }
+    got += static_cast<size_t>(n);
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->clear();
+  for (unsigned char b : bytes) {
+    out->push_back(kHex[b >> 4]);
+    out->push_back(kHex[b & 0xf]);
+  }
+  return Status::Ok();
+}
 
 std::string Errno(const std::string& what) {
   return what + ": " + std::strerror(errno);
@@ -129,6 +174,9 @@ SqliteEventLog::~SqliteEventLog() {
     upsert_cursor_ = Statement();
     insert_dead_ = Statement();
     oldest_sizes_ = Statement();
+    oldest_dead_ = Statement();
+    delete_dead_ = Statement();
+    event_exists_ = Statement();
     upsert_meta_ = Statement();
     writer_.Close();
   }
@@ -170,10 +218,22 @@ Status SqliteEventLog::OpenFiles() {
     if (lock_fd_ < 0) return Status::IoError(Errno("cannot open lock file " + lock_path));
     if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
       if (errno == EWOULDBLOCK) {
-        return Status::Unavailable("the log " + path +
-                                   " is in use by another sluice process (lock " + lock_path + ")");
+        char buf[24] = {};
+        const ssize_t n = ::pread(lock_fd_, buf, sizeof buf - 1, 0);
+        const long pid = n > 0 ? std::strtol(buf, nullptr, 10) : 0;
+        return Status::Unavailable("the log " + path + " is in use by another sluice process (" +
+                                   (pid > 0 ? "pid " + std::to_string(pid) + ", " : "") + "lock " +
+                                   lock_path + ")");
       }
       return Status::IoError(Errno("cannot lock " + lock_path));
+    }
+    // The holder's pid, for the message above in a second process (`sluice dead-letters purge`
+    // beside the daemon). Only read while the lock is held, so a stale one is never shown; a
+    // failure to write it costs only that detail.
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(lock_fd_, 0) != 0 ||
+        ::pwrite(lock_fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+      log_->debug("cannot write the pid into {}: {}", lock_path, std::strerror(errno));
     }
   }
 
@@ -212,7 +272,11 @@ Status SqliteEventLog::OpenFiles() {
     s = CreateSchema();
   } else {
     s = VerifyExisting();
+    // A read-only open (sluice status beside an older daemon) reads the old format as it is.
+    if (s.ok() && file_version_ < kSchemaVersion && !options_.read_only)
+      s = MigrateSchema(file_version_);
   }
+  if (s.ok()) s = LoadIdentity();
   if (!s.ok()) return s;
 
   if (!options_.read_only) {
@@ -291,6 +355,7 @@ Status SqliteEventLog::VerifyExisting() {
   if (version < 1) {
     return Status::Corruption(path + " carries the sluice id but no schema version; refusing it");
   }
+  file_version_ = version;
 
   Statement check;
   s = writer_.Prepare("PRAGMA quick_check", &check);
@@ -310,6 +375,14 @@ Status SqliteEventLog::VerifyExisting() {
   return Status::Ok();
 }
 
+Status SqliteEventLog::WriteIdentityAndVersion(std::string* id) {
+  Status s = RandomId(id);
+  // The id is 32 hex digits, safe to put into the statement as it is.
+  if (s.ok()) s = writer_.Exec("INSERT INTO log_identity(id) VALUES('" + *id + "')");
+  if (s.ok()) s = writer_.Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
+  return s;
+}
+
 Status SqliteEventLog::CreateSchema() {
   // 4 KiB pages match flash erase-block friendly write sizes and SQLite's default.
   Status s = writer_.Exec("PRAGMA page_size=4096");
@@ -320,26 +393,67 @@ Status SqliteEventLog::CreateSchema() {
   for (const char* sql : kSchema) {
     if (s.ok()) s = writer_.Exec(sql);
   }
+  std::string id;
+  if (s.ok()) s = WriteIdentityAndVersion(&id);
   if (s.ok()) s = writer_.Exec("PRAGMA application_id=" + std::to_string(kApplicationId));
-  if (s.ok()) s = writer_.Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
   if (s.ok()) s = txn.Commit();
-  if (s.ok()) log_->info("created event log {} (format version {})", options_.path, kSchemaVersion);
+  if (!s.ok()) return s;
+  file_version_ = kSchemaVersion;
+  log_->info("created event log {} (format version {}, identity {})", options_.path, kSchemaVersion,
+             id);
   return s;
 }
 
+Status SqliteEventLog::MigrateSchema(int64_t from_version) {
+  // Only format 1 exists below this one. All of it in one transaction: a crash leaves either the
+  // old file or the new one, never a file with the columns but no identity.
+  Transaction txn(&writer_);
+  Status s = txn.Begin();
+  for (const char* sql : kMigrateFrom1) {
+    if (s.ok()) s = writer_.Exec(sql);
+  }
+  std::string id;
+  if (s.ok()) s = WriteIdentityAndVersion(&id);
+  if (s.ok()) s = txn.Commit();
+  // The error names the file and the statement; the file is left at its old version.
+  if (!s.ok()) return s;
+  file_version_ = kSchemaVersion;
+  log_->warn("migrated event log {} from format version {} to {} (new identity {})", options_.path,
+             from_version, kSchemaVersion, id);
+  return s;
+}
+
+Status SqliteEventLog::LoadIdentity() {
+  if (file_version_ < 2) return Status::Ok();  // format 1, read-only: it has none yet
+  Statement q;
+  Status s = writer_.Prepare("SELECT id FROM log_identity", &q);
+  if (!s.ok()) return s;
+  int rc = sqlite3_step(q.get());
+  if (rc == SQLITE_ROW) log_id_ = ColumnBytes(q.get(), 0);
+  if (rc == SQLITE_ROW && sqlite3_step(q.get()) == SQLITE_DONE && log_id_.size() == 32)
+    return Status::Ok();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return writer_.Error(rc, "reading the log identity");
+  return Status::Corruption(options_.path +
+                            " has no valid log identity (table log_identity must hold exactly "
+                            "one id of 32 hex digits); refusing it");
+}
+
 Status SqliteEventLog::PrepareStatements() {
-  Status s = reader_.Prepare(
-      "SELECT seq, received_ms, qos, topic, payload FROM events WHERE seq > ?1 ORDER BY seq "
-      "LIMIT ?2",
-      &read_from_);
+  // A format-1 file is read as it is only when opened read-only; it has no retain flags.
+  const std::string retained = file_version_ >= 2 ? "retained" : "0";
+  Status s = reader_.Prepare("SELECT seq, received_ms, qos, topic, payload, " + retained +
+                                 " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                             &read_from_);
   if (!s.ok() || options_.read_only) return s;
   s = writer_.Prepare(
-      "INSERT INTO events(seq, received_ms, qos, topic, payload) VALUES(?1, ?2, ?3, ?4, ?5)",
+      "INSERT INTO events(seq, received_ms, qos, topic, payload, retained) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
       &insert_event_);
+  // The second column: the event has a dead-letter row, which takes over its bytes.
   if (s.ok())
     s = writer_.Prepare(
         "DELETE FROM events WHERE seq <= ?1 RETURNING length(CAST(topic AS BLOB)) + "
-        "length(payload)",
+        "length(payload), EXISTS(SELECT 1 FROM dead_letters d WHERE d.seq = events.seq)",
         &delete_through_);
   if (s.ok())
     s = writer_.Prepare(
@@ -348,9 +462,20 @@ Status SqliteEventLog::PrepareStatements() {
         &upsert_cursor_);
   if (s.ok())
     s = writer_.Prepare(
-        "INSERT OR REPLACE INTO dead_letters(seq, received_ms, qos, topic, payload, error, "
-        "failed_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO dead_letters(seq, received_ms, qos, topic, payload, error, failed_ms, "
+        "retained) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         &insert_dead_);
+  if (s.ok())
+    s = writer_.Prepare(
+        "SELECT d.seq, " + DeadLetterCostSql() + " FROM dead_letters d ORDER BY d.seq",
+        &oldest_dead_);
+  if (s.ok())
+    s = writer_.Prepare(
+        "DELETE FROM dead_letters WHERE seq = ?1 RETURNING received_ms, qos, topic, payload, "
+        "error, failed_ms, retained, EXISTS(SELECT 1 FROM events e WHERE e.seq = "
+        "dead_letters.seq)",
+        &delete_dead_);
+  if (s.ok()) s = writer_.Prepare("SELECT 1 FROM events WHERE seq = ?1", &event_exists_);
   if (s.ok())
     s = writer_.Prepare(
         "SELECT seq, length(CAST(topic AS BLOB)) + length(payload) FROM events ORDER BY seq",
@@ -407,14 +532,22 @@ Status SqliteEventLog::LoadState() {
   st.dropped_events = static_cast<uint64_t>(v);
   if (s.ok()) s = db.QueryInt("SELECT count(*) FROM dead_letters", &v);
   st.dead_letters = static_cast<uint64_t>(v);
+  if (s.ok())
+    s = db.QueryInt("SELECT COALESCE(sum(" + DeadLetterCostSql() + "), 0) FROM dead_letters d", &v);
+  st.dead_letter_bytes = static_cast<uint64_t>(v);
+  if (s.ok())
+    s = db.QueryInt("SELECT COALESCE(max(value), 0) FROM meta WHERE key = 'dropped_dead_letters'",
+                    &v);
+  st.dropped_dead_letters = static_cast<uint64_t>(v);
   if (!s.ok()) return s;
   stats_ = st;
   if (!options_.read_only) {
     log_->info(
-        "opened event log {}: {} events waiting ({} bytes of {}), cursor {}, next seq {}, "
-        "sync={}, overflow={}",
-        options_.path, st.events, st.bytes, st.max_bytes, st.cursor, st.last_seq + 1,
-        ToString(options_.sync), ToString(options_.overflow));
+        "opened event log {} (identity {}): {} events waiting ({} bytes), {} dead letters ({} "
+        "bytes), max_bytes {}, cursor {}, next seq {}, sync={}, overflow={}",
+        options_.path, log_id_, st.events, st.bytes, st.dead_letters, st.dead_letter_bytes,
+        st.max_bytes, st.cursor, st.last_seq + 1, ToString(options_.sync),
+        ToString(options_.overflow));
   }
   return Status::Ok();
 }
@@ -448,10 +581,58 @@ Status SqliteEventLog::SetMetaLocked(const char* key, int64_t value) {
   return Status::Ok();
 }
 
-Status SqliteEventLog::DropOldestLocked(uint64_t need_bytes, const char* reason) {
-  // The shortest run of oldest events whose removal frees need_bytes; SQLite steps lazily, so
-  // only that run is read.
+Status SqliteEventLog::DropDeadLettersLocked(uint64_t need_bytes, uint64_t* freed_out) {
   uint64_t freed = 0;
+  uint64_t count = 0;
+  uint64_t first = 0;
+  uint64_t through = 0;
+  sqlite3_stmt* st = oldest_dead_.get();
+  sqlite3_reset(st);
+  int rc = SQLITE_DONE;
+  while (freed < need_bytes && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    through = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+    if (count == 0) first = through;
+    freed += static_cast<uint64_t>(sqlite3_column_int64(st, 1));
+    ++count;
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return writer_.Error(rc, "finding the oldest dead letters to drop");
+  if (count == 0) return Status::Ok();
+  Statement del;
+  Status s = writer_.Prepare("DELETE FROM dead_letters WHERE seq <= ?1", &del);
+  if (!s.ok()) return s;
+  sqlite3_bind_int64(del.get(), 1, static_cast<int64_t>(through));
+  rc = sqlite3_step(del.get());
+  if (rc != SQLITE_DONE) return writer_.Error(rc, "dropping the oldest dead letters");
+  s = SetMetaLocked("dropped_dead_letters",
+                    static_cast<int64_t>(stats_.dropped_dead_letters + count));
+  if (!s.ok()) return s;
+  // The caller puts stats_ back as it was if the transaction does not commit.
+  stats_.dead_letters -= std::min(stats_.dead_letters, count);
+  stats_.dead_letter_bytes -= std::min(stats_.dead_letter_bytes, freed);
+  stats_.dropped_dead_letters += count;
+  if (uncommitted_dead_drop_) {
+    uncommitted_dead_drop_->last = through;
+    uncommitted_dead_drop_->count += count;
+  } else {
+    uncommitted_dead_drop_ = DropRange{first, through, count, ""};
+  }
+  *freed_out += freed;
+  return Status::Ok();
+}
+
+Status SqliteEventLog::DropOldestLocked(uint64_t need_bytes, const char* reason) {
+  // Dead letters are settled events, older than anything still waiting: they go first.
+  uint64_t freed = 0;
+  if (stats_.dead_letters > 0) {
+    Status s = DropDeadLettersLocked(need_bytes, &freed);
+    if (!s.ok()) return s;
+    if (uncommitted_dead_drop_) uncommitted_dead_drop_->reason = reason;
+    if (freed >= need_bytes) return Status::Ok();
+  }
+  // The shortest run of oldest events whose removal frees the rest; SQLite steps lazily, so only
+  // that run is read.
   uint64_t count = 0;
   uint64_t through = 0;
   sqlite3_stmt* st = oldest_sizes_.get();
@@ -467,10 +648,18 @@ Status SqliteEventLog::DropOldestLocked(uint64_t need_bytes, const char* reason)
     return writer_.Error(rc, "finding the oldest events to drop");
   if (count == 0) return Status::Ok();
 
+  // Every dead letter is gone by now (they went first), so no dropped event hands its bytes over
+  // to a dead-letter row; the check keeps the accounting exact all the same.
+  uint64_t freed_events = 0;
+  uint64_t moved_to_dead = 0;
   sqlite3_stmt* del = delete_through_.get();
   sqlite3_reset(del);
   sqlite3_bind_int64(del, 1, static_cast<int64_t>(through));
   while ((rc = sqlite3_step(del)) == SQLITE_ROW) {
+    const uint64_t bytes =
+        static_cast<uint64_t>(sqlite3_column_int64(del, 0)) + Event::kRowOverheadBytes;
+    freed_events += bytes;
+    if (sqlite3_column_int(del, 1) != 0) moved_to_dead += bytes;
   }
   sqlite3_reset(del);
   if (rc != SQLITE_DONE) return writer_.Error(rc, "dropping the oldest events");
@@ -486,7 +675,8 @@ Status SqliteEventLog::DropOldestLocked(uint64_t need_bytes, const char* reason)
   // The caller puts stats_ back as it was if the transaction does not commit.
   stats_.oldest_received_ms = oldest;
   stats_.events -= count;
-  stats_.bytes -= std::min(stats_.bytes, freed);
+  stats_.bytes -= std::min(stats_.bytes, freed_events);
+  stats_.dead_letter_bytes += moved_to_dead;
   stats_.dropped_events += count;
   stats_.first_seq = through + 1;
   uncommitted_drop_ = DropRange{first, through, count, reason};
@@ -494,6 +684,22 @@ Status SqliteEventLog::DropOldestLocked(uint64_t need_bytes, const char* reason)
 }
 
 void SqliteEventLog::NoteCommittedDropLocked() {
+  if (uncommitted_dead_drop_) {
+    const DropRange d = *uncommitted_dead_drop_;
+    uncommitted_dead_drop_.reset();
+    DropRange& u = unreported_dead_drop_;
+    if (u.count == 0) {
+      u = d;
+    } else {
+      u.first = std::min(u.first, d.first);
+      u.last = std::max(u.last, d.last);
+      u.count += d.count;
+    }
+    if (!uncommitted_drop_ &&
+        std::chrono::steady_clock::now() - drop_reported_at_ >= kDropReportInterval) {
+      ReportDropsLocked();
+    }
+  }
   if (!uncommitted_drop_) return;
   const DropRange d = *uncommitted_drop_;
   uncommitted_drop_.reset();
@@ -516,6 +722,21 @@ void SqliteEventLog::NoteCommittedDropLocked() {
 }
 
 void SqliteEventLog::ReportDropsLocked() {
+  const DropRange& dd = unreported_dead_drop_;
+  if (dd.count > 0) {
+    log_->warn("{} (max_bytes {}): dropped the {} oldest dead letters, seq {}..{}, to make room",
+               dd.reason, options_.max_bytes, dd.count, dd.first, dd.last);
+    drop_reported_at_ = std::chrono::steady_clock::now();
+    unreported_dead_drop_ = DropRange{};
+  }
+  if (unreported_short_reasons_ > 0) {
+    log_->warn(
+        "log full (max_bytes {}): kept {} dead letters with their reason shortened to the room "
+        "left",
+        options_.max_bytes, unreported_short_reasons_);
+    drop_reported_at_ = std::chrono::steady_clock::now();
+    unreported_short_reasons_ = 0;
+  }
   const DropRange& d = unreported_drop_;
   if (d.count == 0) return;
   log_->warn("{} (max_bytes {}): dropped the {} oldest events, seq {}..{}, to make room", d.reason,
@@ -530,8 +751,8 @@ Status SqliteEventLog::InsertLocked(std::span<Event> events, uint64_t incoming) 
   Transaction txn(&writer_);
   Status s = txn.Begin();
   if (s.ok() && options_.overflow == Overflow::kDropOldest &&
-      stats_.bytes + incoming > options_.max_bytes) {
-    s = DropOldestLocked(stats_.bytes + incoming - options_.max_bytes, "log full");
+      UsedBytesLocked() + incoming > options_.max_bytes) {
+    s = DropOldestLocked(UsedBytesLocked() + incoming - options_.max_bytes, "log full");
   }
   uint64_t seq = stats_.last_seq;
   sqlite3_stmt* st = insert_event_.get();
@@ -543,6 +764,7 @@ Status SqliteEventLog::InsertLocked(std::span<Event> events, uint64_t incoming) 
     sqlite3_bind_int(st, 3, e.qos);
     BindText(st, 4, e.topic);
     BindBlob(st, 5, e.payload);
+    sqlite3_bind_int(st, 6, e.retained ? 1 : 0);
     int rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) {
       s = writer_.Error(rc, "appending an event");
@@ -557,6 +779,7 @@ Status SqliteEventLog::InsertLocked(std::span<Event> events, uint64_t incoming) 
     // Nothing of the batch is in the log: no sequence number is used up and no event may be
     // reported as appended.
     uncommitted_drop_.reset();
+    uncommitted_dead_drop_.reset();
     stats_ = before;
     for (Event& e : events) e.seq = 0;
     return s;
@@ -587,6 +810,7 @@ Status SqliteEventLog::DropOldestForDiskLocked(uint64_t need_bytes) {
     NoteCommittedDropLocked();
   } else {
     uncommitted_drop_.reset();
+    uncommitted_dead_drop_.reset();
     stats_ = before;
   }
   return s;
@@ -602,7 +826,8 @@ Status SqliteEventLog::Append(std::span<Event> events, size_t* appended) {
   uint64_t incoming = 0;
   size_t take = events.size();
   if (options_.overflow == Overflow::kRejectNew) {
-    uint64_t room = stats_.bytes < options_.max_bytes ? options_.max_bytes - stats_.bytes : 0;
+    const uint64_t used = UsedBytesLocked();
+    uint64_t room = used < options_.max_bytes ? options_.max_bytes - used : 0;
     take = 0;
     for (const Event& e : events) {
       if (incoming + e.AccountedBytes() > room) break;
@@ -610,9 +835,9 @@ Status SqliteEventLog::Append(std::span<Event> events, size_t* appended) {
       ++take;
     }
     if (take == 0) {
-      return Status::Full("event log " + options_.path + " is full (" +
-                          std::to_string(stats_.bytes) + " of " +
-                          std::to_string(options_.max_bytes) + " bytes, overflow = reject-new)");
+      return Status::Full("event log " + options_.path + " is full (" + std::to_string(used) +
+                          " of " + std::to_string(options_.max_bytes) +
+                          " bytes, overflow = reject-new)");
     }
   } else {
     for (const Event& e : events) incoming += e.AccountedBytes();
@@ -624,7 +849,7 @@ Status SqliteEventLog::Append(std::span<Event> events, size_t* appended) {
     // policy makes room on the disk the same way it does under max_bytes: it gives up the oldest
     // waiting events, each round twice as many bytes as the last, until the batch fits.
     uint64_t need = std::max<uint64_t>(incoming, kDiskFullDropMinBytes);
-    while (s.IsFull() && stats_.events > 0) {
+    while (s.IsFull() && (stats_.events > 0 || stats_.dead_letters > 0)) {
       Status d = DropOldestForDiskLocked(need);
       if (!d.ok()) break;  // no room even for the deletion: wait for space like reject-new
       s = InsertLocked(events.first(take), incoming);
@@ -666,6 +891,7 @@ Status SqliteEventLog::Read(uint64_t after_seq, size_t max_events, size_t max_by
     e.qos = sqlite3_column_int(st, 2);
     e.topic = ColumnBytes(st, 3);
     e.payload = ColumnBytes(st, 4);
+    e.retained = sqlite3_column_int(st, 5) != 0;
     bytes += e.payload.size();
     out->push_back(std::move(e));
   }
@@ -689,6 +915,7 @@ Status SqliteEventLog::Acknowledge(uint64_t through_seq) {
   Transaction txn(&writer_);
   Status s = txn.Begin();
   uint64_t freed = 0;
+  uint64_t moved_to_dead = 0;  // bytes of dead-lettered events, now counted by their rows
   uint64_t count = 0;
   if (s.ok()) {
     sqlite3_stmt* del = delete_through_.get();
@@ -696,7 +923,10 @@ Status SqliteEventLog::Acknowledge(uint64_t through_seq) {
     sqlite3_bind_int64(del, 1, static_cast<int64_t>(through_seq));
     int rc;
     while ((rc = sqlite3_step(del)) == SQLITE_ROW) {
-      freed += static_cast<uint64_t>(sqlite3_column_int64(del, 0)) + Event::kRowOverheadBytes;
+      const uint64_t bytes =
+          static_cast<uint64_t>(sqlite3_column_int64(del, 0)) + Event::kRowOverheadBytes;
+      freed += bytes;
+      if (sqlite3_column_int(del, 1) != 0) moved_to_dead += bytes;
       ++count;
     }
     sqlite3_reset(del);
@@ -724,59 +954,305 @@ Status SqliteEventLog::Acknowledge(uint64_t through_seq) {
   stats_.cursor = through_seq;
   stats_.events -= std::min(stats_.events, count);
   stats_.bytes -= std::min(stats_.bytes, freed);
+  stats_.dead_letter_bytes += moved_to_dead;
   stats_.first_seq = stats_.events == 0 ? 0 : std::max(stats_.first_seq, through_seq + 1);
   stats_.oldest_received_ms = oldest;
+  return Status::Ok();
+}
+
+Status SqliteEventLog::DeleteDeadLetterLocked(uint64_t seq, DeadLetterRow* row, bool* in_events) {
+  sqlite3_stmt* st = delete_dead_.get();
+  sqlite3_reset(st);
+  sqlite3_bind_int64(st, 1, static_cast<int64_t>(seq));
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) {
+    sqlite3_reset(st);
+    return Status::NotFound("no dead letter with seq " + std::to_string(seq) + " in " +
+                            options_.path);
+  }
+  if (rc != SQLITE_ROW) {
+    sqlite3_reset(st);
+    return writer_.Error(rc, "deleting a dead letter");
+  }
+  DeadLetterRow r;
+  r.event.seq = seq;
+  r.event.received_ms = sqlite3_column_int64(st, 0);
+  r.event.qos = sqlite3_column_int(st, 1);
+  r.event.topic = ColumnBytes(st, 2);
+  r.event.payload = ColumnBytes(st, 3);
+  r.error = ColumnBytes(st, 4);
+  r.failed_ms = sqlite3_column_int64(st, 5);
+  r.event.retained = sqlite3_column_int(st, 6) != 0;
+  *in_events = sqlite3_column_int(st, 7) != 0;
+  rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return writer_.Error(rc, "deleting a dead letter");
+  const uint64_t cost = r.error.size() + (*in_events ? 0 : r.event.AccountedBytes());
+  stats_.dead_letters -= std::min<uint64_t>(stats_.dead_letters, 1);
+  stats_.dead_letter_bytes -= std::min(stats_.dead_letter_bytes, cost);
+  if (row != nullptr) *row = std::move(r);
   return Status::Ok();
 }
 
 Status SqliteEventLog::DeadLetter(const Event& event, std::string_view error) {
   std::lock_guard<std::mutex> lock(write_mu_);
   if (!failed_.ok()) return failed_;
-  sqlite3_stmt* st = insert_dead_.get();
-  sqlite3_reset(st);
-  sqlite3_bind_int64(st, 1, static_cast<int64_t>(event.seq));
-  sqlite3_bind_int64(st, 2, event.received_ms);
-  sqlite3_bind_int(st, 3, event.qos);
-  BindText(st, 4, event.topic);
-  BindBlob(st, 5, event.payload);
-  BindText(st, 6, error);
-  sqlite3_bind_int64(st, 7, NowMillis());
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  if (rc != SQLITE_DONE) return FailLocked(writer_.Error(rc, "recording a dead letter"));
+  if (options_.read_only) return Status::InvalidArgument("the log is open read-only");
+  const LogStats before = stats_;
+  Transaction txn(&writer_);
+  Status s = txn.Begin();
+  // A refusal repeated after a restart (before the cursor passed the event) replaces the earlier
+  // row and its bytes.
+  bool in_events = false;
+  bool had_row = false;
+  if (s.ok()) {
+    s = DeleteDeadLetterLocked(event.seq, nullptr, &in_events);
+    had_row = s.ok();
+    if (s.code() == Status::Code::kNotFound) s = Status::Ok();
+  }
+  if (s.ok() && !had_row) {
+    sqlite3_stmt* q = event_exists_.get();
+    sqlite3_reset(q);
+    sqlite3_bind_int64(q, 1, static_cast<int64_t>(event.seq));
+    const int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    if (rc == SQLITE_ROW) {
+      in_events = true;
+    } else if (rc != SQLITE_DONE) {
+      s = writer_.Error(rc, "looking up a refused event");
+    }
+  }
+  // While the event waits in `events` its bytes are counted there, and Acknowledge hands them to
+  // the row: moving an event into the dead letters needs room only for the reason. That room is
+  // not taken from the waiting events (docs/log-format.md, "Dead letters and max_bytes").
+  const uint64_t base = in_events ? 0 : event.AccountedBytes();
+  if (s.ok() && options_.overflow == Overflow::kDropOldest &&
+      UsedBytesLocked() + base + error.size() > options_.max_bytes) {
+    uint64_t freed = 0;
+    s = DropDeadLettersLocked(UsedBytesLocked() + base + error.size() - options_.max_bytes, &freed);
+    if (uncommitted_dead_drop_) uncommitted_dead_drop_->reason = "log full";
+  }
+  std::string_view reason = error;
+  bool shortened = false;
+  if (s.ok()) {
+    const uint64_t used = UsedBytesLocked();
+    const uint64_t room = used < options_.max_bytes ? options_.max_bytes - used : 0;
+    if (base > room) {
+      if (options_.overflow == Overflow::kDropOldest) {
+        // The only way an unsettled event leaves the log before the cursor passes it is
+        // drop-oldest, which has counted and reported it as dropped already. Nothing of this
+        // transaction is kept.
+        uncommitted_dead_drop_.reset();
+        stats_ = before;
+        return Status::Ok();
+      }
+      s = Status::Full("event log " + options_.path +
+                       " is full: no room for the dead letter of seq " + std::to_string(event.seq) +
+                       ", which is no longer in the log");
+    } else if (base + reason.size() > room) {
+      size_t cut = room - base;
+      // Cut at a UTF-8 character boundary.
+      while (cut > 0 && (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80) --cut;
+      reason = reason.substr(0, cut);
+      shortened = true;
+    }
+  }
+  if (s.ok()) {
+    sqlite3_stmt* st = insert_dead_.get();
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, static_cast<int64_t>(event.seq));
+    sqlite3_bind_int64(st, 2, event.received_ms);
+    sqlite3_bind_int(st, 3, event.qos);
+    BindText(st, 4, event.topic);
+    BindBlob(st, 5, event.payload);
+    BindText(st, 6, reason);
+    sqlite3_bind_int64(st, 7, NowMillis());
+    sqlite3_bind_int(st, 8, event.retained ? 1 : 0);
+    const int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE) s = writer_.Error(rc, "recording a dead letter");
+  }
+  if (s.ok()) s = txn.Commit();
+  if (!s.ok()) {
+    uncommitted_dead_drop_.reset();
+    stats_ = before;
+    return FailLocked(s);
+  }
   stats_.dead_letters++;
-  if (static_cast<int64_t>(stats_.dead_letters) > kMaxDeadLetters) {
-    Status s = writer_.Exec(
-        "DELETE FROM dead_letters WHERE seq NOT IN (SELECT seq FROM dead_letters ORDER BY seq DESC "
-        "LIMIT " +
-        std::to_string(kMaxDeadLetters) + ")");
-    if (!s.ok()) return FailLocked(s);
-    stats_.dead_letters = kMaxDeadLetters;
+  stats_.dead_letter_bytes += base + reason.size();
+  if (shortened) unreported_short_reasons_++;
+  NoteCommittedDropLocked();
+  if (shortened && std::chrono::steady_clock::now() - drop_reported_at_ >= kDropReportInterval) {
+    ReportDropsLocked();
   }
   return Status::Ok();
 }
 
-Status SqliteEventLog::ReadDeadLetters(size_t limit,
-                                       std::vector<std::pair<Event, std::string>>* out) {
-  std::lock_guard<std::mutex> lock(read_mu_);
+namespace {
+
+Status ReadDeadLetterRows(SqliteHandle* db, int64_t file_version, const std::string& where,
+                          int64_t a, int64_t b, std::vector<DeadLetterRow>* out) {
   Statement q;
-  Status s = reader_.Prepare(
-      "SELECT seq, received_ms, qos, topic, payload, error FROM dead_letters ORDER BY seq LIMIT ?1",
-      &q);
+  Status s = db->Prepare("SELECT seq, received_ms, qos, topic, payload, error, failed_ms, " +
+                             std::string(file_version >= 2 ? "retained" : "0") +
+                             " FROM dead_letters " + where,
+                         &q);
   if (!s.ok()) return s;
-  sqlite3_bind_int64(q.get(), 1, static_cast<int64_t>(limit));
+  sqlite3_bind_int64(q.get(), 1, a);
+  sqlite3_bind_int64(q.get(), 2, b);
   int rc;
   while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
-    Event e;
-    e.seq = static_cast<uint64_t>(sqlite3_column_int64(q.get(), 0));
-    e.received_ms = sqlite3_column_int64(q.get(), 1);
-    e.qos = sqlite3_column_int(q.get(), 2);
-    e.topic = ColumnBytes(q.get(), 3);
-    e.payload = ColumnBytes(q.get(), 4);
-    out->emplace_back(std::move(e), ColumnBytes(q.get(), 5));
+    DeadLetterRow r;
+    r.event.seq = static_cast<uint64_t>(sqlite3_column_int64(q.get(), 0));
+    r.event.received_ms = sqlite3_column_int64(q.get(), 1);
+    r.event.qos = sqlite3_column_int(q.get(), 2);
+    r.event.topic = ColumnBytes(q.get(), 3);
+    r.event.payload = ColumnBytes(q.get(), 4);
+    r.error = ColumnBytes(q.get(), 5);
+    r.failed_ms = sqlite3_column_int64(q.get(), 6);
+    r.event.retained = sqlite3_column_int(q.get(), 7) != 0;
+    out->push_back(std::move(r));
   }
-  if (rc != SQLITE_DONE) return reader_.Error(rc, "reading dead letters");
+  if (rc != SQLITE_DONE) return db->Error(rc, "reading dead letters");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status SqliteEventLog::ReadDeadLetters(uint64_t after_seq, size_t limit,
+                                       std::vector<DeadLetterRow>* out) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  return ReadDeadLetterRows(&reader_, file_version_, "WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                            static_cast<int64_t>(after_seq),
+                            static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)), out);
+}
+
+Status SqliteEventLog::ReadDeadLetter(uint64_t seq, DeadLetterRow* out) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  std::vector<DeadLetterRow> rows;
+  Status s = ReadDeadLetterRows(&reader_, file_version_, "WHERE seq = ?1 LIMIT ?2",
+                                static_cast<int64_t>(seq), 1, &rows);
+  if (!s.ok()) return s;
+  if (rows.empty()) {
+    return Status::NotFound("no dead letter with seq " + std::to_string(seq) + " in " +
+                            options_.path);
+  }
+  *out = std::move(rows[0]);
+  return Status::Ok();
+}
+
+Status SqliteEventLog::SelectDeadLettersLocked(std::span<const uint64_t> seqs, bool all,
+                                               std::vector<uint64_t>* out) {
+  Statement q;
+  Status s = writer_.Prepare(all ? "SELECT seq FROM dead_letters ORDER BY seq"
+                                 : "SELECT seq FROM dead_letters WHERE seq = ?1",
+                             &q);
+  if (!s.ok()) return s;
+  int rc;
+  if (all) {
+    while ((rc = sqlite3_step(q.get())) == SQLITE_ROW)
+      out->push_back(static_cast<uint64_t>(sqlite3_column_int64(q.get(), 0)));
+    if (rc != SQLITE_DONE) return writer_.Error(rc, "listing dead letters");
+    return Status::Ok();
+  }
+  std::vector<uint64_t> wanted(seqs.begin(), seqs.end());
+  std::sort(wanted.begin(), wanted.end());
+  wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
+  for (uint64_t seq : wanted) {
+    sqlite3_reset(q.get());
+    sqlite3_bind_int64(q.get(), 1, static_cast<int64_t>(seq));
+    rc = sqlite3_step(q.get());
+    if (rc == SQLITE_DONE) {
+      return Status::NotFound("no dead letter with seq " + std::to_string(seq) + " in " +
+                              options_.path + "; nothing was changed");
+    }
+    if (rc != SQLITE_ROW) return writer_.Error(rc, "looking up a dead letter");
+    out->push_back(seq);
+  }
+  return Status::Ok();
+}
+
+Status SqliteEventLog::ReplayDeadLetters(std::span<const uint64_t> seqs, bool all,
+                                         std::vector<std::pair<uint64_t, uint64_t>>* replayed) {
+  std::unique_lock<std::mutex> lock(write_mu_);
+  if (!failed_.ok()) return failed_;
+  if (options_.read_only) return Status::InvalidArgument("the log is open read-only");
+  const LogStats before = stats_;
+  std::vector<std::pair<uint64_t, uint64_t>> done;
+  Transaction txn(&writer_);
+  Status s = txn.Begin();
+  std::vector<uint64_t> chosen;
+  if (s.ok()) s = SelectDeadLettersLocked(seqs, all, &chosen);
+  sqlite3_stmt* ins = insert_event_.get();
+  for (size_t i = 0; s.ok() && i < chosen.size(); ++i) {
+    DeadLetterRow row;
+    bool in_events = false;
+    s = DeleteDeadLetterLocked(chosen[i], &row, &in_events);
+    if (!s.ok()) break;
+    if (in_events) {  // still waiting: forwarded again from its own place
+      done.emplace_back(chosen[i], 0);
+      continue;
+    }
+    // A new seq at the end: the numbers below last_seq are handed out already, and a consumer
+    // de-duplicating on (log identity, seq) must see the replay as a new record.
+    const uint64_t seq = stats_.last_seq + 1;
+    const Event& e = row.event;
+    sqlite3_reset(ins);
+    sqlite3_bind_int64(ins, 1, static_cast<int64_t>(seq));
+    sqlite3_bind_int64(ins, 2, e.received_ms);
+    sqlite3_bind_int(ins, 3, e.qos);
+    BindText(ins, 4, e.topic);
+    BindBlob(ins, 5, e.payload);
+    sqlite3_bind_int(ins, 6, e.retained ? 1 : 0);
+    const int rc = sqlite3_step(ins);
+    sqlite3_reset(ins);
+    sqlite3_clear_bindings(ins);
+    if (rc != SQLITE_DONE) {
+      s = writer_.Error(rc, "replaying a dead letter");
+      break;
+    }
+    if (stats_.events == 0) {
+      stats_.first_seq = seq;
+      stats_.oldest_received_ms = e.received_ms;
+    }
+    stats_.events++;
+    stats_.bytes += e.AccountedBytes();
+    stats_.last_seq = seq;
+    done.emplace_back(chosen[i], seq);
+  }
+  if (s.ok()) s = txn.Commit();
+  if (!s.ok()) {
+    stats_ = before;
+    return s.code() == Status::Code::kNotFound ? s : FailLocked(s);
+  }
+  *replayed = std::move(done);
+  lock.unlock();
+  appended_cv_.notify_all();
+  return Status::Ok();
+}
+
+Status SqliteEventLog::PurgeDeadLetters(std::span<const uint64_t> seqs, bool all,
+                                        uint64_t* purged) {
+  *purged = 0;
+  std::lock_guard<std::mutex> lock(write_mu_);
+  if (!failed_.ok()) return failed_;
+  if (options_.read_only) return Status::InvalidArgument("the log is open read-only");
+  const LogStats before = stats_;
+  Transaction txn(&writer_);
+  Status s = txn.Begin();
+  std::vector<uint64_t> chosen;
+  if (s.ok()) s = SelectDeadLettersLocked(seqs, all, &chosen);
+  for (size_t i = 0; s.ok() && i < chosen.size(); ++i) {
+    bool in_events = false;
+    s = DeleteDeadLetterLocked(chosen[i], nullptr, &in_events);
+  }
+  if (s.ok()) s = txn.Commit();
+  if (!s.ok()) {
+    stats_ = before;
+    return s.code() == Status::Code::kNotFound ? s : FailLocked(s);
+  }
+  *purged = chosen.size();
   return Status::Ok();
 }
 

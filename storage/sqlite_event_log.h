@@ -6,7 +6,10 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/histogram.h"
 #include "storage/event_log.h"
@@ -48,6 +51,13 @@ struct SqliteEventLogOptions {
   bool checkpoint_inline = false;
 };
 
+// One row of the dead-letter table.
+struct DeadLetterRow {
+  Event event;        // as it was in the log, with its original seq
+  std::string error;  // why the upstream refused it (may be shortened when the log was full)
+  int64_t failed_ms = 0;
+};
+
 // The EventLog on an SQLite database in WAL mode. The on-disk format is in docs/log-format.md;
 // kSchemaVersion below is its version.
 //
@@ -61,12 +71,9 @@ struct SqliteEventLogOptions {
 // refused with Corruption and left exactly as it was.
 class SqliteEventLog final : public EventLog {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
   // PRAGMA application_id marks the file as ours: "SLCE".
   static constexpr int32_t kApplicationId = 0x534C4345;
-  // The dead-letter table keeps the newest this many events, so that an upstream refusing
-  // everything for days cannot fill the disk through it.
-  static constexpr int64_t kMaxDeadLetters = 10000;
   // Under drop-oldest on a full disk, the first round frees at least this many accounted bytes:
   // SQLite needs whole free pages, and a round per tiny event would log a line per event.
   static constexpr uint64_t kDiskFullDropMinBytes = 64 * 1024;
@@ -90,8 +97,29 @@ class SqliteEventLog final : public EventLog {
   // Reads an integer PRAGMA on the writing connection (e.g. "synchronous"), for diagnostics.
   Status WriterPragma(std::string_view name, int64_t* value);
 
-  // Reads up to `limit` dead letters, oldest first, as (event, error) pairs.
-  Status ReadDeadLetters(size_t limit, std::vector<std::pair<Event, std::string>>* out);
+  // The log's identity: 32 hex digits of a random 128-bit id made when the file was created (or
+  // migrated from format 1), so that (LogId, seq) is unique across cloned images and re-created
+  // logs. Empty only for a format-1 file opened read-only.
+  const std::string& LogId() const { return log_id_; }
+
+  // Reads up to `limit` dead letters with seq > after_seq, oldest first. Safe on a read-only log
+  // beside a running daemon.
+  Status ReadDeadLetters(uint64_t after_seq, size_t limit, std::vector<DeadLetterRow>* out);
+  // NotFound if there is no dead letter with this seq.
+  Status ReadDeadLetter(uint64_t seq, DeadLetterRow* out);
+
+  // Puts the dead letters `seqs` (all of them if `all`) back into the log in one transaction:
+  // each is appended as a new event at the end (new seq, its original receive time, topic,
+  // payload and flags) and its dead-letter row deleted. One whose event still waits in the log
+  // (refused, not yet passed by the cursor) is only deleted: the event is sent again from its
+  // place. `replayed` gets (old seq, new seq or 0) per dead letter, in seq order. NotFound, and
+  // nothing changed, if a seq is not a dead letter. Never needs room: a dead letter accounts for
+  // more than the event it becomes. REQUIRES: opened read-write (holds the lock, so no daemon).
+  Status ReplayDeadLetters(std::span<const uint64_t> seqs, bool all,
+                           std::vector<std::pair<uint64_t, uint64_t>>* replayed);
+  // Deletes the dead letters `seqs` (all if `all`) in one transaction; NotFound, and nothing
+  // deleted, if a seq is not a dead letter. REQUIRES: opened read-write.
+  Status PurgeDeadLetters(std::span<const uint64_t> seqs, bool all, uint64_t* purged);
 
   // The background checkpointer's counters; all zero when checkpoints run inline or read-only.
   WalCheckpointer::Counters CheckpointCounters() const;
@@ -102,13 +130,31 @@ class SqliteEventLog final : public EventLog {
   Status OpenFiles();
   Status VerifyExisting();
   Status CreateSchema();
+  // Inside the creating or migrating transaction: a new random identity (returned in *id) and the
+  // current format version.
+  Status WriteIdentityAndVersion(std::string* id);
+  // Brings a file of an older format to kSchemaVersion in one transaction.
+  Status MigrateSchema(int64_t from_version);
+  Status LoadIdentity();
   Status PrepareStatements();
   Status LoadState();
   // One transaction: appends `events` (dropping the oldest first when max_bytes requires it under
   // drop-oldest) and updates stats_; on failure nothing is appended and stats_ is unchanged.
   Status InsertLocked(std::span<Event> events, uint64_t incoming);
-  // `reason` starts the warning that names the dropped range.
+  // `reason` starts the warning that names the dropped range. Dead letters go first (they are
+  // older than the waiting events), then the oldest waiting events.
   Status DropOldestLocked(uint64_t need_bytes, const char* reason);
+  // Drops the oldest dead letters until `need_bytes` are freed or none is left; adds the bytes
+  // freed to *freed.
+  Status DropDeadLettersLocked(uint64_t need_bytes, uint64_t* freed);
+  // Accounted bytes of everything in the log: waiting events plus dead letters.
+  uint64_t UsedBytesLocked() const { return stats_.bytes + stats_.dead_letter_bytes; }
+  // Selects the dead letters named (or all) into *seqs, in seq order; NotFound if one is missing.
+  Status SelectDeadLettersLocked(std::span<const uint64_t> seqs, bool all,
+                                 std::vector<uint64_t>* out);
+  // Deletes one dead letter and takes it out of stats_; *in_events tells whether its event still
+  // waits in `events`. Fills *row if non-null.
+  Status DeleteDeadLetterLocked(uint64_t seq, DeadLetterRow* row, bool* in_events);
   // Drops the oldest events in a transaction of its own, to free pages on a full disk.
   Status DropOldestForDiskLocked(uint64_t need_bytes);
   // After a commit that included a drop: adds it to the drops not yet logged, and logs them once
@@ -122,7 +168,9 @@ class SqliteEventLog final : public EventLog {
 
   const SqliteEventLogOptions options_;
   std::shared_ptr<spdlog::logger> log_;
-  int lock_fd_ = -1;  // flock on <path>.lock: one daemon per log
+  int lock_fd_ = -1;          // flock on <path>.lock: one daemon per log
+  int64_t file_version_ = 0;  // the format the file has after open (older only when read-only)
+  std::string log_id_;        // set during Open, constant afterwards
 
   mutable std::mutex write_mu_;
   std::condition_variable appended_cv_;
@@ -132,6 +180,9 @@ class SqliteEventLog final : public EventLog {
   Statement upsert_cursor_;   // GUARDED_BY(write_mu_)
   Statement insert_dead_;     // GUARDED_BY(write_mu_)
   Statement oldest_sizes_;    // GUARDED_BY(write_mu_)
+  Statement oldest_dead_;     // GUARDED_BY(write_mu_)
+  Statement delete_dead_;     // GUARDED_BY(write_mu_)
+  Statement event_exists_;    // GUARDED_BY(write_mu_)
   Statement upsert_meta_;     // GUARDED_BY(write_mu_)
   LogStats stats_;            // GUARDED_BY(write_mu_)
   Status failed_;             // GUARDED_BY(write_mu_)
@@ -141,8 +192,12 @@ class SqliteEventLog final : public EventLog {
     uint64_t count = 0;
     const char* reason = "";
   };
-  std::optional<DropRange> uncommitted_drop_;               // GUARDED_BY(write_mu_)
-  DropRange unreported_drop_;                               // GUARDED_BY(write_mu_)
+  std::optional<DropRange> uncommitted_drop_;  // GUARDED_BY(write_mu_)
+  DropRange unreported_drop_;                  // GUARDED_BY(write_mu_)
+  // Dropped dead letters: their seqs have gaps, so a range only bounds them.
+  std::optional<DropRange> uncommitted_dead_drop_;          // GUARDED_BY(write_mu_)
+  DropRange unreported_dead_drop_;                          // GUARDED_BY(write_mu_)
+  uint64_t unreported_short_reasons_ = 0;                   // GUARDED_BY(write_mu_)
   std::chrono::steady_clock::time_point drop_reported_at_;  // GUARDED_BY(write_mu_)
 
   // Started after the writer switched to WAL, stopped before any connection closes; not set when

@@ -38,6 +38,7 @@ TEST_CASE("ReadStatus reports backlog, age and cursor of a log a daemon holds op
   }
   size_t n = 0;
   REQUIRE(log->Append(batch, &n).ok());
+  REQUIRE(log->DeadLetter(batch[0], "refused").ok());
   REQUIRE(log->Acknowledge(2).ok());
 
   FixedClock clock(1000000 + 62000);
@@ -59,6 +60,10 @@ TEST_CASE("ReadStatus reports backlog, age and cursor of a log a daemon holds op
   CHECK(j["oldest_event_age_ms"] == 60000);
   CHECK(j["upstreams"][0]["cursor"] == 2);
   CHECK(j["max_bytes"] == 1 << 20);
+  CHECK(j["dead_letters"] == 1);
+  CHECK(j["dead_letter_bytes"] == batch[0].AccountedBytes() + 7);
+  CHECK(j["log_id"] == log->LogId());
+  CHECK(text.find("identity     " + log->LogId()) != std::string::npos);
 
   log.reset();
   REQUIRE(ReadStatus(path, 0, clock, &r).ok());
