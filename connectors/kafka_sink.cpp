@@ -1,7 +1,11 @@
 #include "connectors/kafka_sink.h"
 
 #include "connectors/kafka_conf.h"
+#include "connectors/kafka_error_model.h"
 
+#include <librdkafka/rdkafka.h>
+
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <unordered_map>
@@ -9,35 +13,6 @@
 namespace sluice::connectors {
 
 namespace {
-
-// Errors that no retry can cure: the event goes to the dead-letter table. Anything not listed is
-// treated as transient, so an unknown error delays an event rather than dropping it.
-bool IsPermanent(RdKafka::ErrorCode err) {
-  switch (err) {
-    case RdKafka::ERR_MSG_SIZE_TOO_LARGE:
-    case RdKafka::ERR_RECORD_LIST_TOO_LARGE:
-    case RdKafka::ERR_INVALID_MSG:
-    case RdKafka::ERR_INVALID_RECORD:
-    case RdKafka::ERR_INVALID_MSG_SIZE:
-    case RdKafka::ERR_TOPIC_EXCEPTION:
-    case RdKafka::ERR_POLICY_VIOLATION:
-    case RdKafka::ERR_UNKNOWN_TOPIC_OR_PART:
-    case RdKafka::ERR__UNKNOWN_TOPIC:
-    case RdKafka::ERR__UNKNOWN_PARTITION:
-    case RdKafka::ERR__INVALID_ARG:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// The broker's ACLs refuse sluice's principal. That is the operator's to fix, not the event's
-// fault: the event is retried (and stays in the log) until the ACLs allow the write, and never
-// dead-lettered.
-bool IsAuthorization(RdKafka::ErrorCode err) {
-  return err == RdKafka::ERR_TOPIC_AUTHORIZATION_FAILED ||
-         err == RdKafka::ERR_CLUSTER_AUTHORIZATION_FAILED;
-}
 
 void* SeqToOpaque(uint64_t seq) {
   return reinterpret_cast<void*>(static_cast<uintptr_t>(seq));
@@ -64,10 +39,26 @@ class KafkaSink::Callbacks final : public RdKafka::DeliveryReportCb, public RdKa
       // Only a delivery proves the producer works again; a broker that answers metadata may
       // still refuse the producer's id.
       sink_->rebuild_backoff_.Reset();
+      sink_->ClearHolds(msg.topic_name());
     } else {
-      d.outcome = IsPermanent(err) ? Delivery::Outcome::kRejected : Delivery::Outcome::kRetry;
-      d.error = msg.topic_name() + ": " + RdKafka::err2str(err);
-      if (IsAuthorization(err)) sink_->WarnAuthorization(msg.topic_name(), err);
+      const std::string topic = msg.topic_name();
+      d.error = topic + ": " + RdKafka::err2str(err);
+      switch (ClassifyKafkaError(err).cls) {
+        case KafkaErrorClass::kTransient:
+          d.outcome = Delivery::Outcome::kRetry;
+          break;
+        case KafkaErrorClass::kHold:
+          d.outcome = Delivery::Outcome::kHold;
+          d.error = sink_->Hold(topic, err, RdKafka::err2str(err));
+          break;
+        case KafkaErrorClass::kRejected:
+          d.outcome = Delivery::Outcome::kRejected;
+          break;
+        case KafkaErrorClass::kTooLarge:
+          // An answer about the whole request: only the event alone can say it is too large.
+          d.outcome = Delivery::Outcome::kTooLarge;
+          break;
+      }
     }
     if (sink_->in_flight_ > 0) sink_->in_flight_--;
     if (out_ != nullptr) out_->push_back(std::move(d));
@@ -78,6 +69,12 @@ class KafkaSink::Callbacks final : public RdKafka::DeliveryReportCb, public RdKa
       case RdKafka::Event::EVENT_ERROR: {
         const auto err = event.err();
         if (err == RdKafka::ERR__ALL_BROKERS_DOWN) sink_->connected_ = false;
+        if (event.fatal()) fatal_ = true;
+        if (ClassifyKafkaError(err).cls == KafkaErrorClass::kHold) {
+          // Throttled there, and stated in HoldReason() until a delivery or probe succeeds.
+          sink_->Hold("", err, event.str());
+          break;
+        }
         // librdkafka repeats transport errors on every reconnect attempt; say each kind once per
         // interval, with how often it happened meanwhile.
         const auto now = std::chrono::steady_clock::now();
@@ -90,7 +87,6 @@ class KafkaSink::Callbacks final : public RdKafka::DeliveryReportCb, public RdKa
           slot.at = now;
           slot.count = 0;
         }
-        if (event.fatal()) fatal_ = true;
         break;
       }
       case RdKafka::Event::EVENT_LOG:
@@ -135,20 +131,8 @@ Status KafkaSink::Create(KafkaSinkOptions options, const Router* router,
 }
 
 Status KafkaSink::BuildProducer() {
-  connectors::KafkaSettings settings = {
-      {"bootstrap.servers", options_.brokers},
-      {"enable.idempotence", "true"},
-      {"acks", "all"},
-      // Never give up on an event: an outage of days is retried for days, in order.
-      {"message.timeout.ms", "0"},
-      {"compression.type", options_.compression},
-      {"linger.ms", std::to_string(options_.linger_ms)},
-      {"batch.size", std::to_string(options_.batch_bytes)},
-      {"queue.buffering.max.messages", std::to_string(options_.max_in_flight + 1000)},
-      {"retry.backoff.ms", std::to_string(options_.retry_backoff_ms)},
-      {"reconnect.backoff.max.ms", std::to_string(options_.reconnect_max_ms)},
-      {"log.connection.close", "false"},
-  };
+  // The settings sluice owns, from the one table that the configuration also refuses.
+  connectors::KafkaSettings settings = OwnedProducerSettings(options_);
   if (options_.properties.count("client.id") == 0) {
     settings.emplace_back("client.id", "sluice-" + options_.gateway_id);
   }
@@ -169,6 +153,7 @@ Status KafkaSink::BuildProducer() {
 }
 
 Status KafkaSink::Send(const storage::Event& event) {
+  if (!producer_) return error();
   const Route* route = router_->Find(event.topic);
   if (route == nullptr) {
     return Status::InvalidArgument("no route matches MQTT topic '" + event.topic + "'");
@@ -180,6 +165,8 @@ Status KafkaSink::Send(const storage::Event& event) {
   headers->add(kHeaderGateway, options_.gateway_id);
   headers->add(kHeaderSeq, std::to_string(event.seq));
   headers->add(kHeaderReceivedMs, std::to_string(event.received_ms));
+  headers->add(kHeaderLogId, options_.log_id);
+  if (event.retained) headers->add(kHeaderMqttRetain, "1");
   RdKafka::ErrorCode rc = producer_->produce(
       route->upstream_topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
       const_cast<char*>(event.payload.data()), event.payload.size(), key.data(), key.size(), 0,
@@ -190,18 +177,28 @@ Status KafkaSink::Send(const storage::Event& event) {
     return Status::Ok();
   }
   if (rc == RdKafka::ERR__QUEUE_FULL) return Status::Full("kafka producer queue full");
-  if (IsAuthorization(rc)) WarnAuthorization(route->upstream_topic, rc);
-  if (IsPermanent(rc)) {
-    return Status::InvalidArgument(route->upstream_topic + ": " + RdKafka::err2str(rc));
+  const std::string what = route->upstream_topic + ": " + RdKafka::err2str(rc);
+  switch (ClassifyKafkaError(rc).cls) {
+    case KafkaErrorClass::kRejected:
+    // From produce() itself, too large is librdkafka's check of this one record against
+    // message.max.bytes: the event alone is too large.
+    case KafkaErrorClass::kTooLarge:
+      return Status::InvalidArgument(what);
+    case KafkaErrorClass::kHold:
+      return Status::Unavailable(Hold(route->upstream_topic, rc, RdKafka::err2str(rc)));
+    case KafkaErrorClass::kTransient:
+      break;
   }
-  return Status::Unavailable(route->upstream_topic + ": " + RdKafka::err2str(rc));
+  return Status::Unavailable(what);
 }
 
 void KafkaSink::Poll(std::chrono::milliseconds timeout, std::vector<Delivery>* out) {
+  if (!producer_) return;  // failed for good: error() says why, the forwarder stops
   callbacks_->out_ = out;
   producer_->poll(static_cast<int>(timeout.count()));
   callbacks_->out_ = nullptr;
   if (in_flight_ == 0 && !connected_.load()) ProbeConnection();
+  ProbeHeldTopics();
   std::string reason;
   // fatal_error() first: it supplies the reason even when the event callback saw the error.
   const bool fatal = producer_->fatal_error(reason) != RdKafka::ERR_NO_ERROR;
@@ -216,17 +213,81 @@ void KafkaSink::Poll(std::chrono::milliseconds timeout, std::vector<Delivery>* o
   }
 }
 
-void KafkaSink::WarnAuthorization(const std::string& topic, RdKafka::ErrorCode err) {
+std::string KafkaSink::Hold(const std::string& topic, RdKafka::ErrorCode err,
+                            const std::string& detail) {
+  const KafkaErrorRule& rule = ClassifyKafkaError(err);
+  const std::string name =
+      rule.code == err ? rule.name : fmt::format("error {}", static_cast<int>(err));
+  const std::string reason =
+      topic.empty()
+          ? fmt::format("Kafka {} refuses sluice ({}: {}): {}", options_.brokers, name, detail,
+                        rule.action)
+          : fmt::format("Kafka refuses topic '{}' ({}: {}): {}", topic, name, detail, rule.action);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto [it, added] = holds_.insert_or_assign(topic, reason);
+    if (added) holds_count_++;
+  }
   uint64_t suppressed = 0;
-  if (!authorization_log_.Allow(&suppressed)) return;
-  log_->error(
-      "kafka {} refuses sluice access to topic '{}': {} ({} more since the last report); the "
-      "events stay in the log and are retried until the broker's ACLs allow this client to "
-      "write (WRITE and DESCRIBE on the topic, IDEMPOTENT_WRITE on the cluster)",
-      options_.brokers, topic, RdKafka::err2str(err), suppressed);
+  if (hold_log_.Allow(&suppressed)) {
+    log_->error(
+        "{}; the events stay in the log and are sent again, in order, once Kafka accepts them ({} "
+        "more since the last report)",
+        reason, suppressed);
+  }
+  return reason;
+}
+
+void KafkaSink::ClearHolds(const std::string& topic) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (holds_.empty()) return;
+  holds_.erase(topic);
+  holds_.erase("");
+}
+
+std::string KafkaSink::HoldReason() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string reason;
+  for (const auto& [topic, r] : holds_) reason += (reason.empty() ? "" : "; ") + r;
+  return reason;
+}
+
+Status KafkaSink::error() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_;
+}
+
+void KafkaSink::ProbeHeldTopics() {
+  // As ProbeConnection: brief, at most once a second, on the forwarder thread, and only while a
+  // topic is held, when the forwarder has little to send anyway.
+  constexpr auto kInterval = std::chrono::seconds(1);
+  constexpr int kTimeoutMs = 250;
+  std::vector<std::string> topics;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [topic, reason] : holds_) {
+      if (!topic.empty()) topics.push_back(topic);
+    }
+  }
+  if (topics.empty()) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_hold_probe_) return;
+  next_hold_probe_ = now + kInterval;
+  for (const std::string& name : topics) {
+    std::string err;
+    std::unique_ptr<RdKafka::Topic> topic(
+        RdKafka::Topic::create(producer_.get(), name, nullptr, err));
+    if (!topic) continue;
+    RdKafka::Metadata* metadata = nullptr;
+    // The answer updates librdkafka's view of the topic; the hold itself is cleared only by a
+    // delivery, since a topic that exists may still refuse sluice.
+    producer_->metadata(false, topic.get(), &metadata, kTimeoutMs);
+    std::unique_ptr<RdKafka::Metadata> owned(metadata);
+  }
 }
 
 void KafkaSink::ProbeConnection() {
+  if (!producer_) return;
   // Only while idle and not known to be connected, at most once a second, and briefly: with
   // Kafka down the request waits out its timeout on the forwarder thread, which has nothing to
   // send meanwhile. Events in flight answer the question themselves through their reports.
@@ -239,7 +300,12 @@ void KafkaSink::ProbeConnection() {
   // Locally known topics only: the answer names the brokers, which is all that is asked.
   const RdKafka::ErrorCode err = producer_->metadata(false, nullptr, &metadata, kTimeoutMs);
   std::unique_ptr<RdKafka::Metadata> owned(metadata);
-  if (err == RdKafka::ERR_NO_ERROR) connected_ = true;
+  if (err == RdKafka::ERR_NO_ERROR) {
+    connected_ = true;
+    // The cluster answers: a refusal of the cluster as a whole is over (topic holds are not).
+    std::lock_guard<std::mutex> lock(mu_);
+    holds_.erase("");
+  }
 }
 
 void KafkaSink::RebuildAfterFatal(const std::string& reason, std::vector<Delivery>* out) {
@@ -261,11 +327,55 @@ void KafkaSink::RebuildAfterFatal(const std::string& reason, std::vector<Deliver
   producer_.reset();
   connected_ = false;
   Status s = BuildProducer();
-  if (!s.ok()) log_->critical("cannot rebuild the kafka producer: {}", s.ToString());
+  if (!s.ok()) {
+    // Whatever BuildProducer left behind is not a usable producer; every method checks for null.
+    producer_.reset();
+    FailForGood(s);
+  }
   out->push_back(Delivery{0, Delivery::Outcome::kRetry, "producer rebuilt: " + reason});
 }
 
+void KafkaSink::FailForGood(const Status& s) {
+  // librdkafka's message may quote a property's value (a path, a password): replace each value of
+  // [kafka.properties] that stands as a token of its own with its key before the message reaches
+  // a log or the service manager. (Inside a longer word, "ssl" of "ssl.ca.location" say, it is
+  // the text, not the value.)
+  auto is_word = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' || c == '-';
+  };
+  std::string msg(s.message());
+  for (const auto& [key, value] : options_.properties) {
+    if (value.empty()) continue;
+    for (size_t at = msg.find(value); at != std::string::npos; at = msg.find(value, at + 1)) {
+      const size_t end = at + value.size();
+      if ((at > 0 && is_word(msg[at - 1]) && is_word(value.front())) ||
+          (end < msg.size() && is_word(msg[end]) && is_word(value.back()))) {
+        continue;
+      }
+      msg.replace(at, value.size(), "<" + key + ">");
+      at += key.size() + 1;
+    }
+  }
+  Status failed = Status::Unavailable(
+      "cannot rebuild the Kafka producer after a fatal error (" + msg +
+      "); check the [kafka] settings and the files they name, then restart sluice");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!error_.ok()) return;
+    error_ = failed;
+  }
+  log_->critical("{}", failed.message());
+}
+
+void KafkaSink::InjectFatalErrorForTesting() {
+  if (producer_) {
+    rd_kafka_test_fatal_error(producer_->c_ptr(), RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                              "injected by a test");
+  }
+}
+
 void KafkaSink::Drain(std::chrono::milliseconds timeout, std::vector<Delivery>* out) {
+  if (!producer_) return;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (in_flight_ > 0 && std::chrono::steady_clock::now() < deadline) {
     Poll(std::chrono::milliseconds(50), out);

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,7 @@ struct KafkaSinkOptions {
   int retry_backoff_ms = 250;
   int reconnect_max_ms = 10000;
   std::string gateway_id;
+  std::string log_id;  // the log's random identity, sent as the sluice.log header
   std::map<std::string, std::string> properties;  // passed to librdkafka as they are
 };
 
@@ -34,6 +36,9 @@ inline constexpr const char* kHeaderMqttQos = "mqtt.qos";
 inline constexpr const char* kHeaderGateway = "sluice.gateway";
 inline constexpr const char* kHeaderSeq = "sluice.seq";
 inline constexpr const char* kHeaderReceivedMs = "sluice.received_ms";
+inline constexpr const char* kHeaderLogId = "sluice.log";
+// Only on records whose MQTT message was retained; its value is "1".
+inline constexpr const char* kHeaderMqttRetain = "mqtt.retain";
 
 // The Kafka sink on librdkafka's C++ producer.
 //
@@ -42,14 +47,18 @@ inline constexpr const char* kHeaderReceivedMs = "sluice.received_ms";
 // keeping per-partition order and suppressing duplicates from its own retries. The record key is
 // the route's device key, so all events of a device go to one partition, in sequence order.
 //
-// Permanent refusals (record too large, unknown topic) come back as kRejected. An authorization
-// refusal (topic or cluster ACL) is the operator's to fix, not the event's: it comes back as kRetry
-// (or Unavailable from Send), with a throttled error naming the topic. A fatal idempotence error
-// rebuilds the producer, at most as often as a backoff allows, and reports what was in flight as
-// kRetry.
+// Errors: every librdkafka error is classified by the one table in kafka_error_model.h
+// (docs/kafka-records.md, "Error model"). A refusal the operator must fix (missing topic, ACL,
+// credentials, broker setup) comes back as kHold (or Unavailable from Send) and sets HoldReason(),
+// naming the topic and the fix, with a throttled error line; the next delivery to that topic
+// clears it. While a topic is held its metadata is asked for now and then, so that a topic created
+// meanwhile is used at once rather than after librdkafka's 5-minute metadata refresh. A fatal
+// idempotence error rebuilds the producer, at most as often as a backoff allows, and reports what
+// was in flight as kRetry; a rebuild that fails leaves no producer and sets error() for good.
 //
-// Thread-safety: one thread calls every method (the forwarder), as Sink requires; librdkafka's own
-// threads never call into this class except through Poll.
+// Thread-safety: one thread calls every method (the forwarder), as Sink requires, except
+// Connected(), HoldReason(), Holds() and error(); librdkafka's own threads never call into this
+// class except through Poll.
 class KafkaSink final : public Sink {
  public:
   // `router` must outlive the sink.
@@ -61,11 +70,18 @@ class KafkaSink final : public Sink {
   void Poll(std::chrono::milliseconds timeout, std::vector<Delivery>* out) override;
   size_t InFlight() const override { return in_flight_; }
   bool Connected() const override { return connected_.load(); }
-  std::string HoldReason() const override { return hold_reason_; }
+  std::string HoldReason() const override;
+  Status error() const override;
+  // How often an upstream refusal started a hold (a topic, or the cluster, became held).
+  uint64_t Holds() const { return holds_count_.load(); }
   const std::string& name() const override { return name_; }
 
   // Waits up to `timeout` for every in-flight event to be reported (shutdown).
   void Drain(std::chrono::milliseconds timeout, std::vector<Delivery>* out);
+
+  // Raises a fatal producer error through librdkafka's own test hook, as a broker fencing the
+  // idempotent producer would; the next Poll rebuilds the producer. Tests only.
+  void InjectFatalErrorForTesting();
 
  private:
   class Callbacks;
@@ -76,7 +92,14 @@ class KafkaSink final : public Sink {
   // for metadata now and then to learn that it is connected (readiness, metrics).
   void ProbeConnection();
   void RebuildAfterFatal(const std::string& reason, std::vector<Delivery>* out);
-  void WarnAuthorization(const std::string& topic, RdKafka::ErrorCode err);
+  // Records a refusal of `topic` ("" for the cluster) that the operator must fix; returns the
+  // reason, with the fix.
+  std::string Hold(const std::string& topic, RdKafka::ErrorCode err, const std::string& detail);
+  // A delivery to `topic` proves that the cluster and the topic accept events again.
+  void ClearHolds(const std::string& topic);
+  // Asks for the metadata of held topics, so that librdkafka learns that a topic now exists.
+  void ProbeHeldTopics();
+  void FailForGood(const Status& s);
 
   const KafkaSinkOptions options_;
   const Router* const router_;
@@ -86,11 +109,17 @@ class KafkaSink final : public Sink {
   std::unique_ptr<RdKafka::Producer> producer_;
   size_t in_flight_ = 0;
   std::atomic<bool> connected_{false};
-  std::string hold_reason_;
+  mutable std::mutex mu_;
+  // topic ("" for the cluster) -> reason; a map so that one topic's delivery does not clear
+  // another's hold.
+  std::map<std::string, std::string> holds_;  // GUARDED_BY(mu_)
+  Status error_;                              // GUARDED_BY(mu_)
+  std::atomic<uint64_t> holds_count_{0};
   std::chrono::steady_clock::time_point next_probe_{};
   Backoff rebuild_backoff_{std::chrono::milliseconds(500), std::chrono::seconds(30)};
   std::chrono::steady_clock::time_point next_rebuild_{};
-  LogThrottle authorization_log_{std::chrono::seconds(30)};
+  std::chrono::steady_clock::time_point next_hold_probe_{};
+  LogThrottle hold_log_{std::chrono::seconds(30)};
   LogThrottle fatal_log_{std::chrono::seconds(30)};
 };
 

@@ -217,7 +217,10 @@ std::optional<std::string_view> KeyPattern::Capture(std::string_view topic) cons
 
 std::string KeyPattern::KeyFor(std::string_view topic) const {
   const std::optional<std::string_view> captured = Capture(topic);
-  return std::string(captured ? *captured : topic);
+  // An empty capture ("devices//x") would be an empty key, which librdkafka's default partitioner
+  // places at random, scattering that publisher's events over partitions out of order. The whole
+  // topic, as for a topic that does not match, is never empty (docs/kafka-records.md).
+  return std::string(captured && !captured->empty() ? *captured : topic);
 }
 
 }  // namespace sluice::connectors

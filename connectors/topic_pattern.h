@@ -20,13 +20,15 @@ Status ValidateTopicFilter(std::string_view filter);
 // Derives the Kafka message key from an MQTT topic, e.g. pattern "devices/{device}/#" turns
 // "devices/pump-7/telemetry" into "pump-7". Levels: literals, '+', one named capture "{name}"
 // (exactly one level), and a trailing '#'. A topic that does not match the pattern keys by the
-// whole topic, as does an empty pattern. Immutable after construction; thread-safe.
+// whole topic, as does an empty pattern and a capture of an empty level ("devices//x"), so a key
+// is never empty (docs/kafka-records.md). Immutable after construction; thread-safe.
 class KeyPattern {
  public:
   // Validates the pattern: at most one capture, '#' only last, no empty capture name.
   static Status Parse(std::string_view pattern, KeyPattern* out);
 
-  // The key for a topic: the captured level, or the whole topic when there is no match or capture.
+  // The key for a topic: the captured level, or the whole topic when there is no match, no capture
+  // or an empty capture. Never empty for a non-empty topic.
   std::string KeyFor(std::string_view topic) const;
   // The captured level, or nullopt when the topic does not match the pattern.
   std::optional<std::string_view> Capture(std::string_view topic) const;

@@ -1,15 +1,12 @@
 #include "gateway/forwarder.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace sluice::gateway {
 
 namespace {
-int64_t SteadyMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+using connectors::Delivery;
 
 // While the upstream is unreachable, librdkafka keeps every event handed to it in memory until a
 // broker answers (measured: about 900 bytes per 100-byte event, so a full 50,000-event window
@@ -18,14 +15,33 @@ int64_t SteadyMillis() {
 // confirmation.
 constexpr size_t kInFlightWhileDisconnected = 1000;
 
+// The window holds every sent event until the cursor passes it. While its first event stays open
+// (held, lost, or in flight for long) later ones may be confirmed behind it; past this many
+// entries per in-flight slot nothing new is sent, so memory stays bounded.
+constexpr size_t kWindowPerInFlight = 2;
+
 size_t InFlightLimit(const connectors::Sink& sink, size_t max_in_flight) {
   return sink.Connected() ? max_in_flight : std::min(max_in_flight, kInFlightWhileDisconnected);
+}
+
+const Clock* DefaultClock() {
+  static const SystemClock clock;
+  return &clock;
+}
+
+int64_t Millis(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 }  // namespace
 
 Forwarder::Forwarder(storage::EventLog* log, connectors::Sink* sink, ForwarderOptions options,
                      std::shared_ptr<spdlog::logger> logger)
-    : log_(log), sink_(sink), options_(options), logger_(std::move(logger)) {}
+    : log_(log),
+      sink_(sink),
+      options_(std::move(options)),
+      clock_(options_.clock != nullptr ? options_.clock : DefaultClock()),
+      logger_(std::move(logger)),
+      hold_backoff_(options_.hold_backoff_min, options_.hold_backoff_max) {}
 
 Forwarder::~Forwarder() {
   Stop();
@@ -37,7 +53,7 @@ void Forwarder::Start() {
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.acked_through = acked_;
-    stats_.last_progress_ms = SteadyMillis();
+    stats_.last_progress_ms = Millis(clock_->Now());
   }
   thread_ = std::thread([this] { Loop(); });
 }
@@ -72,39 +88,55 @@ Forwarder::Pending* Forwarder::FindPending(uint64_t seq) {
 }
 
 void Forwarder::Loop() {
-  std::vector<connectors::Delivery> deliveries;
+  std::vector<Delivery> deliveries;
+  bool sink_failed = false;
   while (!stop_.load() && error().ok()) {
-    const bool sent = FillSink();
+    const bool busy = FillSink();
     if (!error().ok()) break;
-    const bool window_full = sink_->InFlight() >= InFlightLimit(*sink_, options_.max_in_flight);
     std::chrono::milliseconds wait(0);
-    if (sink_->InFlight() > 0 && !sent) {
-      // Waiting on the upstream: short polls while it answers, longer ones while it does not.
-      wait =
-          (window_full || !sink_->Connected()) ? options_.idle_wait : std::chrono::milliseconds(2);
+    if (!busy) {
+      const size_t in_flight = sink_->InFlight();
+      if (in_flight > 0) {
+        // Waiting on the upstream: short polls while it answers, longer ones while it does not.
+        const bool window_full = in_flight >= InFlightLimit(*sink_, options_.max_in_flight);
+        wait = (window_full || !sink_->Connected()) ? options_.idle_wait
+                                                    : std::chrono::milliseconds(2);
+      } else if (held_) {
+        // Nothing in flight and the hold's backoff running: wait for its end, never spin.
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(hold_until_ - clock_->Now());
+        wait = std::clamp(left, std::chrono::milliseconds(1), options_.idle_wait);
+      }
     }
     if (stalled_) {
-      // A full disk held up the next event: give the disk time instead of spinning.
+      // A full disk or the window's bound held up the next event: wait instead of spinning.
       wait = options_.idle_wait;
       stalled_ = false;
     }
     deliveries.clear();
     sink_->Poll(wait, &deliveries);
     HandleDeliveries(deliveries);
+    if (!error().ok()) break;
     MaybeAcknowledge(false);
+    if (Status s = sink_->error(); !s.ok()) {
+      sink_failed = true;
+      Fail(s);
+      break;
+    }
     {
       std::lock_guard<std::mutex> lock(stats_mu_);
-      stats_.last_progress_ms = SteadyMillis();
+      stats_.last_progress_ms = Millis(clock_->Now());
+      stats_.window = window_.size();
     }
-    if (sink_->InFlight() == 0 && unsent_.empty() && !sent) {
+    if (!busy && !held_ && sink_->InFlight() == 0 && unsent_.empty()) {
       log_->WaitForEventsAfter(next_read_after_, options_.idle_wait);
     }
   }
 
   // Shutdown: give what is in flight a bounded time to be confirmed, then store the cursor.
   if (error().ok() && sink_->InFlight() > 0) {
-    const auto deadline = std::chrono::steady_clock::now() + options_.drain_timeout;
-    while (sink_->InFlight() > 0 && std::chrono::steady_clock::now() < deadline) {
+    const auto deadline = clock_->Now() + options_.drain_timeout;
+    while (sink_->InFlight() > 0 && clock_->Now() < deadline && error().ok()) {
       deliveries.clear();
       sink_->Poll(std::chrono::milliseconds(50), &deliveries);
       HandleDeliveries(deliveries);
@@ -116,73 +148,174 @@ void Forwarder::Loop() {
           sink_->InFlight(), sink_->name());
     }
   }
-  if (error().ok()) MaybeAcknowledge(true);
+  // A failed sink leaves the log usable: store what was confirmed, so less is sent twice.
+  if (error().ok() || sink_failed) MaybeAcknowledge(true);
 }
 
 bool Forwarder::FillSink() {
-  bool sent_any = false;
-  const size_t limit = InFlightLimit(*sink_, options_.max_in_flight);
-  while (!stop_.load() && sink_->InFlight() < limit) {
+  if (resend_wait_) {
+    // The originals of the events about to be sent again may still be in flight; a resend now
+    // could land before them or between them (B, A, B) upstream.
+    if (sink_->InFlight() > 0) return false;
+    resend_wait_ = false;
+  }
+  if (held_ && clock_->Now() < hold_until_) return false;
+  bool busy = false;
+  bool read = false;
+  uint64_t sent = 0;
+  uint64_t resent = 0;
+  uint64_t rejected = 0;
+  Status failed;
+  const size_t window_cap = kWindowPerInFlight * std::max<size_t>(options_.max_in_flight, 1);
+  while (!stop_.load()) {
+    // One at a time while held (the first open event probes the upstream) and after a batch that
+    // was too large (each event is tried on its own).
+    const bool single = held_ || step_through_ != 0;
+    const size_t limit = single ? 1 : InFlightLimit(*sink_, options_.max_in_flight);
+    if (sink_->InFlight() >= limit) break;
     if (unsent_.empty()) {
+      // One read per pass: a rewind across many confirmed events must not keep the loop, and the
+      // heartbeat the watchdog reads, from its next pass.
+      if (read) break;
+      read = true;
+      // After a rewind the log is read again from the first open event.
+      const bool rereading = !window_.empty() && window_.back().seq > next_read_after_;
+      const size_t max_events = rereading
+                                    ? options_.read_batch
+                                    : std::min(options_.read_batch, limit - sink_->InFlight());
       std::vector<storage::Event> batch;
-      const size_t room = limit - sink_->InFlight();
-      Status s = log_->Read(next_read_after_, std::min(options_.read_batch, room),
-                            options_.read_batch_bytes, &batch);
-      if (!s.ok()) return Fail(s);
+      Status s = log_->Read(next_read_after_, max_events, options_.read_batch_bytes, &batch);
+      if (!s.ok()) {
+        failed = s;
+        break;
+      }
+      if (rereading) SettleDropped(next_read_after_, batch);
       if (batch.empty()) break;
+      busy = true;
       if (options_.failpoint) options_.failpoint("forwarder.wedge");
       next_read_after_ = batch.back().seq;
       for (auto& e : batch) unsent_.push_back(std::move(e));
     }
     storage::Event& e = unsent_.front();
-    Pending* existing = FindPending(e.seq);
-    if (existing != nullptr && existing->done) {  // confirmed before a rewind
+    Pending* existing =
+        !window_.empty() && e.seq <= window_.back().seq ? FindPending(e.seq) : nullptr;
+    if (existing != nullptr && existing->state != State::kOpen) {  // settled before a rewind
       unsent_.pop_front();
+      busy = true;
       continue;
+    }
+    if (step_through_ != 0 && e.seq > step_through_) {
+      // Every event that was open at the too-large answer is settled once the last one sent
+      // alone is; then full speed again.
+      if (sink_->InFlight() > 0) break;
+      step_through_ = 0;
+      continue;
+    }
+    if (existing == nullptr && window_.size() >= window_cap) {
+      stalled_ = true;
+      break;
     }
     Status s = sink_->Send(e);
     if (s.ok()) {
-      if (existing == nullptr) window_.push_back({e.seq, false, e.received_ms});
+      if (existing == nullptr) {
+        window_.push_back({e.seq, State::kOpen, single, e.received_ms});
+      } else {
+        existing->alone = single;
+        resent++;
+      }
+      if (held_) probe_seq_ = e.seq;
       unsent_.pop_front();
-      sent_any = true;
-      std::lock_guard<std::mutex> lock(stats_mu_);
-      stats_.sent++;
+      busy = true;
+      sent++;
       continue;
     }
     if (s.code() == Status::Code::kInvalidArgument) {
-      uint64_t suppressed = 0;
-      if (dead_letter_log_.Allow(&suppressed)) {
-        logger_->error(
-            "event seq {} on '{}' refused for good by {}: {}; moved to the "
-            "dead-letter table ({} more since the last report)",
-            e.seq, e.topic, sink_->name(), s.message(), suppressed);
-      }
-      Status d = log_->DeadLetter(e, s.message());
-      if (d.IsFull()) {
-        // The disk is full: the event stays first in line and is refused and recorded again on a
-        // later pass, once there is room; the cursor cannot pass it meanwhile.
-        WarnDiskFull(d);
-        stalled_ = true;
-        break;
-      }
-      if (!d.ok()) return Fail(d);
+      // The disk is full: the event stays first in line and is refused and recorded again on a
+      // later pass, once there is room; the cursor cannot pass it meanwhile.
+      if (!DeadLetter(e, s.message())) break;
       if (existing == nullptr) {
-        window_.push_back({e.seq, true});
+        window_.push_back({e.seq, State::kDone});
       } else {
-        existing->done = true;
+        existing->state = State::kDone;
       }
       unsent_.pop_front();
-      std::lock_guard<std::mutex> lock(stats_mu_);
-      stats_.rejected++;
+      busy = true;
+      rejected++;
       continue;
     }
-    // Full or unavailable: serve delivery reports first, then try the same event again. With
-    // nothing in flight no report is coming, so an unavailable upstream (e.g. an ACL refusal
-    // answered at once) would otherwise be asked again in a tight loop.
-    if (s.code() == Status::Code::kUnavailable && sink_->InFlight() == 0) stalled_ = true;
-    break;
+    if (s.code() == Status::Code::kUnavailable) {
+      // Unavailable with a hold reason: an operator must act, so back off like a held delivery.
+      // Otherwise serve delivery reports first, then try the same event again; with nothing in
+      // flight no report is coming, so wait rather than ask again in a tight loop.
+      if (std::string reason = sink_->HoldReason(); !reason.empty()) {
+        Hold(reason);
+      } else if (sink_->InFlight() == 0) {
+        stalled_ = true;
+      }
+      break;
+    }
+    if (s.code() != Status::Code::kFull) {
+      logger_->critical("{} refused event seq {} with an unexpected error", sink_->name(), e.seq);
+      failed = s;
+    }
+    break;  // Full: serve delivery reports first, then send the same event again
   }
-  return sent_any;
+  if (sent + rejected > 0) {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.sent += sent;
+    stats_.resent += resent;
+    stats_.rejected += rejected;
+  }
+  if (!failed.ok()) return Fail(failed);
+  return busy;
+}
+
+bool Forwarder::DeadLetter(const storage::Event& e, std::string_view error) {
+  uint64_t suppressed = 0;
+  if (dead_letter_log_.Allow(&suppressed)) {
+    logger_->error(
+        "event seq {} on '{}' refused for good by {}: {}; moved to the "
+        "dead-letter table ({} more since the last report)",
+        e.seq, e.topic, sink_->name(), error, suppressed);
+  }
+  Status d = log_->DeadLetter(e, error);
+  if (d.IsFull()) {
+    WarnDiskFull(d);
+    stalled_ = true;
+    return false;
+  }
+  if (!d.ok()) return Fail(d);
+  return true;
+}
+
+void Forwarder::SettleDropped(uint64_t after_seq, const std::vector<storage::Event>& batch) {
+  // The log returns every waiting event after `after_seq` in order, and every open event in the
+  // window is waiting unless the drop-oldest policy deleted it: an open event the read skipped
+  // is gone and can never be sent again.
+  uint64_t dropped = 0;
+  auto settle = [&](uint64_t after, uint64_t before) {
+    auto it = std::lower_bound(window_.begin(), window_.end(), after + 1,
+                               [](const Pending& p, uint64_t s) { return p.seq < s; });
+    for (; it != window_.end() && it->seq < before; ++it) {
+      if (it->state == State::kOpen) {
+        it->state = State::kDropped;
+        dropped++;
+      }
+    }
+  };
+  uint64_t prev = after_seq;
+  for (const storage::Event& e : batch) {
+    if (e.seq > prev + 1) settle(prev, e.seq);
+    prev = e.seq;
+  }
+  if (batch.empty()) settle(prev, std::numeric_limits<uint64_t>::max());
+  if (dropped == 0) return;
+  logger_->warn(
+      "{} events waiting for {} were dropped from the log by overflow = drop-oldest before "
+      "the upstream confirmed them",
+      dropped, sink_->name());
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  stats_.dropped_unsent += dropped;
 }
 
 void Forwarder::WarnDiskFull(const Status& s) {
@@ -195,71 +328,132 @@ void Forwarder::WarnDiskFull(const Status& s) {
   }
 }
 
-void Forwarder::HandleDeliveries(std::vector<connectors::Delivery>& deliveries) {
+void Forwarder::HandleDeliveries(std::vector<Delivery>& deliveries) {
+  using Outcome = Delivery::Outcome;
   bool rewind = false;
+  bool hold = false;
+  bool too_large = false;
+  bool probe_delivered = false;
+  std::string hold_reason;
   uint64_t delivered = 0;
-  Histogram* const latency = options_.clock != nullptr ? options_.forward_latency_seconds : nullptr;
-  const int64_t now_ms =
-      latency != nullptr && !deliveries.empty() ? options_.clock->NowUnixMillis() : 0;
+  uint64_t rejected = 0;
+  uint64_t dropped = 0;
+  Histogram* const latency = options_.forward_latency_seconds;
+  const int64_t now_ms = latency != nullptr && !deliveries.empty() ? clock_->NowUnixMillis() : 0;
   for (auto& d : deliveries) {
-    using Outcome = connectors::Delivery::Outcome;
     if (d.outcome == Outcome::kRetry) {
       rewind = true;
       continue;
     }
-    Pending* p = FindPending(d.seq);
-    if (p == nullptr || p->done) continue;  // a report for an event settled before a rewind
-    if (d.outcome == Outcome::kRejected) {
+    Pending* p = d.seq == 0 ? nullptr : FindPending(d.seq);
+    if (d.outcome == Outcome::kHold && (d.seq == 0 || (p != nullptr && p->state == State::kOpen))) {
+      // The event stays open; the rewind sends it again after the backoff.
+      hold = true;
+      if (!d.error.empty()) hold_reason = d.error;
+      rewind = true;
+      continue;
+    }
+    if (p == nullptr || p->state != State::kOpen) continue;  // settled before a rewind
+    if (d.outcome == Outcome::kTooLarge && !p->alone) {
+      // A batch-level answer: try each event on its own before concluding.
+      too_large = true;
+      rewind = true;
+      continue;
+    }
+    if (d.outcome == Outcome::kRejected || d.outcome == Outcome::kTooLarge) {
       std::vector<storage::Event> one;
       Status s = log_->Read(d.seq - 1, 1, SIZE_MAX, &one);
-      if (s.ok() && !one.empty() && one[0].seq == d.seq) {
-        uint64_t suppressed = 0;
-        if (dead_letter_log_.Allow(&suppressed)) {
-          logger_->error(
-              "event seq {} on '{}' refused for good by {}: {}; moved to the "
-              "dead-letter table ({} more since the last report)",
-              d.seq, one[0].topic, sink_->name(), d.error, suppressed);
-        }
-        s = log_->DeadLetter(one[0], d.error);
-      }
-      if (s.IsFull()) {
-        // Not recorded: the event stays open and is sent again, and refused again, by the rewind.
-        WarnDiskFull(s);
-        rewind = true;
-        continue;
-      }
       if (!s.ok()) {
         Fail(s);
         return;
       }
-      std::lock_guard<std::mutex> lock(stats_mu_);
-      stats_.rejected++;
+      if (one.empty() || one[0].seq != d.seq) {
+        p->state = State::kDropped;  // deleted by drop-oldest meanwhile: nothing to record
+        dropped++;
+        continue;
+      }
+      if (!DeadLetter(one[0], d.error)) {
+        if (!error().ok()) return;
+        // Not recorded (disk full): the event stays open and is sent again, and refused again,
+        // by the rewind.
+        rewind = true;
+        continue;
+      }
+      rejected++;
     } else {
       delivered++;
+      if (held_ && d.seq == probe_seq_) probe_delivered = true;
       if (latency != nullptr) {
         // Wall clocks can step back; a negative latency is a clock change, not a fast delivery.
         latency->Observe(static_cast<double>(std::max<int64_t>(now_ms - p->received_ms, 0)) /
                          1000.0);
       }
     }
-    p->done = true;
+    p->state = State::kDone;
   }
-  if (delivered > 0) {
+  if (delivered + rejected + dropped > 0) {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.delivered += delivered;
+    stats_.rejected += rejected;
+    stats_.dropped_unsent += dropped;
+  }
+  if (probe_delivered && !hold) {
+    held_ = false;
+    probe_seq_ = 0;
+    hold_backoff_.Reset();
+    logger_->info("{} takes events again; forwarding at full speed", sink_->name());
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.hold_reason.clear();
+  }
+  if (too_large) {
+    for (auto it = window_.rbegin(); it != window_.rend(); ++it) {
+      if (it->state == State::kOpen) {
+        step_through_ = std::max(step_through_, it->seq);
+        break;
+      }
+    }
+  }
+  if (hold) {
+    if (hold_reason.empty()) hold_reason = sink_->HoldReason();
+    if (hold_reason.empty()) hold_reason = sink_->name() + " holds events";
+    // The answers to one batch can arrive over several polls; only the first one after the
+    // backoff (the probe's) starts the next, longer backoff.
+    if (!held_ || clock_->Now() >= hold_until_) {
+      Hold(hold_reason);
+    } else {
+      std::lock_guard<std::mutex> lock(stats_mu_);
+      stats_.hold_reason = hold_reason;
+    }
   }
   if (rewind) Rewind();
 }
 
+void Forwarder::Hold(const std::string& reason) {
+  held_ = true;
+  probe_seq_ = 0;
+  const std::chrono::milliseconds delay = hold_backoff_.Next();
+  hold_until_ = clock_->Now() + delay;
+  uint64_t suppressed = 0;
+  if (hold_log_.Allow(&suppressed)) {
+    logger_->warn(
+        "{} holds events until an operator acts: {}; they stay in the log (cursor {}), trying "
+        "again in {} ms ({} more since the last report)",
+        sink_->name(), reason, acked_, delay.count(), suppressed);
+  }
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  stats_.holds++;
+  stats_.hold_reason = reason;
+}
+
 void Forwarder::Rewind() {
-  // Everything not yet confirmed is sent again from the log, in order; confirmed events in the
-  // window are skipped by FillSink.
+  // Everything not yet settled is sent again from the log, in order, once nothing is in flight;
+  // settled events in the window are skipped by FillSink.
   uint64_t first_open = 0;
+  uint64_t open = 0;
   for (const Pending& p : window_) {
-    if (!p.done) {
-      first_open = p.seq;
-      break;
-    }
+    if (p.state != State::kOpen) continue;
+    if (first_open == 0) first_open = p.seq;
+    open++;
   }
   // Events read ahead but not yet sent are read again too: with nothing open in the window (the
   // sink refused the first of them), the read position would otherwise pass them unsent and the
@@ -270,23 +464,20 @@ void Forwarder::Rewind() {
   }
   unsent_.clear();
   if (restart != 0) next_read_after_ = restart - 1;
-  uint64_t open = 0;
-  for (const Pending& p : window_) open += p.done ? 0 : 1;
+  resend_wait_ = true;
   uint64_t suppressed = 0;
   // An upstream that refuses every attempt (an ACL, a rebuilt producer) rewinds again and again.
-  if (rewind_log_.Allow(&suppressed)) {
+  if (open > 0 && rewind_log_.Allow(&suppressed)) {
     logger_->warn(
-        "{} lost {} events in flight; sending them again from seq {} ({} more since the last "
-        "report)",
+        "{} did not take {} events; sending them again from seq {} once nothing is in flight "
+        "({} more since the last report)",
         sink_->name(), open, next_read_after_ + 1, suppressed);
   }
-  std::lock_guard<std::mutex> lock(stats_mu_);
-  stats_.resent += open;
 }
 
 void Forwarder::MaybeAcknowledge(bool force) {
   uint64_t through = acked_;
-  while (!window_.empty() && window_.front().done) {
+  while (!window_.empty() && window_.front().state != State::kOpen) {
     through = window_.front().seq;
     window_.pop_front();
   }
@@ -294,10 +485,14 @@ void Forwarder::MaybeAcknowledge(bool force) {
   // overflow policy leave gaps the cursor may pass).
   if (window_.empty() && unsent_.empty()) through = std::max(through, next_read_after_);
   if (through <= acked_) return;
-  const auto now = std::chrono::steady_clock::now();
+  // Every event up to `through` is settled and has left the window; a rewind still reading them
+  // again would no longer recognise them as settled and send them twice.
+  next_read_after_ = std::max(next_read_after_, through);
+  while (!unsent_.empty() && unsent_.front().seq <= through) unsent_.pop_front();
+  const auto now = clock_->Now();
   if (!force && now - last_ack_ < options_.ack_interval) {
     // Remember the progress; it is written at the next interval.
-    window_.push_front({through, true});
+    window_.push_front({through, State::kDone});
     return;
   }
   Status s = log_->Acknowledge(through);
@@ -305,7 +500,7 @@ void Forwarder::MaybeAcknowledge(bool force) {
     // The disk is full: the cursor cannot be stored now, but nothing is lost by waiting (Kafka has
     // the events; a crash meanwhile only sends them again). Keep the progress and try again at the
     // next interval, so that forwarding goes on and room appears once the cursor is written.
-    window_.push_front({through, true});
+    window_.push_front({through, State::kDone});
     last_ack_ = now;
     uint64_t suppressed = 0;
     if (disk_full_log_.Allow(&suppressed)) {

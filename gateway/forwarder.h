@@ -8,8 +8,12 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
+#include "common/backoff.h"
 #include "common/clock.h"
 #include "common/histogram.h"
 #include "common/log_throttle.h"
@@ -27,12 +31,18 @@ struct ForwarderOptions {
   std::chrono::milliseconds ack_interval{200};
   std::chrono::milliseconds idle_wait{100};
   std::chrono::milliseconds drain_timeout{10000};  // for in-flight events at Stop
+  // While the upstream holds events until an operator acts (Delivery::Outcome::kHold), the first
+  // open event is offered again after a backoff between these two.
+  std::chrono::milliseconds hold_backoff_min{500};
+  std::chrono::milliseconds hold_backoff_max{30000};
   // Test hook, called with "forwarder.wedge" each time a batch was read from the log (see
   // gateway/failpoint.h). Empty in production.
   std::function<void(const char*)> failpoint;
-  // If both are set, each confirmed event's time from receipt (Event::received_ms, wall clock) to
-  // its confirmation is observed in seconds. Both must outlive the forwarder.
+  // The forwarder's only source of time (ack interval, hold backoff, drain deadline, heartbeat);
+  // the system clock if null. Must outlive the forwarder.
   const Clock* clock = nullptr;
+  // If set, each confirmed event's time from receipt (Event::received_ms, wall clock) to its
+  // confirmation is observed in seconds. Must outlive the forwarder.
   Histogram* forward_latency_seconds = nullptr;
 };
 
@@ -40,9 +50,13 @@ struct ForwarderStats {
   uint64_t sent = 0;             // handed to the sink
   uint64_t delivered = 0;        // confirmed by the upstream
   uint64_t rejected = 0;         // refused for good, now in the dead-letter table
-  uint64_t resent = 0;           // handed over again after the sink lost them
+  uint64_t resent = 0;           // handed over again after the sink lost or held them
+  uint64_t dropped_unsent = 0;   // dropped by the log's overflow policy before they were confirmed
+  uint64_t holds = 0;            // backoffs because the upstream held events (Outcome::kHold)
+  std::string hold_reason;       // why the upstream holds events now, with the fix; empty if not
+  uint64_t window = 0;           // events sent and not yet passed by the cursor (bounded)
   uint64_t acked_through = 0;    // the log's cursor as last written
-  int64_t last_progress_ms = 0;  // steady-clock ms when the loop last completed a pass
+  int64_t last_progress_ms = 0;  // Clock::Now() in ms when the loop last completed a pass
 };
 
 // Moves events from the log to a sink in sequence order and advances the log's cursor.
@@ -51,7 +65,14 @@ struct ForwarderStats {
 // any crash forwarding restarts at the oldest unconfirmed event. Rejected events are written to the
 // dead-letter table and then count as done, so one bad event never blocks the log. When the sink
 // reports events lost in flight, forwarding rewinds to the oldest unconfirmed event and sends
-// again everything not yet confirmed, in order.
+// again everything not yet confirmed, in order, once nothing is in flight any more (so a resend
+// never overtakes or interleaves with its original). Open events that the log's drop-oldest
+// policy deleted meanwhile leave the window as dropped, so the cursor always reaches the last
+// event whose predecessors are all settled.
+//
+// Held events (the upstream waits for an operator) stay in the log; after a backoff the first
+// open one is offered alone until the upstream takes it. Events refused as part of a batch that
+// was too large are sent again one at a time; only an event too large on its own is dead-lettered.
 //
 // Threads: one thread of its own runs the loop and owns the sink; Stats() from any thread.
 class Forwarder {
@@ -69,21 +90,29 @@ class Forwarder {
   void Stop();
 
   ForwarderStats Stats() const;
-  // The first error that stopped the loop (the log failed); OK while healthy. A full disk is not
-  // such an error: storing the cursor or a dead letter is retried until there is room.
+  // The first error that stopped the loop (the log or the sink failed for good); OK while healthy.
+  // A full disk is not such an error: storing the cursor or a dead letter is retried until there is
+  // room.
   Status error() const;
 
  private:
+  enum class State : uint8_t { kOpen, kDone, kDropped };
   struct Pending {
     uint64_t seq;
-    bool done;
+    State state;
+    bool alone = false;       // sent while nothing else was in flight (single-step)
     int64_t received_ms = 0;  // for the forward latency
   };
 
   void Loop();
-  bool FillSink();  // true if it sent something
+  bool FillSink();  // true if it read or sent something
   void HandleDeliveries(std::vector<connectors::Delivery>& deliveries);
+  // Records `e` as refused for good; false if it could not be recorded (the disk is full, or the
+  // log failed: then the loop fails).
+  bool DeadLetter(const storage::Event& e, std::string_view error);
   void Rewind();
+  void Hold(const std::string& reason);
+  void SettleDropped(uint64_t after_seq, const std::vector<storage::Event>& batch);
   void MaybeAcknowledge(bool force);
   Pending* FindPending(uint64_t seq);
   bool Fail(const Status& s);
@@ -92,20 +121,32 @@ class Forwarder {
   storage::EventLog* const log_;
   connectors::Sink* const sink_;
   const ForwarderOptions options_;
+  const Clock* const clock_;
   std::shared_ptr<spdlog::logger> logger_;
 
   // Owned by the loop thread.
-  std::deque<Pending> window_;         // sent events in seq order, confirmed or not
+  std::deque<Pending> window_;         // sent events in seq order, settled or not
   std::deque<storage::Event> unsent_;  // read from the log, not yet accepted by the sink
   uint64_t next_read_after_ = 0;       // highest seq read from the log
   uint64_t acked_ = 0;
-  // The disk was too full to record a dead letter, or the upstream refused an event with nothing
-  // in flight, on this pass.
+  // The disk was too full to record a dead letter, the upstream refused an event with nothing
+  // in flight, or the window reached its bound, on this pass.
   bool stalled_ = false;
+  // A rewind happened: nothing is read or sent until the sink has nothing in flight.
+  bool resend_wait_ = false;
+  // The upstream holds events: nothing is sent before hold_until_, then only the first open event,
+  // alone (probe_seq_), until it is confirmed.
+  bool held_ = false;
+  std::chrono::steady_clock::time_point hold_until_{};
+  uint64_t probe_seq_ = 0;
+  Backoff hold_backoff_;
+  // After a batch too large: events up to this seq are sent one at a time; 0 when off.
+  uint64_t step_through_ = 0;
   std::chrono::steady_clock::time_point last_ack_{};
   LogThrottle dead_letter_log_{std::chrono::seconds(10)};
   LogThrottle disk_full_log_{std::chrono::seconds(10)};
   LogThrottle rewind_log_{std::chrono::seconds(10)};
+  LogThrottle hold_log_{std::chrono::seconds(10)};
 
   std::atomic<bool> stop_{false};
   std::thread thread_;

@@ -153,10 +153,33 @@ TEST_CASE("KeyPattern without a capture keys by the whole topic") {
   CHECK_FALSE(no_capture.Capture("devices/pump-7/telemetry").has_value());
 }
 
-TEST_CASE("KeyPattern captures an empty level as an empty key") {
-  KeyPattern p = MustParse("devices/{device}/telemetry");
+// An empty key would be placed at random by librdkafka's default partitioner, so one publisher's
+// events would scatter over partitions out of order; keyed by the whole topic they stay together.
+TEST_CASE("KeyPattern keys a topic whose captured level is empty by the whole topic") {
+  KeyPattern p = MustParse("devices/{device}/#");
   REQUIRE(p.Capture("devices//telemetry").has_value());
-  CHECK(p.KeyFor("devices//telemetry").empty());
+  CHECK(p.Capture("devices//telemetry")->empty());
+  CHECK(p.KeyFor("devices//telemetry") == "devices//telemetry");
+  CHECK(p.KeyFor("devices//x/y") == "devices//x/y");
+  CHECK(p.KeyFor("devices/") == "devices/");
+
+  KeyPattern first = MustParse("{site}/+/status");
+  CHECK(first.KeyFor("/press-4/status") == "/press-4/status");
+  KeyPattern last = MustParse("devices/{device}");
+  CHECK(last.KeyFor("devices/") == "devices/");
+  // A non-empty capture is unchanged.
+  CHECK(p.KeyFor("devices/pump-7/telemetry") == "pump-7");
+}
+
+TEST_CASE("KeyPattern never derives an empty key from a non-empty topic") {
+  for (const char* pattern : {"", "devices/{device}/#", "{a}", "+/{b}", "x/+/{c}/#"}) {
+    KeyPattern p = MustParse(pattern);
+    for (const char* topic : {"/", "//", "devices//", "devices///", "x//", "x///y", "a", "/a"}) {
+      CAPTURE(pattern);
+      CAPTURE(topic);
+      CHECK_FALSE(p.KeyFor(topic).empty());
+    }
+  }
 }
 
 TEST_CASE("KeyPattern::Parse rejects invalid patterns and leaves the output unchanged") {
