@@ -8,14 +8,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/backoff.h"
+#include "connectors/mqtt_endpoint.h"
+#include "connectors/mqtt_suback.h"
+#include "connectors/topic_pattern.h"
 
 namespace sluice::connectors {
 
 namespace {
 constexpr int kDisconnectTimeoutMs = 2000;
+// MQTT 5 section 3.1.2.11.2: 0xFFFFFFFF, the session never expires, as in MQTT 3.1.1 with clean
+// session off (the broker's own limit, e.g. Mosquitto's persistent_client_expiration, applies).
+constexpr uint32_t kSessionNeverExpires = 0xFFFFFFFF;
 
 bool SameEndpoint(const sockaddr_storage& a, const sockaddr* b) {
   if (a.ss_family != b->sa_family) return false;
@@ -48,19 +55,10 @@ enum class HalfClose {
 // found by its peer address; it is dup'ed so that Paho closing its descriptor cannot hand the
 // number to another file under us.
 HalfClose HalfCloseBrokerConnection(const std::string& url, std::chrono::milliseconds timeout) {
-  const auto scheme_end = url.find("://");
-  std::string rest = scheme_end == std::string::npos ? url : url.substr(scheme_end + 3);
-  rest = rest.substr(0, rest.find('/'));
-  std::string host = rest;
-  std::string port = url.rfind("ssl", 0) == 0 || url.rfind("mqtts", 0) == 0 ? "8883" : "1883";
-  if (!rest.empty() && rest.front() == '[') {
-    const auto close = rest.find(']');
-    host = rest.substr(1, close - 1);
-    if (close + 1 < rest.size() && rest[close + 1] == ':') port = rest.substr(close + 2);
-  } else if (const auto colon = rest.rfind(':'); colon != std::string::npos) {
-    host = rest.substr(0, colon);
-    port = rest.substr(colon + 1);
-  }
+  BrokerEndpoint endpoint;
+  if (!ParseBrokerEndpoint(url, &endpoint).ok()) return HalfClose::kNotFound;
+  const std::string& host = endpoint.host;
+  const std::string port = std::to_string(endpoint.port);
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
@@ -112,7 +110,16 @@ HalfClose HalfCloseBrokerConnection(const std::string& url, std::chrono::millise
 
 MqttSource::MqttSource(MqttSourceOptions options, storage::LogWriter* writer, const Clock* clock,
                        std::shared_ptr<spdlog::logger> logger)
-    : options_(std::move(options)), writer_(writer), clock_(clock), log_(std::move(logger)) {}
+    : options_(std::move(options)),
+      writer_(writer),
+      clock_(clock),
+      log_(std::move(logger)),
+      accept_retained_(new std::atomic<bool>[options_.subscriptions.size()]),
+      granted_(options_.subscriptions.size(), false),
+      existing_(options_.subscriptions.size(), false),
+      sub_problems_(options_.subscriptions.size()) {
+  for (size_t i = 0; i < options_.subscriptions.size(); ++i) accept_retained_[i] = false;
+}
 
 MqttSource::~MqttSource() {
   Stop();
@@ -121,8 +128,10 @@ MqttSource::~MqttSource() {
 Status MqttSource::Start() {
   try {
     // No client-side persistence: sluice's own log is where inbound events are kept.
-    client_ = std::make_unique<mqtt::async_client>(options_.url, options_.client_id,
-                                                   mqtt::create_options(MQTTVERSION_3_1_1));
+    client_ = std::make_unique<mqtt::async_client>(
+        options_.url, options_.client_id,
+        mqtt::create_options(options_.protocol == MqttProtocol::kV5 ? MQTTVERSION_5
+                                                                    : MQTTVERSION_3_1_1));
   } catch (const std::exception& e) {
     return Status::InvalidArgument("cannot create MQTT client for " + options_.url + ": " +
                                    e.what());
@@ -203,7 +212,20 @@ void MqttSource::ConnectLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     if (connected_) {
-      cv_.wait(lock, [&] { return stopping_ || !connected_; });
+      if (std::all_of(granted_.begin(), granted_.end(), [](bool g) { return g; })) {
+        cv_.wait(lock, [&] { return stopping_ || !connected_; });
+        continue;
+      }
+      // The operator may fix the broker's ACL: ask again for what it refused or downgraded.
+      if (cv_.wait_for(lock, options_.reconnect_max, [&] { return stopping_ || !connected_; })) {
+        continue;
+      }
+      lock.unlock();
+      std::string error;
+      if (!SubscribePending(/*session_new=*/false, &error)) {
+        log_->warn("MQTT broker {}: subscribing again failed ({})", options_.url, error);
+      }
+      lock.lock();
       continue;
     }
     lock.unlock();
@@ -223,13 +245,19 @@ void MqttSource::ConnectLoop() {
 }
 
 bool MqttSource::ConnectOnce(std::string* error) {
+  const bool v5 = options_.protocol == MqttProtocol::kV5;
   try {
     auto builder = mqtt::connect_options_builder()
-                       .clean_session(false)
+                       .mqtt_version(v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1)
                        .keep_alive_interval(options_.keepalive)
                        .connect_timeout(std::chrono::duration_cast<std::chrono::seconds>(
-                           options_.connect_timeout))
-                       .mqtt_version(MQTTVERSION_3_1_1);
+                           options_.connect_timeout));
+    // Both flags off whatever the version: Paho keeps its own session state by the 3.1.1 flag.
+    builder.clean_session(false);
+    if (v5) {
+      builder.clean_start(false).properties(
+          {{mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int32_t>(kSessionNeverExpires)}});
+    }
     if (!options_.username.empty()) builder.user_name(options_.username);
     if (!options_.password.empty()) builder.password(options_.password);
     if (options_.tls) {
@@ -247,30 +275,31 @@ bool MqttSource::ConnectOnce(std::string* error) {
       return false;
     }
     const bool session_present = tok->get_connect_response().is_session_present();
-    // Subscribe on the first connection of this process even when the broker kept the session,
-    // so that routes added to the configuration take effect; afterwards only when the broker
-    // lost the session (a resubscription would make it resend retained messages).
-    if (!session_present || connects_.load() == 0) {
-      auto filters = std::make_shared<mqtt::string_collection>();
-      mqtt::iasync_client::qos_collection qos;
-      for (const auto& sub : options_.subscriptions) {
-        filters->push_back(sub.filter);
-        qos.push_back(sub.qos);
-      }
-      auto sub_tok = client_->subscribe(filters, qos);
-      if (!sub_tok->wait_for(options_.connect_timeout)) {
-        *error = "subscribe timed out";
-        client_->disconnect()->wait_for(std::chrono::milliseconds(kDisconnectTimeoutMs));
-        return false;
-      }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::fill(granted_.begin(), granted_.end(), false);
+      std::fill(existing_.begin(), existing_.end(), session_present);
+      std::fill(sub_problems_.begin(), sub_problems_.end(), std::string());
     }
-    connects_++;
-    ready_ = true;
-    log_->info("connected to MQTT broker {} as '{}' ({}; {} subscription(s))", options_.url,
-               options_.client_id, session_present ? "session resumed" : "new session, subscribed",
-               options_.subscriptions.size());
-    if (options_.on_ready) options_.on_ready();
-    return true;
+    // Every connection subscribes every filter, so that routes added to the configuration take
+    // effect and a broker that lost the session gets it back. The resubscription never brings
+    // retained messages into the log again (see SubscribePending).
+    if (SubscribePending(!session_present, error)) {
+      connects_++;
+      size_t granted = 0;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        granted = static_cast<size_t>(std::count(granted_.begin(), granted_.end(), true));
+      }
+      log_->info(
+          "connected to MQTT broker {} as '{}' (MQTT {}, {}; {} of {} subscription(s) granted)",
+          options_.url, options_.client_id, v5 ? "5" : "3.1.1",
+          session_present ? "session resumed" : "new session", granted,
+          options_.subscriptions.size());
+      return true;
+    }
+    client_->disconnect()->wait_for(std::chrono::milliseconds(kDisconnectTimeoutMs));
+    return false;
   } catch (const mqtt::exception& e) {
     *error = e.what();
   } catch (const std::exception& e) {
@@ -281,6 +310,120 @@ bool MqttSource::ConnectOnce(std::string* error) {
       client_->disconnect()->wait_for(std::chrono::milliseconds(kDisconnectTimeoutMs));
   } catch (const std::exception&) {
     // Already disconnected; the next attempt starts from scratch.
+  }
+  return false;
+}
+
+bool MqttSource::SubscribePending(bool session_new, std::string* error) {
+  const bool v5 = options_.protocol == MqttProtocol::kV5;
+  std::vector<size_t> pending;
+  std::vector<bool> existing;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < granted_.size(); ++i) {
+      if (!granted_[i]) pending.push_back(i);
+    }
+    existing = existing_;
+  }
+  // One SUBSCRIBE per filter: Paho reports a refusal of a one-filter SUBSCRIBE as a failure with
+  // its code, and the SUBACKs of the filters stay apart.
+  std::vector<mqtt::token_ptr> tokens;
+  try {
+    for (size_t i : pending) {
+      const MqttSubscription& sub = options_.subscriptions[i];
+      if (v5) {
+        // Retain handling 1: the broker sends retained messages only for a subscription that did
+        // not exist, so a resubscription of the persistent session brings none.
+        accept_retained_[i] = sub.ingest_retained;
+        const mqtt::subscribe_options opts(mqtt::subscribe_options::SUBSCRIBE_LOCAL,
+                                           mqtt::subscribe_options::NO_RETAIN_AS_PUBLISHED,
+                                           sub.ingest_retained
+                                               ? mqtt::subscribe_options::SEND_RETAINED_ON_NEW
+                                               : mqtt::subscribe_options::DONT_SEND_RETAINED);
+        tokens.push_back(client_->subscribe(sub.filter, sub.qos, opts));
+      } else {
+        // MQTT 3.1.1 resends retained messages on every SUBSCRIBE; only a subscription the broker
+        // cannot have had is new.
+        accept_retained_[i] = sub.ingest_retained && (session_new || !existing[i]);
+        tokens.push_back(client_->subscribe(sub.filter, sub.qos));
+      }
+    }
+  } catch (const std::exception& e) {
+    *error = std::string("subscribe: ") + e.what();
+    return false;
+  }
+
+  const auto deadline = std::chrono::steady_clock::now() + options_.connect_timeout;
+  for (size_t k = 0; k < pending.size(); ++k) {
+    const size_t i = pending[k];
+    const MqttSubscription& sub = options_.subscriptions[i];
+    int code = -1;
+    try {
+      if (!tokens[k]->wait_until(deadline)) {
+        *error = "subscribe to '" + sub.filter + "' timed out";
+        return false;
+      }
+      const mqtt::subscribe_response response = tokens[k]->get_subscribe_response();
+      if (!response.get_reason_codes().empty()) code = response.get_reason_codes().front();
+    } catch (const mqtt::exception& e) {
+      // A refused filter: MQTT 5 puts its reason code in the failure, MQTT 3.1.1 returns 0x80.
+      if (e.get_reason_code() >= 0x80) {
+        code = e.get_reason_code();
+      } else if (e.get_return_code() == 0x80) {
+        code = 0x80;
+      } else {
+        *error = "subscribe to '" + sub.filter + "': " + e.what();
+        return false;
+      }
+    }
+    const SubackVerdict verdict = JudgeSuback(sub.filter, sub.qos, code);
+    std::lock_guard<std::mutex> lock(mu_);
+    // Said once per connection; the retries every reconnect_max only at debug level.
+    const bool repeated = !verdict.problem.empty() && verdict.problem == sub_problems_[i];
+    if (verdict.kind == SubackVerdict::Kind::kRefused) {
+      log_->log(repeated ? spdlog::level::debug : spdlog::level::err,
+                "{}; no event published on it reaches sluice. Subscribing again every {} ms",
+                verdict.problem, options_.reconnect_max.count());
+    } else if (verdict.kind == SubackVerdict::Kind::kDowngraded) {
+      log_->log(repeated ? spdlog::level::debug : spdlog::level::warn, "{}", verdict.problem);
+    } else if (!sub_problems_[i].empty()) {
+      log_->info("the MQTT broker granted the subscription to '{}' at QoS {}", sub.filter, code);
+    }
+    granted_[i] = verdict.kind == SubackVerdict::Kind::kGranted;
+    existing_[i] = verdict.kind != SubackVerdict::Kind::kRefused;
+    sub_problems_[i] = verdict.problem;
+  }
+
+  bool all_granted = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    all_granted = std::all_of(granted_.begin(), granted_.end(), [](bool g) { return g; });
+  }
+  if (all_granted) ready_ = true;
+  // on_ready (READY=1 for systemd) means the pipeline takes events: every filter has its answer.
+  // A refused or downgraded filter keeps /readyz failing with its reason, but must not keep the
+  // service "activating" until systemd kills it: that would restart, every TimeoutStartSec, a
+  // gateway whose other routes work.
+  if (!start_reported_.exchange(true) && options_.on_ready) options_.on_ready();
+  return true;
+}
+
+std::string MqttSource::NotReadyReason() const {
+  if (ready_) return "";
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string reason;
+  for (const std::string& problem : sub_problems_) {
+    if (problem.empty()) continue;
+    reason += (reason.empty() ? "" : "; ") + problem;
+  }
+  if (reason.empty()) reason = "MQTT broker " + options_.url + " not connected and subscribed";
+  return reason;
+}
+
+bool MqttSource::AcceptRetained(const std::string& topic) const {
+  // The first matching filter, as the router picks the route.
+  for (size_t i = 0; i < options_.subscriptions.size(); ++i) {
+    if (TopicMatchesFilter(options_.subscriptions[i].filter, topic)) return accept_retained_[i];
   }
   return false;
 }
@@ -331,6 +474,12 @@ void MqttSource::OnMessage(const std::shared_ptr<Gate>& gate, mqtt::const_messag
 
 bool MqttSource::Take(const mqtt::message& msg) {
   received_++;
+  // The broker sets RETAIN only on what it sends because a subscription was made (MQTT 3.1.1
+  // section 3.3.1.3; MQTT 5 without retain-as-published); live events arrive without it.
+  if (msg.is_retained() && !AcceptRetained(msg.get_topic())) {
+    retained_skipped_++;
+    return true;
+  }
   const auto& payload = msg.get_payload_ref();
   if (payload.size() > options_.max_event_bytes) {
     const uint64_t n = ++refused_too_large_;
@@ -347,6 +496,7 @@ bool MqttSource::Take(const mqtt::message& msg) {
   event.topic = msg.get_topic();
   event.payload.assign(payload.data(), payload.size());
   event.qos = msg.get_qos();
+  event.retained = msg.is_retained();
   event.received_ms = clock_->NowUnixMillis();
   const bool durable = event.qos > 0;
   if (durable && options_.failpoint) options_.failpoint("mqtt.before_commit");
@@ -372,6 +522,7 @@ MqttSourceStats MqttSource::Stats() const {
   st.write_failures = write_failures_.load();
   st.connects = connects_.load();
   st.connection_losses = connection_losses_.load();
+  st.retained_skipped = retained_skipped_.load();
   return st;
 }
 

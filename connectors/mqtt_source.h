@@ -23,10 +23,19 @@ namespace sluice::connectors {
 struct MqttSubscription {
   std::string filter;
   int qos = 1;
+  // Whether retained messages the broker delivers because this subscription is new are logged.
+  // A resubscription never brings them again (see "Retained messages" in docs/ARCHITECTURE.md).
+  bool ingest_retained = true;
 };
+
+// The MQTT protocol version sluice speaks. MQTT 5 lets the broker judge whether a subscription is
+// new (retain handling 1); with MQTT 3.1.1 sluice judges it from the session state. The default
+// (the configuration's, docs/configuration.md) is 3.1.1.
+enum class MqttProtocol { kV5, kV311 };
 
 struct MqttSourceOptions {
   std::string url = "tcp://127.0.0.1:1883";
+  MqttProtocol protocol = MqttProtocol::kV311;
   std::string client_id;  // fixed, so that the broker keeps the session while sluice is away
   std::string username;
   std::string password;
@@ -44,8 +53,8 @@ struct MqttSourceOptions {
   // Called (from a Paho thread) when an event could not be written to the log for a reason other
   // than shutdown: the daemon must stop, since the log is failed.
   std::function<void(const Status&)> on_fatal;
-  // Called (from the connector thread) after each successful connection, once the subscriptions
-  // are made: from then on the broker delivers events to sluice. Must return quickly.
+  // Called (from the connector thread) once connected with every subscription granted at its
+  // QoS: from then on the broker delivers every routed event to sluice. Must return quickly.
   std::function<void()> on_ready;
   // Test hook, called with "mqtt.before_commit" and "mqtt.after_commit" around the durable write
   // of each QoS 1/2 event (see gateway/failpoint.h). Empty in production.
@@ -59,6 +68,9 @@ struct MqttSourceStats {
   uint64_t write_failures = 0;
   uint64_t connects = 0;  // successful connections, the first included
   uint64_t connection_losses = 0;
+  // Retained messages not logged: their subscription was not new (a resubscription made the
+  // broker send them again) or their route says retained = "skip".
+  uint64_t retained_skipped = 0;
 };
 
 // The MQTT source on Eclipse Paho C++ (async_client).
@@ -68,10 +80,19 @@ struct MqttSourceStats {
 // before it returns, and the broker may forget an event only once it is in the log. A QoS 0 event
 // has no acknowledgement: it is queued for the next group commit.
 //
-// Session: clean session off and a fixed client id, so the broker queues events for sluice while
-// it is away. Subscriptions are made when the broker reports no session present (first connect,
-// or a broker that lost its state). Reconnects run on the source's own thread with jittered
+// Session: a persistent session (MQTT 5: clean start off and a session that never expires; MQTT
+// 3.1.1: clean session off) under a fixed client id, so the broker queues events for sluice while
+// it is away. Every connection subscribes every filter, one SUBSCRIBE each so that each SUBACK
+// is judged on its own: a refused filter is an error, a downgraded QoS a warning, and either
+// keeps Ready() false, with NotReadyReason() naming the filter; such filters are subscribed again
+// every reconnect_max until granted. Reconnects run on the source's own thread with jittered
 // exponential backoff, logged.
+//
+// Retained messages: a retained message is logged (with Event::retained) only when the broker
+// sends it because the subscription is new and the route ingests retained messages. MQTT 5 asks
+// the broker for exactly that (retain handling 1, or 2 for "skip"); MQTT 3.1.1 cannot, so a
+// subscription counts as new only when the broker had no session for sluice, and retained
+// messages arriving for a subscription that is not new are acknowledged without being logged.
 //
 // Threads: Paho's callback thread runs OnMessage and OnConnectionLost; `connector_` runs
 // connect/subscribe; Start/Stop/Stats come from any thread.
@@ -85,12 +106,21 @@ class MqttSource final : public Source {
   Status Start() override;
   void Stop() override;
   bool Ready() const override { return ready_.load(); }
+  // Why the source is not ready: not connected, or the filters the broker refused or downgraded.
+  // Empty when ready.
+  std::string NotReadyReason() const;
 
   MqttSourceStats Stats() const;
 
  private:
   void ConnectLoop();
   bool ConnectOnce(std::string* error);
+  // Subscribes the filters not granted yet on this connection. `session_new`: the broker had no
+  // session, so every subscription is new. False (with `error`) if the connection failed; a
+  // refusal or a downgrade is not a failure: it is recorded and keeps the source unready.
+  bool SubscribePending(bool session_new, std::string* error);
+  // Whether the subscription the message was sent for lets its retained copy into the log.
+  bool AcceptRetained(const std::string& topic) const;
   // What the callback thread and Stop share. Held by shared_ptr because a parked callback may
   // outlive this object (see Stop).
   struct Gate {
@@ -118,20 +148,31 @@ class MqttSource final : public Source {
   std::unique_ptr<mqtt::async_client> client_;
   std::shared_ptr<Gate> gate_ = std::make_shared<Gate>();
 
-  std::mutex mu_;
+  // Per subscription (index of options_.subscriptions), written by the connector thread before
+  // the SUBSCRIBE, read by the callback thread.
+  std::unique_ptr<std::atomic<bool>[]> accept_retained_;
+
+  mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool connected_ = false;  // GUARDED_BY(mu_)
-  bool stopping_ = false;   // GUARDED_BY(mu_)
-  bool stopped_ = false;    // GUARDED_BY(mu_)
+  // Per subscription, on the current connection: granted at its QoS; known to exist at the
+  // broker; what is wrong with it ("" if nothing).
+  std::vector<bool> granted_;              // GUARDED_BY(mu_)
+  std::vector<bool> existing_;             // GUARDED_BY(mu_)
+  std::vector<std::string> sub_problems_;  // GUARDED_BY(mu_)
+  bool connected_ = false;                 // GUARDED_BY(mu_)
+  bool stopping_ = false;                  // GUARDED_BY(mu_)
+  bool stopped_ = false;                   // GUARDED_BY(mu_)
   std::thread connector_;
 
   std::atomic<bool> ready_{false};
+  std::atomic<bool> start_reported_{false};  // on_ready was called (once per process)
   std::atomic<uint64_t> received_{0};
   std::atomic<uint64_t> written_{0};
   std::atomic<uint64_t> refused_too_large_{0};
   std::atomic<uint64_t> write_failures_{0};
   std::atomic<uint64_t> connects_{0};
   std::atomic<uint64_t> connection_losses_{0};
+  std::atomic<uint64_t> retained_skipped_{0};
   LogThrottle refusal_log_{std::chrono::seconds(10)};
 };
 
