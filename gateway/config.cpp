@@ -23,6 +23,7 @@
 
 #include <toml++/toml.h>
 
+#include "connectors/kafka_conf.h"
 #include "connectors/topic_pattern.h"
 
 namespace sluice::gateway {
@@ -40,8 +41,6 @@ constexpr uint64_t kMinStorageBytes = kMiB;
 constexpr uint64_t kMaxEventBytes = 16 * kMiB;
 // MQTT 3.1.1 encodes strings with a 16-bit length prefix.
 constexpr uint64_t kMaxMqttStringBytes = 65535;
-// A configuration file is a few KiB; anything this large is the wrong file.
-constexpr size_t kMaxConfigFileBytes = 1 << 20;
 constexpr int64_t kMaxBackoffMs = 3'600'000;
 // librdkafka's topic name rules (and Kafka's): at most 249 characters.
 constexpr size_t kMaxKafkaTopicLength = 249;
@@ -67,9 +66,9 @@ struct FileCloser {
   void operator()(std::FILE* f) const { std::fclose(f); }
 };
 
-// Reads at most `max_bytes`: a path that names /dev/zero or a huge file by mistake must give an
-// error, not exhaust memory.
-Status ReadWholeFile(const std::string& path, size_t max_bytes, std::string* out) {
+}  // namespace
+
+Status ReadCappedFile(const std::string& path, size_t max_bytes, std::string* out) {
   // "e": O_CLOEXEC, so the descriptor does not leak into anything the daemon spawns.
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rbe"));
   if (!file) return Status::IoError("cannot open " + Quote(path) + ": " + ErrnoText(errno));
@@ -89,6 +88,14 @@ Status ReadWholeFile(const std::string& path, size_t max_bytes, std::string* out
   *out = std::move(data);
   return Status::Ok();
 }
+
+Status ReadConfigText(const std::string& path, std::string* out) {
+  Status s = ReadCappedFile(path, kMaxConfigFileBytes, out);
+  if (!s.ok()) return Status::IoError("configuration file: " + s.message());
+  return Status::Ok();
+}
+
+namespace {
 
 std::string FormatBytes(uint64_t n) {
   if (n >= kGiB && n % kGiB == 0) return std::to_string(n / kGiB) + " GiB";
@@ -198,6 +205,22 @@ std::string Describe(const toml::node& node) {
   return "nothing";
 }
 
+// The type of a node without its value, for keys that may hold a secret.
+std::string DescribeType(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a floating-point number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    default:
+      return Describe(node);  // tables, arrays, dates: no value is shown for these
+  }
+}
+
 // Collects the first error of a parse. Later failures are dropped: one precise message beats a
 // cascade of follow-on complaints.
 class Context {
@@ -238,14 +261,16 @@ constexpr std::string_view kCredentialsVariable = "${CREDENTIALS_DIRECTORY}";
 
 // Expands a leading ${CREDENTIALS_DIRECTORY} in a file name (systemd's LoadCredential=). Returns
 // the problem, or empty when *path is usable.
-std::string ExpandCredentials(const ConfigEnvironment& env, std::string* path) {
+// `show` false leaves the value out of the problem (a kafka property may hold a secret).
+std::string ExpandCredentials(const ConfigEnvironment& env, std::string* path, bool show = true) {
   if (path->find("${") == std::string::npos) return "";
+  const std::string shown = show ? Quote(*path) : "the value (not shown)";
   if (!path->starts_with(kCredentialsVariable) ||
       path->find("${", kCredentialsVariable.size()) != std::string::npos) {
-    return Quote(*path) + ": only a leading ${CREDENTIALS_DIRECTORY} is expanded";
+    return shown + ": only a leading ${CREDENTIALS_DIRECTORY} is expanded";
   }
   if (env.credentials_directory.empty()) {
-    return Quote(*path) +
+    return shown +
            " refers to ${CREDENTIALS_DIRECTORY}, which is not set; systemd sets it for a service "
            "with LoadCredential= (docs/operations.md)";
   }
@@ -258,7 +283,7 @@ std::string ExpandCredentials(const ConfigEnvironment& env, std::string* path) {
 Status ReadSecretFile(const std::string& path, std::string* out) {
   std::string contents;
   // A secret longer than MQTT's limit plus a CR LF is refused later anyway.
-  Status s = ReadWholeFile(path, kMaxMqttStringBytes + 2, &contents);
+  Status s = ReadCappedFile(path, kMaxMqttStringBytes + 2, &contents);
   if (!s.ok()) return s;
   if (contents.ends_with("\r\n")) {
     contents.resize(contents.size() - 2);
@@ -304,19 +329,21 @@ class TableReader {
     ctx_->Fail(Where(key), Name(key) + ": " + std::string(problem));
   }
 
-  void TypeError(std::string_view key, const toml::node& node, std::string_view expected) {
-    ctx_->Fail(&node.source(),
-               Name(key) + ": expected " + std::string(expected) + ", found " + Describe(node));
+  // `secret`: the value is left out of the message.
+  void TypeError(std::string_view key, const toml::node& node, std::string_view expected,
+                 bool secret = false) {
+    ctx_->Fail(&node.source(), Name(key) + ": expected " + std::string(expected) + ", found " +
+                                   (secret ? DescribeType(node) : Describe(node)));
   }
 
   // The following return true when the key is present and valid and *out was set.
 
-  bool String(std::string_view key, std::string* out) {
+  bool String(std::string_view key, std::string* out, bool secret = false) {
     const toml::node* node = Get(key);
     if (node == nullptr) return false;
     const auto* value = node->as_string();
     if (value == nullptr) {
-      TypeError(key, *node, "a string");
+      TypeError(key, *node, "a string", secret);
       return false;
     }
     // Every string ends up in a C API (Paho, librdkafka, SQLite path) that would cut it short.
@@ -582,7 +609,7 @@ void ReadMqtt(Context* ctx, const toml::table* table, const std::string& gateway
   }
 
   const bool has_username = r.String("username", &out->username);
-  const bool has_password = r.String("password", &out->password);
+  const bool has_password = r.String("password", &out->password, /*secret=*/true);
   const bool has_password_file = r.NonEmptyString("password_file", &out->password_file) &&
                                  r.FilePath("password_file", &out->password_file);
   if (has_username && out->username.size() > kMaxMqttStringBytes) {
@@ -603,6 +630,10 @@ void ReadMqtt(Context* ctx, const toml::table* table, const std::string& gateway
            "a password needs mqtt.username; MQTT 3.1.1 sends a password only with a user name");
   }
 
+  std::string protocol;
+  if (r.Choice("protocol", {"5", "3.1.1"}, &protocol)) {
+    out->protocol = protocol == "3.1.1" ? MqttProtocolVersion::kV311 : MqttProtocolVersion::kV5;
+  }
   r.Uint32("keepalive_s", 0, 65535, &out->keepalive_s);
   r.Uint32("reconnect_min_ms", 1, kMaxBackoffMs, &out->reconnect_min_ms);
   r.Uint32("reconnect_max_ms", 1, kMaxBackoffMs, &out->reconnect_max_ms);
@@ -632,60 +663,14 @@ void ReadMqtt(Context* ctx, const toml::table* table, const std::string& gateway
   r.RejectUnknownKeys();
 }
 
-// librdkafka properties whose values carry sluice's delivery guarantees or that have a typed key
-// of their own, with the reason given to the user. Aliases are listed too: librdkafka accepts
-// either name for the same setting.
-std::optional<std::string_view> ForbiddenPropertyReason(std::string_view name) {
-  static constexpr std::pair<std::string_view, std::string_view> kForbidden[] = {
-      {"enable.idempotence",
-       "sluice always enables the idempotent producer so that retries cannot duplicate or "
-       "reorder events"},
-      {"acks",
-       "sluice sets acks=all: an event leaves the local log only once every in-sync replica has "
-       "it, and the idempotent producer requires it"},
-      {"request.required.acks",
-       "it is an alias of acks, which sluice sets to all: an event leaves the local log only once "
-       "every in-sync replica has it"},
-      {"message.timeout.ms",
-       "sluice controls delivery timeouts itself; an event stays in the local log until Kafka "
-       "confirms it, and a librdkafka timeout would break ordering"},
-      {"delivery.timeout.ms",
-       "it is an alias of message.timeout.ms, which sluice controls: an event stays in the local "
-       "log until Kafka confirms it"},
-      {"max.in.flight.requests.per.connection",
-       "the idempotent producer keeps per-partition order only with the value sluice sets"},
-      {"max.in.flight",
-       "it is an alias of max.in.flight.requests.per.connection, on which the idempotent "
-       "producer's ordering depends"},
-      {"retries",
-       "sluice relies on librdkafka retrying without limit inside the idempotent producer"},
-      {"message.send.max.retries",
-       "it is an alias of retries; sluice relies on librdkafka retrying without limit"},
-      {"bootstrap.servers", "set kafka.brokers instead"},
-      {"metadata.broker.list", "set kafka.brokers instead"},
-      {"delivery.report.only.error",
-       "sluice needs a delivery report for every event to know when it may delete it from the "
-       "local log"},
-      {"dr_cb", "sluice installs its own delivery report callback"},
-      {"dr_msg_cb", "sluice installs its own delivery report callback"},
-      {"compression.type", "set kafka.compression instead"},
-      {"compression.codec", "set kafka.compression instead"},
-      {"linger.ms", "set kafka.linger_ms instead"},
-      {"queue.buffering.max.ms", "set kafka.linger_ms instead"},
-      {"batch.size", "set kafka.batch_bytes instead"},
-      {"retry.backoff.ms", "set kafka.retry_backoff_ms instead"},
-      {"reconnect.backoff.max.ms", "set kafka.reconnect_max_ms instead"},
-  };
-  for (const auto& [key, reason] : kForbidden) {
-    if (key == name) return reason;
-  }
-  return std::nullopt;
-}
+// Where each property was written, so that librdkafka's refusal can point at its line.
+using PropertySources = std::map<std::string, toml::source_region>;
 
 // Flattens [kafka.properties] into librdkafka's dotted names. Unquoted dotted TOML keys such as
 // `security.protocol = "SSL"` parse as nested tables, so nesting is folded back into the name.
+// No message here shows a value: a property may be a password under a misspelt name.
 void ReadProperties(Context* ctx, const toml::table& table, const std::string& prefix,
-                    std::map<std::string, std::string>* out) {
+                    std::map<std::string, std::string>* out, PropertySources* sources) {
   for (auto&& [key, node] : table) {
     if (!ctx->ok()) return;
     const std::string name =
@@ -699,11 +684,12 @@ void ReadProperties(Context* ctx, const toml::table& table, const std::string& p
     }
     const std::string where = "kafka.properties '" + name + "'";
     if (const auto* sub = node.as_table()) {
-      ReadProperties(ctx, *sub, name, out);
+      ReadProperties(ctx, *sub, name, out, sources);
       continue;
     }
-    if (auto reason = ForbiddenPropertyReason(name)) {
-      ctx->Fail(&key.source(), where + " cannot be set here: " + std::string(*reason));
+    const connectors::OwnedKafkaSetting* owned = connectors::FindOwnedKafkaSetting(name);
+    if (owned != nullptr && owned->allowed.empty()) {
+      ctx->Fail(&key.source(), where + " cannot be set here: " + std::string(owned->reason));
       return;
     }
     std::string value;
@@ -714,7 +700,7 @@ void ReadProperties(Context* ctx, const toml::table& table, const std::string& p
         return;
       }
       // For file properties such as ssl.key.location.
-      std::string problem = ExpandCredentials(ctx->env(), &value);
+      std::string problem = ExpandCredentials(ctx->env(), &value, /*show=*/false);
       if (!problem.empty()) {
         ctx->Fail(&node.source(), where + ": " + problem);
         return;
@@ -725,11 +711,38 @@ void ReadProperties(Context* ctx, const toml::table& table, const std::string& p
       value = b->get() ? "true" : "false";
     } else {
       ctx->Fail(&node.source(),
-                where + ": expected a string, integer or boolean, found " + Describe(node));
+                where + ": expected a string, integer or boolean, found " + DescribeType(node));
+      return;
+    }
+    if (owned != nullptr && !connectors::OwnedSettingAllows(*owned, value)) {
+      // The value stays out of the message, as everywhere in [kafka.properties].
+      ctx->Fail(&node.source(), where + " cannot take this value: " + std::string(owned->reason));
       return;
     }
     (*out)[name] = std::move(value);
+    sources->insert_or_assign(name, key.source());
   }
+}
+
+// Builds librdkafka's configuration from the properties, as the sink does at start, so that a
+// property librdkafka refuses (a misspelt name, a bad value) is a configuration error before
+// anything starts rather than a failure of `run` that systemd restarts forever. The sink adds
+// sluice's own settings on top, which the configuration's own ranges already checked.
+void CheckKafkaProperties(Context* ctx, const std::map<std::string, std::string>& properties,
+                          const PropertySources& sources) {
+  std::unique_ptr<RdKafka::Conf> conf;
+  std::string bad_key;
+  Status s = connectors::BuildKafkaConf(properties, {}, &conf, &bad_key);
+  if (s.ok()) return;
+  auto at = sources.find(bad_key);
+  std::string message = s.message();
+  if (message.find("is not a librdkafka property") != std::string::npos) {
+    if (auto hint = ClosestMatch(bad_key, connectors::KafkaPropertyNames())) {
+      message += "; did you mean '" + *hint + "'?";
+    }
+  }
+  // The password read from kafka.sasl_password_file has no line of its own.
+  ctx->Fail(at == sources.end() ? nullptr : &at->second, message);
 }
 
 // What is wrong with a librdkafka bootstrap list ("host:port,host:port", each optionally with
@@ -800,8 +813,9 @@ void ReadKafka(Context* ctx, const toml::table* table, KafkaConfig* out) {
   r.Uint32("max_in_flight_events", 1, 10'000'000, &out->max_in_flight_events);
   r.Uint32("retry_backoff_ms", 1, 300'000, &out->retry_backoff_ms);
   r.Uint32("reconnect_max_ms", 1, kMaxBackoffMs, &out->reconnect_max_ms);
+  PropertySources sources;
   if (const toml::table* properties = r.Table("properties")) {
-    ReadProperties(ctx, *properties, "", &out->properties);
+    ReadProperties(ctx, *properties, "", &out->properties, &sources);
   }
   if (r.NonEmptyString("sasl_password_file", &out->sasl_password_file) &&
       r.FilePath("sasl_password_file", &out->sasl_password_file) && ctx->ok()) {
@@ -817,6 +831,7 @@ void ReadKafka(Context* ctx, const toml::table* table, KafkaConfig* out) {
       out->properties["sasl.password"] = std::move(password);
     }
   }
+  if (ctx->ok()) CheckKafkaProperties(ctx, out->properties, sources);
   r.RejectUnknownKeys();
 }
 
@@ -903,6 +918,10 @@ void ReadRoute(Context* ctx, const toml::table& table, const std::string& name, 
   }
   int64_t qos;
   if (r.Integer("qos", 0, 2, &qos)) out->qos = static_cast<int>(qos);
+  std::string retained;
+  if (r.Choice("retained", {"ingest", "skip"}, &retained)) {
+    out->retained = retained == "skip" ? RetainedPolicy::kSkip : RetainedPolicy::kIngest;
+  }
   r.RejectUnknownKeys();
 }
 
@@ -974,6 +993,32 @@ Status ParseDocument(const toml::table& doc, const std::string& origin,
   return Status::Ok();
 }
 
+// toml++ quotes what it found ("expected 'true', saw 'tru_'", "unknown escape sequence '\\q'"),
+// which may be the start of a password written without quotes. What it expected (punctuation, a
+// keyword) is kept; any other quoted text is replaced, since the position already points at it.
+std::string WithoutQuotedText(std::string_view description) {
+  static constexpr std::string_view kKeywords[] = {"true", "false", "inf", "nan"};
+  std::string out;
+  size_t pos = 0;
+  for (;;) {
+    const size_t open = description.find('\'', pos);
+    const size_t close = open == std::string_view::npos ? open : description.find('\'', open + 1);
+    if (close == std::string_view::npos) break;
+    const std::string_view quoted = description.substr(open + 1, close - open - 1);
+    const bool keyword =
+        std::find(std::begin(kKeywords), std::end(kKeywords), quoted) != std::end(kKeywords);
+    const bool punctuation = std::none_of(quoted.begin(), quoted.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '\\' ||
+             static_cast<unsigned char>(c) >= 0x80;
+    });
+    out.append(description.substr(pos, open - pos));
+    out += keyword || punctuation ? "'" + std::string(quoted) + "'" : std::string("'...'");
+    pos = close + 1;
+  }
+  out.append(description.substr(pos));
+  return out;
+}
+
 }  // namespace
 
 ConfigEnvironment ConfigEnvironment::FromProcess() {
@@ -992,13 +1037,13 @@ Status ParseConfig(const std::string& toml_text, const std::string& origin, Conf
     const toml::table doc = toml::parse(std::string_view(toml_text), std::string_view(origin));
     return ParseDocument(doc, origin, env, out);
   } catch (const toml::parse_error& e) {
-    ctx.Fail(&e.source(), "syntax error: " + std::string(e.description()));
+    ctx.Fail(&e.source(), "syntax error: " + WithoutQuotedText(e.description()));
     return ctx.status();
 #else
     toml::parse_result result = toml::parse(std::string_view(toml_text), std::string_view(origin));
     if (!result) {
       ctx.Fail(&result.error().source(),
-               "syntax error: " + std::string(result.error().description()));
+               "syntax error: " + WithoutQuotedText(result.error().description()));
       return ctx.status();
     }
     return ParseDocument(result.table(), origin, env, out);
@@ -1012,8 +1057,8 @@ Status ParseConfig(const std::string& toml_text, const std::string& origin, Conf
 
 Status LoadConfigFile(const std::string& path, Config* out, const ConfigEnvironment& env) {
   std::string text;
-  Status s = ReadWholeFile(path, kMaxConfigFileBytes, &text);
-  if (!s.ok()) return Status::IoError("configuration file: " + s.message());
+  Status s = ReadConfigText(path, &text);
+  if (!s.ok()) return s;
   return ParseConfig(text, path, out, env);
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -41,8 +42,14 @@ struct TlsConfig {
   bool verify = true;
 };
 
+enum class MqttProtocolVersion { kV5, kV311 };
+enum class RetainedPolicy { kIngest, kSkip };
+
 struct MqttConfig {
   std::string url = "tcp://127.0.0.1:1883";
+  // [mqtt] protocol = "3.1.1" | "5"; why 3.1.1 is the default: docs/ARCHITECTURE.md, "Retained
+  // messages and the SUBACK".
+  MqttProtocolVersion protocol = MqttProtocolVersion::kV311;
   std::string client_id;  // default: "sluice-" + gateway id
   std::string username;
   std::string password;  // or password_file (exactly one may be set)
@@ -82,6 +89,9 @@ struct RouteConfig {
   std::string kafka_topic;  // [[route]] kafka_topic = "telemetry"
   std::string key_pattern;  // [[route]] key = "devices/{device}/#"; empty: whole MQTT topic
   int qos = 1;              // [[route]] qos = 0|1|2
+  // [[route]] retained = "ingest" | "skip": whether retained messages the broker sends for a new
+  // subscription are logged. A resubscription never logs them again.
+  RetainedPolicy retained = RetainedPolicy::kIngest;
 };
 
 struct Config {
@@ -109,6 +119,18 @@ Status ParseConfig(const std::string& toml_text, const std::string& origin, Conf
 
 // Reads the file and calls ParseConfig. A missing or unreadable file is an error naming the path.
 Status LoadConfigFile(const std::string& path, Config* out, const ConfigEnvironment& env = {});
+
+// A configuration file is a few KiB; anything this large is the wrong file.
+inline constexpr size_t kMaxConfigFileBytes = 1 << 20;
+
+// The one reader for the configuration file and the secret files it names, at start (run,
+// check-config, status) and on SIGHUP alike. It reads at most `max_bytes`, so that a path naming
+// /dev/zero or a huge file by mistake gives an error promptly instead of exhausting memory. The
+// error names the path, never the contents.
+Status ReadCappedFile(const std::string& path, size_t max_bytes, std::string* out);
+
+// ReadCappedFile with kMaxConfigFileBytes; errors begin with "configuration file: ".
+Status ReadConfigText(const std::string& path, std::string* out);
 
 const char* ToString(OverflowPolicy p);
 const char* ToString(SyncMode m);

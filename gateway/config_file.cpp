@@ -3,11 +3,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 namespace sluice::gateway {
 
@@ -46,19 +42,6 @@ bool ParseToml(const std::string& text, toml::table* out) {
 #endif
 }
 
-Status ReadText(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return Status::IoError("configuration file: cannot open '" + path +
-                           "': " + std::strerror(errno));
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return Status::IoError("configuration file: cannot read '" + path + "'");
-  *out = ss.str();
-  return Status::Ok();
-}
-
 }  // namespace
 
 std::vector<std::string> ChangedTomlKeys(const std::string& before, const std::string& after) {
@@ -75,7 +58,7 @@ ConfigFile::ConfigFile(std::string path, ConfigEnvironment env)
 
 Status ConfigFile::Load(Config* out) {
   std::string text;
-  Status s = ReadText(path_, &text);
+  Status s = ReadConfigText(path_, &text);
   if (!s.ok()) return s;
   Config config;
   s = ParseConfig(text, path_, &config, env_);
@@ -88,7 +71,7 @@ Status ConfigFile::Load(Config* out) {
 
 Status ConfigFile::Reload(Config* out, std::vector<std::string>* changed) {
   std::string text;
-  Status s = ReadText(path_, &text);
+  Status s = ReadConfigText(path_, &text);
   if (!s.ok()) return s;
   Config config;
   s = ParseConfig(text, path_, &config, env_);

@@ -8,7 +8,8 @@
 
 namespace sluice::gateway {
 
-// The daemon's configuration file, read at start and again on SIGHUP.
+// The daemon's configuration file, read at start and again on SIGHUP, both times through the one
+// capped reader (ReadConfigText), so a path naming /dev/zero fails promptly either way.
 //
 // Reload() validates the whole file before anything changes: a bad file leaves the last good
 // configuration in force. It reports every key whose value differs from the last good file, by

@@ -1,5 +1,6 @@
-// The sluice command: `run`, `check-config`, `--version`. This is the one place where the object
-// graph is assembled (through Daemon) and where exceptions are caught for good.
+// The sluice command: `run`, `check-config`, `status`, `dead-letters`, `--version`. This is the one
+// place where the object graph is assembled (through Daemon) and where exceptions are caught for
+// good.
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -9,12 +10,14 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 
 #include "common/clock.h"
 #include "gateway/config.h"
 #include "gateway/config_file.h"
 #include "gateway/daemon.h"
+#include "gateway/dead_letter_command.h"
 #include "gateway/failpoint.h"
 #include "gateway/log_setup.h"
 #include "gateway/service_notifier.h"
@@ -81,20 +84,29 @@ int CheckConfig(const std::string& path) {
   return kExitOk;
 }
 
-int ShowStatus(const std::string& config_path, const std::string& log_path, bool json) {
-  std::string path = log_path;
-  uint64_t max_bytes = 0;
-  if (path.empty()) {
-    sluice::gateway::Config config;
-    sluice::Status s = sluice::gateway::LoadConfigFile(
-        config_path, &config, sluice::gateway::ConfigEnvironment::FromProcess());
-    if (!s.ok()) {
-      std::fprintf(stderr, "sluice: %s\n", s.message().c_str());
-      return kExitConfig;
-    }
-    path = config.storage.path;
-    max_bytes = config.storage.max_bytes;
+// The log a read-beside-the-daemon command works on: `log_path` when given, else the one the
+// configuration names (with its max_bytes). Returns kExitOk, or the exit code after saying why.
+int ResolveLogPath(const std::string& config_path, const std::string& log_path, std::string* path,
+                   uint64_t* max_bytes) {
+  *path = log_path;
+  *max_bytes = 0;
+  if (!path->empty()) return kExitOk;
+  sluice::gateway::Config config;
+  sluice::Status s = sluice::gateway::LoadConfigFile(
+      config_path, &config, sluice::gateway::ConfigEnvironment::FromProcess());
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice: %s\n", s.message().c_str());
+    return kExitConfig;
   }
+  *path = config.storage.path;
+  *max_bytes = config.storage.max_bytes;
+  return kExitOk;
+}
+
+int ShowStatus(const std::string& config_path, const std::string& log_path, bool json) {
+  std::string path;
+  uint64_t max_bytes = 0;
+  if (int rc = ResolveLogPath(config_path, log_path, &path, &max_bytes); rc != kExitOk) return rc;
   sluice::SystemClock clock;
   sluice::gateway::StatusReport report;
   sluice::Status s = sluice::gateway::ReadStatus(path, max_bytes, clock, &report);
@@ -103,6 +115,22 @@ int ShowStatus(const std::string& config_path, const std::string& log_path, bool
     return kExitFailure;
   }
   std::printf("%s\n", json ? report.ToJson().c_str() : report.ToText().c_str());
+  return kExitOk;
+}
+
+// `sluice dead-letters ...`: the log named by --log, else by the configuration.
+int DeadLetters(const std::string& config_path, const std::string& log_path,
+                const std::function<sluice::Status(sluice::gateway::DeadLetterCommand&)>& run) {
+  std::string path;
+  uint64_t max_bytes = 0;
+  if (int rc = ResolveLogPath(config_path, log_path, &path, &max_bytes); rc != kExitOk) return rc;
+  sluice::gateway::DeadLetterCommand command(path, std::cout);
+  sluice::Status s = run(command);
+  std::cout.flush();
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice: %s\n", s.message().c_str());
+    return s.code() == sluice::Status::Code::kInvalidArgument ? kExitConfig : kExitFailure;
+  }
   return kExitOk;
 }
 
@@ -228,6 +256,40 @@ int main(int argc, char** argv) {
   status->add_option("--log", status_log, "Read this log file instead of the configured one");
   status->add_flag("--json", status_json, "Machine-readable output");
 
+  std::string dl_config = "/etc/sluice/sluice.toml";
+  std::string dl_log;
+  auto* dead = app.add_subcommand("dead-letters",
+                                  "List, show, replay or purge the events Kafka refused for good");
+  dead->require_subcommand(1);
+  dead->add_option("-c,--config", dl_config, "Configuration file naming the log")
+      ->capture_default_str();
+  dead->add_option("--log", dl_log, "Use this log file instead of the configured one");
+  size_t dl_limit = 100;
+  uint64_t dl_after = 0;
+  auto* dl_list = dead->add_subcommand(
+      "list", "One line per dead letter, oldest first (read-only, safe beside the daemon)");
+  dl_list->add_option("--limit", dl_limit, "Show at most this many")->capture_default_str();
+  dl_list->add_option("--after", dl_after, "Start after this seq (paging)");
+  uint64_t dl_seq = 0;
+  bool dl_hex = false;
+  auto* dl_show = dead->add_subcommand(
+      "show", "One dead letter with its payload (read-only, safe beside the daemon)");
+  dl_show->add_option("seq", dl_seq, "Sequence number of the dead letter")->required();
+  dl_show->add_flag("--hex", dl_hex, "Show the payload as hex even if it is text");
+  std::vector<uint64_t> dl_seqs;
+  bool dl_all = false;
+  auto* dl_replay = dead->add_subcommand(
+      "replay",
+      "Append dead letters to the end of the log as new events, to be forwarded again (sluice "
+      "must be stopped)");
+  auto* dl_purge =
+      dead->add_subcommand("purge", "Delete dead letters for good (sluice must be stopped)");
+  for (auto* sub : {dl_replay, dl_purge}) {
+    auto* seqs = sub->add_option("seq", dl_seqs, "Sequence numbers of the dead letters");
+    sub->add_flag("--all", dl_all, "Every dead letter")->excludes(seqs);
+  }
+  for (auto* sub : {dl_list, dl_show, dl_replay, dl_purge}) sub->fallthrough();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -237,6 +299,14 @@ int main(int argc, char** argv) {
     if (*run) return Run(config_path, level);
     if (*check) return CheckConfig(check_path);
     if (*status) return ShowStatus(status_config, status_log, status_json);
+    if (*dead) {
+      return DeadLetters(dl_config, dl_log, [&](sluice::gateway::DeadLetterCommand& c) {
+        if (*dl_list) return c.List(dl_after, dl_limit);
+        if (*dl_show) return c.Show(dl_seq, dl_hex);
+        if (*dl_replay) return c.Replay(dl_seqs, dl_all);
+        return c.Purge(dl_seqs, dl_all);
+      });
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sluice: unexpected error: %s\n", e.what());
     return kExitFailure;

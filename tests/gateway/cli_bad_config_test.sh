@@ -15,7 +15,8 @@ expect() {
   local name=$1 want=$2 config=$3 cmd rc err
   printf '%s\n' "$config" >"$dir/$name.toml"
   for cmd in check-config run; do
-    err=$("$sluice" "$cmd" --config "$dir/$name.toml" 2>&1 >/dev/null)
+    # A timeout: an accepted configuration would leave `run` running.
+    err=$(timeout 60 "$sluice" "$cmd" --config "$dir/$name.toml" 2>&1 >/dev/null)
     rc=$?
     if [[ $rc != 2 || "$err" != *"$want"* ]]; then
       echo "FAIL $name ($cmd): exit $rc, wanted 2 and '$want' in: $err"
@@ -63,6 +64,56 @@ acks = \"1\"
 $route"
 expect syntax-error "$dir/syntax-error.toml" "[storage
 $route"
+
+# A secret under a misspelt or refused property: exit 2 naming the key, and the value appears
+# nowhere in what either command prints (it used to be logged at critical level and sent to
+# systemd as STATUS= by every restart of `run`).
+secret='Hunter2-s3cr3t-Value'
+# expect_secret_hidden NAME EXPECTED_TEXT CONFIG_TEXT [SECRET]
+expect_secret_hidden() {
+  local name=$1 want=$2 config=$3 hidden=${4:-$secret} cmd rc out
+  printf '%s\n' "$config" >"$dir/$name.toml"
+  for cmd in check-config run; do
+    out=$(NOTIFY_SOCKET= timeout 60 "$sluice" "$cmd" --config "$dir/$name.toml" 2>&1)
+    rc=$?
+    if [[ $rc != 2 || "$out" != *"$want"* || "$out" == *"$hidden"* ]]; then
+      echo "FAIL $name ($cmd): exit $rc, wanted 2, '$want' and no secret in: $out"
+      failures=$((failures + 1))
+    else
+      echo "ok   $name ($cmd): $out"
+    fi
+  done
+}
+expect_secret_hidden misspelt-property "'sasl.pasword' is not a librdkafka property" "[kafka.properties]
+\"sasl.pasword\" = \"$secret\"
+$route"
+expect_secret_hidden bad-enum-property "kafka property 'security.protocol'" "[kafka.properties]
+\"security.protocol\" = \"$secret\"
+$route"
+expect_secret_hidden bad-flags-property "kafka property 'debug'" "[kafka.properties]
+debug = \"broker,$secret\"
+$route"
+expect_secret_hidden bad-expansion "kafka.properties 'sasl.password'" "[kafka.properties]
+\"sasl.password\" = \"\${X}$secret\"
+$route"
+expect_secret_hidden mqtt-password-type "mqtt.password" "[mqtt]
+username = \"u\"
+password = 918273645
+$route" 918273645
+
+# A configuration path that names an endless file: exit 2 promptly, not a hang (the timeout turns
+# a hang into exit 124) and not an exhausted memory.
+for cmd in check-config run; do
+  start=$SECONDS
+  err=$(timeout 20 "$sluice" "$cmd" --config /dev/zero 2>&1 >/dev/null)
+  rc=$?
+  if [[ $rc != 2 || "$err" != *"is larger than"* || $((SECONDS - start)) -gt 5 ]]; then
+    echo "FAIL dev-zero ($cmd): exit $rc after $((SECONDS - start)) s, wanted 2 promptly: $err"
+    failures=$((failures + 1))
+  else
+    echo "ok   dev-zero ($cmd): $err"
+  fi
+done
 
 # A log file that is not a sluice log: `run` and `status` exit 1 naming it, and leave it as it was.
 # expect_refused_log NAME EXPECTED_TEXT   (the log file is $dir/NAME.db, prepared by the caller)

@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <filesystem>
 #include <fstream>
 
 #include "tests/test_util.h"
@@ -163,6 +165,46 @@ TEST_CASE("ConfigFile reports a changed secret behind an unchanged password_file
   std::vector<std::string> changed;
   REQUIRE(file.Reload(&c, &changed).ok());
   CHECK(changed == std::vector<std::string>{"mqtt.password_file"});
+}
+
+// One capped reader serves start and SIGHUP: before it, ConfigFile read without a limit, so
+// `sluice run -c /dev/zero` (and a reload of a file replaced by a link to it) never returned.
+TEST_CASE("ConfigFile refuses a configuration file that never ends, at load and on reload") {
+  const auto start = std::chrono::steady_clock::now();
+  {
+    ConfigFile endless("/dev/zero", ConfigEnvironment{});
+    Config c;
+    const Status s = endless.Load(&c);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.message().find("'/dev/zero' is larger than 1048576 bytes") != std::string::npos);
+  }
+  TempDir dir;
+  const std::string path = dir.File("sluice.toml");
+  const std::string secret = dir.File("pw");
+  WriteFile(secret, "one\n");
+  WriteFile(path,
+            std::string("[gateway]\nid = \"g\"\n[mqtt]\nusername = \"u\"\npassword_file = \"") +
+                secret + "\"\n" + kRoute);
+  ConfigFile file(path, ConfigEnvironment{});
+  Config c;
+  REQUIRE(file.Load(&c).ok());
+  std::vector<std::string> changed;
+
+  std::filesystem::remove(secret);
+  std::filesystem::create_symlink("/dev/zero", secret);
+  Status s = file.Reload(&c, &changed);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.message().find("mqtt.password_file") != std::string::npos);
+  CHECK(s.message().find("is larger than") != std::string::npos);
+
+  std::filesystem::remove(path);
+  std::filesystem::create_symlink("/dev/zero", path);
+  s = file.Reload(&c, &changed);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.message().find("is larger than 1048576 bytes") != std::string::npos);
+  CHECK(c.mqtt.password == "one");
+  // Promptly: the cap bounds the work, whatever the file.
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
 }
 
 }  // namespace

@@ -9,6 +9,12 @@
 
 #include <doctest/doctest.h>
 
+#include <memory>
+#include <set>
+
+#include "connectors/kafka_conf.h"
+#include "connectors/kafka_sink.h"
+
 namespace sluice::gateway {
 namespace {
 
@@ -504,6 +510,151 @@ TEST_CASE("ParseConfig refuses kafka.properties that sluice controls and says wh
         ErrorFor(std::string("[kafka.properties]\n\"") + key + "\" = \"x\"\n" + kRoute);
     CHECK(Contains(msg, std::string("'") + key + "' cannot be set here"));
   }
+}
+
+// A secret under a wrong name used to pass check-config and then be logged, at critical level and
+// in systemd's STATUS=, by every restart of `run`.
+constexpr const char* kSecret = "Hunter2-s3cr3t-Value";
+
+TEST_CASE("ParseConfig refuses a misspelt librdkafka property, naming it and never its value") {
+  const std::string msg = ErrorFor(std::string("[kafka.properties]\n\"sasl.pasword\" = \"") +
+                                   kSecret + "\"\n" + kRoute);
+  CHECK(Contains(msg, "test.toml:2:1: "));
+  CHECK(Contains(msg, "kafka property 'sasl.pasword' is not a librdkafka property"));
+  CHECK(Contains(msg, "did you mean 'sasl.password'?"));
+  CHECK_FALSE(Contains(msg, kSecret));
+}
+
+TEST_CASE("ParseConfig refuses a value librdkafka refuses, naming the key and never the value") {
+  // librdkafka's own text quotes each of these values (an enum, a flag list, a number out of
+  // range), so it must not reach the message.
+  for (const std::string& line : {std::string("\"security.protocol\" = \"") + kSecret + "\"",
+                                  std::string("debug = \"broker,") + kSecret + "\"",
+                                  std::string("\"socket.timeout.ms\" = \"") + kSecret + "\"",
+                                  std::string("\"compression.level\" = 918273645")}) {
+    CAPTURE(line);
+    const std::string msg = ErrorFor("[kafka.properties]\n" + line + "\n" + kRoute);
+    CHECK(Contains(msg, "test.toml:2:1: kafka property '"));
+    CHECK(Contains(msg, "librdkafka refuses the value (not shown"));
+    CHECK_FALSE(Contains(msg, kSecret));
+    CHECK_FALSE(Contains(msg, "918273645"));
+  }
+}
+
+TEST_CASE("ParseConfig never shows a secret's value in its other messages") {
+  const std::string messages[] = {
+      ErrorFor(std::string("[kafka.properties]\n\"sasl.password\" = [\"") + kSecret + "\"]\n" +
+               kRoute),
+      ErrorFor(std::string("[kafka.properties]\n\"sasl.password\" = \"${X}") + kSecret + "\"\n" +
+               kRoute),
+      ErrorFor(std::string("[kafka.properties]\n\"sasl.password\" = 1.918273645\n") + kRoute),
+      ErrorFor(std::string("[mqtt]\nusername = \"u\"\npassword = 918273645\n") + kRoute),
+      ErrorFor(std::string("[mqtt]\nusername = \"u\"\npassword = 9.18273645\n") + kRoute),
+  };
+  for (const std::string& msg : messages) {
+    CAPTURE(msg);
+    CHECK((Contains(msg, "sasl.password") || Contains(msg, "mqtt.password")));
+    CHECK_FALSE(Contains(msg, kSecret));
+    CHECK_FALSE(Contains(msg, "18273645"));
+  }
+}
+
+TEST_CASE("ParseConfig reports a syntax error without echoing what it found") {
+  // A password written without quotes: toml++ quotes the characters it saw.
+  for (const char* value : {"tru_S3cr", "\"pw\\qS3cr\"", "12S3cr"}) {
+    CAPTURE(value);
+    const std::string msg =
+        ErrorFor(std::string("[kafka.properties]\n\"sasl.password\" = ") + value + "\n" + kRoute);
+    CHECK(Contains(msg, "test.toml:2:"));
+    CHECK(Contains(msg, "syntax error: "));
+    CHECK_FALSE(Contains(msg, "S3"));
+    CHECK_FALSE(Contains(msg, "tru_"));
+    CHECK_FALSE(Contains(msg, "\\q"));
+  }
+  // What toml++ expected stays.
+  CHECK(Contains(ErrorFor("a b = 1\n"), "expected '='"));
+}
+
+TEST_CASE("ParseConfig accepts the librdkafka properties sluice leaves to the user") {
+  Config c;
+  Status s = Parse(std::string("[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n"
+                               "\"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n"
+                               "\"sasl.username\" = \"u\"\n\"sasl.password\" = \"p\"\n"
+                               "\"client.id\" = \"edge-7\"\n\"message.max.bytes\" = 2000000\n"
+                               "\"sticky.partitioning.linger.ms\" = 0\n"
+                               "\"topic.metadata.refresh.interval.ms\" = 60000\n") +
+                       kRoute,
+                   &c);
+  CHECK_MESSAGE(s.ok(), s.ToString());
+}
+
+TEST_CASE("ParseConfig refuses settings that would break a key's partition or order") {
+  // Topic-level properties reach librdkafka through the global configuration under their own
+  // name or with a "topic." prefix; both are refused.
+  for (const char* line :
+       {"partitioner = \"random\"", "\"topic.partitioner\" = \"random\"", "\"topic.acks\" = \"1\"",
+        "\"topic.request.required.acks\" = 0", "\"topic.message.timeout.ms\" = 5000",
+        "\"queuing.strategy\" = \"lifo\"", "\"transactional.id\" = \"t\"",
+        "\"queue.buffering.max.messages\" = 10", "\"log.connection.close\" = true",
+        "\"compression.codec\" = \"gzip\"", "\"topic.compression.codec\" = \"gzip\"",
+        "\"partitioner_cb\" = \"x\""}) {
+    CAPTURE(line);
+    const std::string msg = ErrorFor(std::string("[kafka.properties]\n") + line + "\n" + kRoute);
+    CHECK((Contains(msg, "cannot be set here: ") || Contains(msg, "cannot take this value: ")));
+  }
+  // A partitioner that hashes the key keeps it in one partition; murmur2 agrees with Java
+  // producers.
+  for (const char* value : {"murmur2_random", "murmur2", "consistent", "fnv1a_random"}) {
+    CAPTURE(value);
+    Config c;
+    const Status s =
+        Parse(std::string("[kafka.properties]\npartitioner = \"") + value + "\"\n" + kRoute, &c);
+    CHECK_MESSAGE(s.ok(), s.ToString());
+  }
+}
+
+// Wiring of the one table (connectors/kafka_conf.h): what the sink sets is exactly what the
+// configuration refuses, besides aliases and callbacks that are refused and never set.
+TEST_CASE("Every librdkafka setting the sink sets is refused in the configuration, and back") {
+  connectors::KafkaSinkOptions options;
+  options.gateway_id = "g";
+  const connectors::KafkaSettings set = connectors::OwnedProducerSettings(options);
+  std::set<std::string> set_keys;
+  for (const auto& [key, value] : set) set_keys.insert(key);
+  for (const char* key : {"enable.idempotence", "acks", "message.timeout.ms",
+                          "queue.buffering.max.messages", "log.connection.close"}) {
+    CHECK(set_keys.count(key) == 1);
+  }
+  for (const auto& [key, value] : set) {
+    CAPTURE(key);
+    const std::string msg =
+        ErrorFor("[kafka.properties]\n\"" + key + "\" = \"" + value + "\"\n" + kRoute);
+    CHECK(Contains(msg, "'" + key + "' cannot be set here"));
+  }
+  for (const connectors::OwnedKafkaSetting& owned : connectors::OwnedKafkaSettings()) {
+    const std::string key(owned.key);
+    CAPTURE(key);
+    CHECK(Contains(
+        ErrorFor("[kafka.properties]\n\"" + key + "\" = \"1\"\n" + kRoute),
+        "'" + key +
+            (owned.allowed.empty() ? "' cannot be set here: " : "' cannot take this value: ") +
+            std::string(owned.reason)));
+    CHECK(set_keys.count(key) == (owned.value != nullptr ? 1u : 0u));
+    // Every key is one librdkafka knows: a typo in the table would refuse nothing.
+    std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+    std::string err;
+    CHECK(conf->set(key, "1", err) != RdKafka::Conf::CONF_UNKNOWN);
+  }
+  // And the producer's configuration carries each value, aliases resolved by librdkafka.
+  std::unique_ptr<RdKafka::Conf> conf;
+  REQUIRE(connectors::BuildKafkaConf({}, set, &conf).ok());
+  std::string value;
+  REQUIRE(conf->get("enable.idempotence", value) == RdKafka::Conf::CONF_OK);
+  CHECK(value == "true");
+  REQUIRE(conf->get("message.timeout.ms", value) == RdKafka::Conf::CONF_OK);
+  CHECK(value == "0");
+  REQUIRE(conf->get("queue.buffering.max.messages", value) == RdKafka::Conf::CONF_OK);
+  CHECK(value == std::to_string(options.max_in_flight + 1000));
 }
 
 TEST_CASE("ParseConfig rejects a kafka property that is neither string, integer nor boolean") {
