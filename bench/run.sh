@@ -8,7 +8,7 @@
 #                machine.json and the raw measurements in DIR/raw
 #   --build-dir  use sluice, sluice-bench from this build instead of building build/bench
 #   --keep-work  keep the brokers' and sluice's state (DIR/work) for inspection
-# Environment: BENCH_PORT_BASE (default 47010) takes ports BASE..BASE+5 on 127.0.0.1;
+# Environment: BENCH_PORT_BASE (default 47010) takes ports BASE..BASE+6 on 127.0.0.1;
 #   BENCH_BRIDGE_AUTOSAVE (default 1800, Mosquitto's own default) seconds between the edge
 #   Mosquitto's persistence saves.
 set -euo pipefail
@@ -49,12 +49,14 @@ fi
 autosave=${BENCH_BRIDGE_AUTOSAVE:-1800}
 base=${BENCH_PORT_BASE:-47010}
 mqtt_port=$base kafka_port=$((base + 2)) kafka_ctl=$((base + 3))
-edge_port=$((base + 4)) upstream_port=$((base + 5))
+edge_port=$((base + 4)) upstream_port=$((base + 5)) metrics_port=$((base + 6))
 
 started=$(date +%s)
 say() { printf '[bench %s +%4ss] %s\n' "$(date +%H:%M:%S)" "$(($(date +%s) - started))" "$*"; }
 die() { say "FAILED: $*" >&2; exit 1; }
 now_us() { date +%s%6N; }
+# shellcheck source=scripts/lib/sluice_http.sh
+source scripts/lib/sluice_http.sh
 
 say "setting up: packages, Kafka jars, build"
 scripts/install-deps.sh >/dev/null
@@ -158,6 +160,9 @@ reconnect_max_ms = 1000
 [kafka]
 brokers = "127.0.0.1:$kafka_port"
 reconnect_max_ms = 500
+[metrics]
+enabled = true
+listen = "127.0.0.1:$metrics_port"
 TOML
   for stage in ingest lat drain live; do
     printf '[[route]]\nmqtt = "bench/%s/#"\nkafka_topic = "bench-%s"\nkey = "bench/%s/{device}/#"\nqos = 1\n' \
@@ -165,11 +170,8 @@ TOML
   done
   "$sluice" run --config "$work/$name/sluice.toml" >"$work/$name/sluice.log" 2>&1 &
   sluice_pid=$!
-  for _ in $(seq 1 200); do
-    grep -q "connected to MQTT broker" "$work/$name/sluice.log" && return 0
-    kill -0 "$sluice_pid" 2>/dev/null || break
-    sleep 0.05
-  done
+  # Subscribed, read from the endpoint: the ingest runs have no Kafka, so /readyz stays 503.
+  sluice_wait_ready 127.0.0.1 "$metrics_port" 10 "$sluice_pid" sluice_mqtt_connected && return 0
   cat "$work/$name/sluice.log" >&2
   die "sluice ($name) did not connect to Mosquitto"
 }

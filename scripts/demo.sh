@@ -22,9 +22,12 @@ if [[ "${1:-}" == "--short" ]]; then
 fi
 mqtt_port=${DEMO_MQTT_PORT:-18830}
 kafka_port=${DEMO_KAFKA_PORT:-19092}
+metrics_port=${DEMO_METRICS_PORT:-19464}
 topic=demo-events
 
 say() { printf '[demo %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+# shellcheck source=scripts/lib/sluice_http.sh
+source scripts/lib/sluice_http.sh
 
 say "setting up: packages, Kafka jars, build (first run takes a few minutes)"
 scripts/install-deps.sh >/dev/null
@@ -64,6 +67,9 @@ reconnect_max_ms = 2000
 [kafka]
 brokers = "127.0.0.1:$kafka_port"
 reconnect_max_ms = 1000
+[metrics]
+enabled = true
+listen = "127.0.0.1:$metrics_port"
 [[route]]
 mqtt = "devices/+/telemetry"
 kafka_topic = "$topic"
@@ -77,12 +83,9 @@ qos = 1
 TOML
 "$sluice" run --config "$state/sluice.toml" >"$state/sluice.log" 2>&1 &
 sluice_pid=$!
-for _ in $(seq 1 100); do
-  grep -q "connected to MQTT broker" "$state/sluice.log" && break
-  sleep 0.1
-done
-grep -q "connected to MQTT broker" "$state/sluice.log" || { cat "$state/sluice.log"; exit 1; }
-say "sluice running (pid $sluice_pid), log in $state/sluice.log"
+# Ready: subscribed to Mosquitto and connected to Kafka, as /readyz tells a probe.
+sluice_wait_ready 127.0.0.1 "$metrics_port" 60 "$sluice_pid" || { cat "$state/sluice.log"; exit 1; }
+say "sluice running and ready (pid $sluice_pid, http://127.0.0.1:$metrics_port/readyz), log in $state/sluice.log"
 
 backlog() {
   "$sluice" status --config "$state/sluice.toml" | sed -n 's/^backlog *//p'

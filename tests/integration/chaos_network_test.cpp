@@ -7,10 +7,14 @@
 
 #include <doctest/doctest.h>
 #include <mqtt/async_client.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -34,6 +38,29 @@ std::string MustGetEnv(const char* name) {
     throw std::runtime_error(std::string("chaos test needs environment variable ") + name);
   }
   return v;
+}
+
+// A port that nothing listens on right now, for sluice's metrics endpoint.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  const bool ok = fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  if (fd >= 0) close(fd);
+  if (!ok) throw std::runtime_error("no free port: " + std::string(strerror(errno)));
+  return ntohs(addr.sin_port);
+}
+
+// One series' value from sluice's /metrics; -1 when absent or when nothing answered.
+double MetricValue(int port, const std::string& series) {
+  const HttpResponse r = HttpGet(port, "/metrics");
+  const std::string needle = "\n" + series + " ";
+  const size_t at = r.body.find(needle);
+  if (r.status != 200 || at == std::string::npos) return -1;
+  return std::stod(r.body.substr(at + needle.size()));
 }
 
 size_t CountOf(const std::string& text, const std::string& what) {
@@ -326,6 +353,9 @@ void MosquittoScenario(const std::string& scenario, bool kill) {
   } stop_broker{mosquitto + " stop --dir " + mdir};
   REQUIRE(Shell(start) == 0);
   f.env.mqtt_url = "tcp://127.0.0.1:" + mqtt_port;
+  const int metrics_port = FreePort();
+  f.cfg.extra_sections =
+      "[metrics]\nenabled = true\nlisten = \"127.0.0.1:" + std::to_string(metrics_port) + "\"\n";
   f.StartSluice();
   // The broker has saved sluice's session at least once (autosave every second), so the session
   // survives even a kill.
@@ -359,10 +389,14 @@ void MosquittoScenario(const std::string& scenario, bool kill) {
   REQUIRE(Shell(mosquitto + " stop --dir " + mdir + (kill ? " --kill" : "")) == 0);
   REQUIRE(Shell(start) == 0);
   const double down_s = Seconds(std::chrono::steady_clock::now() - t_fault);
-  // sluice reconnects and the broker resumes its session.
-  REQUIRE_MESSAGE(
-      WaitFor([&] { return CountOf(f.Log(), "connected to MQTT broker") >= 2; }, 60s, 20ms),
-      f.Log());
+  // sluice reconnects and the broker resumes its session: subscribed again, as the endpoint says.
+  REQUIRE_MESSAGE(WaitFor(
+                      [&] {
+                        return MetricValue(metrics_port, "sluice_mqtt_reconnects_total") >= 1 &&
+                               MetricValue(metrics_port, "sluice_mqtt_connected") == 1;
+                      },
+                      60s, 20ms),
+                  f.Log());
   const double reconnect_s = Seconds(std::chrono::steady_clock::now() - t_fault);
   producer.join();
   REQUIRE_MESSAGE(publisher_error.empty(), publisher_error);

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/notify_listener.h"
 #include "tests/test_util.h"
 
 namespace sluice::itest {
@@ -139,15 +140,13 @@ TEST_CASE("SIGKILL storm under a steady fleet: nothing acknowledged is lost or r
   }
   SluiceProcess sluice(env.sluice_bin, config, dir.path().string());
   // Running again = opened its log and subscribed (session resumed): the broker then delivers the
-  // backlog it queued while sluice was dead.
+  // backlog it queued while sluice was dead. Each run says so once, with READY=1 on the notify
+  // socket, as it tells systemd.
+  NotifyListener notify(dir.File("notify.sock"));
   auto start_and_wait = [&] {
-    sluice.Start();
-    REQUIRE_MESSAGE(WaitFor(
-                        [&] {
-                          return sluice.RunLogText().find("connected to MQTT broker") !=
-                                 std::string::npos;
-                        },
-                        60s, 5ms),
+    const size_t readies = notify.Count("READY=1");
+    sluice.Start({notify.Env()});
+    REQUIRE_MESSAGE(WaitFor([&] { return notify.Count("READY=1") > readies; }, 60s, 5ms),
                     sluice.LogText());
   };
   start_and_wait();

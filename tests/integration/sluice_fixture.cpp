@@ -28,15 +28,16 @@ void SluiceFixture::StartSluice(const std::vector<std::string>& extra_env,
       std::ofstream(config_path) << config_text;
     }
   }
-  Launch(config_path, extra_env);
-  // The latest run's output only: after a restart the previous run's line proves nothing.
-  REQUIRE_MESSAGE(sluice::testing::WaitFor(
-                      [&] {
-                        return process->RunLogText().find("connected to MQTT broker") !=
-                               std::string::npos;
-                      },
-                      std::chrono::seconds(60)),
-                  process->LogText());
+  if (!notify) notify = std::make_unique<NotifyListener>(dir.File("fixture-notify.sock"));
+  std::vector<std::string> run_env = extra_env;
+  run_env.push_back(notify->Env());
+  // Each run sends READY=1 once: after a restart only a new one proves that this run subscribed.
+  const size_t readies = notify->Count("READY=1");
+  Launch(config_path, run_env);
+  sluice::testing::WaitFor(
+      [&] { return notify->Count("READY=1") > readies || !process->Running(); },
+      std::chrono::seconds(60));
+  REQUIRE_MESSAGE(notify->Count("READY=1") > readies, (process->LogText() + notify->Dump()));
 }
 
 void SluiceFixture::Launch(const std::string& config_path,

@@ -12,6 +12,7 @@
 
 #include "storage/event_log.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/notify_listener.h"
 #include "tests/test_util.h"
 
 namespace sluice::itest {
@@ -23,8 +24,9 @@ struct SluiceFixture {
   SluiceFixture(const std::string& family, const std::string& name, int qos = 1);
 
   // Starts (or restarts) sluice and waits until this run subscribed: the broker then keeps what
-  // is published for it. The first start writes the config: `config_text` as is when given,
-  // otherwise from cfg.
+  // is published for it. Waits as systemd does, for this run's READY=1 on the fixture's own
+  // notify socket. REQUIRES: `extra_env` names no NOTIFY_SOCKET (use Launch for that). The first
+  // start writes the config: `config_text` as is when given, otherwise from cfg.
   void StartSluice(const std::vector<std::string>& extra_env = {},
                    const std::string& config_text = "");
   // Starts (or restarts) sluice without waiting, for tests that wait on something else. The
@@ -44,6 +46,7 @@ struct SluiceFixture {
   TestConfig cfg;
   std::string log_path;  // for a config that puts the log outside cfg.dir
   std::unique_ptr<SluiceProcess> process;
+  std::unique_ptr<NotifyListener> notify;  // created by the first StartSluice
 };
 
 }  // namespace sluice::itest

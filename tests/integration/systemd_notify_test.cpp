@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/notify_listener.h"
 #include "tests/integration/sluice_fixture.h"
 #include "tests/test_util.h"
 
@@ -28,81 +29,6 @@ namespace {
 using sluice::testing::WaitFor;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-// Plays systemd's side of NOTIFY_SOCKET: a datagram socket that records every state line it
-// receives ("READY=1", "STATUS=...", ...) with its arrival time.
-class NotifyListener {
- public:
-  struct Line {
-    Clock::time_point at;
-    std::string text;
-  };
-
-  explicit NotifyListener(std::string path) : path_(std::move(path)) {
-    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) throw std::runtime_error("socket(AF_UNIX): " + std::string(strerror(errno)));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path_.size() >= sizeof addr.sun_path) throw std::runtime_error("path too long: " + path_);
-    std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
-    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      throw std::runtime_error("bind " + path_ + ": " + strerror(errno));
-    }
-    thread_ = std::thread([this] { Receive(); });
-  }
-  ~NotifyListener() {
-    stop_ = true;
-    thread_.join();
-    close(fd_);
-    unlink(path_.c_str());
-  }
-  NotifyListener(const NotifyListener&) = delete;
-  NotifyListener& operator=(const NotifyListener&) = delete;
-
-  std::string Env() const { return "NOTIFY_SOCKET=" + path_; }
-
-  std::vector<Line> Lines() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return lines_;
-  }
-  // Lines that begin with `prefix`.
-  std::vector<Line> With(const std::string& prefix) const {
-    std::vector<Line> out;
-    for (const Line& l : Lines()) {
-      if (l.text.rfind(prefix, 0) == 0) out.push_back(l);
-    }
-    return out;
-  }
-  size_t Count(const std::string& prefix) const { return With(prefix).size(); }
-  std::string Dump() const {
-    std::string out;
-    for (const Line& l : Lines()) out += l.text + "\n";
-    return out;
-  }
-
- private:
-  void Receive() {
-    char buf[4096];
-    while (!stop_) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 50) <= 0) continue;
-      const ssize_t n = recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) continue;
-      const auto now = Clock::now();
-      std::istringstream in(std::string(buf, static_cast<size_t>(n)));
-      std::string line;
-      std::lock_guard<std::mutex> lock(mu_);
-      while (std::getline(in, line)) lines_.push_back({now, line});
-    }
-  }
-
-  const std::string path_;
-  int fd_ = -1;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-  mutable std::mutex mu_;
-  std::vector<Line> lines_;  // GUARDED_BY(mu_)
-};
 
 // The shared fixture, started with extra lines in its [gateway] table and without waiting: these
 // tests wait on the notify socket instead.

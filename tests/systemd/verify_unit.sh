@@ -18,6 +18,9 @@ mkdir -p "$work"
 
 grep -q '^ExecStart=/usr/bin/sluice run --config /etc/sluice/sluice.toml$' "$unit" ||
   { echo "verify_unit: $unit: ExecStart is not the installed sluice" >&2; exit 1; }
+# The metrics endpoint sizes its connection cap from this limit (docs/operations.md).
+grep -qE '^LimitNOFILE=[0-9]+$' "$unit" ||
+  { echo "verify_unit: $unit: LimitNOFILE is not set to a number" >&2; exit 1; }
 sed "s#^ExecStart=/usr/bin/sluice #ExecStart=$bin #" "$unit" > "$work/sluice.service"
 
 verify() {  # verify FILE: prints systemd-analyze's complaints; fails if there are any
