@@ -68,6 +68,7 @@ Status Daemon::Open() {
   ko.retry_backoff_ms = static_cast<int>(config_.kafka.retry_backoff_ms);
   ko.reconnect_max_ms = static_cast<int>(config_.kafka.reconnect_max_ms);
   ko.gateway_id = config_.gateway.id;
+  ko.log_id = event_log_->LogId();
   ko.properties = config_.kafka.properties;
   s = connectors::KafkaSink::Create(ko, router_.get(), log_, &sink_);
   if (!s.ok()) return s;
@@ -81,6 +82,9 @@ Status Daemon::Open() {
 
   connectors::MqttSourceOptions mo;
   mo.url = config_.mqtt.url;
+  mo.protocol = config_.mqtt.protocol == MqttProtocolVersion::kV311
+                    ? connectors::MqttProtocol::kV311
+                    : connectors::MqttProtocol::kV5;
   mo.client_id = config_.mqtt.client_id;
   mo.username = config_.mqtt.username;
   mo.password = config_.mqtt.password;
@@ -102,7 +106,8 @@ Status Daemon::Open() {
           "log commit (docs/configuration.md)",
           rc.mqtt_filter);
     }
-    mo.subscriptions.push_back({rc.mqtt_filter, std::min(rc.qos, 1)});
+    mo.subscriptions.push_back(
+        {rc.mqtt_filter, std::min(rc.qos, 1), rc.retained == RetainedPolicy::kIngest});
   }
   mo.failpoint = failpoint_;
   mo.on_ready = on_ready_;
@@ -204,10 +209,17 @@ Status Daemon::Readiness() const {
   Status s = Health();
   if (!s.ok()) return s;
   std::string missing;
-  if (!source_ || !source_->Ready()) {
+  if (!source_) {
     missing = "MQTT broker " + config_.mqtt.url + " not connected and subscribed";
+  } else if (!source_->Ready()) {
+    missing = source_->NotReadyReason();
   }
-  if (!sink_ || !sink_->Connected()) {
+  // A hold says more than "not reachable" (which broker refuses what, and the fix), so it stands
+  // in for it.
+  const std::string held = sink_ ? sink_->HoldReason() : std::string();
+  if (!held.empty()) {
+    missing += (missing.empty() ? "" : "; ") + held;
+  } else if (!sink_ || !sink_->Connected()) {
     missing += (missing.empty() ? "" : "; ") + std::string("Kafka ") + config_.kafka.brokers +
                " not reachable";
   }
@@ -230,6 +242,10 @@ void Daemon::RegisterMetrics() {
   m.AddCounterFunction("sluice_events_received_total",
                        "Messages the MQTT broker delivered to sluice, refused ones included.", {},
                        [=] { return d(src_stats().received); });
+  m.AddCounterFunction("sluice_mqtt_retained_skipped_total",
+                       "Retained MQTT messages acknowledged but not logged: sent again for a "
+                       "subscription that was not new, or on a route with retained = \"skip\".",
+                       {}, [=] { return d(src_stats().retained_skipped); });
   m.AddCounterFunction("sluice_events_committed_total",
                        "Events committed to the local log by this process.", {},
                        [this, d] { return d(writer_ ? writer_->Stats().written : 0); });
@@ -250,9 +266,25 @@ void Daemon::RegisterMetrics() {
   m.AddCounterFunction("sluice_events_resent_total",
                        "Events handed to Kafka again after they were lost in flight.", {},
                        [=] { return d(fwd_stats().resent); });
+  m.AddCounterFunction("sluice_forwarder_holds_total",
+                       "Backoffs because Kafka held events until an operator acts.", {},
+                       [=] { return d(fwd_stats().holds); });
+  m.AddCounterFunction("sluice_forwarder_dropped_unconfirmed_total",
+                       "Events drop-oldest deleted while sent and not yet confirmed by Kafka.", {},
+                       [=] { return d(fwd_stats().dropped_unsent); });
+  m.AddGaugeFunction("sluice_forwarder_window_events",
+                     "Events sent and not yet passed by the cursor (at most 2 x max_in_flight).",
+                     {}, [=] { return d(fwd_stats().window); });
   m.AddGaugeFunction("sluice_dead_letters",
-                     "Events in the log's dead-letter table (the newest 10000 are kept).", {},
-                     [=] { return d(log_stats().dead_letters); });
+                     "Events in the log's dead-letter table (counted against storage.max_bytes).",
+                     {}, [=] { return d(log_stats().dead_letters); });
+  m.AddGaugeFunction("sluice_dead_letter_bytes",
+                     "Accounted bytes of the dead letters (event + reason), part of max_bytes.", {},
+                     [=] { return d(log_stats().dead_letter_bytes); });
+  m.AddCounterFunction("sluice_dead_letters_dropped_total",
+                       "Dead letters dropped by overflow = drop-oldest since the log file was "
+                       "created (kept in the log).",
+                       {}, [=] { return d(log_stats().dropped_dead_letters); });
   m.AddGaugeFunction("sluice_backlog_events", "Events in the log not yet confirmed by Kafka.", {},
                      [=] { return d(log_stats().events); });
   m.AddGaugeFunction("sluice_backlog_bytes",
@@ -271,6 +303,14 @@ void Daemon::RegisterMetrics() {
                      });
   m.AddGaugeFunction("sluice_upstream_connected", "1 while the Kafka sink reaches Kafka, else 0.",
                      {}, [this] { return sink_ && sink_->Connected() ? 1.0 : 0.0; });
+  m.AddGaugeFunction("sluice_upstream_held",
+                     "1 while Kafka refuses events until an operator acts (missing topic, ACL, "
+                     "credentials; /readyz says what to do), else 0.",
+                     {}, [this] { return sink_ && !sink_->HoldReason().empty() ? 1.0 : 0.0; });
+  m.AddCounterFunction("sluice_upstream_holds_total",
+                       "Times a Kafka refusal that an operator must fix began (per topic or for "
+                       "the cluster).",
+                       {}, [this, d] { return d(sink_ ? sink_->Holds() : 0); });
   m.AddGaugeFunction("sluice_mqtt_connected",
                      "1 while connected to the MQTT broker with the subscriptions made, else 0.",
                      {}, [this] { return source_ && source_->Ready() ? 1.0 : 0.0; });

@@ -192,7 +192,7 @@ TEST_CASE("a Kafka ACL refuses sluice's writes: events kept, delivered once WRIT
   f.StartSluice();
   f.Publish();
 
-  const std::string refusal = "refuses sluice access to topic '" + f.cfg.kafka_topic + "'";
+  const std::string refusal = "Kafka refuses topic '" + f.cfg.kafka_topic + "'";
   REQUIRE_MESSAGE(
       WaitFor([&] { return f.process->LogText().find(refusal) != std::string::npos; }, 60s),
       f.process->LogText());

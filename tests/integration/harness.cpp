@@ -1,5 +1,7 @@
 #include "tests/integration/harness.h"
 
+#include <httplib.h>
+#include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafkacpp.h>
 #include <mqtt/async_client.h>
 #include <signal.h>
@@ -249,6 +251,97 @@ void Publisher::Publish(const std::string& prefix, const std::vector<std::string
     }
   }
   while (!window.empty()) settle_one();
+}
+
+HttpResponse HttpGet(int port, const std::string& path) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_connection_timeout(std::chrono::seconds(2));
+  client.set_read_timeout(std::chrono::seconds(5));
+  auto res = client.Get(path.c_str());
+  if (!res) return {};
+  return {res->status, res->body};
+}
+
+int MetricsPortFromEnvironment() {
+  return std::stoi(MustGet("SLUICE_METRICS_PORT"));
+}
+
+void WriteBacklog(const std::string& log_path, const std::string& prefix,
+                  const std::vector<std::string>& devices, int count_per_device,
+                  size_t payload_bytes) {
+  storage::SqliteEventLogOptions o;
+  o.path = log_path;
+  o.max_bytes = 4ull << 30;
+  o.logger = sluice::testing::NullLogger();
+  std::unique_ptr<storage::SqliteEventLog> log;
+  Status s = storage::SqliteEventLog::Open(o, &log);
+  if (!s.ok()) throw std::runtime_error("backlog: " + s.ToString());
+  constexpr int kBatch = 5000;
+  std::vector<storage::Event> batch;
+  auto flush = [&] {
+    size_t appended = 0;
+    Status a = log->Append(batch, &appended);
+    if (!a.ok() || appended != batch.size()) throw std::runtime_error("backlog: " + a.ToString());
+    batch.clear();
+  };
+  for (int n = 1; n <= count_per_device; ++n) {
+    for (const auto& d : devices) {
+      storage::Event e;
+      e.received_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+      e.qos = 1;
+      e.topic = prefix + "/" + d + "/data";
+      e.payload = PayloadFor(d, n, payload_bytes);
+      batch.push_back(std::move(e));
+      if (batch.size() == kBatch) flush();
+    }
+  }
+  if (!batch.empty()) flush();
+}
+
+std::string CreateTopic(const std::string& brokers, const std::string& topic, int partitions,
+                        int replication, const std::map<std::string, std::string>& configs) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err) !=
+      RD_KAFKA_CONF_OK) {
+    rd_kafka_conf_destroy(conf);
+    return err;
+  }
+  // The admin API runs on any client handle; a producer is the lightest.
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  if (rk == nullptr) return err;
+  std::string result;
+  rd_kafka_NewTopic_t* nt =
+      rd_kafka_NewTopic_new(topic.c_str(), partitions, replication, err, sizeof err);
+  for (const auto& [k, v] : configs) rd_kafka_NewTopic_set_config(nt, k.c_str(), v.c_str());
+  rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
+  rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_AdminOptions_set_operation_timeout(opts, 30000, err, sizeof err);
+  rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 60000);
+  if (ev == nullptr) {
+    result = "no answer to CreateTopics within 60 s";
+  } else if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    result = rd_kafka_event_error_string(ev);
+  } else {
+    size_t n = 0;
+    const rd_kafka_topic_result_t** res =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+    for (size_t i = 0; i < n; ++i) {
+      if (rd_kafka_topic_result_error(res[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char* msg = rd_kafka_topic_result_error_string(res[i]);
+        result = msg != nullptr ? msg : rd_kafka_err2str(rd_kafka_topic_result_error(res[i]));
+      }
+    }
+  }
+  if (ev != nullptr) rd_kafka_event_destroy(ev);
+  rd_kafka_AdminOptions_destroy(opts);
+  rd_kafka_NewTopic_destroy(nt);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_destroy(rk);
+  return result;
 }
 
 // --- Kafka reader ---------------------------------------------------------------------------

@@ -128,6 +128,28 @@ struct PartitionInfo {
 std::optional<PartitionInfo> ReadPartitionInfo(const std::string& brokers, const std::string& topic,
                                                int32_t partition);
 
+// A plain HTTP GET against 127.0.0.1:port (sluice's metrics server); status 0 when nothing
+// answered.
+struct HttpResponse {
+  int status = 0;
+  std::string body;
+};
+HttpResponse HttpGet(int port, const std::string& path);
+// SLUICE_METRICS_PORT, the port the tests give sluice's metrics server; throws when unset.
+int MetricsPortFromEnvironment();
+
+// Creates a topic through Kafka's admin API, as the central team would, with topic-level
+// `configs` (e.g. max.message.bytes); returns "" on success, else the broker's error.
+std::string CreateTopic(const std::string& brokers, const std::string& topic, int partitions,
+                        int replication, const std::map<std::string, std::string>& configs = {});
+
+// Writes `count_per_device` events per device (n = 1..count, interleaved round-robin, the
+// Publisher's topics and payloads) straight into a new log at `log_path`, as an outage would have
+// left them: a backlog that sluice drains when it starts.
+void WriteBacklog(const std::string& log_path, const std::string& prefix,
+                  const std::vector<std::string>& devices, int count_per_device,
+                  size_t payload_bytes = 64);
+
 // The per-device check: every event 1..count exactly once (duplicates counted), in order of first
 // appearance, payload byte-identical.
 struct Verdict {

@@ -446,46 +446,98 @@ TEST_CASE("binary and empty payloads and unusual topics arrive byte-identical wi
 
 // --- a Kafka broker that creates no topics ----------------------------------------------------
 
-TEST_CASE("a Kafka topic that does not exist, with auto-create off: dead letters, nothing blocks") {
+// The config of a test against the Kafka that creates no topics, with the metrics server on so
+// that the test can read /readyz as an operator's probe would.
+std::string NoAutoCreateConfig(const SluiceFixture& f, const std::string& brokers, int port) {
+  // librdkafka fails messages for a topic the cluster does not know after this long (default
+  // 30 s); shortened so that the hold is reached, and reported, early in the test.
+  return RouteConfig(f, brokers,
+                     "[kafka.properties]\n\"topic.metadata.propagation.max.ms\" = 2000\n") +
+         "[metrics]\nenabled = true\nlisten = \"127.0.0.1:" + std::to_string(port) + "\"\n";
+}
+
+const char* LimitsBrokers() {
   const char* brokers = std::getenv("SLUICE_LIMITS_KAFKA_BROKERS");
   REQUIRE_MESSAGE(brokers != nullptr, "needs SLUICE_LIMITS_KAFKA_BROKERS (limits_brokers.sh)");
-  SluiceFixture f("limits", "notopic");
-  // librdkafka fails messages for a topic the cluster does not know after this long (default 30 s).
-  f.StartSluice({},
-                RouteConfig(f, brokers,
-                            "[kafka.properties]\n\"topic.metadata.propagation.max.ms\" = 2000\n"));
-  constexpr int kEvents = 20;
-  std::vector<Message> msgs;
-  for (int i = 1; i <= kEvents; ++i) {
-    msgs.push_back({f.cfg.mqtt_prefix + "/dev0/data", "event " + std::to_string(i), "dev0"});
-  }
-  PublishAll(f.env.mqtt_url, "pub-" + f.cfg.gateway_id, msgs);
-  REQUIRE_MESSAGE(WaitFor([&] { return f.Stats().cursor >= kEvents; }, 120s, 50ms), f.Log());
-  const auto st = f.Stats();
-  CHECK(st.dead_letters == kEvents);
-  CHECK(st.events == 0);
-  CHECK(f.Log().find("dead-letter") != std::string::npos);
-  CHECK(f.process->Running());
-  CHECK(f.process->Terminate() == 0);
+  return brokers;
+}
 
-  // The events are kept with their reason, byte for byte.
-  storage::SqliteEventLogOptions o;
-  o.path = f.cfg.LogPath();
-  o.read_only = true;
-  o.logger = sluice::testing::NullLogger();
-  std::unique_ptr<storage::SqliteEventLog> log;
-  REQUIRE(storage::SqliteEventLog::Open(o, &log).ok());
-  std::vector<std::pair<storage::Event, std::string>> dead;
-  REQUIRE(log->ReadDeadLetters(100, &dead).ok());
-  REQUIRE(dead.size() == kEvents);
-  size_t lost = 0;
-  for (int i = 0; i < kEvents; ++i) {
-    if (dead[i].first.payload != msgs[i].payload) lost++;
-  }
-  std::printf("[notopic] dead-letter reason: %s\n", dead[0].second.c_str());
-  CHECK(dead[0].second.find(f.cfg.kafka_topic) != std::string::npos);
-  Scenario("unknown-kafka-topic", kEvents, 0, lost, 0, 0);
-  CHECK(lost == 0);
+// A fleet rolled out before the central team created its topic: the events wait in the log, the
+// probe says why, and once the topic exists every event arrives, in order, none dead-lettered.
+TEST_CASE("a Kafka topic created after sluice started: events held, then all arrive in order") {
+  const std::string brokers = LimitsBrokers();
+  const int port = MetricsPortFromEnvironment();
+  SluiceFixture f("limits", "latetopic");
+  f.StartSluice({}, NoAutoCreateConfig(f, brokers, port));
+  const auto devices = Devices(4);
+  constexpr int kPerDevice = 500;
+  const uint64_t total = kPerDevice * devices.size();
+  Publisher pub(f.env.mqtt_url, "pub-" + f.cfg.gateway_id);
+  pub.Publish(f.cfg.mqtt_prefix, devices, 1, kPerDevice, 1);
+
+  // Held: stored, not forwarded, not dead-lettered, and /readyz names the topic.
+  HttpResponse ready;
+  REQUIRE_MESSAGE(WaitFor(
+                      [&] {
+                        ready = HttpGet(port, "/readyz");
+                        return ready.status == 503 &&
+                               ready.body.find(f.cfg.kafka_topic) != std::string::npos;
+                      },
+                      60s, 50ms),
+                  (ready.body + "\n" + f.Log()));
+  std::printf("[latetopic] /readyz while the topic is missing: %s\n", ready.body.c_str());
+  REQUIRE(WaitFor([&] { return f.LastSeq() >= total; }, 60s, 20ms));
+  auto held = f.Stats();
+  CHECK(held.dead_letters == 0);
+  CHECK(held.cursor == 0);
+  CHECK(f.Log().find(f.cfg.kafka_topic) != std::string::npos);  // the log line names it too
+
+  REQUIRE(CreateTopic(brokers, f.cfg.kafka_topic, 2, 1) == "");
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Cursor() >= total; }, 120s, 20ms), f.Log());
+  CHECK(WaitFor([&] { return HttpGet(port, "/readyz").status == 200; }, 30s, 50ms));
+  auto records = ReadTopic(brokers, f.cfg.kafka_topic, total, 15s);
+  Verdict v = Verify(records, devices, kPerDevice);
+  ReportScenario("topic_created_late", total, v,
+                 " dead_letters=" + std::to_string(f.Stats().dead_letters));
+  CHECK(v.lost == 0);
+  CHECK(v.duplicates == 0);
+  CHECK(v.reordered == 0);
+  CHECK(v.corrupted == 0);
+  CHECK(f.Stats().dead_letters == 0);
+  CHECK(f.process->Terminate() == 0);
+}
+
+// MESSAGE_TOO_LARGE answers for a whole batch: a topic whose max.message.bytes is below
+// kafka.batch_bytes must still receive every event that fits on its own; only an event too large
+// by itself becomes a dead letter.
+TEST_CASE("a topic with max.message.bytes 64 KiB: every 10 KiB event arrives, in order") {
+  const std::string brokers = LimitsBrokers();
+  const int port = MetricsPortFromEnvironment();
+  SluiceFixture f("limits", "smalltopic");
+  REQUIRE(CreateTopic(brokers, f.cfg.kafka_topic, 1, 1, {{"max.message.bytes", "65536"}}) == "");
+  f.StartSluice({}, NoAutoCreateConfig(f, brokers, port));
+  const auto devices = Devices(3);
+  constexpr int kPerDevice = 100;
+  constexpr size_t kBytes = 10 * 1024;
+  const uint64_t total = kPerDevice * devices.size();
+  Publisher pub(f.env.mqtt_url, "pub-" + f.cfg.gateway_id);
+  pub.Publish(f.cfg.mqtt_prefix, devices, 1, kPerDevice, 1, nullptr, kBytes);
+  // One event that no batch can carry: 100 KiB on a device of its own, incompressible like the
+  // others (the sink compresses with lz4, and the topic's limit applies to compressed batches).
+  PublishAll(f.env.mqtt_url, "big-" + f.cfg.gateway_id,
+             {{f.cfg.mqtt_prefix + "/huge/data", PayloadFor("huge", 1, 100 * 1024), "huge"}});
+  REQUIRE_MESSAGE(WaitFor([&] { return f.Cursor() >= total + 1; }, 180s, 20ms), f.Log());
+  auto records = ReadTopic(brokers, f.cfg.kafka_topic, total, 15s);
+  Verdict v = Verify(records, devices, kPerDevice, kBytes);
+  const auto st = f.Stats();
+  ReportScenario("topic_max_message_bytes_64k", total, v,
+                 " dead_letters=" + std::to_string(st.dead_letters));
+  CHECK(v.lost == 0);
+  CHECK(v.duplicates == 0);
+  CHECK(v.reordered == 0);
+  CHECK(v.corrupted == 0);
+  CHECK(st.dead_letters == 1);  // the 100 KiB event, and only it
+  CHECK(f.process->Terminate() == 0);
 }
 
 }  // namespace
