@@ -147,7 +147,11 @@ Status KafkaSink::BuildProducer() {
     return Status::InvalidArgument("kafka callbacks: " + err);
   }
   producer_.reset(RdKafka::Producer::create(conf.get(), err));
-  if (!producer_) return Status::InvalidArgument("cannot create Kafka producer: " + err);
+  if (!producer_) {
+    // At creation librdkafka checks the properties together (e.g. sasl.oauthbearer.config) and
+    // may quote one.
+    return Status::InvalidArgument("cannot create Kafka producer: " + WithoutPropertyValues(err));
+  }
   callbacks_->fatal_ = false;
   return Status::Ok();
 }
@@ -335,7 +339,7 @@ void KafkaSink::RebuildAfterFatal(const std::string& reason, std::vector<Deliver
   out->push_back(Delivery{0, Delivery::Outcome::kRetry, "producer rebuilt: " + reason});
 }
 
-void KafkaSink::FailForGood(const Status& s) {
+std::string KafkaSink::WithoutPropertyValues(std::string msg) const {
   // librdkafka's message may quote a property's value (a path, a password): replace each value of
   // [kafka.properties] that stands as a token of its own with its key before the message reaches
   // a log or the service manager. (Inside a longer word, "ssl" of "ssl.ca.location" say, it is
@@ -343,7 +347,6 @@ void KafkaSink::FailForGood(const Status& s) {
   auto is_word = [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' || c == '-';
   };
-  std::string msg(s.message());
   for (const auto& [key, value] : options_.properties) {
     if (value.empty()) continue;
     for (size_t at = msg.find(value); at != std::string::npos; at = msg.find(value, at + 1)) {
@@ -356,8 +359,13 @@ void KafkaSink::FailForGood(const Status& s) {
       at += key.size() + 1;
     }
   }
+  return msg;
+}
+
+void KafkaSink::FailForGood(const Status& s) {
+  // BuildProducer's errors are already free of property values.
   Status failed = Status::Unavailable(
-      "cannot rebuild the Kafka producer after a fatal error (" + msg +
+      "cannot rebuild the Kafka producer after a fatal error (" + s.message() +
       "); check the [kafka] settings and the files they name, then restart sluice");
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -100,6 +100,9 @@ class KafkaSink final : public Sink {
   // Asks for the metadata of held topics, so that librdkafka learns that a topic now exists.
   void ProbeHeldTopics();
   void FailForGood(const Status& s);
+  // `msg` with every [kafka.properties] value that stands as a word of its own replaced by
+  // "<key>", so that no secret reaches a log line or systemd's STATUS=.
+  std::string WithoutPropertyValues(std::string msg) const;
 
   const KafkaSinkOptions options_;
   const Router* const router_;

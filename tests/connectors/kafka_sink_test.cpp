@@ -443,3 +443,19 @@ TEST_CASE(
   CHECK(sink->InFlight() == 0);
   CHECK_FALSE(sink->Connected());
 }
+
+TEST_CASE("KafkaSink::Create names the key, never the value, when librdkafka refuses a property") {
+  sluice::testing::TempDir dir;
+  const std::string secret_path = dir.File("no-such-ca-s3cr3t.pem");
+  const Router router = MakeRouter();
+  auto options = Options("127.0.0.1:1");
+  options.properties["security.protocol"] = "ssl";
+  options.properties["ssl.ca.location"] = secret_path;  // librdkafka reads it at creation
+  std::unique_ptr<KafkaSink> sink;
+  const Status s = KafkaSink::Create(options, &router, sluice::testing::NullLogger(), &sink);
+  REQUIRE_FALSE(s.ok());
+  const std::string msg(s.message());
+  CHECK_MESSAGE(msg.find(secret_path) == std::string::npos, msg);
+  CHECK_MESSAGE(msg.find("s3cr3t") == std::string::npos, msg);
+  CHECK_MESSAGE(msg.find("ssl.ca.location") != std::string::npos, msg);
+}
