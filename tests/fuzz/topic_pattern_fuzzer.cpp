@@ -135,7 +135,9 @@ void CheckCapture(const KeyPattern& pattern, std::string_view topic) {
   if (captured->find('/') != std::string_view::npos) {
     Fail("capture spans more than one level", topic, *captured);
   }
-  if (key != *captured) Fail("KeyFor differs from Capture", key, *captured);
+  // An empty capture ("devices//x") keys by the whole topic, never by an empty key.
+  const std::string_view expected = captured->empty() ? topic : *captured;
+  if (key != expected) Fail("KeyFor differs from Capture", key, expected);
 }
 
 // The filter that accepts the same topics as a key pattern: its capture becomes '+'.
