@@ -581,23 +581,39 @@ Status SqliteEventLog::SetMetaLocked(const char* key, int64_t value) {
   return Status::Ok();
 }
 
-Status SqliteEventLog::DropDeadLettersLocked(uint64_t need_bytes, uint64_t* freed_out) {
-  uint64_t freed = 0;
-  uint64_t count = 0;
+namespace {
+// The run of oldest rows (seq, bytes) that frees `need_bytes`: steps `st`, whose rows come oldest
+// first, until *freed (bytes plus `per_row` per row, added up) reaches it. SQLite steps lazily,
+// so only that run is read. Returns the last sqlite3_step code (SQLITE_ROW when it stopped early).
+struct OldestRun {
   uint64_t first = 0;
   uint64_t through = 0;
-  sqlite3_stmt* st = oldest_dead_.get();
+  uint64_t count = 0;
+};
+int StepOldestRun(sqlite3_stmt* st, uint64_t need_bytes, uint64_t per_row, uint64_t* freed,
+                  OldestRun* run) {
   sqlite3_reset(st);
   int rc = SQLITE_DONE;
-  while (freed < need_bytes && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    through = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
-    if (count == 0) first = through;
-    freed += static_cast<uint64_t>(sqlite3_column_int64(st, 1));
-    ++count;
+  while (*freed < need_bytes && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    run->through = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+    if (run->count == 0) run->first = run->through;
+    *freed += static_cast<uint64_t>(sqlite3_column_int64(st, 1)) + per_row;
+    ++run->count;
   }
   sqlite3_reset(st);
+  return rc;
+}
+}  // namespace
+
+Status SqliteEventLog::DropDeadLettersLocked(uint64_t need_bytes, uint64_t* freed_out) {
+  uint64_t freed = 0;
+  OldestRun run;
+  int rc = StepOldestRun(oldest_dead_.get(), need_bytes, 0, &freed, &run);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
     return writer_.Error(rc, "finding the oldest dead letters to drop");
+  const uint64_t count = run.count;
+  const uint64_t first = run.first;
+  const uint64_t through = run.through;
   if (count == 0) return Status::Ok();
   Statement del;
   Status s = writer_.Prepare("DELETE FROM dead_letters WHERE seq <= ?1", &del);
@@ -631,21 +647,13 @@ Status SqliteEventLog::DropOldestLocked(uint64_t need_bytes, const char* reason)
     if (uncommitted_dead_drop_) uncommitted_dead_drop_->reason = reason;
     if (freed >= need_bytes) return Status::Ok();
   }
-  // The shortest run of oldest events whose removal frees the rest; SQLite steps lazily, so only
-  // that run is read.
-  uint64_t count = 0;
-  uint64_t through = 0;
-  sqlite3_stmt* st = oldest_sizes_.get();
-  sqlite3_reset(st);
-  int rc = SQLITE_DONE;
-  while (freed < need_bytes && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    through = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
-    freed += static_cast<uint64_t>(sqlite3_column_int64(st, 1)) + Event::kRowOverheadBytes;
-    ++count;
-  }
-  sqlite3_reset(st);
+  // The shortest run of oldest events whose removal frees the rest.
+  OldestRun run;
+  int rc = StepOldestRun(oldest_sizes_.get(), need_bytes, Event::kRowOverheadBytes, &freed, &run);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
     return writer_.Error(rc, "finding the oldest events to drop");
+  const uint64_t count = run.count;
+  const uint64_t through = run.through;
   if (count == 0) return Status::Ok();
 
   // Every dead letter is gone by now (they went first), so no dropped event hands its bytes over

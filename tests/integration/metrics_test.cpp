@@ -27,28 +27,6 @@ using sluice::testing::TempDir;
 using sluice::testing::WaitFor;
 using namespace std::chrono_literals;
 
-int MetricsPort() {
-  const char* p = std::getenv("SLUICE_METRICS_PORT");
-  if (p == nullptr || *p == '\0') {
-    throw std::runtime_error("integration test needs environment variable SLUICE_METRICS_PORT");
-  }
-  return std::stoi(p);
-}
-
-struct Response {
-  int status = 0;  // 0: no answer
-  std::string body;
-};
-
-Response Get(int port, const std::string& path) {
-  httplib::Client client("127.0.0.1", port);
-  client.set_connection_timeout(2s);
-  client.set_read_timeout(5s);
-  auto res = client.Get(path.c_str());
-  if (!res) return {};
-  return {res->status, res->body};
-}
-
 // One scrape: "name{labels}" -> value; the HELP and TYPE lines by name.
 struct Scrape {
   std::map<std::string, double> values;
@@ -64,7 +42,7 @@ struct Scrape {
 
 Scrape ScrapeMetrics(int port) {
   Scrape s;
-  Response r = Get(port, "/metrics");
+  HttpResponse r = HttpGet(port, "/metrics");
   if (r.status != 200) return s;
   std::istringstream in(r.body);
   std::string line;
@@ -83,25 +61,32 @@ Scrape ScrapeMetrics(int port) {
   return s;
 }
 
-TEST_CASE("metrics and health of a running sluice follow the events and a Kafka outage") {
-  const Env env = Env::FromEnvironment();
-  const int port = MetricsPort();
-  TempDir dir;
+// The test's own names and log under `dir`, with the metrics server on `port`.
+TestConfig MetricsConfig(const std::string& dir, const std::string& name, int port) {
   const std::string suffix = UniqueSuffix();
   TestConfig cfg;
-  cfg.dir = dir.path().string();
-  cfg.gateway_id = "metrics-" + suffix;
-  cfg.mqtt_prefix = "itest/metrics-" + suffix;
-  cfg.kafka_topic = "itest-metrics-" + suffix;
+  cfg.dir = dir;
+  cfg.gateway_id = name + "-" + suffix;
+  cfg.mqtt_prefix = "itest/" + name + "-" + suffix;
+  cfg.kafka_topic = "itest-" + name + "-" + suffix;
   cfg.extra_sections =
       "[metrics]\nenabled = true\nlisten = \"127.0.0.1:" + std::to_string(port) + "\"\n";
+  return cfg;
+}
+
+TEST_CASE("metrics and health of a running sluice follow the events and a Kafka outage") {
+  const Env env = Env::FromEnvironment();
+  const int port = MetricsPortFromEnvironment();
+  TempDir dir;
+  const TestConfig cfg = MetricsConfig(dir.path().string(), "metrics", port);
   SluiceProcess sluice(env.sluice_bin, cfg.Write(env), cfg.dir);
   sluice.Start();
   auto log = [&] { return sluice.LogText(); };
 
   // Ready with nothing sent yet: subscribed, and the idle sink found Kafka by itself.
-  REQUIRE_MESSAGE(WaitFor([&] { return Get(port, "/readyz").status == 200; }, 60s, 50ms), log());
-  CHECK(Get(port, "/healthz").status == 200);
+  REQUIRE_MESSAGE(WaitFor([&] { return HttpGet(port, "/readyz").status == 200; }, 60s, 50ms),
+                  log());
+  CHECK(HttpGet(port, "/healthz").status == 200);
   Scrape s = ScrapeMetrics(port);
   REQUIRE(s.ok);
   CHECK(s["sluice_upstream_connected"] == 1);
@@ -200,12 +185,12 @@ TEST_CASE("metrics and health of a running sluice follow the events and a Kafka 
   // The oldest waiting event ages while Kafka is away.
   CHECK(WaitFor([&] { return ScrapeMetrics(port)["sluice_backlog_oldest_age_seconds"] >= 1.0; },
                 30s, 50ms));
-  const Response ready = Get(port, "/readyz");
+  const HttpResponse ready = HttpGet(port, "/readyz");
   CHECK(ready.status == 503);
   // The reason names the cluster: either as unreachable or as the hold that says so.
   CHECK_MESSAGE(ready.body.rfind("not ready: Kafka ", 0) == 0, ready.body);
   CHECK_MESSAGE(ready.body.find(env.kafka_brokers) != std::string::npos, ready.body);
-  const Response health = Get(port, "/healthz");
+  const HttpResponse health = HttpGet(port, "/healthz");
   CHECK(health.status == 200);
   CHECK(health.body == "ok\n");
   std::printf("[metrics] during the outage: backlog %.0f events, %.0f bytes, /readyz %d '%s'\n",
@@ -228,7 +213,7 @@ TEST_CASE("metrics and health of a running sluice follow the events and a Kafka 
   CHECK(s["sluice_forward_latency_seconds_count"] == sent1 + sent2);
   // The events that waited out the outage took over a second from MQTT to Kafka.
   CHECK(s["sluice_forward_latency_seconds_bucket{le=\"1\"}"] <= sent1);
-  CHECK(WaitFor([&] { return Get(port, "/readyz").status == 200; }, 60s, 50ms));
+  CHECK(WaitFor([&] { return HttpGet(port, "/readyz").status == 200; }, 60s, 50ms));
 
   auto records = ReadTopic(env.kafka_brokers, cfg.kafka_topic, 4 * (kFirst + kDuring), 20s);
   Verdict v = Verify(records, devices, kFirst + kDuring);
@@ -242,7 +227,7 @@ TEST_CASE("metrics and health of a running sluice follow the events and a Kafka 
   CHECK(v.duplicates == 0);
   CHECK(sluice.Terminate() == 0);
   // Stopped with the daemon.
-  CHECK(Get(port, "/healthz").status == 0);
+  CHECK(HttpGet(port, "/healthz").status == 0);
 }
 
 // A connection to 127.0.0.1:port that sends `first` (maybe nothing) and then stays silent.
@@ -270,19 +255,12 @@ size_t DescriptorsOf(pid_t pid) {
 
 TEST_CASE("events keep flowing and /healthz answers while idle and slow clients hold /metrics") {
   const Env env = Env::FromEnvironment();
-  const int port = MetricsPort();
+  const int port = MetricsPortFromEnvironment();
   TempDir dir;
-  const std::string suffix = UniqueSuffix();
-  TestConfig cfg;
-  cfg.dir = dir.path().string();
-  cfg.gateway_id = "metrics-load-" + suffix;
-  cfg.mqtt_prefix = "itest/metrics-load-" + suffix;
-  cfg.kafka_topic = "itest-metrics-load-" + suffix;
-  cfg.extra_sections =
-      "[metrics]\nenabled = true\nlisten = \"127.0.0.1:" + std::to_string(port) + "\"\n";
+  const TestConfig cfg = MetricsConfig(dir.path().string(), "metrics-load", port);
   SluiceProcess sluice(env.sluice_bin, cfg.Write(env), cfg.dir);
   sluice.Start();
-  REQUIRE_MESSAGE(WaitFor([&] { return Get(port, "/readyz").status == 200; }, 60s, 50ms),
+  REQUIRE_MESSAGE(WaitFor([&] { return HttpGet(port, "/readyz").status == 200; }, 60s, 50ms),
                   sluice.LogText());
   const size_t before = DescriptorsOf(sluice.Pid());
 
@@ -325,7 +303,7 @@ TEST_CASE("events keep flowing and /healthz answers while idle and slow clients 
   CHECK(v.duplicates == 0);
   CHECK(v.reordered == 0);
   load.clear();
-  CHECK(Get(port, "/readyz").status == 200);
+  CHECK(HttpGet(port, "/readyz").status == 200);
   CHECK(sluice.Terminate() == 0);
 }
 
