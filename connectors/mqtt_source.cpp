@@ -108,7 +108,7 @@ HalfClose HalfCloseBrokerConnection(const std::string& url, std::chrono::millise
 
 }  // namespace
 
-MqttSource::MqttSource(MqttSourceOptions options, storage::LogWriter* writer, const Clock* clock,
+MqttSource::MqttSource(MqttSourceOptions options, storage::EventWriter* writer, const Clock* clock,
                        std::shared_ptr<spdlog::logger> logger)
     : options_(std::move(options)),
       writer_(writer),

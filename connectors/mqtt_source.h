@@ -16,7 +16,7 @@
 #include "common/clock.h"
 #include "common/log_throttle.h"
 #include "connectors/source.h"
-#include "storage/log_writer.h"
+#include "storage/event_writer.h"
 
 namespace sluice::connectors {
 
@@ -76,7 +76,7 @@ struct MqttSourceStats {
 // The MQTT source on Eclipse Paho C++ (async_client).
 //
 // Delivery rule: Paho acknowledges a QoS 1/2 message to the broker when the message callback
-// returns. The callback therefore writes the event durably (LogWriter::Write with durable=true)
+// returns. The callback therefore writes the event durably (EventWriter::Write with durable=true)
 // before it returns, and the broker may forget an event only once it is in the log. A QoS 0 event
 // has no acknowledgement: it is queued for the next group commit.
 //
@@ -99,7 +99,7 @@ struct MqttSourceStats {
 class MqttSource final : public Source {
  public:
   // `writer` must outlive the source.
-  MqttSource(MqttSourceOptions options, storage::LogWriter* writer, const Clock* clock,
+  MqttSource(MqttSourceOptions options, storage::EventWriter* writer, const Clock* clock,
              std::shared_ptr<spdlog::logger> logger);
   ~MqttSource() override;
 
@@ -142,7 +142,7 @@ class MqttSource final : public Source {
   void OnConnectionLost(const std::string& cause);
 
   const MqttSourceOptions options_;
-  storage::LogWriter* const writer_;
+  storage::EventWriter* const writer_;
   const Clock* const clock_;
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<mqtt::async_client> client_;

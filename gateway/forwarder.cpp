@@ -48,7 +48,10 @@ Forwarder::~Forwarder() {
 }
 
 void Forwarder::Start() {
-  acked_ = log_->Stats().cursor;
+  // A log without this cursor fails the first acknowledgement, which stops the loop with the
+  // reason; starting from 0 meanwhile only reads.
+  uint64_t cursor = 0;
+  if (log_->CursorPosition(options_.cursor, &cursor).ok()) acked_ = cursor;
   next_read_after_ = acked_;
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
@@ -278,7 +281,7 @@ bool Forwarder::DeadLetter(const storage::Event& e, std::string_view error) {
         "dead-letter table ({} more since the last report)",
         e.seq, e.topic, sink_->name(), error, suppressed);
   }
-  Status d = log_->DeadLetter(e, error);
+  Status d = log_->DeadLetter(options_.cursor, e, error);
   if (d.IsFull()) {
     WarnDiskFull(d);
     stalled_ = true;
@@ -495,7 +498,7 @@ void Forwarder::MaybeAcknowledge(bool force) {
     window_.push_front({through, State::kDone});
     return;
   }
-  Status s = log_->Acknowledge(through);
+  Status s = log_->Acknowledge(options_.cursor, through);
   if (s.IsFull()) {
     // The disk is full: the cursor cannot be stored now, but nothing is lost by waiting (Kafka has
     // the events; a crash meanwhile only sends them again). Keep the progress and try again at the

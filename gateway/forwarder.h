@@ -23,6 +23,8 @@
 namespace sluice::gateway {
 
 struct ForwarderOptions {
+  // The upstream's name: the log cursor this forwarder reads after and advances.
+  std::string cursor = "kafka";
   size_t max_in_flight = 50000;  // events handed to the sink and not yet confirmed
   size_t read_batch = 2000;      // events read from the log at a time
   size_t read_batch_bytes = 4 << 20;

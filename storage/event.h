@@ -5,6 +5,22 @@
 
 namespace sluice::storage {
 
+// What a row of the log is. A gap marker stands in the log at the place of events that the
+// drop-oldest policy deleted before some upstream confirmed them, so that each such upstream
+// receives, in order, a record naming what it lost (docs/log-format.md, "Gap markers").
+enum class EventKind : uint8_t { kEvent = 0, kGap = 1 };
+
+// The events one upstream lost to one drop (or to several drops merged), as its gap record names
+// them: the range of log sequence numbers, how many events of that range were routed to the
+// upstream and dropped, and their receive times.
+struct GapRange {
+  uint64_t first_seq = 0;
+  uint64_t last_seq = 0;
+  uint64_t count = 0;
+  int64_t first_received_ms = 0;
+  int64_t last_received_ms = 0;
+};
+
 // One event as the log keeps it. The payload is opaque bytes and passes through unchanged.
 struct Event {
   uint64_t seq = 0;         // gateway-wide, strictly increasing; assigned by the log on append
@@ -13,6 +29,10 @@ struct Event {
   bool retained = false;    // the broker delivered it as a retained message (MQTT RETAIN flag)
   std::string topic;        // the MQTT topic it was published on
   std::string payload;
+  EventKind kind = EventKind::kEvent;
+  // kGap only, as the forwarder hands it to one upstream's sink: that upstream's part of the
+  // marker (the marker row's payload holds every upstream's part; storage/gap_marker.h).
+  GapRange gap;
 
   // What the event counts for against storage.max_bytes: its bytes plus a fixed per-row overhead
   // that approximates SQLite's record and index cost, so that many tiny events cannot exceed the

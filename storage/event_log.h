@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -11,63 +12,108 @@
 
 namespace sluice::storage {
 
+// One upstream's view of the log: its cursor and what still waits for it.
+struct CursorStats {
+  std::string name;                // the upstream's name ([upstream.NAME])
+  uint64_t cursor = 0;             // every event with seq <= cursor was confirmed by this upstream
+  uint64_t events = 0;             // rows after the cursor (events and gap markers)
+  uint64_t bytes = 0;              // their accounted bytes
+  int64_t oldest_received_ms = 0;  // receive time of the first event after the cursor; 0 if none
+  uint64_t dropped_events = 0;     // dropped by drop-oldest before this upstream confirmed them,
+                                   // since the log was created (each named by a gap marker)
+  uint64_t gap_markers = 0;        // gap markers written for this upstream, since creation
+};
+
 // Figures about the log, for status output, metrics and tests.
 struct LogStats {
-  uint64_t events = 0;  // events waiting for the upstream (not yet acknowledged)
+  uint64_t events = 0;  // events some upstream has not yet confirmed (after the lowest cursor)
   uint64_t bytes = 0;   // their accounted bytes (Event::AccountedBytes)
   uint64_t max_bytes = 0;
   uint64_t first_seq = 0;          // oldest waiting event, 0 when empty
   uint64_t last_seq = 0;           // highest sequence number ever assigned
-  uint64_t cursor = 0;             // every event with seq <= cursor was confirmed upstream
+  uint64_t cursor = 0;             // the lowest cursor: every upstream confirmed up to here
   int64_t oldest_received_ms = 0;  // receive time of the oldest waiting event, 0 when empty
   uint64_t dropped_events = 0;     // dropped by the drop-oldest policy, since the log was created
-  uint64_t dead_letters = 0;       // events the upstream refused for good, kept in the log
+  uint64_t dead_letters = 0;       // events an upstream refused for good, kept in the log
   // Their accounted bytes: Event::AccountedBytes plus the error text, counted against max_bytes
   // together with `bytes` (docs/log-format.md, "Accounting").
   uint64_t dead_letter_bytes = 0;
   uint64_t dropped_dead_letters =
-      0;                          // dropped by the drop-oldest policy, since the log was created
-  uint64_t commits = 0;           // transactions that appended events, since open
-  uint64_t disk_full_errors = 0;  // appends refused because the disk was full, since open
+      0;  // dropped by the drop-oldest policy, since the log was created
+  // Events every upstream confirmed, kept for `sluice replay` within storage.retain; counted
+  // against max_bytes, and the first to go when room is needed.
+  uint64_t retained_events = 0;
+  uint64_t retained_bytes = 0;
+  uint64_t first_retained_seq = 0;   // 0 when none is retained
+  uint64_t commits = 0;              // transactions that appended events, since open
+  uint64_t disk_full_errors = 0;     // appends refused because the disk was full, since open
+  std::vector<CursorStats> cursors;  // one per upstream, in configuration order
 };
 
-// The durable, ordered event log between the MQTT source and the upstream sink.
+// A request to send a range of the log to one upstream again (`sluice replay`). It is stored in
+// the log, so that it survives restarts and can be made beside a running daemon, and it keeps a
+// position of its own: live forwarding and its cursor are not touched.
+struct ReplayRequest {
+  int64_t id = 0;            // assigned by the log, increasing
+  std::string upstream;      // the upstream's name
+  uint64_t from_seq = 0;     // first seq to send again
+  uint64_t through_seq = 0;  // last seq to send again (the upstream's cursor when requested)
+  uint64_t position = 0;     // every event of the range with seq <= position was confirmed
+  int64_t created_ms = 0;    // wall clock when requested
+  bool done = false;         // the whole range was confirmed (or had left the log)
+};
+
+// The durable, ordered event log between the MQTT source and the upstreams.
 //
 // Contract: Append assigns each event the next sequence number and makes the events durable (to
-// the degree of the configured sync mode) before it returns OK. Read returns events in sequence
-// order. Acknowledge(n) records that the upstream confirmed every event up to n; those events leave
-// the log and the cursor survives restarts. Once an operation fails with an I/O error or
+// the degree of the configured sync mode) before it returns OK. Read returns rows in sequence
+// order. Each upstream has a cursor of its own: Acknowledge(cursor, n) records that the upstream
+// confirmed every event up to n, and survives restarts. An event leaves the log once every cursor
+// passed it (and storage.retain no longer keeps it). Once an operation fails with an I/O error or
 // corruption, the log is failed for good and every later call returns that error (fail-stop).
 //
-// Thread-safety: Append/Acknowledge/DeadLetter may be called from any thread; Read from one
-// reader thread at a time.
+// Thread-safety: Append/Acknowledge/DeadLetter/replay calls may be made from any thread; Read
+// from one thread per cursor at a time.
 class EventLog {
  public:
   virtual ~EventLog() = default;
 
   // Appends events in the given order, in one transaction, and sets their `seq`.
   // When the log is full under the reject-new policy, appends the longest prefix that fits, sets
-  // *appended to its length and returns Full. Under drop-oldest it drops the oldest waiting events
-  // to make room.
+  // *appended to its length and returns Full. Under drop-oldest it drops the oldest rows to make
+  // room (retained events first, then dead letters, then waiting events) and leaves a gap marker
+  // for every upstream that had not yet confirmed a dropped event.
   virtual Status Append(std::span<Event> events, size_t* appended) = 0;
 
-  // Reads up to max_events waiting events with seq > after_seq, stopping early once max_bytes of
-  // payload have been read (at least one event is returned if any is waiting).
+  // Reads up to max_events rows (events and gap markers) with seq > after_seq, stopping early once
+  // max_bytes of payload have been read (at least one row is returned if any exists). Retained
+  // events are returned too: a replay reads them.
   virtual Status Read(uint64_t after_seq, size_t max_events, size_t max_bytes,
                       std::vector<Event>* out) = 0;
 
-  // The upstream confirmed every event with seq <= through_seq. REQUIRES: through_seq does not
-  // decrease between calls and is <= the last assigned seq.
-  virtual Status Acknowledge(uint64_t through_seq) = 0;
+  // The upstream `cursor` confirmed every event with seq <= through_seq. NotFound for a cursor
+  // the log was not opened with. REQUIRES: through_seq does not decrease between calls for one
+  // cursor and is <= the last assigned seq.
+  virtual Status Acknowledge(std::string_view cursor, uint64_t through_seq) = 0;
 
-  // Records an event the upstream refused for good, with the reason; the caller still
+  // The cursor's position as last stored; NotFound for an unknown cursor.
+  virtual Status CursorPosition(std::string_view cursor, uint64_t* seq) const = 0;
+
+  // Records an event the upstream `cursor` refused for good, with the reason; the caller still
   // acknowledges it so that forwarding goes on. The dead letter counts against max_bytes; recording
   // it never needs more room than the event already holds (the reason is shortened if the log is
   // full). Full only when the event is no longer in the log and does not fit.
-  virtual Status DeadLetter(const Event& event, std::string_view error) = 0;
+  virtual Status DeadLetter(std::string_view cursor, const Event& event,
+                            std::string_view error) = 0;
 
   // Blocks until an event with seq > after_seq exists or the timeout passes; true if one exists.
   virtual bool WaitForEventsAfter(uint64_t after_seq, std::chrono::milliseconds timeout) = 0;
+
+  // Replay requests not yet done, oldest first (for every upstream).
+  virtual Status PendingReplays(std::vector<ReplayRequest>* out) = 0;
+  // A replay's progress: every event of its range up to `position` was confirmed; `done` once
+  // the range is complete.
+  virtual Status AdvanceReplay(int64_t id, uint64_t position, bool done) = 0;
 
   virtual LogStats Stats() const = 0;
 };

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "storage/event_log.h"
+#include "storage/event_writer.h"
 
 namespace sluice::storage {
 
@@ -43,11 +44,11 @@ struct LogWriterStats {
 // When the log is full under reject-new, the committing thread waits with backoff until room
 // appears (the upstream acknowledges) or Stop() is called; the source is thereby held back and the
 // broker keeps the events. Thread-safe.
-class LogWriter {
+class LogWriter final : public EventWriter {
  public:
   // `log` must outlive the writer.
   LogWriter(EventLog* log, LogWriterOptions options, std::shared_ptr<spdlog::logger> logger);
-  ~LogWriter();
+  ~LogWriter() override;
 
   LogWriter(const LogWriter&) = delete;
   LogWriter& operator=(const LogWriter&) = delete;
@@ -57,7 +58,7 @@ class LogWriter {
   // Returns OK once the event is queued (durable=false) or committed (durable=true). Returns
   // Shutdown if Stop() began before the event was committed (it is then not in the log), or the
   // log's fatal error.
-  Status Write(Event event, bool durable);
+  Status Write(Event event, bool durable) override;
 
   // Commits whatever is queued, then stops the background thread. Events that cannot be
   // committed because the log stays full are abandoned with Shutdown after `grace`.

@@ -519,7 +519,7 @@ Status SqliteEventLog::LoadState() {
     Statement q;
     s = db.Prepare("SELECT seq FROM cursors WHERE name = ?1", &q);
     if (s.ok()) {
-      BindText(q.get(), 1, options_.cursor_name);
+      BindText(q.get(), 1, options_.cursors.front());
       if (sqlite3_step(q.get()) == SQLITE_ROW) st.cursor = sqlite3_column_int64(q.get(), 0);
     }
   }
@@ -911,9 +911,12 @@ Status SqliteEventLog::Read(uint64_t after_seq, size_t max_events, size_t max_by
   return Status::Ok();
 }
 
-Status SqliteEventLog::Acknowledge(uint64_t through_seq) {
+Status SqliteEventLog::Acknowledge(std::string_view cursor, uint64_t through_seq) {
   std::lock_guard<std::mutex> lock(write_mu_);
   if (!failed_.ok()) return failed_;
+  if (cursor != options_.cursors.front()) {
+    return Status::NotFound("no cursor '" + std::string(cursor) + "' in this log");
+  }
   if (through_seq <= stats_.cursor) return Status::Ok();
   if (through_seq > stats_.last_seq) {
     return Status::InvalidArgument("acknowledge past the last assigned seq (" +
@@ -943,7 +946,7 @@ Status SqliteEventLog::Acknowledge(uint64_t through_seq) {
   if (s.ok()) {
     sqlite3_stmt* up = upsert_cursor_.get();
     sqlite3_reset(up);
-    BindText(up, 1, options_.cursor_name);
+    BindText(up, 1, options_.cursors.front());
     sqlite3_bind_int64(up, 2, static_cast<int64_t>(through_seq));
     int rc = sqlite3_step(up);
     sqlite3_reset(up);
@@ -1002,7 +1005,27 @@ Status SqliteEventLog::DeleteDeadLetterLocked(uint64_t seq, DeadLetterRow* row, 
   return Status::Ok();
 }
 
-Status SqliteEventLog::DeadLetter(const Event& event, std::string_view error) {
+Status SqliteEventLog::CursorPosition(std::string_view cursor, uint64_t* seq) const {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  if (cursor != options_.cursors.front()) {
+    return Status::NotFound("no cursor '" + std::string(cursor) + "' in this log");
+  }
+  *seq = stats_.cursor;
+  return Status::Ok();
+}
+
+Status SqliteEventLog::PendingReplays(std::vector<ReplayRequest>* out) {
+  out->clear();
+  return Status::Ok();
+}
+
+Status SqliteEventLog::AdvanceReplay(int64_t, uint64_t, bool) {
+  return Status::InvalidArgument("replay is not implemented yet");
+}
+
+Status SqliteEventLog::DeadLetter(std::string_view cursor, const Event& event,
+                                  std::string_view error) {
+  (void)cursor;
   std::lock_guard<std::mutex> lock(write_mu_);
   if (!failed_.ok()) return failed_;
   if (options_.read_only) return Status::InvalidArgument("the log is open read-only");

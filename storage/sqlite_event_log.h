@@ -26,8 +26,10 @@ struct SqliteEventLogOptions {
   uint64_t max_bytes = 1ull << 30;
   Overflow overflow = Overflow::kRejectNew;
   Sync sync = Sync::kNormal;
-  // Name under which the upstream's cursor is stored; one per upstream.
-  std::string cursor_name = "kafka";
+  // The upstreams' names, one cursor each, in configuration order. A cursor the file has and this
+  // list lacks is removed at open (its upstream left the configuration); a new one starts at the
+  // lowest existing cursor, so it receives what still waits in the log.
+  std::vector<std::string> cursors = {"kafka"};
   // Open the file read-only and take no lock: for `sluice status` beside a running daemon.
   bool read_only = false;
   // Name of a registered SQLite VFS for both connections; empty = SQLite's default. Tests pass a
@@ -89,8 +91,11 @@ class SqliteEventLog final : public EventLog {
   Status Append(std::span<Event> events, size_t* appended) override;
   Status Read(uint64_t after_seq, size_t max_events, size_t max_bytes,
               std::vector<Event>* out) override;
-  Status Acknowledge(uint64_t through_seq) override;
-  Status DeadLetter(const Event& event, std::string_view error) override;
+  Status Acknowledge(std::string_view cursor, uint64_t through_seq) override;
+  Status CursorPosition(std::string_view cursor, uint64_t* seq) const override;
+  Status DeadLetter(std::string_view cursor, const Event& event, std::string_view error) override;
+  Status PendingReplays(std::vector<ReplayRequest>* out) override;
+  Status AdvanceReplay(int64_t id, uint64_t position, bool done) override;
   bool WaitForEventsAfter(uint64_t after_seq, std::chrono::milliseconds timeout) override;
   LogStats Stats() const override;
 

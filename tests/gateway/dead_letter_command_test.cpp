@@ -37,9 +37,9 @@ void MakeLog(const std::string& path) {
   batch[1].payload = std::string("\x00\x01\xfe\xff binary", 11);
   size_t n = 0;
   REQUIRE(log->Append(batch, &n).ok());
-  REQUIRE(log->DeadLetter(batch[0], "events: Broker: Message size too large").ok());
-  REQUIRE(log->DeadLetter(batch[1], "no route matches MQTT topic 'devices/b/data'").ok());
-  REQUIRE(log->Acknowledge(3).ok());
+  REQUIRE(log->DeadLetter("kafka", batch[0], "events: Broker: Message size too large").ok());
+  REQUIRE(log->DeadLetter("kafka", batch[1], "no route matches MQTT topic 'devices/b/data'").ok());
+  REQUIRE(log->Acknowledge("kafka", 3).ok());
 }
 
 TEST_CASE("dead-letters list shows seq, times, topic and reason, with a limit") {

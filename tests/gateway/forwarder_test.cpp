@@ -80,11 +80,10 @@ class ConfirmingSink final : public connectors::Sink {
   const std::string name_ = "test sink";
 };
 
-// The real log, except that while `disk_full` is set, storing the cursor or a dead letter fails
-// the way SQLite does on a full disk.
-class DiskFullLog final : public storage::EventLog {
+// Passes every call to the real log; the test logs below override what they hook.
+class ForwardingLog : public storage::EventLog {
  public:
-  explicit DiskFullLog(storage::EventLog* log) : log_(log) {}
+  explicit ForwardingLog(storage::EventLog* log) : log_(log) {}
   Status Append(std::span<storage::Event> events, size_t* appended) override {
     return log_->Append(events, appended);
   }
@@ -92,30 +91,54 @@ class DiskFullLog final : public storage::EventLog {
               std::vector<storage::Event>* out) override {
     return log_->Read(after_seq, max_events, max_bytes, out);
   }
-  Status Acknowledge(uint64_t through_seq) override {
-    if (disk_full) {
-      refused++;
-      return Status::Full("database or disk is full");
-    }
-    return log_->Acknowledge(through_seq);
+  Status Acknowledge(std::string_view cursor, uint64_t through_seq) override {
+    return log_->Acknowledge(cursor, through_seq);
   }
-  Status DeadLetter(const storage::Event& event, std::string_view error) override {
-    if (disk_full) {
-      refused++;
-      return Status::Full("database or disk is full");
-    }
-    return log_->DeadLetter(event, error);
+  Status CursorPosition(std::string_view cursor, uint64_t* seq) const override {
+    return log_->CursorPosition(cursor, seq);
+  }
+  Status DeadLetter(std::string_view cursor, const storage::Event& event,
+                    std::string_view error) override {
+    return log_->DeadLetter(cursor, event, error);
   }
   bool WaitForEventsAfter(uint64_t after_seq, std::chrono::milliseconds timeout) override {
     return log_->WaitForEventsAfter(after_seq, timeout);
   }
+  Status PendingReplays(std::vector<storage::ReplayRequest>* out) override {
+    return log_->PendingReplays(out);
+  }
+  Status AdvanceReplay(int64_t id, uint64_t position, bool done) override {
+    return log_->AdvanceReplay(id, position, done);
+  }
   storage::LogStats Stats() const override { return log_->Stats(); }
+
+ protected:
+  storage::EventLog* const log_;
+};
+
+// The real log, except that while `disk_full` is set, storing the cursor or a dead letter fails
+// the way SQLite does on a full disk.
+class DiskFullLog final : public ForwardingLog {
+ public:
+  using ForwardingLog::ForwardingLog;
+  Status Acknowledge(std::string_view cursor, uint64_t through_seq) override {
+    if (disk_full) {
+      refused++;
+      return Status::Full("database or disk is full");
+    }
+    return log_->Acknowledge(cursor, through_seq);
+  }
+  Status DeadLetter(std::string_view cursor, const storage::Event& event,
+                    std::string_view error) override {
+    if (disk_full) {
+      refused++;
+      return Status::Full("database or disk is full");
+    }
+    return log_->DeadLetter(cursor, event, error);
+  }
 
   std::atomic<bool> disk_full{false};
   std::atomic<int> refused{0};
-
- private:
-  storage::EventLog* log_;
 };
 
 // A clock the test moves by hand (on top of real time, so that nothing waits forever on it).
@@ -309,35 +332,22 @@ class ScriptedSink final : public connectors::Sink {
 };
 
 // The real log with hooks on Read and Acknowledge (called on the forwarder's thread).
-class HookedLog final : public storage::EventLog {
+class HookedLog final : public ForwardingLog {
  public:
-  explicit HookedLog(storage::EventLog* log) : log_(log) {}
-  Status Append(std::span<storage::Event> events, size_t* appended) override {
-    return log_->Append(events, appended);
-  }
+  using ForwardingLog::ForwardingLog;
   Status Read(uint64_t after_seq, size_t max_events, size_t max_bytes,
               std::vector<storage::Event>* out) override {
     if (on_read) on_read();
     return log_->Read(after_seq, max_events, max_bytes, out);
   }
-  Status Acknowledge(uint64_t through_seq) override {
+  Status Acknowledge(std::string_view cursor, uint64_t through_seq) override {
     if (on_ack) on_ack(through_seq);
-    return log_->Acknowledge(through_seq);
+    return log_->Acknowledge(cursor, through_seq);
   }
-  Status DeadLetter(const storage::Event& event, std::string_view error) override {
-    return log_->DeadLetter(event, error);
-  }
-  bool WaitForEventsAfter(uint64_t after_seq, std::chrono::milliseconds timeout) override {
-    return log_->WaitForEventsAfter(after_seq, timeout);
-  }
-  storage::LogStats Stats() const override { return log_->Stats(); }
 
   // Set before the forwarder starts.
   std::function<void()> on_read;
   std::function<void(uint64_t)> on_ack;
-
- private:
-  storage::EventLog* log_;
 };
 
 std::unique_ptr<storage::SqliteEventLog> OpenLog(

@@ -38,8 +38,8 @@ TEST_CASE("ReadStatus reports backlog, age and cursor of a log a daemon holds op
   }
   size_t n = 0;
   REQUIRE(log->Append(batch, &n).ok());
-  REQUIRE(log->DeadLetter(batch[0], "refused").ok());
-  REQUIRE(log->Acknowledge(2).ok());
+  REQUIRE(log->DeadLetter("kafka", batch[0], "refused").ok());
+  REQUIRE(log->Acknowledge("kafka", 2).ok());
 
   FixedClock clock(1000000 + 62000);
   StatusReport r;

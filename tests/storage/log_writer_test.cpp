@@ -33,8 +33,19 @@ class RecordingLog final : public EventLog {
     return Status::Ok();
   }
   Status Read(uint64_t, size_t, size_t, std::vector<Event>*) override { return Status::Ok(); }
-  Status Acknowledge(uint64_t) override { return Status::Ok(); }
-  Status DeadLetter(const Event&, std::string_view) override { return Status::Ok(); }
+  Status Acknowledge(std::string_view, uint64_t) override { return Status::Ok(); }
+  Status CursorPosition(std::string_view, uint64_t* seq) const override {
+    *seq = 0;
+    return Status::Ok();
+  }
+  Status DeadLetter(std::string_view, const Event&, std::string_view) override {
+    return Status::Ok();
+  }
+  Status PendingReplays(std::vector<ReplayRequest>* out) override {
+    out->clear();
+    return Status::Ok();
+  }
+  Status AdvanceReplay(int64_t, uint64_t, bool) override { return Status::Ok(); }
   bool WaitForEventsAfter(uint64_t, std::chrono::milliseconds) override { return false; }
   LogStats Stats() const override { return {}; }
 

@@ -124,7 +124,7 @@ Run Drive(const std::string& path, Sync sync, const std::string& vfs, uint64_t s
       if (st.last_seq > st.cursor) {
         const uint64_t through = st.cursor + 1 + rng() % (st.last_seq - st.cursor);
         run.cursor_attempted = through;
-        if (!log->Acknowledge(through).ok()) break;
+        if (!log->Acknowledge("kafka", through).ok()) break;
         run.cursor_confirmed = through;
       }
     } else {

@@ -100,7 +100,7 @@ TEST_CASE("SqliteEventLog replays undelivered events and keeps its cursor after 
     std::vector<Event> batch;
     for (int i = 0; i < 10; ++i) batch.push_back(MakeEvent("t", "e" + std::to_string(i)));
     AppendAll(log.get(), batch);
-    REQUIRE(log->Acknowledge(4).ok());
+    REQUIRE(log->Acknowledge("kafka", 4).ok());
     CHECK(log->Stats().events == 6);
   }
   auto log = OpenOrDie(Options(path));
@@ -123,7 +123,7 @@ TEST_CASE("SqliteEventLog never reuses a sequence number once the log is empty")
     auto log = OpenOrDie(Options(path));
     std::vector<Event> batch = {MakeEvent("t", "a"), MakeEvent("t", "b")};
     AppendAll(log.get(), batch);
-    REQUIRE(log->Acknowledge(2).ok());
+    REQUIRE(log->Acknowledge("kafka", 2).ok());
     CHECK(log->Stats().events == 0);
   }
   auto log = OpenOrDie(Options(path));
@@ -139,9 +139,9 @@ TEST_CASE("SqliteEventLog acknowledge frees bytes and refuses to pass the last s
   AppendAll(log.get(), batch);
   const uint64_t full = log->Stats().bytes;
   CHECK(full == batch[0].AccountedBytes() + batch[1].AccountedBytes());
-  REQUIRE(log->Acknowledge(1).ok());
+  REQUIRE(log->Acknowledge("kafka", 1).ok());
   CHECK(log->Stats().bytes == batch[1].AccountedBytes());
-  CHECK_FALSE(log->Acknowledge(3).ok());
+  CHECK_FALSE(log->Acknowledge("kafka", 3).ok());
 }
 
 TEST_CASE("SqliteEventLog under reject-new appends what fits and then refuses") {
@@ -166,7 +166,7 @@ TEST_CASE("SqliteEventLog under reject-new appends what fits and then refuses") 
   CHECK(appended == 0);
   CHECK(log->Stats().events == 5);
 
-  REQUIRE(log->Acknowledge(2).ok());
+  REQUIRE(log->Acknowledge("kafka", 2).ok());
   s = log->Append(more, &appended);
   CHECK(s.ok());
   CHECK(more[0].seq == 6);
@@ -297,7 +297,7 @@ TEST_CASE("SqliteEventLog opened read-only sees a running writer's state") {
   auto writer = OpenOrDie(Options(path));
   std::vector<Event> batch = {MakeEvent("t", "a"), MakeEvent("t", "b"), MakeEvent("t", "c")};
   AppendAll(writer.get(), batch);
-  REQUIRE(writer->Acknowledge(1).ok());
+  REQUIRE(writer->Acknowledge("kafka", 1).ok());
   auto o = Options(path);
   o.read_only = true;
   auto reader = OpenOrDie(o);
@@ -315,8 +315,8 @@ TEST_CASE("SqliteEventLog keeps dead letters with their error") {
   std::vector<Event> batch = {MakeEvent("t", "too big"), MakeEvent("t", "fine")};
   batch[0].retained = true;
   AppendAll(log.get(), batch);
-  REQUIRE(log->DeadLetter(batch[0], "Broker: Message size too large").ok());
-  REQUIRE(log->Acknowledge(2).ok());
+  REQUIRE(log->DeadLetter("kafka", batch[0], "Broker: Message size too large").ok());
+  REQUIRE(log->Acknowledge("kafka", 2).ok());
   std::vector<DeadLetterRow> dead;
   REQUIRE(log->ReadDeadLetters(0, 10, &dead).ok());
   REQUIRE(dead.size() == 1);
@@ -341,8 +341,8 @@ TEST_CASE("SqliteEventLog keeps every dead letter that fits, beyond 10,000") {
     auto log = OpenOrDie(Options(path));
     std::vector<Event> batch(n, MakeEvent("t", "x"));
     AppendAll(log.get(), batch);
-    for (const Event& e : batch) REQUIRE(log->DeadLetter(e, "refused").ok());
-    REQUIRE(log->Acknowledge(n).ok());
+    for (const Event& e : batch) REQUIRE(log->DeadLetter("kafka", e, "refused").ok());
+    REQUIRE(log->Acknowledge("kafka", n).ok());
     const LogStats st = log->Stats();
     CHECK(st.dead_letters == n);
     CHECK(st.events == 0);
@@ -370,8 +370,8 @@ TEST_CASE("SqliteEventLog counts dead letters against max_bytes under reject-new
   std::vector<Event> batch(4, sample);
   AppendAll(log.get(), batch);
   // Moving an event into the dead letters needs room only for its reason: 10 bytes are left.
-  REQUIRE(log->DeadLetter(batch[0], "refused").ok());
-  REQUIRE(log->Acknowledge(1).ok());
+  REQUIRE(log->DeadLetter("kafka", batch[0], "refused").ok());
+  REQUIRE(log->Acknowledge("kafka", 1).ok());
   LogStats st = log->Stats();
   CHECK(st.bytes == 101 * 3);
   CHECK(st.dead_letter_bytes == 101 + 7);
@@ -382,8 +382,8 @@ TEST_CASE("SqliteEventLog counts dead letters against max_bytes under reject-new
   CHECK(appended == 0);
   // A full log still takes the next refusal: the reason is shortened to the room left (3 bytes),
   // the event is kept whole.
-  REQUIRE(log->DeadLetter(batch[1], "refused for a long reason").ok());
-  REQUIRE(log->Acknowledge(2).ok());
+  REQUIRE(log->DeadLetter("kafka", batch[1], "refused for a long reason").ok());
+  REQUIRE(log->Acknowledge("kafka", 2).ok());
   std::vector<DeadLetterRow> dead;
   REQUIRE(log->ReadDeadLetters(0, 10, &dead).ok());
   REQUIRE(dead.size() == 2);
@@ -410,9 +410,9 @@ TEST_CASE("SqliteEventLog under drop-oldest drops dead letters first and counts 
     auto log = OpenOrDie(o);
     std::vector<Event> batch(4, sample);
     AppendAll(log.get(), batch);
-    REQUIRE(log->DeadLetter(batch[0], "r1").ok());
-    REQUIRE(log->DeadLetter(batch[1], "r2").ok());
-    REQUIRE(log->Acknowledge(2).ok());
+    REQUIRE(log->DeadLetter("kafka", batch[0], "r1").ok());
+    REQUIRE(log->DeadLetter("kafka", batch[1], "r2").ok());
+    REQUIRE(log->Acknowledge("kafka", 2).ok());
     CHECK(log->Stats().dead_letter_bytes == 2 * 103);
     // One more event: the oldest dead letter goes, no waiting event does.
     std::vector<Event> more(1, sample);
@@ -452,10 +452,10 @@ TEST_CASE(
   auto log = OpenOrDie(o);
   std::vector<Event> batch(3, sample);
   AppendAll(log.get(), batch);
-  REQUIRE(log->DeadLetter(batch[0], "r1").ok());
-  REQUIRE(log->Acknowledge(1).ok());
+  REQUIRE(log->DeadLetter("kafka", batch[0], "r1").ok());
+  REQUIRE(log->Acknowledge("kafka", 1).ok());
   // 2 bytes left; a 5-byte reason needs dead letter 1 to go (it frees 103).
-  REQUIRE(log->DeadLetter(batch[1], "again").ok());
+  REQUIRE(log->DeadLetter("kafka", batch[1], "again").ok());
   LogStats st = log->Stats();
   CHECK(st.dropped_dead_letters == 1);
   CHECK(st.dropped_events == 0);
@@ -475,7 +475,7 @@ TEST_CASE(
   REQUIRE(st.dropped_events == 1);
   REQUIRE(st.first_seq == 3);
   const uint64_t dead_before = st.dead_letters;
-  REQUIRE(log->DeadLetter(batch[1], "late").ok());
+  REQUIRE(log->DeadLetter("kafka", batch[1], "late").ok());
   CHECK(log->Stats().dead_letters == dead_before);
   CHECK(log->ReadDeadLetter(2, &row).code() == Status::Code::kNotFound);
 }
@@ -492,9 +492,9 @@ TEST_CASE("SqliteEventLog replays dead letters as new events at the end of the l
   batch[1].retained = true;
   batch[1].received_ms = 1700000000123;
   AppendAll(log.get(), batch);
-  REQUIRE(log->DeadLetter(batch[0], "r").ok());
-  REQUIRE(log->DeadLetter(batch[1], "r").ok());
-  REQUIRE(log->Acknowledge(3).ok());
+  REQUIRE(log->DeadLetter("kafka", batch[0], "r").ok());
+  REQUIRE(log->DeadLetter("kafka", batch[1], "r").ok());
+  REQUIRE(log->Acknowledge("kafka", 3).ok());
   std::vector<Event> later(1, MakeEvent("d", std::string(68, '4')));
   AppendAll(log.get(), later);  // seq 4; the log is now full: 2 dead letters + 1 event + 1 byte
   REQUIRE(log->Stats().bytes + log->Stats().dead_letter_bytes == 101 * 3 + 2);
@@ -539,8 +539,8 @@ TEST_CASE("SqliteEventLog purges chosen dead letters, or none if one is missing"
   auto log = OpenOrDie(Options(dir.File("events.db")));
   std::vector<Event> batch(3, MakeEvent("t", "x"));
   AppendAll(log.get(), batch);
-  for (const Event& e : batch) REQUIRE(log->DeadLetter(e, "r").ok());
-  REQUIRE(log->Acknowledge(3).ok());
+  for (const Event& e : batch) REQUIRE(log->DeadLetter("kafka", e, "r").ok());
+  REQUIRE(log->Acknowledge("kafka", 3).ok());
   uint64_t purged = 7;
   const std::vector<uint64_t> bad = {1, 4};
   CHECK(log->PurgeDeadLetters(bad, false, &purged).code() == Status::Code::kNotFound);
@@ -714,7 +714,7 @@ TEST_CASE("SqliteEventLog counts topic bytes, not characters") {
   }
   auto log = OpenOrDie(Options(path));
   CHECK(log->Stats().bytes == expected);
-  REQUIRE(log->Acknowledge(1).ok());
+  REQUIRE(log->Acknowledge("kafka", 1).ok());
   CHECK(log->Stats().bytes == 0);
 }
 
@@ -795,7 +795,7 @@ TEST_CASE("SqliteEventLog on a full disk under reject-new appends nothing and re
 
     // Full is not fail-stop: acknowledging still works and frees pages for new events, which get
     // the next sequence numbers (the refused batch used none up).
-    REQUIRE(log->Acknowledge(50).ok());
+    REQUIRE(log->Acknowledge("kafka", 50).ok());
     s = log->Append(more, &appended);
     REQUIRE_MESSAGE(s.ok(), s.ToString());
     CHECK(appended == 3);

@@ -166,7 +166,7 @@ TEST_CASE("failing checkpoints do not fail appends and lose nothing") {
     size_t appended = 0;
     const Status s = log->Append(one, &appended);
     REQUIRE_MESSAGE(s.ok(), s.ToString());
-    REQUIRE(log->Acknowledge(one[0].seq > 1 ? one[0].seq - 1 : 0).ok());
+    REQUIRE(log->Acknowledge("kafka", one[0].seq > 1 ? one[0].seq - 1 : 0).ok());
   }
   CHECK(WaitFor([&] { return log->CheckpointCounters().failures > 0; }, 10s));
   CHECK(vfs.refused > 0);
