@@ -20,9 +20,6 @@ namespace sluice::connectors {
 
 namespace {
 constexpr int kDisconnectTimeoutMs = 2000;
-// MQTT 5 section 3.1.2.11.2: 0xFFFFFFFF, the session never expires, as in MQTT 3.1.1 with clean
-// session off (the broker's own limit, e.g. Mosquitto's persistent_client_expiration, applies).
-constexpr uint32_t kSessionNeverExpires = 0xFFFFFFFF;
 
 bool SameEndpoint(const sockaddr_storage& a, const sockaddr* b) {
   if (a.ss_family != b->sa_family) return false;
@@ -129,12 +126,12 @@ Status MqttSource::Start() {
   try {
     // No client-side persistence: sluice's own log is where inbound events are kept.
     client_ = std::make_unique<mqtt::async_client>(
-        options_.url, options_.client_id,
-        mqtt::create_options(options_.protocol == MqttProtocol::kV5 ? MQTTVERSION_5
-                                                                    : MQTTVERSION_3_1_1));
+        options_.connection.url, options_.connection.client_id,
+        mqtt::create_options(
+            options_.connection.protocol == MqttProtocol::kV5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1));
   } catch (const std::exception& e) {
-    return Status::InvalidArgument("cannot create MQTT client for " + options_.url + ": " +
-                                   e.what());
+    return Status::InvalidArgument("cannot create MQTT client for " + options_.connection.url +
+                                   ": " + e.what());
   }
   client_->set_message_callback(
       [this, gate = gate_](mqtt::const_message_ptr msg) { OnMessage(gate, std::move(msg)); });
@@ -177,8 +174,8 @@ void MqttSource::Stop() {
       gate_->cv.wait_for(lock, std::chrono::milliseconds(10));
     }
   }
-  const HalfClose closed =
-      HalfCloseBrokerConnection(options_.url, std::chrono::milliseconds(kDisconnectTimeoutMs));
+  const HalfClose closed = HalfCloseBrokerConnection(
+      options_.connection.url, std::chrono::milliseconds(kDisconnectTimeoutMs));
   if (closed == HalfClose::kNotFound) {
     // Not connected, or the socket could not be found: with callbacks possibly parked, Paho can
     // be neither disconnected nor destroyed safely, and a parked callback must never return on a
@@ -191,7 +188,7 @@ void MqttSource::Stop() {
     log_->warn(
         "MQTT broker {} did not close the connection in time at shutdown; it may deliver "
         "the last few events again",
-        options_.url);
+        options_.connection.url);
   }
   {
     // Our side can no longer write, so a released callback cannot acknowledge anything.
@@ -207,8 +204,8 @@ void MqttSource::Stop() {
 }
 
 void MqttSource::ConnectLoop() {
-  Backoff backoff(options_.reconnect_min, options_.reconnect_max,
-                  std::hash<std::string>{}(options_.client_id));
+  Backoff backoff(options_.connection.reconnect_min, options_.connection.reconnect_max,
+                  std::hash<std::string>{}(options_.connection.client_id));
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     if (connected_) {
@@ -217,13 +214,14 @@ void MqttSource::ConnectLoop() {
         continue;
       }
       // The operator may fix the broker's ACL: ask again for what it refused or downgraded.
-      if (cv_.wait_for(lock, options_.reconnect_max, [&] { return stopping_ || !connected_; })) {
+      if (cv_.wait_for(lock, options_.connection.reconnect_max,
+                       [&] { return stopping_ || !connected_; })) {
         continue;
       }
       lock.unlock();
       std::string error;
       if (!SubscribePending(/*session_new=*/false, &error)) {
-        log_->warn("MQTT broker {}: subscribing again failed ({})", options_.url, error);
+        log_->warn("MQTT broker {}: subscribing again failed ({})", options_.connection.url, error);
       }
       lock.lock();
       continue;
@@ -238,39 +236,17 @@ void MqttSource::ConnectLoop() {
       continue;
     }
     const auto delay = backoff.Next();
-    log_->warn("MQTT broker {} unavailable ({}); retrying in {} ms (attempt {})", options_.url,
-               error, delay.count(), backoff.attempts());
+    log_->warn("MQTT broker {} unavailable ({}); retrying in {} ms (attempt {})",
+               options_.connection.url, error, delay.count(), backoff.attempts());
     cv_.wait_for(lock, delay, [&] { return stopping_; });
   }
 }
 
 bool MqttSource::ConnectOnce(std::string* error) {
-  const bool v5 = options_.protocol == MqttProtocol::kV5;
+  const bool v5 = options_.connection.protocol == MqttProtocol::kV5;
   try {
-    auto builder = mqtt::connect_options_builder()
-                       .mqtt_version(v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1)
-                       .keep_alive_interval(options_.keepalive)
-                       .connect_timeout(std::chrono::duration_cast<std::chrono::seconds>(
-                           options_.connect_timeout));
-    // Both flags off whatever the version: Paho keeps its own session state by the 3.1.1 flag.
-    builder.clean_session(false);
-    if (v5) {
-      builder.clean_start(false).properties(
-          {{mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int32_t>(kSessionNeverExpires)}});
-    }
-    if (!options_.username.empty()) builder.user_name(options_.username);
-    if (!options_.password.empty()) builder.password(options_.password);
-    if (options_.tls) {
-      mqtt::ssl_options ssl;
-      if (!options_.ca_file.empty()) ssl.set_trust_store(options_.ca_file);
-      if (!options_.cert_file.empty()) ssl.set_key_store(options_.cert_file);
-      if (!options_.key_file.empty()) ssl.set_private_key(options_.key_file);
-      ssl.set_enable_server_cert_auth(options_.tls_verify);
-      ssl.set_verify(options_.tls_verify);
-      builder.ssl(std::move(ssl));
-    }
-    auto tok = client_->connect(builder.finalize());
-    if (!tok->wait_for(options_.connect_timeout + std::chrono::seconds(1))) {
+    auto tok = client_->connect(PersistentSessionOptions(options_.connection));
+    if (!tok->wait_for(options_.connection.connect_timeout + std::chrono::seconds(1))) {
       *error = "connect timed out";
       return false;
     }
@@ -293,7 +269,7 @@ bool MqttSource::ConnectOnce(std::string* error) {
       }
       log_->info(
           "connected to MQTT broker {} as '{}' (MQTT {}, {}; {} of {} subscription(s) granted)",
-          options_.url, options_.client_id, v5 ? "5" : "3.1.1",
+          options_.connection.url, options_.connection.client_id, v5 ? "5" : "3.1.1",
           session_present ? "session resumed" : "new session", granted,
           options_.subscriptions.size());
       return true;
@@ -315,7 +291,7 @@ bool MqttSource::ConnectOnce(std::string* error) {
 }
 
 bool MqttSource::SubscribePending(bool session_new, std::string* error) {
-  const bool v5 = options_.protocol == MqttProtocol::kV5;
+  const bool v5 = options_.connection.protocol == MqttProtocol::kV5;
   std::vector<size_t> pending;
   std::vector<bool> existing;
   {
@@ -353,7 +329,7 @@ bool MqttSource::SubscribePending(bool session_new, std::string* error) {
     return false;
   }
 
-  const auto deadline = std::chrono::steady_clock::now() + options_.connect_timeout;
+  const auto deadline = std::chrono::steady_clock::now() + options_.connection.connect_timeout;
   for (size_t k = 0; k < pending.size(); ++k) {
     const size_t i = pending[k];
     const MqttSubscription& sub = options_.subscriptions[i];
@@ -383,7 +359,7 @@ bool MqttSource::SubscribePending(bool session_new, std::string* error) {
     if (verdict.kind == SubackVerdict::Kind::kRefused) {
       log_->log(repeated ? spdlog::level::debug : spdlog::level::err,
                 "{}; no event published on it reaches sluice. Subscribing again every {} ms",
-                verdict.problem, options_.reconnect_max.count());
+                verdict.problem, options_.connection.reconnect_max.count());
     } else if (verdict.kind == SubackVerdict::Kind::kDowngraded) {
       log_->log(repeated ? spdlog::level::debug : spdlog::level::warn, "{}", verdict.problem);
     } else if (!sub_problems_[i].empty()) {
@@ -416,7 +392,8 @@ std::string MqttSource::NotReadyReason() const {
     if (problem.empty()) continue;
     reason += (reason.empty() ? "" : "; ") + problem;
   }
-  if (reason.empty()) reason = "MQTT broker " + options_.url + " not connected and subscribed";
+  if (reason.empty())
+    reason = "MQTT broker " + options_.connection.url + " not connected and subscribed";
   return reason;
 }
 
@@ -436,7 +413,7 @@ void MqttSource::OnConnectionLost(const std::string& cause) {
     connected_ = false;
     if (stopping_) return;
   }
-  log_->warn("lost connection to MQTT broker {}{}{}; reconnecting", options_.url,
+  log_->warn("lost connection to MQTT broker {}{}{}; reconnecting", options_.connection.url,
              cause.empty() ? "" : ": ", cause);
   cv_.notify_all();
 }

@@ -15,6 +15,7 @@
 
 #include "common/clock.h"
 #include "common/log_throttle.h"
+#include "connectors/mqtt_connection.h"
 #include "connectors/source.h"
 #include "storage/event_writer.h"
 
@@ -28,26 +29,8 @@ struct MqttSubscription {
   bool ingest_retained = true;
 };
 
-// The MQTT protocol version sluice speaks. MQTT 5 lets the broker judge whether a subscription is
-// new (retain handling 1); with MQTT 3.1.1 sluice judges it from the session state. The default
-// (the configuration's, docs/configuration.md) is 3.1.1.
-enum class MqttProtocol { kV5, kV311 };
-
 struct MqttSourceOptions {
-  std::string url = "tcp://127.0.0.1:1883";
-  MqttProtocol protocol = MqttProtocol::kV311;
-  std::string client_id;  // fixed, so that the broker keeps the session while sluice is away
-  std::string username;
-  std::string password;
-  bool tls = false;
-  std::string ca_file;
-  std::string cert_file;
-  std::string key_file;
-  bool tls_verify = true;
-  std::chrono::seconds keepalive{30};
-  std::chrono::milliseconds reconnect_min{500};
-  std::chrono::milliseconds reconnect_max{30000};
-  std::chrono::milliseconds connect_timeout{10000};
+  MqttConnection connection;  // the local broker
   std::vector<MqttSubscription> subscriptions;
   uint64_t max_event_bytes = 256 * 1024;
   // Called (from a Paho thread) when an event could not be written to the log for a reason other

@@ -81,21 +81,22 @@ Status Daemon::Open() {
   forwarder_ = std::make_unique<Forwarder>(event_log_.get(), sink_.get(), fo, log_);
 
   connectors::MqttSourceOptions mo;
-  mo.url = config_.mqtt.url;
-  mo.protocol = config_.mqtt.protocol == MqttProtocolVersion::kV311
+  connectors::MqttConnection& mc = mo.connection;
+  mc.url = config_.mqtt.url;
+  mc.protocol = config_.mqtt.protocol == MqttProtocolVersion::kV311
                     ? connectors::MqttProtocol::kV311
                     : connectors::MqttProtocol::kV5;
-  mo.client_id = config_.mqtt.client_id;
-  mo.username = config_.mqtt.username;
-  mo.password = config_.mqtt.password;
-  mo.tls = config_.mqtt.tls.enabled;
-  mo.ca_file = config_.mqtt.tls.ca_file;
-  mo.cert_file = config_.mqtt.tls.cert_file;
-  mo.key_file = config_.mqtt.tls.key_file;
-  mo.tls_verify = config_.mqtt.tls.verify;
-  mo.keepalive = std::chrono::seconds(config_.mqtt.keepalive_s);
-  mo.reconnect_min = std::chrono::milliseconds(config_.mqtt.reconnect_min_ms);
-  mo.reconnect_max = std::chrono::milliseconds(config_.mqtt.reconnect_max_ms);
+  mc.client_id = config_.mqtt.client_id;
+  mc.username = config_.mqtt.username;
+  mc.password = config_.mqtt.password;
+  mc.tls = config_.mqtt.tls.enabled;
+  mc.ca_file = config_.mqtt.tls.ca_file;
+  mc.cert_file = config_.mqtt.tls.cert_file;
+  mc.key_file = config_.mqtt.tls.key_file;
+  mc.tls_verify = config_.mqtt.tls.verify;
+  mc.keepalive = std::chrono::seconds(config_.mqtt.keepalive_s);
+  mc.reconnect_min = std::chrono::milliseconds(config_.mqtt.reconnect_min_ms);
+  mc.reconnect_max = std::chrono::milliseconds(config_.mqtt.reconnect_max_ms);
   mo.max_event_bytes = config_.storage.max_event_bytes;
   for (const RouteConfig& rc : config_.routes) {
     // Paho C sends PUBREC for a QoS 2 message before the callback runs, so the broker would

@@ -1,0 +1,34 @@
+#include "connectors/mqtt_connection.h"
+
+#include <mqtt/ssl_options.h>
+
+namespace sluice::connectors {
+
+mqtt::connect_options PersistentSessionOptions(const MqttConnection& c) {
+  const bool v5 = c.protocol == MqttProtocol::kV5;
+  auto builder =
+      mqtt::connect_options_builder()
+          .mqtt_version(v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1)
+          .keep_alive_interval(c.keepalive)
+          .connect_timeout(std::chrono::duration_cast<std::chrono::seconds>(c.connect_timeout));
+  // Both flags off whatever the version: Paho keeps its own session state by the 3.1.1 flag.
+  builder.clean_session(false);
+  if (v5) {
+    builder.clean_start(false).properties(
+        {{mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int32_t>(kSessionNeverExpires)}});
+  }
+  if (!c.username.empty()) builder.user_name(c.username);
+  if (!c.password.empty()) builder.password(c.password);
+  if (c.tls) {
+    mqtt::ssl_options ssl;
+    if (!c.ca_file.empty()) ssl.set_trust_store(c.ca_file);
+    if (!c.cert_file.empty()) ssl.set_key_store(c.cert_file);
+    if (!c.key_file.empty()) ssl.set_private_key(c.key_file);
+    ssl.set_enable_server_cert_auth(c.tls_verify);
+    ssl.set_verify(c.tls_verify);
+    builder.ssl(std::move(ssl));
+  }
+  return builder.finalize();
+}
+
+}  // namespace sluice::connectors
