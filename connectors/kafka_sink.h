@@ -27,6 +27,8 @@ struct KafkaSinkOptions {
   int reconnect_max_ms = 10000;
   std::string gateway_id;
   std::string log_id;  // the log's random identity, sent as the sluice.log header
+  // Where gap records go (docs/kafka-records.md, "Gap records"), keyed by the gateway id.
+  std::string gap_topic = "sluice.gaps";
   std::map<std::string, std::string> properties;  // passed to librdkafka as they are
 };
 

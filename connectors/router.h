@@ -10,12 +10,15 @@
 
 namespace sluice::connectors {
 
-// One MQTT topic filter and the upstream topic and key rule its events follow.
+// One MQTT topic filter and, for one upstream, the target and key rule its events follow.
 struct Route {
   std::string mqtt_filter;
+  // This upstream's target: a Kafka topic or an MQTT topic template. Empty: the route does not
+  // feed this upstream, whose forwarder passes its events by.
   std::string upstream_topic;
   KeyPattern key;
   int qos = 1;
+  bool forward_retain = false;  // MQTT upstreams: publish with the event's RETAIN flag
 };
 
 // Maps an MQTT topic to its route: the first route, in configuration order, whose filter matches.
