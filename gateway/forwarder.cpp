@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
+
+#include "storage/gap_marker.h"
 
 namespace sluice::gateway {
 
@@ -51,7 +54,12 @@ void Forwarder::Start() {
   // A log without this cursor fails the first acknowledgement, which stops the loop with the
   // reason; starting from 0 meanwhile only reads.
   uint64_t cursor = 0;
-  if (log_->CursorPosition(options_.cursor, &cursor).ok()) acked_ = cursor;
+  if (options_.replay.id != 0) {
+    const ReplayRange& r = options_.replay;
+    acked_ = std::max(r.position, r.from_seq > 0 ? r.from_seq - 1 : 0);
+  } else if (log_->CursorPosition(options_.cursor, &cursor).ok()) {
+    acked_ = cursor;
+  }
   next_read_after_ = acked_;
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
@@ -93,7 +101,7 @@ Forwarder::Pending* Forwarder::FindPending(uint64_t seq) {
 void Forwarder::Loop() {
   std::vector<Delivery> deliveries;
   bool sink_failed = false;
-  while (!stop_.load() && error().ok()) {
+  while (!stop_.load() && error().ok() && !Stats().finished) {
     const bool busy = FillSink();
     if (!error().ok()) break;
     std::chrono::milliseconds wait(0);
@@ -104,6 +112,9 @@ void Forwarder::Loop() {
         const bool window_full = in_flight >= InFlightLimit(*sink_, options_.max_in_flight);
         wait = (window_full || !sink_->Connected()) ? options_.idle_wait
                                                     : std::chrono::milliseconds(2);
+      } else if (replay_done_) {
+        // The range is read; only its last position remains to be stored.
+        wait = options_.ack_interval;
       } else if (held_) {
         // Nothing in flight and the hold's backoff running: wait for its end, never spin.
         const auto left =
@@ -131,7 +142,7 @@ void Forwarder::Loop() {
       stats_.last_progress_ms = Millis(clock_->Now());
       stats_.window = window_.size();
     }
-    if (!busy && !held_ && sink_->InFlight() == 0 && unsent_.empty()) {
+    if (!busy && !held_ && sink_->InFlight() == 0 && unsent_.empty() && !replay_done_) {
       log_->WaitForEventsAfter(next_read_after_, options_.idle_wait);
     }
   }
@@ -168,6 +179,7 @@ bool Forwarder::FillSink() {
   uint64_t sent = 0;
   uint64_t resent = 0;
   uint64_t rejected = 0;
+  uint64_t skipped = 0;
   Status failed;
   const size_t window_cap = kWindowPerInFlight * std::max<size_t>(options_.max_in_flight, 1);
   while (!stop_.load()) {
@@ -193,6 +205,17 @@ bool Forwarder::FillSink() {
         break;
       }
       if (rereading) SettleDropped(next_read_after_, batch);
+      if (options_.replay.id != 0) {
+        // The range ends at through_seq; rows after it, or none at all (the rest of the range
+        // left the log), end the reading.
+        const uint64_t through = options_.replay.through_seq;
+        while (!batch.empty() && batch.back().seq > through) batch.pop_back();
+        if (batch.empty()) {
+          replay_done_ = true;
+          next_read_after_ = std::max(next_read_after_, through);
+          break;
+        }
+      }
       if (batch.empty()) break;
       busy = true;
       if (options_.failpoint) options_.failpoint("forwarder.wedge");
@@ -218,10 +241,23 @@ bool Forwarder::FillSink() {
       stalled_ = true;
       break;
     }
+    if (!Prepare(&e)) {
+      // Settled at once: the cursor passes it with its neighbours.
+      if (existing == nullptr) {
+        window_.push_back({e.seq, State::kDone});
+      } else {
+        existing->state = State::kDone;
+      }
+      unsent_.pop_front();
+      busy = true;
+      skipped++;
+      continue;
+    }
     Status s = sink_->Send(e);
     if (s.ok()) {
       if (existing == nullptr) {
-        window_.push_back({e.seq, State::kOpen, single, e.received_ms});
+        window_.push_back(
+            {e.seq, State::kOpen, single, e.received_ms, e.kind == storage::EventKind::kGap});
       } else {
         existing->alone = single;
         resent++;
@@ -263,14 +299,32 @@ bool Forwarder::FillSink() {
     }
     break;  // Full: serve delivery reports first, then send the same event again
   }
-  if (sent + rejected > 0) {
+  if (sent + rejected + skipped > 0) {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.sent += sent;
     stats_.resent += resent;
     stats_.rejected += rejected;
+    stats_.skipped += skipped;
   }
   if (!failed.ok()) return Fail(failed);
   return busy;
+}
+
+bool Forwarder::Prepare(storage::Event* e) {
+  if (e->kind == storage::EventKind::kGap) {
+    std::map<std::string, storage::GapRange> parts;
+    if (Status s = storage::DecodeGapMarker(e->payload, &parts); !s.ok()) {
+      // The marker was written by this program; an unreadable one means the file was damaged,
+      // which SQLite's checks would have caught. Pass it by rather than stop forwarding.
+      logger_->error("gap marker seq {} unreadable ({}); passed by", e->seq, s.message());
+      return false;
+    }
+    auto it = parts.find(options_.cursor);
+    if (it == parts.end()) return false;  // this upstream had confirmed every dropped event
+    e->gap = it->second;
+    return true;
+  }
+  return !options_.takes || options_.takes(*e);
 }
 
 bool Forwarder::DeadLetter(const storage::Event& e, std::string_view error) {
@@ -341,6 +395,7 @@ void Forwarder::HandleDeliveries(std::vector<Delivery>& deliveries) {
   uint64_t delivered = 0;
   uint64_t rejected = 0;
   uint64_t dropped = 0;
+  uint64_t gap_records = 0;
   Histogram* const latency = options_.forward_latency_seconds;
   const int64_t now_ms = latency != nullptr && !deliveries.empty() ? clock_->NowUnixMillis() : 0;
   for (auto& d : deliveries) {
@@ -383,6 +438,9 @@ void Forwarder::HandleDeliveries(std::vector<Delivery>& deliveries) {
         continue;
       }
       rejected++;
+    } else if (p->gap) {
+      gap_records++;
+      if (held_ && d.seq == probe_seq_) probe_delivered = true;
     } else {
       delivered++;
       if (held_ && d.seq == probe_seq_) probe_delivered = true;
@@ -394,8 +452,9 @@ void Forwarder::HandleDeliveries(std::vector<Delivery>& deliveries) {
     }
     p->state = State::kDone;
   }
-  if (delivered + rejected + dropped > 0) {
+  if (delivered + rejected + dropped + gap_records > 0) {
     std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.gap_records += gap_records;
     stats_.delivered += delivered;
     stats_.rejected += rejected;
     stats_.dropped_unsent += dropped;
@@ -498,7 +557,8 @@ void Forwarder::MaybeAcknowledge(bool force) {
     window_.push_front({through, State::kDone});
     return;
   }
-  Status s = log_->Acknowledge(options_.cursor, through);
+  const bool done = options_.replay.id != 0 && through >= options_.replay.through_seq;
+  Status s = StorePosition(through, done);
   if (s.IsFull()) {
     // The disk is full: the cursor cannot be stored now, but nothing is lost by waiting (Kafka has
     // the events; a crash meanwhile only sends them again). Keep the progress and try again at the
@@ -518,8 +578,19 @@ void Forwarder::MaybeAcknowledge(bool force) {
   }
   acked_ = through;
   last_ack_ = now;
+  if (done) {
+    logger_->info("replay {} to {} done: seq {} to {} sent again", options_.replay.id,
+                  sink_->name(), options_.replay.from_seq, options_.replay.through_seq);
+  }
   std::lock_guard<std::mutex> lock(stats_mu_);
   stats_.acked_through = through;
+  stats_.finished = done;
+}
+
+Status Forwarder::StorePosition(uint64_t through, bool done) {
+  if (options_.replay.id == 0) return log_->Acknowledge(options_.cursor, through);
+  return log_->AdvanceReplay(options_.replay.id, std::min(through, options_.replay.through_seq),
+                             done);
 }
 
 }  // namespace sluice::gateway

@@ -22,9 +22,24 @@
 
 namespace sluice::gateway {
 
+// A range of the log sent to an upstream again (`sluice replay`), with a position of its own.
+struct ReplayRange {
+  int64_t id = 0;            // the log's ReplayRequest id; 0: live forwarding, not a replay
+  uint64_t from_seq = 0;     // first seq to send
+  uint64_t through_seq = 0;  // last seq to send
+  uint64_t position = 0;     // already confirmed through here (a replay resumed after a restart)
+};
+
 struct ForwarderOptions {
-  // The upstream's name: the log cursor this forwarder reads after and advances.
+  // The upstream's name: the log cursor this forwarder reads after and advances, and its part of
+  // each gap marker.
   std::string cursor = "kafka";
+  // Whether the upstream takes an event (its route feeds the upstream); one it does not take is
+  // passed by without being sent. Null: every event.
+  std::function<bool(const storage::Event&)> takes;
+  // Set: send this range again instead of forwarding live; the position goes to
+  // EventLog::AdvanceReplay and the cursor is not touched. The loop ends once the range is done.
+  ReplayRange replay;
   size_t max_in_flight = 50000;  // events handed to the sink and not yet confirmed
   size_t read_batch = 2000;      // events read from the log at a time
   size_t read_batch_bytes = 4 << 20;
@@ -54,6 +69,9 @@ struct ForwarderStats {
   uint64_t rejected = 0;         // refused for good, now in the dead-letter table
   uint64_t resent = 0;           // handed over again after the sink lost or held them
   uint64_t dropped_unsent = 0;   // dropped by the log's overflow policy before they were confirmed
+  uint64_t skipped = 0;          // not for this upstream (its routes do not feed it), passed by
+  uint64_t gap_records = 0;      // gap records the upstream confirmed
+  bool finished = false;         // a replay whose range is done
   uint64_t holds = 0;            // backoffs because the upstream held events (Outcome::kHold)
   std::string hold_reason;       // why the upstream holds events now, with the fix; empty if not
   uint64_t window = 0;           // events sent and not yet passed by the cursor (bounded)
@@ -104,11 +122,17 @@ class Forwarder {
     State state;
     bool alone = false;       // sent while nothing else was in flight (single-step)
     int64_t received_ms = 0;  // for the forward latency
+    bool gap = false;         // a gap record
   };
 
   void Loop();
   bool FillSink();  // true if it read or sent something
   void HandleDeliveries(std::vector<connectors::Delivery>& deliveries);
+  // What the upstream is sent for the row `e`, which it takes; false if it takes nothing of it (a
+  // route that does not feed it, or a gap marker without its part).
+  bool Prepare(storage::Event* e);
+  // Stores the position: the cursor, or a replay's position.
+  Status StorePosition(uint64_t through, bool done);
   // Records `e` as refused for good; false if it could not be recorded (the disk is full, or the
   // log failed: then the loop fails).
   bool DeadLetter(const storage::Event& e, std::string_view error);
@@ -129,6 +153,7 @@ class Forwarder {
   // Owned by the loop thread.
   std::deque<Pending> window_;         // sent events in seq order, settled or not
   std::deque<storage::Event> unsent_;  // read from the log, not yet accepted by the sink
+  bool replay_done_ = false;           // a replay read past its range: nothing more to read
   uint64_t next_read_after_ = 0;       // highest seq read from the log
   uint64_t acked_ = 0;
   // The disk was too full to record a dead letter, the upstream refused an event with nothing

@@ -11,12 +11,14 @@
 #include <set>
 
 #include "storage/sqlite_event_log.h"
+#include "tests/manual_clock.h"
 #include "tests/test_util.h"
 
 namespace sluice::gateway {
 namespace {
 
 using connectors::Delivery;
+using sluice::testing::ManualClock;
 using sluice::testing::NullLogger;
 using sluice::testing::TempDir;
 using sluice::testing::WaitFor;
@@ -139,27 +141,6 @@ class DiskFullLog final : public ForwardingLog {
 
   std::atomic<bool> disk_full{false};
   std::atomic<int> refused{0};
-};
-
-// A clock the test moves by hand (on top of real time, so that nothing waits forever on it).
-class ManualClock final : public Clock {
- public:
-  int64_t NowUnixMillis() const override {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-               .count() +
-           offset_ms_.load();
-  }
-  std::chrono::steady_clock::time_point Now() const override {
-    return std::chrono::steady_clock::now() + std::chrono::milliseconds(offset_ms_.load());
-  }
-  int64_t NowMillis() const {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(Now().time_since_epoch()).count();
-  }
-  void Advance(std::chrono::milliseconds d) { offset_ms_ += d.count(); }
-
- private:
-  std::atomic<int64_t> offset_ms_{0};
 };
 
 // An upstream whose answers the test scripts. At each Poll a rule decides, for every event in
@@ -581,7 +562,7 @@ TEST_CASE("Forwarder returns to its loop during a long rewind") {
   auto real = OpenLog(dir);
   HookedLog log(real.get());
   ScriptedSink sink;
-  ManualClock clock;
+  ManualClock clock(ManualClock::Mode::kRealTime);
   std::atomic<bool> release{false};
   std::atomic<bool> finish{false};
   sink.SetRule([&](const Attempt& a) {
@@ -622,7 +603,7 @@ TEST_CASE("Forwarder holds the log while the upstream holds events, and probes a
   TempDir dir;
   auto log = OpenLog(dir);
   ScriptedSink sink;
-  ManualClock clock;
+  ManualClock clock(ManualClock::Mode::kRealTime);
   std::atomic<bool> holding{true};
   sink.SetRule([&](const Attempt&) { return holding ? Reply::kHold : Reply::kDeliver; });
   AppendEvents(log.get(), 20);
@@ -675,7 +656,7 @@ TEST_CASE("Forwarder backs off when the sink refuses to send while an operator m
   TempDir dir;
   auto log = OpenLog(dir);
   ScriptedSink sink;
-  ManualClock clock;
+  ManualClock clock(ManualClock::Mode::kRealTime);
   const std::string reason = "not authorized to write to 't': grant WRITE on the topic";
   sink.SetSendStatus(Status::Unavailable("topic authorization failed"), reason);
   AppendEvents(log.get(), 5);

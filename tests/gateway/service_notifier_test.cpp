@@ -5,23 +5,15 @@
 #include <string>
 #include <vector>
 
+#include "tests/manual_clock.h"
 #include "tests/test_util.h"
 
 namespace sluice::gateway {
 namespace {
 
 using namespace std::chrono_literals;
+using sluice::testing::ManualClock;
 using sluice::testing::NullLogger;
-
-class ManualClock final : public Clock {
- public:
-  int64_t NowUnixMillis() const override { return 0; }
-  std::chrono::steady_clock::time_point Now() const override { return now_; }
-  void Advance(std::chrono::steady_clock::duration d) { now_ += d; }
-
- private:
-  std::chrono::steady_clock::time_point now_{std::chrono::hours(1)};
-};
 
 struct Sent {
   std::vector<std::string> states;

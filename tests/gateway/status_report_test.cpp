@@ -4,23 +4,15 @@
 #include <nlohmann/json.hpp>
 
 #include "storage/sqlite_event_log.h"
+#include "tests/manual_clock.h"
 #include "tests/test_util.h"
 
 namespace sluice::gateway {
 namespace {
 
+using sluice::testing::ManualClock;
 using sluice::testing::NullLogger;
 using sluice::testing::TempDir;
-
-class FixedClock final : public Clock {
- public:
-  explicit FixedClock(int64_t now_ms) : now_ms_(now_ms) {}
-  int64_t NowUnixMillis() const override { return now_ms_; }
-  std::chrono::steady_clock::time_point Now() const override { return {}; }
-
- private:
-  int64_t now_ms_;
-};
 
 TEST_CASE("ReadStatus reports backlog, age and cursor of a log a daemon holds open") {
   TempDir dir;
@@ -41,7 +33,7 @@ TEST_CASE("ReadStatus reports backlog, age and cursor of a log a daemon holds op
   REQUIRE(log->DeadLetter("kafka", batch[0], "refused").ok());
   REQUIRE(log->Acknowledge("kafka", 2).ok());
 
-  FixedClock clock(1000000 + 62000);
+  ManualClock clock(ManualClock::Mode::kStill, 1000000 + 62000);
   StatusReport r;
   REQUIRE(ReadStatus(path, 1 << 20, clock, &r).ok());
   CHECK(r.daemon_running);
@@ -73,7 +65,7 @@ TEST_CASE("ReadStatus reports backlog, age and cursor of a log a daemon holds op
 TEST_CASE("ReadStatus says so when there is no log") {
   TempDir dir;
   StatusReport r;
-  FixedClock clock(0);
+  ManualClock clock(ManualClock::Mode::kStill, 0);
   Status s = ReadStatus(dir.File("missing.db"), 0, clock, &r);
   CHECK(s.code() == Status::Code::kNotFound);
   CHECK(s.message().find("missing.db") != std::string::npos);
