@@ -42,6 +42,14 @@ class Status {
 
   const std::string& message() const;
   std::string ToString() const;
+  // The same status with "context: " before its message (OK stays OK).
+  Status WithContext(std::string_view context) const {
+    if (ok()) return *this;
+    std::string m(context);
+    m += ": ";
+    m += message();
+    return Status(code_, m);
+  }
 
  private:
   Status(Code code, std::string_view msg)

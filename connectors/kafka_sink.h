@@ -75,7 +75,7 @@ class KafkaSink final : public Sink {
   std::string HoldReason() const override;
   Status error() const override;
   // How often an upstream refusal started a hold (a topic, or the cluster, became held).
-  uint64_t Holds() const { return holds_count_.load(); }
+  uint64_t Holds() const override { return holds_count_.load(); }
   const std::string& name() const override { return name_; }
 
   // Waits up to `timeout` for every in-flight event to be reported (shutdown).

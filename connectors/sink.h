@@ -63,6 +63,10 @@ class Sink {
   // status), with the fix; empty while there is no such refusal. Cleared by the next delivery.
   virtual std::string HoldReason() const = 0;
 
+  // How often a refusal that an operator must fix began (a topic, or the whole upstream, became
+  // held), since the sink was made.
+  virtual uint64_t Holds() const { return 0; }
+
   // The sink failed for good (e.g. its client could not be rebuilt): the forwarder stops with
   // this error and the daemon exits, so that the service manager restarts it. OK while usable.
   virtual Status error() const { return Status::Ok(); }

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "common/status.h"
+#include "connectors/kafka_sink.h"
+#include "connectors/mqtt_sink.h"
 
 namespace sluice::gateway {
 
@@ -83,6 +85,22 @@ struct MetricsConfig {
   uint16_t port = 9464;                   // port part of `listen`; 0: any free port
 };
 
+enum class UpstreamKind { kKafka, kMqtt };
+
+// One [upstream.NAME] block.
+struct UpstreamConfig {
+  std::string name;
+  UpstreamKind kind = UpstreamKind::kKafka;
+  connectors::KafkaSinkOptions kafka;  // kKafka
+  connectors::MqttSinkOptions mqtt;    // kMqtt
+};
+
+// A route's target on one upstream: a Kafka topic or an MQTT topic template.
+struct RouteTarget {
+  std::string upstream;
+  std::string target;
+};
+
 // One MQTT topic filter and where its events go.
 struct RouteConfig {
   std::string mqtt_filter;  // [[route]] mqtt = "devices/+/telemetry"
@@ -92,6 +110,8 @@ struct RouteConfig {
   // [[route]] retained = "ingest" | "skip": whether retained messages the broker sends for a new
   // subscription are logged. A resubscription never logs them again.
   RetainedPolicy retained = RetainedPolicy::kIngest;
+  bool forward_retain = false;
+  std::vector<RouteTarget> targets;
 };
 
 struct Config {

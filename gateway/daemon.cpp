@@ -2,9 +2,33 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "sluice/version.h"
 
 namespace sluice::gateway {
+
+namespace {
+// How often the replay thread looks for new requests (`sluice replay` writes them into the log).
+constexpr std::chrono::seconds kReplayPollInterval{1};
+
+double AsDouble(uint64_t v) {
+  return static_cast<double>(v);
+}
+
+const storage::CursorStats* FindCursor(const storage::LogStats& st, const std::string& name) {
+  for (const storage::CursorStats& c : st.cursors) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+double AgeSeconds(const Clock& clock, int64_t oldest_ms, uint64_t events) {
+  if (events == 0 || oldest_ms == 0) return 0.0;
+  const int64_t age = clock.NowUnixMillis() - oldest_ms;
+  return static_cast<double>(std::max<int64_t>(age, 0)) / 1000.0;
+}
+}  // namespace
 
 Daemon::Daemon(Config config, std::shared_ptr<spdlog::logger> logger, const Clock* clock,
                std::function<void(const char*)> failpoint)
@@ -15,6 +39,30 @@ Daemon::Daemon(Config config, std::shared_ptr<spdlog::logger> logger, const Cloc
 
 Daemon::~Daemon() {
   Shutdown();
+}
+
+Status Daemon::OpenLog() {
+  storage::SqliteEventLogOptions lo = config_.storage;
+  lo.cursors.clear();
+  for (const UpstreamConfig& u : config_.upstreams) {
+    lo.cursors.push_back(u.name);
+    std::vector<connectors::Route> routes;
+    Status s = RoutesFor(u.name, config_.routes, &routes);
+    if (!s.ok()) return s;
+    feeds_[u.name] = std::make_unique<connectors::Router>(std::move(routes));
+  }
+  // Only routes that feed an upstream count in its gap records: it would never have received the
+  // others.
+  lo.feeds = [this](std::string_view cursor, std::string_view topic) {
+    auto it = feeds_.find(cursor);
+    if (it == feeds_.end()) return true;
+    const connectors::Route* r = it->second->Find(topic);
+    return r == nullptr || !r->upstream_topic.empty();
+  };
+  lo.logger = log_;
+  lo.clock = clock_;
+  lo.commit_seconds = commit_seconds_;
+  return storage::SqliteEventLog::Open(lo, &event_log_);
 }
 
 Status Daemon::Open() {
@@ -29,75 +77,26 @@ Status Daemon::Open() {
     Status ms = metrics_server_->Listen();
     if (!ms.ok()) return ms;
   }
-  std::vector<connectors::Route> routes;
-  for (const RouteConfig& rc : config_.routes) {
-    connectors::Route r;
-    r.mqtt_filter = rc.mqtt_filter;
-    r.upstream_topic = rc.kafka_topic;
-    r.qos = rc.qos;
-    Status s = connectors::KeyPattern::Parse(rc.key_pattern, &r.key);
-    if (!s.ok()) return s;
-    routes.push_back(std::move(r));
+  Status s = OpenLog();
+  if (!s.ok()) return s;
+
+  writer_ = std::make_unique<storage::LogWriter>(event_log_.get(), config_.writer, log_);
+
+  for (size_t i = 0; i < config_.upstreams.size(); ++i) {
+    UpstreamEnvironment env;
+    env.log = event_log_.get();
+    env.log_id = event_log_->LogId();
+    env.clock = clock_;
+    env.logger = log_;
+    env.failpoint = failpoint_;
+    env.forward_latency_seconds = forward_latency_[i];
+    std::unique_ptr<Upstream> u;
+    s = Upstream::Create(config_.upstreams[i], config_.routes, env, &u);
+    if (!s.ok()) return s.WithContext("upstream." + config_.upstreams[i].name);
+    upstreams_.push_back(std::move(u));
   }
-  router_ = std::make_unique<connectors::Router>(std::move(routes));
 
-  storage::SqliteEventLogOptions lo;
-  lo.path = config_.storage.path;
-  lo.max_bytes = config_.storage.max_bytes;
-  lo.overflow = config_.storage.overflow == OverflowPolicy::kDropOldest
-                    ? storage::Overflow::kDropOldest
-                    : storage::Overflow::kRejectNew;
-  lo.sync = config_.storage.sync == SyncMode::kFull ? storage::Sync::kFull : storage::Sync::kNormal;
-  lo.logger = log_;
-  lo.commit_seconds = commit_seconds_;
-  Status s = storage::SqliteEventLog::Open(lo, &event_log_);
-  if (!s.ok()) return s;
-
-  storage::LogWriterOptions wo;
-  wo.commit_interval = std::chrono::milliseconds(config_.storage.commit_interval_ms);
-  wo.commit_max_events = config_.storage.commit_max_events;
-  wo.queue_capacity = std::max<size_t>(wo.commit_max_events * 10, 1000);
-  writer_ = std::make_unique<storage::LogWriter>(event_log_.get(), wo, log_);
-
-  connectors::KafkaSinkOptions ko;
-  ko.brokers = config_.kafka.brokers;
-  ko.compression = config_.kafka.compression;
-  ko.linger_ms = static_cast<int>(config_.kafka.linger_ms);
-  ko.batch_bytes = static_cast<int>(config_.kafka.batch_bytes);
-  ko.max_in_flight = static_cast<int>(config_.kafka.max_in_flight_events);
-  ko.retry_backoff_ms = static_cast<int>(config_.kafka.retry_backoff_ms);
-  ko.reconnect_max_ms = static_cast<int>(config_.kafka.reconnect_max_ms);
-  ko.gateway_id = config_.gateway.id;
-  ko.log_id = event_log_->LogId();
-  ko.properties = config_.kafka.properties;
-  s = connectors::KafkaSink::Create(ko, router_.get(), log_, &sink_);
-  if (!s.ok()) return s;
-
-  ForwarderOptions fo;
-  fo.max_in_flight = config_.kafka.max_in_flight_events;
-  fo.failpoint = failpoint_;
-  fo.clock = clock_;
-  fo.forward_latency_seconds = forward_latency_;
-  forwarder_ = std::make_unique<Forwarder>(event_log_.get(), sink_.get(), fo, log_);
-
-  connectors::MqttSourceOptions mo;
-  connectors::MqttConnection& mc = mo.connection;
-  mc.url = config_.mqtt.url;
-  mc.protocol = config_.mqtt.protocol == MqttProtocolVersion::kV311
-                    ? connectors::MqttProtocol::kV311
-                    : connectors::MqttProtocol::kV5;
-  mc.client_id = config_.mqtt.client_id;
-  mc.username = config_.mqtt.username;
-  mc.password = config_.mqtt.password;
-  mc.tls = config_.mqtt.tls.enabled;
-  mc.ca_file = config_.mqtt.tls.ca_file;
-  mc.cert_file = config_.mqtt.tls.cert_file;
-  mc.key_file = config_.mqtt.tls.key_file;
-  mc.tls_verify = config_.mqtt.tls.verify;
-  mc.keepalive = std::chrono::seconds(config_.mqtt.keepalive_s);
-  mc.reconnect_min = std::chrono::milliseconds(config_.mqtt.reconnect_min_ms);
-  mc.reconnect_max = std::chrono::milliseconds(config_.mqtt.reconnect_max_ms);
-  mo.max_event_bytes = config_.storage.max_event_bytes;
+  connectors::MqttSourceOptions mo = config_.mqtt;
   for (const RouteConfig& rc : config_.routes) {
     // Paho C sends PUBREC for a QoS 2 message before the callback runs, so the broker would
     // forget it before it is in the log; QoS 1 is acknowledged only after the commit.
@@ -107,8 +106,6 @@ Status Daemon::Open() {
           "log commit (docs/configuration.md)",
           rc.mqtt_filter);
     }
-    mo.subscriptions.push_back(
-        {rc.mqtt_filter, std::min(rc.qos, 1), rc.retained == RetainedPolicy::kIngest});
   }
   mo.failpoint = failpoint_;
   mo.on_ready = on_ready_;
@@ -119,13 +116,52 @@ Status Daemon::Open() {
   source_ = std::make_unique<connectors::MqttSource>(mo, writer_.get(), clock_, log_);
 
   writer_->Start();
-  forwarder_->Start();
+  for (auto& u : upstreams_) u->Start();
   s = source_->Start();
   if (!s.ok()) return s;
+  replay_thread_ = std::thread([this] { ReplayLoop(); });
   if (metrics_server_) metrics_server_->Start();
-  log_->info("sluice started: gateway '{}', {} route(s), MQTT {}, Kafka {}", config_.gateway.id,
-             config_.routes.size(), config_.mqtt.url, config_.kafka.brokers);
+  std::string names;
+  for (const auto& u : upstreams_) {
+    names += fmt::format("{}{} ({} {})", names.empty() ? "" : ", ", u->name(),
+                         u->kind() == UpstreamKind::kKafka ? "Kafka" : "MQTT", u->endpoint());
+  }
+  log_->info("sluice started: gateway '{}', {} route(s), MQTT {}, upstreams: {}",
+             config_.gateway.id, config_.routes.size(), config_.mqtt.connection.url, names);
   return Status::Ok();
+}
+
+void Daemon::ReplayLoop() {
+  std::unique_lock<std::mutex> lock(replay_mu_);
+  while (!replay_stop_) {
+    lock.unlock();
+    ServeReplays();
+    lock.lock();
+    replay_cv_.wait_for(lock, kReplayPollInterval, [this] { return replay_stop_; });
+  }
+}
+
+void Daemon::ServeReplays() {
+  for (auto& u : upstreams_) u->ReapReplay();
+  std::vector<storage::ReplayRequest> pending;
+  Status s = event_log_->PendingReplays(&pending);
+  if (!s.ok()) {
+    log_->error("cannot read replay requests: {}", s.ToString());
+    return;
+  }
+  for (const storage::ReplayRequest& r : pending) {
+    auto it = std::find_if(upstreams_.begin(), upstreams_.end(),
+                           [&](const auto& u) { return u->name() == r.upstream; });
+    if (it == upstreams_.end()) {
+      // Its upstream left the configuration: nothing can serve it.
+      log_->warn("replay {} names upstream '{}', which is no longer configured; dropped", r.id,
+                 r.upstream);
+      Status d = event_log_->AdvanceReplay(r.id, r.position, true);
+      if (!d.ok()) log_->error("cannot close replay {}: {}", r.id, d.ToString());
+      continue;
+    }
+    if ((*it)->ReplayId() == 0) (*it)->StartReplay(r);
+  }
 }
 
 Status Daemon::Failed() const {
@@ -133,7 +169,10 @@ Status Daemon::Failed() const {
     std::lock_guard<std::mutex> lock(fatal_mu_);
     if (!fatal_.ok()) return fatal_;
   }
-  if (forwarder_) return forwarder_->error();
+  for (const auto& u : upstreams_) {
+    Status s = u->error();
+    if (!s.ok()) return s.WithContext("upstream " + u->name());
+  }
   return Status::Ok();
 }
 
@@ -147,14 +186,17 @@ void Daemon::Shutdown() {
     source_->Stop();
     source_.reset();
   }
-  if (writer_) {
-    writer_->Stop();
+  if (writer_) writer_->Stop();
+  if (replay_thread_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(replay_mu_);
+      replay_stop_ = true;
+    }
+    replay_cv_.notify_all();
+    replay_thread_.join();
   }
-  if (forwarder_) {
-    forwarder_->Stop();
-    forwarder_.reset();
-  }
-  sink_.reset();
+  for (auto& u : upstreams_) u->Stop();
+  upstreams_.clear();
   writer_.reset();
   if (event_log_) {
     const storage::LogStats st = event_log_->Stats();
@@ -166,42 +208,48 @@ void Daemon::Shutdown() {
 
 std::vector<Heartbeat> Daemon::Heartbeats() const {
   std::vector<Heartbeat> beats;
-  if (forwarder_) {
-    // The forwarder stamps steady-clock milliseconds after each pass of its loop.
+  for (const auto& u : upstreams_) {
+    // Each forwarder stamps steady-clock milliseconds after each pass of its loop.
     const auto last = std::chrono::steady_clock::time_point(
-        std::chrono::milliseconds(forwarder_->Stats().last_progress_ms));
-    beats.push_back({"forwarder", last});
+        std::chrono::milliseconds(u->Stats().last_progress_ms));
+    beats.push_back({"forwarder to " + u->name(), last});
   }
   return beats;
 }
 
 std::string Daemon::Summary() const {
-  if (!event_log_ || !forwarder_ || !source_) return "not running";
+  if (!event_log_ || upstreams_.empty() || !source_) return "not running";
   const storage::LogStats ls = event_log_->Stats();
-  const ForwarderStats fs = forwarder_->Stats();
   const connectors::MqttSourceStats ms = source_->Stats();
-  const int64_t age_s =
-      ls.events == 0 ? 0 : (clock_->NowUnixMillis() - ls.oldest_received_ms) / 1000;
-  return fmt::format(
-      "mqtt {} received {} refused {}; log backlog {} events / {} bytes (oldest {} s), dropped {}; "
-      "kafka {} delivered {} dead-lettered {}",
+  std::string out = fmt::format(
+      "mqtt {} received {} refused {}; log backlog {} events / {} bytes (oldest {:.0f} s), "
+      "dropped {}",
       source_->Ready() ? "up" : "DOWN", ms.received, ms.refused_too_large, ls.events, ls.bytes,
-      age_s, ls.dropped_events, sink_ && sink_->Connected() ? "up" : "down", fs.delivered,
-      fs.rejected);
+      AgeSeconds(*clock_, ls.oldest_received_ms, ls.events), ls.dropped_events);
+  for (const auto& u : upstreams_) {
+    const ForwarderStats fs = u->Stats();
+    const storage::CursorStats* c = FindCursor(ls, u->name());
+    out += fmt::format("; {} {} delivered {} dead-lettered {} backlog {}", u->name(),
+                       u->sink().Connected() ? "up" : "down", fs.delivered, fs.rejected,
+                       c != nullptr ? c->events : 0);
+  }
+  return out;
 }
 
 Status Daemon::Health() const {
   Status s = Failed();
   if (!s.ok()) return Status::Unavailable("unhealthy: " + s.message());
-  if (!event_log_ || !forwarder_) return Status::Unavailable("unhealthy: not running");
-  // The forwarder stamps steady-clock milliseconds after each pass of its loop.
-  const auto last = std::chrono::steady_clock::time_point(
-      std::chrono::milliseconds(forwarder_->Stats().last_progress_ms));
-  const auto idle = std::chrono::steady_clock::now() - last;
-  if (idle > kStallLimit) {
-    return Status::Unavailable(
-        fmt::format("unhealthy: the forwarder loop made no progress for {} s",
-                    std::chrono::duration_cast<std::chrono::seconds>(idle).count()));
+  if (!event_log_ || upstreams_.empty()) return Status::Unavailable("unhealthy: not running");
+  for (const auto& u : upstreams_) {
+    // The forwarder stamps steady-clock milliseconds after each pass of its loop.
+    const auto last = std::chrono::steady_clock::time_point(
+        std::chrono::milliseconds(u->Stats().last_progress_ms));
+    const auto idle = std::chrono::steady_clock::now() - last;
+    if (idle > kStallLimit) {
+      return Status::Unavailable(fmt::format(
+          "unhealthy: the forwarder to {} made no progress for {} s", u->name(),
+          std::chrono::duration_cast<std::chrono::seconds>(idle).count()));
+    }
   }
   return Status::Ok();
 }
@@ -209,23 +257,28 @@ Status Daemon::Health() const {
 Status Daemon::Readiness() const {
   Status s = Health();
   if (!s.ok()) return s;
-  std::string missing;
+  std::vector<std::string> missing;
   if (!source_) {
-    missing = "MQTT broker " + config_.mqtt.url + " not connected and subscribed";
+    missing.push_back("MQTT broker " + config_.mqtt.connection.url + " not connected and subscribed");
   } else if (!source_->Ready()) {
-    missing = source_->NotReadyReason();
+    missing.push_back(source_->NotReadyReason());
   }
-  // A hold says more than "not reachable" (which broker refuses what, and the fix), so it stands
-  // in for it.
-  const std::string held = sink_ ? sink_->HoldReason() : std::string();
-  if (!held.empty()) {
-    missing += (missing.empty() ? "" : "; ") + held;
-  } else if (!sink_ || !sink_->Connected()) {
-    missing += (missing.empty() ? "" : "; ") + std::string("Kafka ") + config_.kafka.brokers +
-               " not reachable";
+  for (const auto& u : upstreams_) {
+    // A hold says more than "not reachable" (which broker refuses what, and the fix), so it
+    // stands in for it.
+    const std::string held = u->sink().HoldReason();
+    if (!held.empty()) {
+      missing.push_back("upstream " + u->name() + ": " + held);
+    } else if (!u->sink().Connected()) {
+      missing.push_back(fmt::format("upstream {}: {} {} not reachable", u->name(),
+                                    u->kind() == UpstreamKind::kKafka ? "Kafka" : "MQTT broker",
+                                    u->endpoint()));
+    }
   }
-  if (!missing.empty()) return Status::Unavailable("not ready: " + missing);
-  return Status::Ok();
+  if (missing.empty()) return Status::Ok();
+  std::string text = "not ready: ";
+  for (size_t i = 0; i < missing.size(); ++i) text += (i == 0 ? "" : "; ") + missing[i];
+  return Status::Unavailable(text);
 }
 
 void Daemon::RegisterMetrics() {
@@ -233,9 +286,8 @@ void Daemon::RegisterMetrics() {
   // The functions run on the metrics server's threads, which only run between Open and the start
   // of Shutdown; the null checks cover an Open that failed half-way.
   auto log_stats = [this] { return event_log_ ? event_log_->Stats() : storage::LogStats{}; };
-  auto fwd_stats = [this] { return forwarder_ ? forwarder_->Stats() : ForwarderStats{}; };
   auto src_stats = [this] { return source_ ? source_->Stats() : connectors::MqttSourceStats{}; };
-  auto d = [](uint64_t v) { return static_cast<double>(v); };
+  auto d = AsDouble;
 
   m.AddGauge("sluice_build_info", "Always 1; the version label names the running build.",
              {{"version", kVersion}})
@@ -250,32 +302,14 @@ void Daemon::RegisterMetrics() {
   m.AddCounterFunction("sluice_events_committed_total",
                        "Events committed to the local log by this process.", {},
                        [this, d] { return d(writer_ ? writer_->Stats().written : 0); });
-  m.AddCounterFunction("sluice_events_forwarded_total",
-                       "Events Kafka confirmed (acks=all) to this process.", {},
-                       [=] { return d(fwd_stats().delivered); });
   m.AddCounterFunction(
       "sluice_events_dropped_total",
       "Events dropped by overflow = drop-oldest since the log file was created (kept in the log).",
       {}, [=] { return d(log_stats().dropped_events); });
-  const char* refused_help =
-      "Events refused for good by this process: too_large (over storage.max_event_bytes, "
-      "discarded) or upstream_rejected (refused by Kafka, moved to the dead-letter table).";
-  m.AddCounterFunction("sluice_events_refused_total", refused_help, {{"reason", "too_large"}},
-                       [=] { return d(src_stats().refused_too_large); });
-  m.AddCounterFunction("sluice_events_refused_total", refused_help,
-                       {{"reason", "upstream_rejected"}}, [=] { return d(fwd_stats().rejected); });
-  m.AddCounterFunction("sluice_events_resent_total",
-                       "Events handed to Kafka again after they were lost in flight.", {},
-                       [=] { return d(fwd_stats().resent); });
-  m.AddCounterFunction("sluice_forwarder_holds_total",
-                       "Backoffs because Kafka held events until an operator acts.", {},
-                       [=] { return d(fwd_stats().holds); });
-  m.AddCounterFunction("sluice_forwarder_dropped_unconfirmed_total",
-                       "Events drop-oldest deleted while sent and not yet confirmed by Kafka.", {},
-                       [=] { return d(fwd_stats().dropped_unsent); });
-  m.AddGaugeFunction("sluice_forwarder_window_events",
-                     "Events sent and not yet passed by the cursor (at most 2 x max_in_flight).",
-                     {}, [=] { return d(fwd_stats().window); });
+  m.AddCounterFunction("sluice_events_refused_total",
+                       "Events refused for good by this process: too_large (over "
+                       "storage.max_event_bytes, discarded).",
+                       {{"reason", "too_large"}}, [=] { return d(src_stats().refused_too_large); });
   m.AddGaugeFunction("sluice_dead_letters",
                      "Events in the log's dead-letter table (counted against storage.max_bytes).",
                      {}, [=] { return d(log_stats().dead_letters); });
@@ -286,32 +320,26 @@ void Daemon::RegisterMetrics() {
                        "Dead letters dropped by overflow = drop-oldest since the log file was "
                        "created (kept in the log).",
                        {}, [=] { return d(log_stats().dropped_dead_letters); });
-  m.AddGaugeFunction("sluice_backlog_events", "Events in the log not yet confirmed by Kafka.", {},
+  m.AddGaugeFunction("sluice_backlog_events",
+                     "Events in the log not yet confirmed by every upstream.", {},
                      [=] { return d(log_stats().events); });
   m.AddGaugeFunction("sluice_backlog_bytes",
                      "Accounted bytes of the backlog (topic + payload + 32 per event).", {},
                      [=] { return d(log_stats().bytes); });
-  m.AddGaugeFunction("sluice_backlog_max_bytes", "storage.max_bytes: the bound of the backlog.", {},
+  m.AddGaugeFunction("sluice_backlog_max_bytes", "storage.max_bytes: the bound of the log.", {},
                      [=] { return d(log_stats().max_bytes); });
   m.AddGaugeFunction("sluice_backlog_oldest_age_seconds",
-                     "Age of the oldest event in the backlog (since sluice received it); 0 when "
-                     "the backlog is empty.",
+                     "Age of the oldest event some upstream has not confirmed (since sluice "
+                     "received it); 0 when there is none.",
                      {}, [this, log_stats] {
                        const storage::LogStats st = log_stats();
-                       if (st.events == 0) return 0.0;
-                       const int64_t age = clock_->NowUnixMillis() - st.oldest_received_ms;
-                       return static_cast<double>(std::max<int64_t>(age, 0)) / 1000.0;
+                       return AgeSeconds(*clock_, st.oldest_received_ms, st.events);
                      });
-  m.AddGaugeFunction("sluice_upstream_connected", "1 while the Kafka sink reaches Kafka, else 0.",
-                     {}, [this] { return sink_ && sink_->Connected() ? 1.0 : 0.0; });
-  m.AddGaugeFunction("sluice_upstream_held",
-                     "1 while Kafka refuses events until an operator acts (missing topic, ACL, "
-                     "credentials; /readyz says what to do), else 0.",
-                     {}, [this] { return sink_ && !sink_->HoldReason().empty() ? 1.0 : 0.0; });
-  m.AddCounterFunction("sluice_upstream_holds_total",
-                       "Times a Kafka refusal that an operator must fix began (per topic or for "
-                       "the cluster).",
-                       {}, [this, d] { return d(sink_ ? sink_->Holds() : 0); });
+  m.AddGaugeFunction("sluice_retained_events",
+                     "Events every upstream confirmed, kept for `sluice replay` (storage.retain_*).",
+                     {}, [=] { return d(log_stats().retained_events); });
+  m.AddGaugeFunction("sluice_retained_bytes", "Accounted bytes of the retained events.", {},
+                     [=] { return d(log_stats().retained_bytes); });
   m.AddGaugeFunction("sluice_mqtt_connected",
                      "1 while connected to the MQTT broker with the subscriptions made, else 0.",
                      {}, [this] { return source_ && source_->Ready() ? 1.0 : 0.0; });
@@ -327,10 +355,91 @@ void Daemon::RegisterMetrics() {
       "sluice_log_commit_duration_seconds",
       "Duration of each append transaction of the log, the fsync included (storage.sync).",
       {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5});
-  forward_latency_ = m.AddHistogram(
+  for (size_t i = 0; i < config_.upstreams.size(); ++i) RegisterUpstreamMetrics(i);
+}
+
+void Daemon::RegisterUpstreamMetrics(size_t i) {
+  MetricsRegistry& m = *metrics_;
+  const std::string name = config_.upstreams[i].name;
+  const MetricsRegistry::Labels label = {{"upstream", name}};
+  auto d = AsDouble;
+  // Null-safe views of this upstream's parts (see RegisterMetrics).
+  auto fwd = [this, i] { return i < upstreams_.size() ? upstreams_[i]->Stats() : ForwarderStats{}; };
+  auto sink = [this, i]() -> const connectors::Sink* {
+    return i < upstreams_.size() ? &upstreams_[i]->sink() : nullptr;
+  };
+  auto cursor = [this, name] {
+    const storage::LogStats st = event_log_ ? event_log_->Stats() : storage::LogStats{};
+    const storage::CursorStats* c = FindCursor(st, name);
+    return c != nullptr ? *c : storage::CursorStats{};
+  };
+
+  m.AddCounterFunction("sluice_events_forwarded_total",
+                       "Events the upstream confirmed (Kafka: acks=all; MQTT: PUBACK) to this "
+                       "process.",
+                       label, [=] { return d(fwd().delivered); });
+  m.AddCounterFunction("sluice_events_upstream_rejected_total",
+                       "Events the upstream refused for good, moved to the dead-letter table.",
+                       label, [=] { return d(fwd().rejected); });
+  m.AddCounterFunction("sluice_events_resent_total",
+                       "Events handed to the upstream again after they were lost in flight.", label,
+                       [=] { return d(fwd().resent); });
+  m.AddCounterFunction("sluice_gap_records_total",
+                       "Gap records the upstream confirmed: each names events drop-oldest "
+                       "deleted before the upstream had them.",
+                       label, [=] { return d(fwd().gap_records); });
+  m.AddCounterFunction("sluice_forwarder_holds_total",
+                       "Backoffs because the upstream held events until an operator acts.", label,
+                       [=] { return d(fwd().holds); });
+  m.AddCounterFunction("sluice_forwarder_dropped_unconfirmed_total",
+                       "Events drop-oldest deleted while sent and not yet confirmed.", label,
+                       [=] { return d(fwd().dropped_unsent); });
+  m.AddGaugeFunction("sluice_forwarder_window_events",
+                     "Events sent and not yet passed by the cursor (at most 2 x max_in_flight).",
+                     label, [=] { return d(fwd().window); });
+  m.AddGaugeFunction("sluice_upstream_backlog_events",
+                     "Events in the log the upstream has not yet confirmed.", label,
+                     [=] { return d(cursor().events); });
+  m.AddGaugeFunction("sluice_upstream_backlog_bytes", "Accounted bytes of that backlog.", label,
+                     [=] { return d(cursor().bytes); });
+  m.AddGaugeFunction("sluice_upstream_backlog_oldest_age_seconds",
+                     "Age of the oldest event the upstream has not confirmed; 0 when none.", label,
+                     [this, cursor] {
+                       const storage::CursorStats c = cursor();
+                       return AgeSeconds(*clock_, c.oldest_received_ms, c.events);
+                     });
+  m.AddCounterFunction("sluice_upstream_dropped_total",
+                       "Events drop-oldest deleted before the upstream confirmed them, since the "
+                       "log was created (each reported to it by a gap record).",
+                       label, [=] { return d(cursor().dropped_events); });
+  m.AddGaugeFunction("sluice_upstream_connected", "1 while sluice reaches the upstream, else 0.",
+                     label, [=] {
+                       const connectors::Sink* s = sink();
+                       return s != nullptr && s->Connected() ? 1.0 : 0.0;
+                     });
+  m.AddGaugeFunction("sluice_upstream_held",
+                     "1 while the upstream refuses events until an operator acts (missing topic, "
+                     "ACL, credentials; /readyz says what to do), else 0.",
+                     label, [=] {
+                       const connectors::Sink* s = sink();
+                       return s != nullptr && !s->HoldReason().empty() ? 1.0 : 0.0;
+                     });
+  m.AddCounterFunction("sluice_upstream_holds_total",
+                       "Times a refusal that an operator must fix began (per topic or for the "
+                       "whole upstream).",
+                       label, [=] {
+                         const connectors::Sink* s = sink();
+                         return d(s != nullptr ? s->Holds() : 0);
+                       });
+  m.AddGaugeFunction("sluice_replay_running", "1 while a `sluice replay` runs to the upstream.",
+                     label, [this, i] {
+                       return i < upstreams_.size() && upstreams_[i]->ReplayId() != 0 ? 1.0 : 0.0;
+                     });
+  forward_latency_.push_back(m.AddHistogram(
       "sluice_forward_latency_seconds",
-      "Time from an event's receipt from MQTT to Kafka's confirmation of it, outages included.",
-      {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600});
+      "Time from an event's receipt from MQTT to the upstream's confirmation of it, outages "
+      "included.",
+      {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600}, label));
 }
 
 }  // namespace sluice::gateway

@@ -1,0 +1,163 @@
+#include "gateway/upstream.h"
+
+#include <utility>
+
+#include "connectors/kafka_sink.h"
+#include "connectors/mqtt_sink.h"
+
+namespace sluice::gateway {
+
+Status RoutesFor(const std::string& upstream, const std::vector<RouteConfig>& routes,
+                 std::vector<connectors::Route>* out) {
+  out->clear();
+  for (const RouteConfig& rc : routes) {
+    connectors::Route r;
+    r.mqtt_filter = rc.mqtt_filter;
+    r.qos = rc.qos;
+    r.forward_retain = rc.forward_retain;
+    for (const RouteTarget& t : rc.targets) {
+      if (t.upstream == upstream) r.upstream_topic = t.target;
+    }
+    Status s = connectors::KeyPattern::Parse(rc.key_pattern, &r.key);
+    if (!s.ok()) return s;
+    out->push_back(std::move(r));
+  }
+  return Status::Ok();
+}
+
+Upstream::Upstream(UpstreamConfig config, const UpstreamEnvironment& env)
+    : config_(std::move(config)), env_(env) {}
+
+Upstream::~Upstream() {
+  Stop();
+}
+
+Status Upstream::Create(const UpstreamConfig& config, const std::vector<RouteConfig>& routes,
+                        const UpstreamEnvironment& env, std::unique_ptr<Upstream>* out) {
+  std::unique_ptr<Upstream> u(new Upstream(config, env));
+  std::vector<connectors::Route> mine;
+  Status s = RoutesFor(config.name, routes, &mine);
+  if (!s.ok()) return s;
+  u->router_ = std::make_unique<connectors::Router>(std::move(mine));
+  s = u->MakeSink(false, &u->sink_);
+  if (!s.ok()) return s;
+  u->forwarder_ =
+      std::make_unique<Forwarder>(env.log, u->sink_.get(), u->MakeForwarderOptions(), env.logger);
+  *out = std::move(u);
+  return Status::Ok();
+}
+
+const std::string& Upstream::endpoint() const {
+  return config_.kind == UpstreamKind::kKafka ? config_.kafka.brokers
+                                              : config_.mqtt.connection.url;
+}
+
+Status Upstream::MakeSink(bool replay, std::unique_ptr<connectors::Sink>* out) const {
+  if (config_.kind == UpstreamKind::kKafka) {
+    connectors::KafkaSinkOptions o = config_.kafka;
+    o.log_id = env_.log_id;
+    std::unique_ptr<connectors::KafkaSink> sink;
+    Status s = connectors::KafkaSink::Create(o, router_.get(), env_.logger, &sink);
+    if (!s.ok()) return s;
+    *out = std::move(sink);
+    return Status::Ok();
+  }
+  connectors::MqttSinkOptions o = config_.mqtt;
+  o.log_id = env_.log_id;
+  if (replay) {
+    // A session of its own: the live connection's session and in-flight window stay untouched.
+    o.connection.client_id += "-replay";
+    o.name += " (replay)";
+  }
+  std::unique_ptr<connectors::MqttSink> sink;
+  Status s = connectors::MqttSink::Create(o, router_.get(), env_.clock, env_.logger, &sink);
+  if (!s.ok()) return s;
+  *out = std::move(sink);
+  return Status::Ok();
+}
+
+ForwarderOptions Upstream::MakeForwarderOptions() const {
+  ForwarderOptions fo;
+  fo.cursor = config_.name;
+  if (config_.kind == UpstreamKind::kKafka) {
+    fo.max_in_flight = static_cast<size_t>(config_.kafka.max_in_flight);
+  } else {
+    fo.max_in_flight = config_.mqtt.max_in_flight;
+  }
+  fo.failpoint = env_.failpoint;
+  fo.clock = env_.clock;
+  fo.forward_latency_seconds = env_.forward_latency_seconds;
+  const connectors::Router* router = router_.get();
+  // An event no route matches (the routes changed since it was logged) goes to the sink, which
+  // refuses it: a dead letter an operator can see and replay, never a silent skip.
+  fo.takes = [router](const storage::Event& e) {
+    const connectors::Route* r = router->Find(e.topic);
+    return r == nullptr || !r->upstream_topic.empty();
+  };
+  return fo;
+}
+
+void Upstream::Start() {
+  forwarder_->Start();
+}
+
+void Upstream::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(replay_mu_);
+    if (replay_forwarder_) replay_forwarder_->Stop();
+    replay_forwarder_.reset();
+    replay_sink_.reset();
+    replay_id_ = 0;
+  }
+  if (forwarder_) forwarder_->Stop();
+}
+
+bool Upstream::StartReplay(const storage::ReplayRequest& request) {
+  std::lock_guard<std::mutex> lock(replay_mu_);
+  if (replay_forwarder_) return false;
+  std::unique_ptr<connectors::Sink> sink;
+  Status s = MakeSink(true, &sink);
+  if (!s.ok()) {
+    env_.logger->error("replay {} to {}: cannot open a second connection: {}", request.id,
+                       config_.name, s.ToString());
+    return false;
+  }
+  ForwarderOptions fo = MakeForwarderOptions();
+  fo.replay = {request.id, request.from_seq, request.through_seq, request.position};
+  fo.failpoint = nullptr;
+  fo.forward_latency_seconds = nullptr;  // a replay's latency is its events' age, not a delay
+  replay_sink_ = std::move(sink);
+  replay_forwarder_ =
+      std::make_unique<Forwarder>(env_.log, replay_sink_.get(), std::move(fo), env_.logger);
+  replay_id_ = request.id;
+  env_.logger->info("replay {} to {}: sending seq {} to {} again (from {})", request.id,
+                    config_.name, request.from_seq, request.through_seq,
+                    std::max(request.position + 1, request.from_seq));
+  replay_forwarder_->Start();
+  return true;
+}
+
+bool Upstream::ReapReplay() {
+  std::lock_guard<std::mutex> lock(replay_mu_);
+  if (!replay_forwarder_) return false;
+  const ForwarderStats st = replay_forwarder_->Stats();
+  const Status err = replay_forwarder_->error();
+  if (!st.finished && err.ok()) return true;
+  if (!err.ok()) {
+    // Its position is stored; the request stays pending and is taken up again.
+    env_.logger->error("replay {} to {} stopped: {}; it resumes from seq {}", replay_id_,
+                       config_.name, err.ToString(), st.acked_through + 1);
+  }
+  replay_forwarder_->Stop();
+  replay_forwarder_.reset();
+  replay_sink_.reset();
+  replay_id_ = 0;
+  return false;
+}
+
+int64_t Upstream::ReplayId() const {
+  std::lock_guard<std::mutex> lock(replay_mu_);
+  return replay_id_;
+}
+
+}  // namespace sluice::gateway
