@@ -29,75 +29,50 @@ Status Daemon::Open() {
     Status ms = metrics_server_->Listen();
     if (!ms.ok()) return ms;
   }
+  // One upstream for now: the first, which must be Kafka (several upstreams: issue 12).
+  if (config_.upstreams.empty() || config_.upstreams.front().kind != UpstreamKind::kKafka) {
+    return Status::InvalidArgument("the first upstream must be of kind \"kafka\" (for now)");
+  }
+  const UpstreamConfig& upstream = config_.upstreams.front();
   std::vector<connectors::Route> routes;
   for (const RouteConfig& rc : config_.routes) {
     connectors::Route r;
     r.mqtt_filter = rc.mqtt_filter;
-    r.upstream_topic = rc.kafka_topic;
+    for (const RouteTarget& t : rc.targets) {
+      if (t.upstream == upstream.name) r.upstream_topic = t.target;
+    }
     r.qos = rc.qos;
+    r.forward_retain = rc.forward_retain;
     Status s = connectors::KeyPattern::Parse(rc.key_pattern, &r.key);
     if (!s.ok()) return s;
     routes.push_back(std::move(r));
   }
   router_ = std::make_unique<connectors::Router>(std::move(routes));
 
-  storage::SqliteEventLogOptions lo;
-  lo.path = config_.storage.path;
-  lo.max_bytes = config_.storage.max_bytes;
-  lo.overflow = config_.storage.overflow == OverflowPolicy::kDropOldest
-                    ? storage::Overflow::kDropOldest
-                    : storage::Overflow::kRejectNew;
-  lo.sync = config_.storage.sync == SyncMode::kFull ? storage::Sync::kFull : storage::Sync::kNormal;
+  storage::SqliteEventLogOptions lo = config_.storage;
+  // Only the first upstream is forwarded to yet: a cursor nobody advances would hold every event.
+  lo.cursors = {upstream.name};
   lo.logger = log_;
   lo.commit_seconds = commit_seconds_;
   Status s = storage::SqliteEventLog::Open(lo, &event_log_);
   if (!s.ok()) return s;
 
-  storage::LogWriterOptions wo;
-  wo.commit_interval = std::chrono::milliseconds(config_.storage.commit_interval_ms);
-  wo.commit_max_events = config_.storage.commit_max_events;
-  wo.queue_capacity = std::max<size_t>(wo.commit_max_events * 10, 1000);
-  writer_ = std::make_unique<storage::LogWriter>(event_log_.get(), wo, log_);
+  writer_ = std::make_unique<storage::LogWriter>(event_log_.get(), config_.writer, log_);
 
-  connectors::KafkaSinkOptions ko;
-  ko.brokers = config_.kafka.brokers;
-  ko.compression = config_.kafka.compression;
-  ko.linger_ms = static_cast<int>(config_.kafka.linger_ms);
-  ko.batch_bytes = static_cast<int>(config_.kafka.batch_bytes);
-  ko.max_in_flight = static_cast<int>(config_.kafka.max_in_flight_events);
-  ko.retry_backoff_ms = static_cast<int>(config_.kafka.retry_backoff_ms);
-  ko.reconnect_max_ms = static_cast<int>(config_.kafka.reconnect_max_ms);
-  ko.gateway_id = config_.gateway.id;
+  connectors::KafkaSinkOptions ko = upstream.kafka;
   ko.log_id = event_log_->LogId();
-  ko.properties = config_.kafka.properties;
   s = connectors::KafkaSink::Create(ko, router_.get(), log_, &sink_);
   if (!s.ok()) return s;
 
   ForwarderOptions fo;
-  fo.max_in_flight = config_.kafka.max_in_flight_events;
+  fo.cursor = upstream.name;
+  fo.max_in_flight = static_cast<size_t>(upstream.kafka.max_in_flight);
   fo.failpoint = failpoint_;
   fo.clock = clock_;
   fo.forward_latency_seconds = forward_latency_;
   forwarder_ = std::make_unique<Forwarder>(event_log_.get(), sink_.get(), fo, log_);
 
-  connectors::MqttSourceOptions mo;
-  connectors::MqttConnection& mc = mo.connection;
-  mc.url = config_.mqtt.url;
-  mc.protocol = config_.mqtt.protocol == MqttProtocolVersion::kV311
-                    ? connectors::MqttProtocol::kV311
-                    : connectors::MqttProtocol::kV5;
-  mc.client_id = config_.mqtt.client_id;
-  mc.username = config_.mqtt.username;
-  mc.password = config_.mqtt.password;
-  mc.tls = config_.mqtt.tls.enabled;
-  mc.ca_file = config_.mqtt.tls.ca_file;
-  mc.cert_file = config_.mqtt.tls.cert_file;
-  mc.key_file = config_.mqtt.tls.key_file;
-  mc.tls_verify = config_.mqtt.tls.verify;
-  mc.keepalive = std::chrono::seconds(config_.mqtt.keepalive_s);
-  mc.reconnect_min = std::chrono::milliseconds(config_.mqtt.reconnect_min_ms);
-  mc.reconnect_max = std::chrono::milliseconds(config_.mqtt.reconnect_max_ms);
-  mo.max_event_bytes = config_.storage.max_event_bytes;
+  connectors::MqttSourceOptions mo = config_.mqtt;
   for (const RouteConfig& rc : config_.routes) {
     // Paho C sends PUBREC for a QoS 2 message before the callback runs, so the broker would
     // forget it before it is in the log; QoS 1 is acknowledged only after the commit.
@@ -107,8 +82,6 @@ Status Daemon::Open() {
           "log commit (docs/configuration.md)",
           rc.mqtt_filter);
     }
-    mo.subscriptions.push_back(
-        {rc.mqtt_filter, std::min(rc.qos, 1), rc.retained == RetainedPolicy::kIngest});
   }
   mo.failpoint = failpoint_;
   mo.on_ready = on_ready_;
@@ -124,7 +97,7 @@ Status Daemon::Open() {
   if (!s.ok()) return s;
   if (metrics_server_) metrics_server_->Start();
   log_->info("sluice started: gateway '{}', {} route(s), MQTT {}, Kafka {}", config_.gateway.id,
-             config_.routes.size(), config_.mqtt.url, config_.kafka.brokers);
+             config_.routes.size(), config_.mqtt.connection.url, upstream.kafka.brokers);
   return Status::Ok();
 }
 
@@ -211,7 +184,7 @@ Status Daemon::Readiness() const {
   if (!s.ok()) return s;
   std::string missing;
   if (!source_) {
-    missing = "MQTT broker " + config_.mqtt.url + " not connected and subscribed";
+    missing = "MQTT broker " + config_.mqtt.connection.url + " not connected and subscribed";
   } else if (!source_->Ready()) {
     missing = source_->NotReadyReason();
   }
@@ -221,8 +194,8 @@ Status Daemon::Readiness() const {
   if (!held.empty()) {
     missing += (missing.empty() ? "" : "; ") + held;
   } else if (!sink_ || !sink_->Connected()) {
-    missing += (missing.empty() ? "" : "; ") + std::string("Kafka ") + config_.kafka.brokers +
-               " not reachable";
+    missing += (missing.empty() ? "" : "; ") + std::string("Kafka ") +
+               config_.upstreams.front().kafka.brokers + " not reachable";
   }
   if (!missing.empty()) return Status::Unavailable("not ready: " + missing);
   return Status::Ok();
