@@ -6,14 +6,10 @@
 #include <cctype>
 #include <cerrno>
 #include <climits>
-#include <cstdio>
-#include <cstdlib>
-#include <exception>
-#include <initializer_list>
 #include <limits>
-#include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -25,482 +21,57 @@
 
 #include "connectors/kafka_conf.h"
 #include "connectors/topic_pattern.h"
+#include "gateway/toml_reader.h"
 
 namespace sluice::gateway {
 
 namespace {
 
-constexpr uint64_t kKiB = 1024;
-constexpr uint64_t kMiB = 1024 * kKiB;
-constexpr uint64_t kGiB = 1024 * kMiB;
-
+constexpr uint64_t kMiB = 1024 * 1024;
 // A log smaller than this could not hold even a short broker outage; it is almost always a unit
 // mistake ("max_bytes = 512" meant as MiB).
 constexpr uint64_t kMinStorageBytes = kMiB;
 // One event must fit in one SQLite row and one Kafka message comfortably.
 constexpr uint64_t kMaxEventBytes = 16 * kMiB;
-// MQTT 3.1.1 encodes strings with a 16-bit length prefix.
+// MQTT encodes strings with a 16-bit length prefix.
 constexpr uint64_t kMaxMqttStringBytes = 65535;
 constexpr int64_t kMaxBackoffMs = 3'600'000;
+// Ten years: longer is a unit mistake (milliseconds for seconds).
+constexpr int64_t kMaxRetainAgeS = 10ll * 365 * 24 * 3600;
 // librdkafka's topic name rules (and Kafka's): at most 249 characters.
 constexpr size_t kMaxKafkaTopicLength = 249;
+// Cursor names are stored in the log and are metric labels.
+constexpr size_t kMaxUpstreamNameLength = 64;
+
+// Defaults that belong to no component's options: where the daemon keeps its log, and what a
+// route that says `NAME = true` publishes to on an MQTT upstream.
+constexpr std::string_view kDefaultLogPath = "/var/lib/sluice/events.db";
+constexpr std::string_view kDefaultMqttTopic = "{mqtt_topic}";
+// The old form's one upstream: the cursor name the log has always used, so that a file rewritten
+// into the new form under this name resends nothing.
+constexpr std::string_view kLegacyUpstream = "kafka";
 
 std::string ErrnoText(int err) {
   return std::generic_category().message(err);
 }
 
-std::string Quote(std::string_view s) {
-  constexpr size_t kMaxShown = 60;
-  std::string out = "'";
-  if (s.size() > kMaxShown) {
-    out.append(s.substr(0, kMaxShown));
-    out += "...";
-  } else {
-    out.append(s);
-  }
-  out += "'";
-  return out;
-}
-
-struct FileCloser {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-
-}  // namespace
-
-Status ReadCappedFile(const std::string& path, size_t max_bytes, std::string* out) {
-  // "e": O_CLOEXEC, so the descriptor does not leak into anything the daemon spawns.
-  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rbe"));
-  if (!file) return Status::IoError("cannot open " + Quote(path) + ": " + ErrnoText(errno));
-  std::string data;
-  char buf[8192];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), file.get())) > 0) {
-    data.append(buf, n);
-    if (data.size() > max_bytes) {
-      return Status::InvalidArgument(Quote(path) + " is larger than " + std::to_string(max_bytes) +
-                                     " bytes");
-    }
-  }
-  if (std::ferror(file.get())) {
-    return Status::IoError("cannot read " + Quote(path) + ": " + ErrnoText(errno));
-  }
-  *out = std::move(data);
-  return Status::Ok();
-}
-
-Status ReadConfigText(const std::string& path, std::string* out) {
-  Status s = ReadCappedFile(path, kMaxConfigFileBytes, out);
-  if (!s.ok()) return Status::IoError("configuration file: " + s.message());
-  return Status::Ok();
-}
-
-namespace {
-
-std::string FormatBytes(uint64_t n) {
-  if (n >= kGiB && n % kGiB == 0) return std::to_string(n / kGiB) + " GiB";
-  if (n >= kMiB && n % kMiB == 0) return std::to_string(n / kMiB) + " MiB";
-  if (n >= kKiB && n % kKiB == 0) return std::to_string(n / kKiB) + " KiB";
-  return std::to_string(n) + (n == 1 ? " byte" : " bytes");
-}
-
-// "512MiB", "64 KB", "1048576". KB/MB/GB are powers of 1000 and KiB/MiB/GiB powers of 1024, as
-// the SI and IEC define them; units are matched case-insensitively. Returns false on anything
-// else, including overflow.
-bool ParseSize(std::string_view s, uint64_t* out) {
-  auto trim = [](std::string_view v) {
-    while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
-    while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
-    return v;
+// The entries of a table in the order they were written: toml++ keeps tables sorted by key.
+std::vector<std::pair<std::string, const toml::node*>> InFileOrder(const toml::table& table) {
+  std::vector<std::pair<std::string, const toml::node*>> entries;
+  for (auto&& [key, node] : table) entries.emplace_back(std::string(key.str()), &node);
+  auto position = [](const toml::node* n) {
+    return std::pair(n->source().begin.line, n->source().begin.column);
   };
-  s = trim(s);
-  size_t digits = 0;
-  uint64_t number = 0;
-  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') {
-    const uint64_t d = static_cast<uint64_t>(s[digits] - '0');
-    if (number > (std::numeric_limits<uint64_t>::max() - d) / 10) return false;
-    number = number * 10 + d;
-    ++digits;
-  }
-  if (digits == 0) return false;
-  std::string unit(trim(s.substr(digits)));
-  std::transform(unit.begin(), unit.end(), unit.begin(), [](char c) {
-    return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  std::stable_sort(entries.begin(), entries.end(), [&](const auto& a, const auto& b) {
+    return position(a.second) < position(b.second);
   });
-  static constexpr std::pair<std::string_view, uint64_t> kUnits[] = {
-      {"", 1},          {"b", 1},      {"kb", 1000},         {"kib", kKiB},
-      {"mb", 1000'000}, {"mib", kMiB}, {"gb", 1000'000'000}, {"gib", kGiB},
-  };
-  for (const auto& [name, factor] : kUnits) {
-    if (unit != name) continue;
-    if (number > std::numeric_limits<uint64_t>::max() / factor) return false;
-    *out = number * factor;
-    return true;
-  }
-  return false;
+  return entries;
 }
 
-size_t EditDistance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
-// The known name a typo most likely meant, if any is close enough to be worth suggesting.
-std::optional<std::string> ClosestMatch(std::string_view wrong,
-                                        const std::vector<std::string>& known) {
-  std::optional<std::string> best;
-  size_t best_distance = std::max<size_t>(2, wrong.size() / 3) + 1;
-  for (const std::string& candidate : known) {
-    size_t distance = EditDistance(wrong, candidate);
-    // "topic" for "kafka_topic", "warning" for "warn": when one name contains the other, the
-    // hint is as good as for a typo.
-    if ((wrong.size() >= 3 && candidate.find(wrong) != std::string::npos) ||
-        (candidate.size() >= 3 && wrong.find(candidate) != std::string_view::npos)) {
-      distance = std::min<size_t>(distance, 2);
-    }
-    if (distance < best_distance) {
-      best_distance = distance;
-      best = candidate;
-    }
-  }
-  return best;
-}
-
-std::string Describe(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::string:
-      return "a string (" + Quote(node.as_string()->get()) + ")";
-    case toml::node_type::integer:
-      return "an integer (" + std::to_string(node.as_integer()->get()) + ")";
-    case toml::node_type::floating_point: {
-      std::ostringstream os;
-      os << node.as_floating_point()->get();
-      return "a floating-point number (" + os.str() + ")";
-    }
-    case toml::node_type::boolean:
-      return std::string("a boolean (") + (node.as_boolean()->get() ? "true" : "false") + ")";
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::date:
-      return "a date";
-    case toml::node_type::time:
-      return "a time";
-    case toml::node_type::date_time:
-      return "a date-time";
-    case toml::node_type::none:
-      break;
-  }
-  return "nothing";
-}
-
-// The type of a node without its value, for keys that may hold a secret.
-std::string DescribeType(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a floating-point number";
-    case toml::node_type::boolean:
-      return "a boolean";
-    default:
-      return Describe(node);  // tables, arrays, dates: no value is shown for these
-  }
-}
-
-// Collects the first error of a parse. Later failures are dropped: one precise message beats a
-// cascade of follow-on complaints.
-class Context {
- public:
-  Context(std::string_view origin, const ConfigEnvironment* env) : origin_(origin), env_(env) {}
-
-  bool ok() const { return status_.ok(); }
-  const ConfigEnvironment& env() const { return *env_; }
-  const Status& status() const { return status_; }
-
-  // `where` may be null for a value that came from a default.
-  void Fail(const toml::source_region* where, std::string_view message) {
-    if (!status_.ok()) return;
-    status_ = Status::InvalidArgument(Locate(where) + std::string(message));
-  }
-
-  std::string Locate(const toml::source_region* where) const {
-    const bool has_position = where != nullptr && where->begin.line > 0;
-    std::string line;
-    std::string column;
-    if (has_position) {
-      line = std::to_string(where->begin.line);
-      column = std::to_string(where->begin.column);
-    }
-    if (!origin_.empty()) {
-      return origin_ + (has_position ? ":" + line + ":" + column : "") + ": ";
-    }
-    return has_position ? "line " + line + ", column " + column + ": " : "";
-  }
-
- private:
-  std::string origin_;
-  const ConfigEnvironment* env_;  // outlives the context
-  Status status_;
-};
-
-constexpr std::string_view kCredentialsVariable = "${CREDENTIALS_DIRECTORY}";
-
-// Expands a leading ${CREDENTIALS_DIRECTORY} in a file name (systemd's LoadCredential=). Returns
-// the problem, or empty when *path is usable.
-// `show` false leaves the value out of the problem (a kafka property may hold a secret).
-std::string ExpandCredentials(const ConfigEnvironment& env, std::string* path, bool show = true) {
-  if (path->find("${") == std::string::npos) return "";
-  const std::string shown = show ? Quote(*path) : "the value (not shown)";
-  if (!path->starts_with(kCredentialsVariable) ||
-      path->find("${", kCredentialsVariable.size()) != std::string::npos) {
-    return shown + ": only a leading ${CREDENTIALS_DIRECTORY} is expanded";
-  }
-  if (env.credentials_directory.empty()) {
-    return shown +
-           " refers to ${CREDENTIALS_DIRECTORY}, which is not set; systemd sets it for a service "
-           "with LoadCredential= (docs/operations.md)";
-  }
-  path->replace(0, kCredentialsVariable.size(), env.credentials_directory);
-  return "";
-}
-
-// A secret kept in a file: editors and `echo` end the file with a newline that is not part of
-// the secret.
-Status ReadSecretFile(const std::string& path, std::string* out) {
-  std::string contents;
-  // A secret longer than MQTT's limit plus a CR LF is refused later anyway.
-  Status s = ReadCappedFile(path, kMaxMqttStringBytes + 2, &contents);
-  if (!s.ok()) return s;
-  if (contents.ends_with("\r\n")) {
-    contents.resize(contents.size() - 2);
-  } else if (contents.ends_with('\n')) {
-    contents.pop_back();
-  }
-  if (contents.find('\0') != std::string::npos) {
-    return Status::InvalidArgument(Quote(path) + " contains a NUL character");
-  }
-  *out = std::move(contents);
-  return Status::Ok();
-}
-
-// Reads the keys of one TOML table, remembering which ones it was asked for so that whatever is
-// left over can be reported as unknown with a suggestion. A null table stands for an absent
-// section: every key keeps its default.
-class TableReader {
- public:
-  TableReader(Context* ctx, const toml::table* table, std::string path)
-      : ctx_(ctx), table_(table), path_(std::move(path)) {}
-
-  TableReader(const TableReader&) = delete;
-  TableReader& operator=(const TableReader&) = delete;
-
-  std::string Name(std::string_view key) const {
-    return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
-  }
-
-  const toml::source_region* TableSource() const { return table_ ? &table_->source() : nullptr; }
-
-  // The node for `key`, or null when absent. Marks the key as known either way.
-  const toml::node* Get(std::string_view key) {
-    known_.emplace_back(key);
-    return table_ ? table_->get(key) : nullptr;
-  }
-
-  const toml::source_region* Where(std::string_view key) const {
-    const toml::node* node = table_ ? table_->get(key) : nullptr;
-    return node ? &node->source() : nullptr;
-  }
-
-  void Fail(std::string_view key, std::string_view problem) {
-    ctx_->Fail(Where(key), Name(key) + ": " + std::string(problem));
-  }
-
-  // `secret`: the value is left out of the message.
-  void TypeError(std::string_view key, const toml::node& node, std::string_view expected,
-                 bool secret = false) {
-    ctx_->Fail(&node.source(), Name(key) + ": expected " + std::string(expected) + ", found " +
-                                   (secret ? DescribeType(node) : Describe(node)));
-  }
-
-  // The following return true when the key is present and valid and *out was set.
-
-  bool String(std::string_view key, std::string* out, bool secret = false) {
-    const toml::node* node = Get(key);
-    if (node == nullptr) return false;
-    const auto* value = node->as_string();
-    if (value == nullptr) {
-      TypeError(key, *node, "a string", secret);
-      return false;
-    }
-    // Every string ends up in a C API (Paho, librdkafka, SQLite path) that would cut it short.
-    if (value->get().find('\0') != std::string::npos) {
-      Fail(key, "contains a NUL character");
-      return false;
-    }
-    *out = value->get();
-    return true;
-  }
-
-  bool NonEmptyString(std::string_view key, std::string* out) {
-    std::string value;
-    if (!String(key, &value)) return false;
-    if (value.empty()) {
-      Fail(key, "must not be empty");
-      return false;
-    }
-    *out = std::move(value);
-    return true;
-  }
-
-  // A file name; a leading ${CREDENTIALS_DIRECTORY} is expanded.
-  bool FilePath(std::string_view key, std::string* out) {
-    std::string value;
-    if (!String(key, &value)) return false;
-    std::string problem = ExpandCredentials(ctx_->env(), &value);
-    if (!problem.empty()) {
-      Fail(key, problem);
-      return false;
-    }
-    *out = std::move(value);
-    return true;
-  }
-
-  bool Bool(std::string_view key, bool* out) {
-    const toml::node* node = Get(key);
-    if (node == nullptr) return false;
-    const auto* value = node->as_boolean();
-    if (value == nullptr) {
-      TypeError(key, *node, "a boolean (true or false)");
-      return false;
-    }
-    *out = value->get();
-    return true;
-  }
-
-  bool Integer(std::string_view key, int64_t min, int64_t max, int64_t* out) {
-    const toml::node* node = Get(key);
-    if (node == nullptr) return false;
-    const auto* value = node->as_integer();
-    if (value == nullptr) {
-      TypeError(key, *node, "an integer");
-      return false;
-    }
-    const int64_t v = value->get();
-    if (v < min || v > max) {
-      Fail(key, std::to_string(v) + " is out of range; allowed range is " + std::to_string(min) +
-                    ".." + std::to_string(max));
-      return false;
-    }
-    *out = v;
-    return true;
-  }
-
-  bool Uint32(std::string_view key, uint32_t min, uint32_t max, uint32_t* out) {
-    int64_t v;
-    if (!Integer(key, min, max, &v)) return false;
-    *out = static_cast<uint32_t>(v);
-    return true;
-  }
-
-  // An integer number of bytes or a string such as "512MiB", within [min, max].
-  bool Size(std::string_view key, uint64_t min, uint64_t max, uint64_t* out) {
-    const toml::node* node = Get(key);
-    if (node == nullptr) return false;
-    uint64_t v = 0;
-    if (const auto* integer = node->as_integer()) {
-      if (integer->get() < 0) {
-        Fail(key, std::to_string(integer->get()) + " is negative; a size is a number of bytes");
-        return false;
-      }
-      v = static_cast<uint64_t>(integer->get());
-    } else if (const auto* text = node->as_string()) {
-      if (!ParseSize(text->get(), &v)) {
-        Fail(key, Quote(text->get()) +
-                      " is not a size; use a number of bytes or a string such as \"512MiB\" "
-                      "(units B, KB, KiB, MB, MiB, GB, GiB)");
-        return false;
-      }
-    } else {
-      TypeError(key, *node, "an integer or a size string such as \"512MiB\"");
-      return false;
-    }
-    if (v < min || v > max) {
-      std::string range = max == std::numeric_limits<uint64_t>::max()
-                              ? "at least " + FormatBytes(min)
-                              : "between " + FormatBytes(min) + " and " + FormatBytes(max);
-      Fail(key, FormatBytes(v) + " is out of range; it must be " + range);
-      return false;
-    }
-    *out = v;
-    return true;
-  }
-
-  bool Choice(std::string_view key, std::initializer_list<std::string_view> allowed,
-              std::string* out) {
-    std::string value;
-    if (!String(key, &value)) return false;
-    if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) {
-      *out = std::move(value);
-      return true;
-    }
-    std::string list;
-    std::vector<std::string> names;
-    for (std::string_view name : allowed) {
-      list += (list.empty() ? "" : "|") + std::string(name);
-      names.emplace_back(name);
-    }
-    std::string problem = Quote(value) + " is not one of " + list;
-    if (auto hint = ClosestMatch(value, names)) problem += " (did you mean '" + *hint + "'?)";
-    Fail(key, problem);
-    return false;
-  }
-
-  // A sub-table, or null when absent or (after reporting it) of the wrong type.
-  const toml::table* Table(std::string_view key) {
-    const toml::node* node = Get(key);
-    if (node == nullptr) return nullptr;
-    const toml::table* table = node->as_table();
-    if (table == nullptr) TypeError(key, *node, "a table");
-    return table;
-  }
-
-  void RejectUnknownKeys() {
-    if (table_ == nullptr) return;
-    for (auto&& [key, node] : *table_) {
-      (void)node;
-      if (std::find(known_.begin(), known_.end(), key.str()) != known_.end()) continue;
-      std::string message = "unknown key '" + Name(key.str()) + "'";
-      if (auto hint = ClosestMatch(key.str(), known_)) {
-        message += " (did you mean '" + Name(*hint) + "'?)";
-      }
-      ctx_->Fail(&key.source(), message);
-      return;
-    }
-  }
-
- private:
-  Context* const ctx_;              // outlives the reader
-  const toml::table* const table_;  // owned by the parsed document; may be null
-  const std::string path_;
-  std::vector<std::string> known_;
-};
+// ---- [gateway] ----
 
 // Problems with a gateway id, or empty when it is usable. The id names this gateway in Kafka
-// headers, metrics and the default MQTT client id, where spaces and control characters break
+// headers, metrics and the default MQTT client ids, where spaces and control characters break
 // parsing downstream.
 std::string GatewayIdProblem(std::string_view id) {
   if (id.empty()) return "must not be empty";
@@ -512,197 +83,267 @@ std::string GatewayIdProblem(std::string_view id) {
   return "";
 }
 
-void ReadGateway(Context* ctx, const toml::table* table, GatewayConfig* out) {
-  TableReader r(ctx, table, "gateway");
+void ReadGateway(TomlErrors* errors, const toml::table* table, GatewayConfig* out) {
+  TableReader r(errors, table, "gateway");
   if (r.String("id", &out->id)) {
     std::string problem = GatewayIdProblem(out->id);
     if (!problem.empty()) r.Fail("id", Quote(out->id) + " " + problem);
-  } else if (r.Where("id") == nullptr) {
+  } else if (!r.Has("id")) {
     char host[HOST_NAME_MAX + 1] = {};
     if (gethostname(host, sizeof(host) - 1) != 0) {
-      ctx->Fail(nullptr, "gateway.id is not set and the host name is unavailable (" +
-                             ErrnoText(errno) + "); set gateway.id");
+      errors->Fail(nullptr, "gateway.id is not set and the host name is unavailable (" +
+                                ErrnoText(errno) + "); set gateway.id");
     } else {
       out->id = host;
       std::string problem = GatewayIdProblem(out->id);
       if (!problem.empty()) {
-        ctx->Fail(nullptr, "gateway.id is not set and the host name " + Quote(out->id) +
-                               " cannot serve as one (it " + problem + "); set gateway.id");
+        errors->Fail(nullptr, "gateway.id is not set and the host name " + Quote(out->id) +
+                                  " cannot serve as one (it " + problem + "); set gateway.id");
       }
     }
   }
   r.Choice("log_level", {"trace", "debug", "info", "warn", "error", "critical", "off"},
            &out->log_level);
-  r.Uint32("stop_timeout_s", 1, 3600, &out->stop_timeout_s);
+  r.Integer("stop_timeout_s", 1, 3600, &out->stop_timeout_s);
   r.RejectUnknownKeys();
 }
 
-void ReadStorage(Context* ctx, const toml::table* table, StorageConfig* out) {
-  TableReader r(ctx, table, "storage");
-  r.NonEmptyString("path", &out->path);
-  r.Size("max_bytes", kMinStorageBytes, std::numeric_limits<uint64_t>::max(), &out->max_bytes);
+// ---- [storage] ----
+
+void ReadStorage(TomlErrors* errors, const toml::table* table, Config* config) {
+  TableReader r(errors, table, "storage");
+  storage::SqliteEventLogOptions& out = config->storage;
+  r.NonEmptyString("path", &out.path);
+  r.Size("max_bytes", kMinStorageBytes, std::numeric_limits<uint64_t>::max(), &out.max_bytes);
   std::string overflow;
   if (r.Choice("overflow", {"drop-oldest", "reject-new"}, &overflow)) {
-    out->overflow =
-        overflow == "drop-oldest" ? OverflowPolicy::kDropOldest : OverflowPolicy::kRejectNew;
+    out.overflow =
+        overflow == "drop-oldest" ? storage::Overflow::kDropOldest : storage::Overflow::kRejectNew;
   }
   std::string sync;
   if (r.Choice("sync", {"normal", "full"}, &sync)) {
-    out->sync = sync == "full" ? SyncMode::kFull : SyncMode::kNormal;
+    out.sync = sync == "full" ? storage::Sync::kFull : storage::Sync::kNormal;
   }
-  r.Uint32("commit_interval_ms", 1, 60'000, &out->commit_interval_ms);
-  r.Uint32("commit_max_events", 1, 1'000'000, &out->commit_max_events);
-  r.Size("max_event_bytes", 1, kMaxEventBytes, &out->max_event_bytes);
+  storage::LogWriterOptions& writer = config->writer;
+  r.Duration("commit_interval_ms", 1, 60'000, &writer.commit_interval);
+  if (r.Integer("commit_max_events", 1, 1'000'000, &writer.commit_max_events)) {
+    // The writer's queue holds ten commits' worth (the default 20000 for the default 2000), so
+    // that a larger commit does not make the source wait on a queue sized for a smaller one.
+    writer.queue_capacity = std::max<size_t>(writer.commit_max_events * 10, 1000);
+  }
+  uint64_t& max_event_bytes = config->mqtt.max_event_bytes;
+  r.Size("max_event_bytes", 1, kMaxEventBytes, &max_event_bytes);
   // Only a set max_event_bytes can reach max_bytes: the default is far below the minimum log size.
-  if (ctx->ok() && out->max_event_bytes >= out->max_bytes) {
-    r.Fail("max_event_bytes", FormatBytes(out->max_event_bytes) +
+  if (r.ok() && max_event_bytes >= out.max_bytes) {
+    r.Fail("max_event_bytes", FormatBytes(max_event_bytes) +
                                   " must be less than storage.max_bytes (" +
-                                  FormatBytes(out->max_bytes) + ")");
+                                  FormatBytes(out.max_bytes) + ")");
+  }
+  uint64_t retain_bytes = 0;
+  if (r.Size("retain_bytes", 0, std::numeric_limits<uint64_t>::max(), &retain_bytes)) {
+    // Retained events count in max_bytes; a budget that fills the log leaves no room for new ones.
+    if (retain_bytes >= out.max_bytes) {
+      r.Fail("retain_bytes", FormatBytes(retain_bytes) + " must be less than storage.max_bytes (" +
+                                 FormatBytes(out.max_bytes) + ")");
+    }
+    out.retain_bytes = retain_bytes;
+  }
+  int64_t retain_age_s = 0;
+  if (r.Integer("retain_age_s", 0, kMaxRetainAgeS, &retain_age_s)) {
+    if (retain_age_s > 0 && out.retain_bytes == 0) {
+      r.Fail("retain_age_s",
+             "keeps nothing while storage.retain_bytes is 0; set storage.retain_bytes (the "
+             "budget confirmed events may use) as well");
+    }
+    out.retain_age = std::chrono::seconds(retain_age_s);
   }
   r.RejectUnknownKeys();
 }
+
+// ---- MQTT connections: [mqtt] (the local broker) and MQTT upstreams ----
 
 bool IsTlsScheme(std::string_view url) {
   return url.starts_with("ssl://") || url.starts_with("mqtts://") || url.starts_with("wss://");
 }
 
-void ReadTls(Context* ctx, const toml::table* table, TlsConfig* out) {
-  TableReader r(ctx, table, "mqtt.tls");
-  r.Bool("enabled", &out->enabled);
-  r.FilePath("ca_file", &out->ca_file);
-  r.FilePath("cert_file", &out->cert_file);
-  r.FilePath("key_file", &out->key_file);
-  r.Bool("verify", &out->verify);
-  r.RejectUnknownKeys();
-}
+// How the two kinds of MQTT connection differ in the file.
+struct MqttConnectionRules {
+  std::vector<std::string_view> schemes;
+  // [mqtt.tls] enabled must agree with the URL (the source, as it always was); an upstream takes
+  // TLS from the URL alone.
+  bool tls_enabled_key = false;
+  std::string default_client_id;
+};
 
-void ReadMqtt(Context* ctx, const toml::table* table, const std::string& gateway_id,
-              MqttConfig* out) {
-  TableReader r(ctx, table, "mqtt");
-  if (r.String("url", &out->url)) {
-    static constexpr std::string_view kSchemes[] = {"tcp://",   "ssl://", "mqtt://",
-                                                    "mqtts://", "ws://",  "wss://"};
-    auto scheme = std::find_if(std::begin(kSchemes), std::end(kSchemes),
+void ReadMqttConnection(TableReader* r, const ConfigEnvironment& env,
+                        const MqttConnectionRules& rules, connectors::MqttConnection* out,
+                        std::map<std::string, std::string>* secret_files) {
+  TomlErrors* errors = r->errors();
+  if (r->String("url", &out->url)) {
+    auto scheme = std::find_if(rules.schemes.begin(), rules.schemes.end(),
                                [&](std::string_view s) { return out->url.starts_with(s); });
-    if (scheme == std::end(kSchemes)) {
-      r.Fail("url", Quote(out->url) +
-                        " must start with tcp://, ssl://, mqtt://, mqtts://, ws:// or wss://");
+    if (scheme == rules.schemes.end()) {
+      std::string list;
+      for (size_t i = 0; i < rules.schemes.size(); ++i) {
+        list += (i == 0                          ? ""
+                 : i + 1 == rules.schemes.size() ? " or "
+                                                 : ", ") +
+                std::string(rules.schemes[i]);
+      }
+      r->Fail("url", Quote(out->url) + " must start with " + list);
     } else if (out->url.size() == scheme->size()) {
-      r.Fail("url", Quote(out->url) + " names no host, e.g. \"tcp://127.0.0.1:1883\"");
+      r->Fail("url", Quote(out->url) + " names no host, e.g. \"" + std::string(*scheme) +
+                         "broker.example:" + (IsTlsScheme(*scheme) ? "8883" : "1883") + "\"");
     }
   }
 
-  if (r.String("client_id", &out->client_id)) {
+  if (r->String("client_id", &out->client_id)) {
     // Zero-length ids are allowed by MQTT only for clean sessions; sluice depends on a persistent
     // session, which the broker keys by client id.
     if (out->client_id.empty() || out->client_id.size() > kMaxMqttStringBytes) {
-      r.Fail("client_id", "must be 1..65535 bytes long (MQTT 3.1.1), not " +
-                              std::to_string(out->client_id.size()));
+      r->Fail("client_id", "must be 1..65535 bytes long (MQTT 3.1.1), not " +
+                               std::to_string(out->client_id.size()));
     }
-  } else if (r.Where("client_id") == nullptr) {
-    out->client_id = "sluice-" + gateway_id;
+  } else if (!r->Has("client_id")) {
+    out->client_id = rules.default_client_id;
     if (out->client_id.size() > kMaxMqttStringBytes) {
-      ctx->Fail(nullptr,
-                "mqtt.client_id defaults to \"sluice-\" + gateway.id, which is longer "
-                "than MQTT's 65535 bytes; set mqtt.client_id");
+      errors->Fail(r->TableSource(), r->Name("client_id") + " defaults to " +
+                                         Quote(out->client_id) +
+                                         ", which is longer than MQTT's 65535 bytes; set it");
     }
   }
 
-  const bool has_username = r.String("username", &out->username);
-  const bool has_password = r.String("password", &out->password, /*secret=*/true);
-  const bool has_password_file = r.NonEmptyString("password_file", &out->password_file) &&
-                                 r.FilePath("password_file", &out->password_file);
-  if (has_username && out->username.size() > kMaxMqttStringBytes) {
-    r.Fail("username", "is longer than MQTT's 65535 bytes");
+  const bool has_username = r->String("username", &out->username);
+  const bool has_password = r->String("password", &out->password, /*secret=*/true);
+  bool has_password_file = false;
+  if (r->Has("password_file") && has_password) {
+    r->Get("password_file");
+    r->Fail("password_file", r->Name("password") + " and " + r->Name("password_file") +
+                                 " are mutually exclusive; set one");
+  } else {
+    std::string path;
+    has_password_file = ReadSecretFileKey(r, env, "password_file", &path, &out->password);
+    if (has_password_file) (*secret_files)[r->Name("password_file")] = out->password;
   }
-  if (has_password && has_password_file) {
-    r.Fail("password_file", "mqtt.password and mqtt.password_file are mutually exclusive; set one");
-  } else if (has_password_file && ctx->ok()) {
-    Status s = ReadSecretFile(out->password_file, &out->password);
-    if (!s.ok()) r.Fail("password_file", s.message());
+  if (has_username && out->username.size() > kMaxMqttStringBytes) {
+    r->Fail("username", "is longer than MQTT's 65535 bytes");
   }
   if (out->password.size() > kMaxMqttStringBytes) {
-    r.Fail(has_password_file ? "password_file" : "password", "is longer than MQTT's 65535 bytes");
+    r->Fail(has_password_file ? "password_file" : "password", "is longer than MQTT's 65535 bytes");
   }
   // MQTT 3.1.1 section 3.1.2.9: a password may only be sent together with a user name.
   if ((has_password || has_password_file) && out->username.empty()) {
-    r.Fail(has_password ? "password" : "password_file",
-           "a password needs mqtt.username; MQTT 3.1.1 sends a password only with a user name");
+    r->Fail(has_password ? "password" : "password_file",
+            "a password needs " + r->Name("username") +
+                "; MQTT 3.1.1 sends a password only with a user name");
   }
 
   std::string protocol;
-  if (r.Choice("protocol", {"5", "3.1.1"}, &protocol)) {
-    out->protocol = protocol == "3.1.1" ? MqttProtocolVersion::kV311 : MqttProtocolVersion::kV5;
+  if (r->Choice("protocol", {"5", "3.1.1"}, &protocol)) {
+    out->protocol =
+        protocol == "3.1.1" ? connectors::MqttProtocol::kV311 : connectors::MqttProtocol::kV5;
   }
-  r.Uint32("keepalive_s", 0, 65535, &out->keepalive_s);
-  r.Uint32("reconnect_min_ms", 1, kMaxBackoffMs, &out->reconnect_min_ms);
-  r.Uint32("reconnect_max_ms", 1, kMaxBackoffMs, &out->reconnect_max_ms);
-  if (ctx->ok() && out->reconnect_min_ms > out->reconnect_max_ms) {
-    if (r.Where("reconnect_min_ms") != nullptr) {
-      r.Fail("reconnect_min_ms", std::to_string(out->reconnect_min_ms) +
-                                     " must not exceed mqtt.reconnect_max_ms (" +
-                                     std::to_string(out->reconnect_max_ms) + ")");
+  r->Duration("keepalive_s", 0, 65535, &out->keepalive);
+  r->Duration("reconnect_min_ms", 1, kMaxBackoffMs, &out->reconnect_min);
+  r->Duration("reconnect_max_ms", 1, kMaxBackoffMs, &out->reconnect_max);
+  if (r->ok() && out->reconnect_min > out->reconnect_max) {
+    const std::string min = std::to_string(out->reconnect_min.count());
+    const std::string max = std::to_string(out->reconnect_max.count());
+    if (r->Has("reconnect_min_ms")) {
+      r->Fail("reconnect_min_ms",
+              min + " must not exceed " + r->Name("reconnect_max_ms") + " (" + max + ")");
     } else {
-      r.Fail("reconnect_max_ms", std::to_string(out->reconnect_max_ms) +
-                                     " must not be less than mqtt.reconnect_min_ms (" +
-                                     std::to_string(out->reconnect_min_ms) + ")");
+      r->Fail("reconnect_max_ms",
+              max + " must not be less than " + r->Name("reconnect_min_ms") + " (" + min + ")");
     }
   }
 
-  ReadTls(ctx, r.Table("tls"), &out->tls);
-  // Paho picks TLS from the URL scheme and ignores the TLS options otherwise, so a mismatch would
-  // either send the password in clear text or fail every connection attempt.
-  if (ctx->ok() && out->tls.enabled != IsTlsScheme(out->url)) {
-    r.Fail("url", out->tls.enabled ? Quote(out->url) +
-                                         " is not a TLS URL but mqtt.tls.enabled is true; use "
-                                         "ssl://, mqtts:// or wss://"
-                                   : Quote(out->url) +
-                                         " is a TLS URL but mqtt.tls.enabled is false; set "
-                                         "mqtt.tls.enabled = true or use tcp://, mqtt:// or ws://");
+  const toml::table* tls_table = r->Table("tls");
+  TableReader tls(errors, tls_table, r->Name("tls"));
+  if (rules.tls_enabled_key) tls.Bool("enabled", &out->tls);
+  const bool tls_url = IsTlsScheme(out->url);
+  for (std::string_view key : {"ca_file", "cert_file", "key_file"}) {
+    std::string* field = key == "ca_file"     ? &out->ca_file
+                         : key == "cert_file" ? &out->cert_file
+                                              : &out->key_file;
+    if (ReadFilePath(&tls, env, key, field) && !rules.tls_enabled_key && !tls_url) {
+      tls.Fail(key, "is set but " + r->Name("url") + " " + Quote(out->url) +
+                        " is not a TLS URL; use ssl:// or mqtts://");
+    }
   }
+  if (tls.Bool("verify", &out->tls_verify) && !rules.tls_enabled_key && !tls_url) {
+    tls.Fail("verify", "is set but " + r->Name("url") + " " + Quote(out->url) +
+                           " is not a TLS URL; use ssl:// or mqtts://");
+  }
+  tls.RejectUnknownKeys();
+  if (!rules.tls_enabled_key) {
+    out->tls = tls_url;
+  } else if (r->ok() && out->tls != tls_url) {
+    // Paho picks TLS from the URL scheme and ignores the TLS options otherwise, so a mismatch
+    // would either send the password in clear text or fail every connection attempt.
+    const std::string enabled = tls.Name("enabled");
+    r->Fail("url", out->tls ? Quote(out->url) + " is not a TLS URL but " + enabled +
+                                  " is true; use ssl://, mqtts:// or wss://"
+                            : Quote(out->url) + " is a TLS URL but " + enabled + " is false; set " +
+                                  enabled + " = true or use tcp://, mqtt:// or ws://");
+  }
+}
+
+void ReadSourceMqtt(TomlErrors* errors, const toml::table* table, const ConfigEnvironment& env,
+                    Config* config) {
+  TableReader r(errors, table, "mqtt");
+  MqttConnectionRules rules;
+  rules.schemes = {"tcp://", "ssl://", "mqtt://", "mqtts://", "ws://", "wss://"};
+  rules.tls_enabled_key = true;
+  rules.default_client_id = "sluice-" + config->gateway.id;
+  ReadMqttConnection(&r, env, rules, &config->mqtt.connection, &config->secret_files);
   r.RejectUnknownKeys();
 }
+
+// ---- Kafka ----
 
 // Where each property was written, so that librdkafka's refusal can point at its line.
 using PropertySources = std::map<std::string, toml::source_region>;
 
-// Flattens [kafka.properties] into librdkafka's dotted names. Unquoted dotted TOML keys such as
+// Flattens a properties table into librdkafka's dotted names. Unquoted dotted TOML keys such as
 // `security.protocol = "SSL"` parse as nested tables, so nesting is folded back into the name.
 // No message here shows a value: a property may be a password under a misspelt name.
-void ReadProperties(Context* ctx, const toml::table& table, const std::string& prefix,
+void ReadProperties(TomlErrors* errors, const ConfigEnvironment& env, const toml::table& table,
+                    const std::string& table_name, const std::string& prefix,
                     std::map<std::string, std::string>* out, PropertySources* sources) {
   for (auto&& [key, node] : table) {
-    if (!ctx->ok()) return;
+    if (!errors->ok()) return;
     const std::string name =
         prefix.empty() ? std::string(key.str()) : prefix + "." + std::string(key.str());
     // librdkafka takes names as C strings: "acks\u0000x" would reach it as "acks", past the
     // refusal below.
     if (const size_t nul = name.find('\0'); nul != std::string::npos) {
-      ctx->Fail(&key.source(), "kafka.properties '" + name.substr(0, nul) +
-                                   "\\u0000...': a property name must not contain a NUL character");
+      errors->Fail(&key.source(),
+                   table_name + " '" + name.substr(0, nul) +
+                       "\\u0000...': a property name must not contain a NUL character");
       return;
     }
-    const std::string where = "kafka.properties '" + name + "'";
+    const std::string where = table_name + " '" + name + "'";
     if (const auto* sub = node.as_table()) {
-      ReadProperties(ctx, *sub, name, out, sources);
+      ReadProperties(errors, env, *sub, table_name, name, out, sources);
       continue;
     }
     const connectors::OwnedKafkaSetting* owned = connectors::FindOwnedKafkaSetting(name);
     if (owned != nullptr && owned->allowed.empty()) {
-      ctx->Fail(&key.source(), where + " cannot be set here: " + std::string(owned->reason));
+      errors->Fail(&key.source(), where + " cannot be set here: " + std::string(owned->reason));
       return;
     }
     std::string value;
     if (const auto* s = node.as_string()) {
       value = s->get();
       if (value.find('\0') != std::string::npos) {
-        ctx->Fail(&node.source(), where + ": contains a NUL character");
+        errors->Fail(&node.source(), where + ": contains a NUL character");
         return;
       }
       // For file properties such as ssl.key.location.
-      std::string problem = ExpandCredentials(ctx->env(), &value, /*show=*/false);
+      std::string problem = ExpandCredentials(env, &value, /*show=*/false);
       if (!problem.empty()) {
-        ctx->Fail(&node.source(), where + ": " + problem);
+        errors->Fail(&node.source(), where + ": " + problem);
         return;
       }
     } else if (const auto* i = node.as_integer()) {
@@ -710,13 +351,14 @@ void ReadProperties(Context* ctx, const toml::table& table, const std::string& p
     } else if (const auto* b = node.as_boolean()) {
       value = b->get() ? "true" : "false";
     } else {
-      ctx->Fail(&node.source(),
-                where + ": expected a string, integer or boolean, found " + DescribeType(node));
+      errors->Fail(&node.source(),
+                   where + ": expected a string, integer or boolean, found " + DescribeType(node));
       return;
     }
     if (owned != nullptr && !connectors::OwnedSettingAllows(*owned, value)) {
-      // The value stays out of the message, as everywhere in [kafka.properties].
-      ctx->Fail(&node.source(), where + " cannot take this value: " + std::string(owned->reason));
+      // The value stays out of the message, as everywhere in the properties.
+      errors->Fail(&node.source(),
+                   where + " cannot take this value: " + std::string(owned->reason));
       return;
     }
     (*out)[name] = std::move(value);
@@ -728,7 +370,7 @@ void ReadProperties(Context* ctx, const toml::table& table, const std::string& p
 // property librdkafka refuses (a misspelt name, a bad value) is a configuration error before
 // anything starts rather than a failure of `run` that systemd restarts forever. The sink adds
 // sluice's own settings on top, which the configuration's own ranges already checked.
-void CheckKafkaProperties(Context* ctx, const std::map<std::string, std::string>& properties,
+void CheckKafkaProperties(TomlErrors* errors, const std::map<std::string, std::string>& properties,
                           const PropertySources& sources) {
   std::unique_ptr<RdKafka::Conf> conf;
   std::string bad_key;
@@ -741,8 +383,8 @@ void CheckKafkaProperties(Context* ctx, const std::map<std::string, std::string>
       message += "; did you mean '" + *hint + "'?";
     }
   }
-  // The password read from kafka.sasl_password_file has no line of its own.
-  ctx->Fail(at == sources.end() ? nullptr : &at->second, message);
+  // The password read from sasl_password_file has no line of its own.
+  errors->Fail(at == sources.end() ? nullptr : &at->second, message);
 }
 
 // What is wrong with a librdkafka bootstrap list ("host:port,host:port", each optionally with
@@ -800,40 +442,361 @@ std::string BrokerListProblem(std::string_view list) {
   }
 }
 
-void ReadKafka(Context* ctx, const toml::table* table, KafkaConfig* out) {
-  TableReader r(ctx, table, "kafka");
-  if (r.NonEmptyString("brokers", &out->brokers)) {
+std::string KafkaTopicProblem(std::string_view topic) {
+  if (topic.empty()) return "must not be empty";
+  if (topic.size() > kMaxKafkaTopicLength) {
+    return "is " + std::to_string(topic.size()) + " characters long; Kafka allows at most 249";
+  }
+  if (topic == "." || topic == "..") return "must not be '.' or '..'";
+  for (char c : topic) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) return "may contain only a-z, A-Z, 0-9, '.', '_' and '-'";
+  }
+  return "";
+}
+
+// The keys of a Kafka upstream, in the old [kafka] table and in [upstream.NAME] (kind = "kafka")
+// alike; `legacy` leaves out the keys the old form never had.
+void ReadKafkaOptions(TableReader* r, const ConfigEnvironment& env, bool legacy,
+                      connectors::KafkaSinkOptions* out,
+                      std::map<std::string, std::string>* secret_files) {
+  TomlErrors* errors = r->errors();
+  if (r->NonEmptyString("brokers", &out->brokers)) {
     const std::string problem = BrokerListProblem(out->brokers);
-    if (!problem.empty()) r.Fail("brokers", problem);
+    if (!problem.empty()) r->Fail("brokers", problem);
   }
-  r.Choice("compression", {"none", "gzip", "snappy", "lz4", "zstd"}, &out->compression);
+  r->Choice("compression", {"none", "gzip", "snappy", "lz4", "zstd"}, &out->compression);
   // Ranges follow librdkafka's limits for the properties these keys map to.
-  r.Uint32("linger_ms", 0, 900'000, &out->linger_ms);
-  r.Uint32("batch_bytes", 1, 2'147'483'647, &out->batch_bytes);
-  r.Uint32("max_in_flight_events", 1, 10'000'000, &out->max_in_flight_events);
-  r.Uint32("retry_backoff_ms", 1, 300'000, &out->retry_backoff_ms);
-  r.Uint32("reconnect_max_ms", 1, kMaxBackoffMs, &out->reconnect_max_ms);
-  PropertySources sources;
-  if (const toml::table* properties = r.Table("properties")) {
-    ReadProperties(ctx, *properties, "", &out->properties, &sources);
+  r->Integer("linger_ms", 0, 900'000, &out->linger_ms);
+  r->Integer("batch_bytes", 1, 2'147'483'647, &out->batch_bytes);
+  r->Integer("max_in_flight_events", 1, 10'000'000, &out->max_in_flight);
+  r->Integer("retry_backoff_ms", 1, 300'000, &out->retry_backoff_ms);
+  r->Integer("reconnect_max_ms", 1, kMaxBackoffMs, &out->reconnect_max_ms);
+  if (!legacy && r->String("gap_topic", &out->gap_topic)) {
+    const std::string problem = KafkaTopicProblem(out->gap_topic);
+    if (!problem.empty()) r->Fail("gap_topic", Quote(out->gap_topic) + " " + problem);
   }
-  if (r.NonEmptyString("sasl_password_file", &out->sasl_password_file) &&
-      r.FilePath("sasl_password_file", &out->sasl_password_file) && ctx->ok()) {
-    std::string password;
-    Status s = ReadSecretFile(out->sasl_password_file, &password);
-    if (!s.ok()) {
-      r.Fail("sasl_password_file", s.message());
-    } else if (out->properties.count("sasl.password") != 0) {
-      r.Fail("sasl_password_file",
-             "kafka.sasl_password_file and kafka.properties 'sasl.password' are mutually "
-             "exclusive; set one");
+  PropertySources sources;
+  if (const toml::table* properties = r->Table("properties")) {
+    ReadProperties(errors, env, *properties, r->Name("properties"), "", &out->properties, &sources);
+  }
+  std::string path;
+  std::string password;
+  if (errors->ok() && ReadSecretFileKey(r, env, "sasl_password_file", &path, &password)) {
+    if (out->properties.count("sasl.password") != 0) {
+      r->Fail("sasl_password_file", r->Name("sasl_password_file") + " and " +
+                                        r->Name("properties") +
+                                        " 'sasl.password' are mutually exclusive; set one");
     } else {
+      (*secret_files)[r->Name("sasl_password_file")] = password;
       out->properties["sasl.password"] = std::move(password);
     }
+  } else {
+    r->Get("sasl_password_file");  // known, even when an earlier error skipped it
   }
-  if (ctx->ok()) CheckKafkaProperties(ctx, out->properties, sources);
-  r.RejectUnknownKeys();
+  if (errors->ok()) CheckKafkaProperties(errors, out->properties, sources);
 }
+
+// ---- MQTT topic templates ----
+
+// TODO(connectors/topic_template.h): switch to its template parser once it lands; until then
+// this restates its rules (placeholders in braces, no wildcards).
+// What is wrong with an MQTT topic template, or empty. `placeholders` are the names it may use;
+// null accepts any well-formed name (a template checked again where a route uses it).
+std::string TopicTemplateProblem(std::string_view text,
+                                 const std::vector<std::string>* placeholders) {
+  if (text.empty()) return "must not be empty";
+  if (text.size() > kMaxMqttStringBytes) return "is longer than MQTT's 65535 bytes";
+  if (text.find_first_of("+#") != std::string_view::npos) {
+    return Quote(text) + " contains '+' or '#'; a topic to publish to has no wildcards";
+  }
+  if (text.front() == '$') {
+    return Quote(text) + " begins with '$', which brokers reserve for their own topics";
+  }
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '}') return Quote(text) + " has a '}' without its '{'";
+    if (text[i] != '{') continue;
+    const size_t close = text.find('}', i + 1);
+    if (close == std::string_view::npos) return Quote(text) + " has a '{' without its '}'";
+    const std::string name(text.substr(i + 1, close - i - 1));
+    const bool well_formed = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
+    });
+    if (!well_formed) {
+      return Quote(text) + ": {" + name + "} is not a placeholder (a name of A-Z, a-z, 0-9, _)";
+    }
+    if (placeholders != nullptr &&
+        std::find(placeholders->begin(), placeholders->end(), name) == placeholders->end()) {
+      std::string list;
+      for (const std::string& p : *placeholders) {
+        list += list.empty() ? "{" : ", {";
+        list += p;
+        list += '}';
+      }
+      std::string problem = Quote(text) + ": placeholder {" + name + "} is not one of " + list;
+      if (auto hint = ClosestMatch(name, *placeholders)) {
+        problem += " (did you mean {" + *hint + "}?)";
+      }
+      return problem;
+    }
+    i = close;
+  }
+  return "";
+}
+
+// The capture of a key pattern ("device" for "devices/{device}/#"), if it has one.
+std::optional<std::string> KeyCapture(std::string_view key_pattern) {
+  size_t start = 0;
+  while (start <= key_pattern.size()) {
+    size_t slash = key_pattern.find('/', start);
+    if (slash == std::string_view::npos) slash = key_pattern.size();
+    const std::string_view level = key_pattern.substr(start, slash - start);
+    if (level.size() >= 2 && level.front() == '{' && level.back() == '}') {
+      return std::string(level.substr(1, level.size() - 2));
+    }
+    start = slash + 1;
+  }
+  return std::nullopt;
+}
+
+// ---- [upstream.NAME] ----
+
+std::string UpstreamNameProblem(std::string_view name) {
+  if (name.empty() || name.size() > kMaxUpstreamNameLength) {
+    return "must be 1..64 characters long";
+  }
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-';
+    if (!ok)
+      return "may contain only A-Z, a-z, 0-9, '_' and '-' (it names a cursor and a metric label)";
+  }
+  return "";
+}
+
+// Keys only one kind has, to say so when the other kind is given them.
+constexpr std::string_view kKafkaOnlyKeys[] = {
+    "brokers",          "compression", "linger_ms",         "batch_bytes", "max_in_flight_events",
+    "retry_backoff_ms", "properties",  "sasl_password_file"};
+constexpr std::string_view kMqttOnlyKeys[] = {
+    "url",         "protocol",         "client_id", "username",      "password", "password_file",
+    "keepalive_s", "reconnect_min_ms", "tls",       "max_in_flight", "topic"};
+
+// The MQTT upstreams' `topic` keys: the template a route's `NAME = true` stands for.
+using DefaultTopics = std::map<std::string, std::string>;
+
+void ReadUpstream(TomlErrors* errors, const ConfigEnvironment& env, const std::string& name,
+                  const toml::node& node, const GatewayConfig& gateway, Config* config,
+                  DefaultTopics* default_topics) {
+  const std::string path = "upstream." + name;
+  if (const std::string problem = UpstreamNameProblem(name); !problem.empty()) {
+    errors->Fail(&node.source(), "upstream " + Quote(name) + ": the name " + problem);
+    return;
+  }
+  const toml::table* table = node.as_table();
+  if (table == nullptr) {
+    errors->Fail(&node.source(),
+                 path + ": expected a table ([" + path + "]), found " + Describe(node));
+    return;
+  }
+  TableReader r(errors, table, path);
+  UpstreamConfig upstream;
+  upstream.name = name;
+  std::string kind;
+  if (!r.Has("kind")) {
+    errors->Fail(&table->source(), path + ".kind is required: \"kafka\" or \"mqtt\"");
+    return;
+  }
+  if (!r.Choice("kind", {"kafka", "mqtt"}, &kind)) return;
+  upstream.kind = kind == "mqtt" ? UpstreamKind::kMqtt : UpstreamKind::kKafka;
+  // A key of the other kind would be "unknown" below; say what it is instead.
+  for (std::string_view key : upstream.kind == UpstreamKind::kMqtt
+                                  ? std::span<const std::string_view>(kKafkaOnlyKeys)
+                                  : std::span<const std::string_view>(kMqttOnlyKeys)) {
+    if (r.Has(key)) {
+      r.Fail(key, std::string("is a key of kind \"") +
+                      (upstream.kind == UpstreamKind::kMqtt ? "kafka" : "mqtt") + "\", but " +
+                      path + " is kind \"" + kind + "\"");
+      return;
+    }
+  }
+  if (upstream.kind == UpstreamKind::kKafka) {
+    upstream.kafka.gateway_id = gateway.id;
+    ReadKafkaOptions(&r, env, /*legacy=*/false, &upstream.kafka, &config->secret_files);
+  } else {
+    connectors::MqttSinkOptions& mqtt = upstream.mqtt;
+    mqtt.name = name;
+    mqtt.gateway_id = gateway.id;
+    MqttConnectionRules rules;
+    rules.schemes = {"tcp://", "mqtt://", "ssl://", "mqtts://"};
+    rules.default_client_id = "sluice-" + gateway.id + "-" + name;
+    ReadMqttConnection(&r, env, rules, &mqtt.connection, &config->secret_files);
+    // MQTT packet identifiers are 16 bits: no more QoS 1 messages can be unacknowledged at once.
+    r.Integer("max_in_flight", 1, 65535, &mqtt.max_in_flight);
+    std::string topic(kDefaultMqttTopic);
+    if (r.String("topic", &topic)) {
+      // The route's captures are checked where a route uses it; here only what no route can fix.
+      // Which captures it may use depends on the route; ReadTarget checks that.
+      const std::string problem = TopicTemplateProblem(topic, nullptr);
+      if (!problem.empty()) r.Fail("topic", problem);
+    }
+    (*default_topics)[name] = topic;
+    if (r.String("gap_topic", &mqtt.gap_topic)) {
+      // A gap record belongs to no MQTT message and no route.
+      static const std::vector<std::string> kGapPlaceholders = {"gateway"};
+      const std::string problem = TopicTemplateProblem(mqtt.gap_topic, &kGapPlaceholders);
+      if (!problem.empty()) r.Fail("gap_topic", problem);
+    }
+    // Two connections with one client id to one broker take the session from each other in turn.
+    const auto same_session = [&](const connectors::MqttConnection& other) {
+      return other.url == mqtt.connection.url && other.client_id == mqtt.connection.client_id;
+    };
+    if (r.ok() && same_session(config->mqtt.connection)) {
+      r.Fail("client_id", Quote(mqtt.connection.client_id) +
+                              " is also mqtt.client_id on the same broker; the two connections "
+                              "would take the session from each other");
+    }
+    for (const UpstreamConfig& other : config->upstreams) {
+      if (r.ok() && other.kind == UpstreamKind::kMqtt && same_session(other.mqtt.connection)) {
+        r.Fail("client_id", Quote(mqtt.connection.client_id) + " is also upstream." + other.name +
+                                ".client_id on the same broker");
+      }
+    }
+  }
+  r.RejectUnknownKeys();
+  if (errors->ok()) config->upstreams.push_back(std::move(upstream));
+}
+
+void ReadUpstreams(TomlErrors* errors, const ConfigEnvironment& env, const toml::table& table,
+                   Config* config, DefaultTopics* default_topics) {
+  for (const auto& [name, node] : InFileOrder(table)) {
+    ReadUpstream(errors, env, name, *node, config->gateway, config, default_topics);
+    if (!errors->ok()) return;
+  }
+  if (config->upstreams.empty()) {
+    errors->Fail(&table.source(),
+                 "upstream: no [upstream.NAME] block; sluice needs at least one upstream to "
+                 "forward to (docs/configuration.md)");
+  }
+}
+
+// ---- The old form and its rewrite ----
+
+// TOML text for a key or a value, strings in double quotes.
+std::string TomlKey(std::string_view key) {
+  const bool bare = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-';
+  });
+  if (bare) return std::string(key);
+  std::ostringstream os;
+  os << toml::toml_formatter{toml::value<std::string>(std::string(key)), toml::format_flags::none};
+  return os.str();
+}
+
+std::string TomlValue(const toml::node& node) {
+  std::ostringstream os;
+  os << toml::toml_formatter{node, toml::format_flags::none};
+  return os.str();
+}
+
+// librdkafka properties that hold a secret (librdkafka marks them sensitive): the rewrite names
+// them but does not show their values.
+bool IsSecretKafkaProperty(std::string_view name) {
+  static constexpr std::string_view kSecret[] = {"sasl.password",
+                                                 "ssl.key.password",
+                                                 "ssl.keystore.password",
+                                                 "ssl.key.pem",
+                                                 "ssl_key",
+                                                 "sasl.oauthbearer.client.secret",
+                                                 "sasl.oauthbearer.config"};
+  return std::find(std::begin(kSecret), std::end(kSecret), name) != std::end(kSecret);
+}
+
+// How much of the old form's text a rewrite may show. Once the file was validated, every property
+// name is one librdkafka knows and only the sensitive ones are hidden. An error about mixing the
+// forms comes before that: a password may sit under a misspelt name, so no property value, and
+// no value of a key the old form does not have, is shown.
+enum class Shown { kValidated, kUnvalidated };
+
+std::string HiddenLine(std::string_view key, std::string_view table) {
+  return "# " + TomlKey(key) + " = ...  (as in " + std::string(table) + "; not shown)\n";
+}
+
+void RewriteProperties(const toml::table& table, const std::string& prefix, Shown shown,
+                       std::string* out) {
+  for (auto&& [key, node] : table) {
+    const std::string name =
+        prefix.empty() ? std::string(key.str()) : prefix + "." + std::string(key.str());
+    if (const auto* sub = node.as_table()) {
+      RewriteProperties(*sub, name, shown, out);
+    } else if (shown == Shown::kUnvalidated || IsSecretKafkaProperty(name)) {
+      *out += HiddenLine(name, "[kafka.properties]");
+    } else {
+      *out += TomlKey(name) + " = " + TomlValue(node) + "\n";
+    }
+  }
+}
+
+// The old [kafka] table as the new form's [upstream.kafka] block.
+std::string RewriteKafkaTable(const toml::table* kafka, Shown shown) {
+  static constexpr std::string_view kKeys[] = {
+      "brokers",          "compression",          "linger_ms",
+      "batch_bytes",      "max_in_flight_events", "retry_backoff_ms",
+      "reconnect_max_ms", "sasl_password_file"};
+  std::string out = "[upstream." + std::string(kLegacyUpstream) + "]\nkind = \"kafka\"\n";
+  const toml::table* properties = nullptr;
+  if (kafka != nullptr) {
+    for (const auto& [key, node] : InFileOrder(*kafka)) {
+      if (key == "properties" && node->is_table()) {
+        properties = node->as_table();
+      } else if (shown == Shown::kUnvalidated &&
+                 std::find(std::begin(kKeys), std::end(kKeys), key) == std::end(kKeys)) {
+        out += HiddenLine(key, "[kafka]");
+      } else {
+        out += TomlKey(key) + " = " + TomlValue(*node) + "\n";
+      }
+    }
+  }
+  if (properties != nullptr && !properties->empty()) {
+    out += "\n[upstream." + std::string(kLegacyUpstream) + ".properties]\n";
+    RewriteProperties(*properties, "", shown, &out);
+  }
+  return out;
+}
+
+// One old-form [[route]] with `to` in place of kafka_topic.
+std::string RewriteRoute(const toml::table& route, Shown shown) {
+  static constexpr std::string_view kKeys[] = {"mqtt", "key", "qos", "retained", "forward_retain"};
+  std::string out = "[[route]]\n";
+  for (const auto& [key, node] : InFileOrder(route)) {
+    if (key == "kafka_topic") {
+      out += "to = { " + std::string(kLegacyUpstream) + " = " + TomlValue(*node) + " }\n";
+    } else if (shown == Shown::kUnvalidated &&
+               std::find(std::begin(kKeys), std::end(kKeys), key) == std::end(kKeys)) {
+      out += HiddenLine(key, "the route");
+    } else {
+      out += TomlKey(key) + " = " + TomlValue(*node) + "\n";
+    }
+  }
+  return out;
+}
+
+std::string LegacyRewrite(const toml::table* kafka, const toml::array* routes, Shown shown) {
+  std::string out = RewriteKafkaTable(kafka, shown);
+  if (routes != nullptr) {
+    for (const toml::node& route : *routes) {
+      if (const toml::table* t = route.as_table()) {
+        // Two appends: GCC 12 warns (-Wrestrict, a false positive) on "\n" + std::string.
+        out += '\n';
+        out += RewriteRoute(*t, shown);
+      }
+    }
+  }
+  return out;
+}
+
+// ---- [metrics] ----
 
 // Splits "HOST:PORT" or "[IPV6]:PORT"; returns a problem, or empty when it is usable.
 std::string SplitListen(const std::string& listen, std::string* host, uint16_t* port) {
@@ -873,8 +836,8 @@ std::string SplitListen(const std::string& listen, std::string* host, uint16_t* 
   return "";
 }
 
-void ReadMetrics(Context* ctx, const toml::table* table, MetricsConfig* out) {
-  TableReader r(ctx, table, "metrics");
+void ReadMetrics(TomlErrors* errors, const toml::table* table, MetricsConfig* out) {
+  TableReader r(errors, table, "metrics");
   r.Bool("enabled", &out->enabled);
   if (r.NonEmptyString("listen", &out->listen)) {
     std::string problem = SplitListen(out->listen, &out->address, &out->port);
@@ -883,64 +846,201 @@ void ReadMetrics(Context* ctx, const toml::table* table, MetricsConfig* out) {
   r.RejectUnknownKeys();
 }
 
-std::string KafkaTopicProblem(std::string_view topic) {
-  if (topic.empty()) return "must not be empty";
-  if (topic.size() > kMaxKafkaTopicLength) {
-    return "is " + std::to_string(topic.size()) + " characters long; Kafka allows at most 249";
+// ---- [[route]] ----
+
+// What the routes are read against.
+struct RouteContext {
+  bool new_form = false;
+  const Config* config = nullptr;
+  const DefaultTopics* default_topics = nullptr;
+  // The old form's rewrite, for the error that mixes the forms.
+  std::string legacy_rewrite;
+};
+
+void ReadTarget(TableReader* to, const RouteContext& rc, const std::string& upstream_name,
+                const toml::node& node, const RouteConfig& route, RouteConfig* out) {
+  const std::string key_name = to->Name(upstream_name);
+  const UpstreamConfig* upstream = FindUpstream(*rc.config, upstream_name);
+  if (upstream == nullptr) {
+    std::vector<std::string> names;
+    for (const UpstreamConfig& u : rc.config->upstreams) names.push_back(u.name);
+    std::string message = key_name + ": no upstream is named " + Quote(upstream_name);
+    if (auto hint = ClosestMatch(upstream_name, names)) {
+      message += " (did you mean '" + *hint + "'?)";
+    } else {
+      std::string list;
+      for (const std::string& n : names) {
+        if (!list.empty()) list += ", ";
+        list += n;
+      }
+      message += "; the upstreams are " + list;
+    }
+    to->errors()->Fail(&node.source(), message);
+    return;
   }
-  if (topic == "." || topic == "..") return "must not be '.' or '..'";
-  for (char c : topic) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == '-';
-    if (!ok) return "may contain only a-z, A-Z, 0-9, '.', '_' and '-'";
+  to->Get(upstream_name);
+  RouteTarget target;
+  target.upstream = upstream_name;
+  if (upstream->kind == UpstreamKind::kKafka) {
+    if (node.is_boolean()) {
+      to->Fail(upstream_name, "upstream." + upstream_name +
+                                  " is kind \"kafka\" and needs a topic name here, e.g. " +
+                                  upstream_name + " = \"telemetry\"");
+      return;
+    }
+    if (!to->String(upstream_name, &target.target)) return;
+    const std::string problem = KafkaTopicProblem(target.target);
+    if (!problem.empty()) {
+      to->Fail(upstream_name, "Kafka topic " + Quote(target.target) + " " + problem);
+      return;
+    }
+  } else {
+    const std::string topic_key = "upstream." + upstream_name + ".topic";
+    if (const auto* flag = node.as_boolean()) {
+      if (!flag->get()) {
+        to->Fail(upstream_name,
+                 "false feeds nothing; leave the upstream out of " + to->path() + " instead");
+        return;
+      }
+      target.target = rc.default_topics->at(upstream_name);
+    } else if (!to->String(upstream_name, &target.target)) {
+      return;
+    }
+    std::vector<std::string> placeholders = {"gateway", "mqtt_topic"};
+    if (auto capture = KeyCapture(route.key_pattern)) placeholders.push_back(*capture);
+    std::string problem = TopicTemplateProblem(target.target, &placeholders);
+    if (!problem.empty()) {
+      if (node.is_boolean()) problem = "true takes " + topic_key + ", which " + problem;
+      if (problem.find("placeholder") != std::string::npos) {
+        problem += "; a route's template may use the capture of its key (" +
+                   (route.key_pattern.empty() ? std::string("this route has no key")
+                                              : "key " + Quote(route.key_pattern)) +
+                   ")";
+      }
+      to->Fail(upstream_name, problem);
+      return;
+    }
   }
-  return "";
+  out->targets.push_back(std::move(target));
 }
 
-void ReadRoute(Context* ctx, const toml::table& table, const std::string& name, RouteConfig* out) {
-  TableReader r(ctx, &table, name);
+void ReadRoute(TomlErrors* errors, const toml::table& table, const std::string& name,
+               const RouteContext& rc, RouteConfig* out) {
+  TableReader r(errors, &table, name);
   if (r.String("mqtt", &out->mqtt_filter)) {
     Status s = connectors::ValidateTopicFilter(out->mqtt_filter);
     if (!s.ok()) r.Fail("mqtt", s.message());
-  } else if (r.Where("mqtt") == nullptr) {
-    ctx->Fail(r.TableSource(), name + ".mqtt is required (the MQTT topic filter to subscribe to)");
-  }
-  if (r.String("kafka_topic", &out->kafka_topic)) {
-    std::string problem = KafkaTopicProblem(out->kafka_topic);
-    if (!problem.empty()) r.Fail("kafka_topic", Quote(out->kafka_topic) + " " + problem);
-  } else if (r.Where("kafka_topic") == nullptr) {
-    ctx->Fail(r.TableSource(), name + ".kafka_topic is required (the Kafka topic to produce to)");
+  } else if (!r.Has("mqtt")) {
+    errors->Fail(r.TableSource(),
+                 name + ".mqtt is required (the MQTT topic filter to subscribe to)");
   }
   if (r.String("key", &out->key_pattern)) {
     connectors::KeyPattern pattern;
     Status s = connectors::KeyPattern::Parse(out->key_pattern, &pattern);
     if (!s.ok()) r.Fail("key", s.message());
   }
-  int64_t qos;
-  if (r.Integer("qos", 0, 2, &qos)) out->qos = static_cast<int>(qos);
+  r.Integer("qos", 0, 2, &out->qos);
   std::string retained;
   if (r.Choice("retained", {"ingest", "skip"}, &retained)) {
     out->retained = retained == "skip" ? RetainedPolicy::kSkip : RetainedPolicy::kIngest;
   }
+  r.Bool("forward_retain", &out->forward_retain);
+  // Both forms' keys are known in either, so that a typo is named before a missing target is.
+  r.Get("to");
+  r.Get("kafka_topic");
   r.RejectUnknownKeys();
+  if (!errors->ok()) return;
+
+  const bool has_kafka_topic = r.Has("kafka_topic");
+  const bool has_to = r.Has("to");
+  if (has_kafka_topic && has_to) {
+    r.Fail("kafka_topic", "the old form of " + name + ".to; set one of them, e.g. to = { " +
+                              std::string(kLegacyUpstream) + " = \"...\" }");
+    return;
+  }
+  if (rc.new_form) {
+    if (has_kafka_topic) {
+      std::string upstream = "NAME";
+      for (const UpstreamConfig& u : rc.config->upstreams) {
+        if (u.kind == UpstreamKind::kKafka) {
+          upstream = u.name;
+          break;
+        }
+      }
+      std::string topic;
+      if (const toml::node* node = table.get("kafka_topic")) topic = TomlValue(*node);
+      r.Fail("kafka_topic",
+             "belongs to the old form ([kafka], route.kafka_topic), which cannot be mixed with "
+             "[upstream.*]; write to = { " +
+                 upstream + " = " + topic + " }");
+      return;
+    }
+    const toml::table* to = r.Table("to");
+    if (to == nullptr) {
+      if (!has_to) {
+        errors->Fail(r.TableSource(),
+                     name +
+                         ".to is required: the upstreams this route feeds and its target on "
+                         "each, e.g. to = { central = \"telemetry\" }");
+      }
+      return;
+    }
+    if (to->empty()) {
+      r.Fail("to", "names no upstream; e.g. to = { central = \"telemetry\" }");
+      return;
+    }
+    TableReader to_reader(errors, to, r.Name("to"));
+    for (const auto& [upstream, node] : InFileOrder(*to)) {
+      ReadTarget(&to_reader, rc, upstream, *node, *out, out);
+      if (!errors->ok()) return;
+    }
+  } else {
+    if (has_to) {
+      r.Fail("to", "names upstreams, but no [upstream.NAME] block is configured" +
+                       std::string(rc.legacy_rewrite.empty()
+                                       ? ""
+                                       : "; the old form ([kafka], route.kafka_topic) cannot be "
+                                         "mixed with the new one. The whole file in the new "
+                                         "form uses, in place of [kafka] and every [[route]]:\n" +
+                                             rc.legacy_rewrite));
+      return;
+    }
+    RouteTarget target;
+    target.upstream = std::string(kLegacyUpstream);
+    if (r.String("kafka_topic", &target.target)) {
+      std::string problem = KafkaTopicProblem(target.target);
+      if (!problem.empty()) {
+        r.Fail("kafka_topic", Quote(target.target) + " " + problem);
+        return;
+      }
+      out->targets.push_back(std::move(target));
+    } else if (!has_kafka_topic) {
+      errors->Fail(r.TableSource(),
+                   name +
+                       ".kafka_topic is required (the Kafka topic to produce to); or, in the "
+                       "new form, name upstreams in [upstream.NAME] blocks and set " +
+                       name + ".to");
+    }
+  }
 }
 
-void ReadRoutes(Context* ctx, const toml::node* node, std::vector<RouteConfig>* out) {
+void ReadRoutes(TomlErrors* errors, const toml::node* node, const RouteContext& rc,
+                std::vector<RouteConfig>* out) {
   static constexpr std::string_view kNoRoutes =
       "no [[route]] is configured; sluice needs at least one to know which MQTT topics to "
-      "forward to which Kafka topic";
+      "forward to which upstream";
   if (node == nullptr) {
-    ctx->Fail(nullptr, kNoRoutes);
+    errors->Fail(nullptr, kNoRoutes);
     return;
   }
   const toml::array* routes = node->as_array();
   if (routes == nullptr) {
-    ctx->Fail(&node->source(),
-              "route: expected an array of tables ([[route]]), found " + Describe(*node));
+    errors->Fail(&node->source(),
+                 "route: expected an array of tables ([[route]]), found " + Describe(*node));
     return;
   }
   if (routes->empty()) {
-    ctx->Fail(&node->source(), kNoRoutes);
+    errors->Fail(&node->source(), kNoRoutes);
     return;
   }
   for (size_t i = 0; i < routes->size(); ++i) {
@@ -948,19 +1048,19 @@ void ReadRoutes(Context* ctx, const toml::node* node, std::vector<RouteConfig>* 
     const toml::node& element = *routes->get(i);
     const toml::table* table = element.as_table();
     if (table == nullptr) {
-      ctx->Fail(&element.source(), name + ": expected a table, found " + Describe(element));
+      errors->Fail(&element.source(), name + ": expected a table, found " + Describe(element));
       return;
     }
     RouteConfig route;
-    ReadRoute(ctx, *table, name, &route);
-    if (!ctx->ok()) return;
+    ReadRoute(errors, *table, name, rc, &route);
+    if (!errors->ok()) return;
     // Two subscriptions with one filter are one subscription at the broker: the second route
     // could never be told apart from the first.
     for (size_t j = 0; j < out->size(); ++j) {
       if ((*out)[j].mqtt_filter == route.mqtt_filter) {
-        ctx->Fail(table->get("mqtt") ? &table->get("mqtt")->source() : nullptr,
-                  name + ".mqtt: filter " + Quote(route.mqtt_filter) +
-                      " is already routed by route[" + std::to_string(j + 1) + "]");
+        errors->Fail(table->get("mqtt") ? &table->get("mqtt")->source() : nullptr,
+                     name + ".mqtt: filter " + Quote(route.mqtt_filter) +
+                         " is already routed by route[" + std::to_string(j + 1) + "]");
         return;
       }
     }
@@ -968,91 +1068,105 @@ void ReadRoutes(Context* ctx, const toml::node* node, std::vector<RouteConfig>* 
   }
 }
 
-Status ParseDocument(const toml::table& doc, const std::string& origin,
-                     const ConfigEnvironment& env, Config* out) {
-  Context ctx(origin, &env);
+// Every upstream is fed by a route: one that none feeds would hold its cursor back for nothing.
+void CheckEveryUpstreamFed(TomlErrors* errors, const toml::table* upstream_tables,
+                           const Config& config) {
+  for (const UpstreamConfig& u : config.upstreams) {
+    const bool fed = std::any_of(config.routes.begin(), config.routes.end(), [&](const auto& r) {
+      return std::any_of(r.targets.begin(), r.targets.end(),
+                         [&](const RouteTarget& t) { return t.upstream == u.name; });
+    });
+    if (fed) continue;
+    const toml::node* node = upstream_tables ? upstream_tables->get(u.name) : nullptr;
+    errors->Fail(node ? &node->source() : nullptr,
+                 "upstream." + u.name + " is fed by no route; name it in a route's `to` (to = { " +
+                     u.name + " = ... }) or remove it");
+    return;
+  }
+}
+
+Status ParseDocument(const toml::table& doc, TomlErrors* errors, const ConfigEnvironment& env,
+                     Config* out) {
   Config config;
-  TableReader top(&ctx, &doc, "");
+  config.storage.path = std::string(kDefaultLogPath);
+  TableReader top(errors, &doc, "");
   const toml::table* gateway = top.Table("gateway");
   const toml::table* storage = top.Table("storage");
   const toml::table* mqtt = top.Table("mqtt");
   const toml::table* kafka = top.Table("kafka");
+  const toml::table* upstreams = top.Table("upstream");
   const toml::table* metrics = top.Table("metrics");
   const toml::node* routes = top.Get("route");
   // Unknown sections first: a misspelt [storge] would otherwise surface as a confusing default.
   top.RejectUnknownKeys();
+  if (!errors->ok()) return errors->status();
 
-  ReadGateway(&ctx, gateway, &config.gateway);
-  ReadStorage(&ctx, storage, &config.storage);
-  ReadMqtt(&ctx, mqtt, config.gateway.id, &config.mqtt);
-  ReadKafka(&ctx, kafka, &config.kafka);
-  ReadMetrics(&ctx, metrics, &config.metrics);
-  ReadRoutes(&ctx, routes, &config.routes);
-  if (!ctx.ok()) return ctx.status();
+  ReadGateway(errors, gateway, &config.gateway);
+  ReadStorage(errors, storage, &config);
+  ReadSourceMqtt(errors, mqtt, env, &config);
+  ReadMetrics(errors, metrics, &config.metrics);
+  if (!errors->ok()) return errors->status();
+
+  RouteContext rc;
+  rc.new_form = top.Has("upstream");
+  rc.config = &config;
+  DefaultTopics default_topics;
+  rc.default_topics = &default_topics;
+  const toml::array* route_array = routes ? routes->as_array() : nullptr;
+  if (rc.new_form) {
+    if (kafka != nullptr) {
+      errors->Fail(&kafka->source(),
+                   "kafka: [kafka] is the old form's one upstream and cannot be mixed with "
+                   "[upstream.*]; write it as an upstream block:\n" +
+                       RewriteKafkaTable(kafka, Shown::kUnvalidated));
+      return errors->status();
+    }
+    ReadUpstreams(errors, env, *upstreams, &config, &default_topics);
+  } else {
+    const bool legacy_parts =
+        kafka != nullptr ||
+        (route_array != nullptr &&
+         std::any_of(route_array->begin(), route_array->end(), [](const toml::node& n) {
+           return n.is_table() && n.as_table()->contains("kafka_topic");
+         }));
+    if (legacy_parts) rc.legacy_rewrite = LegacyRewrite(kafka, route_array, Shown::kUnvalidated);
+    UpstreamConfig upstream;
+    upstream.name = std::string(kLegacyUpstream);
+    upstream.kind = UpstreamKind::kKafka;
+    upstream.kafka.gateway_id = config.gateway.id;
+    TableReader r(errors, kafka, "kafka");
+    ReadKafkaOptions(&r, env, /*legacy=*/true, &upstream.kafka, &config.secret_files);
+    r.RejectUnknownKeys();
+    config.upstreams.push_back(std::move(upstream));
+  }
+  if (!errors->ok()) return errors->status();
+
+  ReadRoutes(errors, routes, rc, &config.routes);
+  if (!errors->ok()) return errors->status();
+  CheckEveryUpstreamFed(errors, upstreams, config);
+  if (!errors->ok()) return errors->status();
+
+  if (!rc.new_form) config.legacy_rewrite = LegacyRewrite(kafka, route_array, Shown::kValidated);
+  config.storage.cursors.clear();
+  for (const UpstreamConfig& u : config.upstreams) config.storage.cursors.push_back(u.name);
+  for (const RouteConfig& r : config.routes) {
+    // Paho C sends PUBREC for a QoS 2 message before the callback runs, so the broker would forget
+    // it before it is in the log; QoS 1 is acknowledged only after the commit (the daemon warns).
+    config.mqtt.subscriptions.push_back(
+        {r.mqtt_filter, std::min(r.qos, 1), r.retained == RetainedPolicy::kIngest});
+  }
   *out = std::move(config);
   return Status::Ok();
 }
 
-// toml++ quotes what it found ("expected 'true', saw 'tru_'", "unknown escape sequence '\\q'"),
-// which may be the start of a password written without quotes. What it expected (punctuation, a
-// keyword) is kept; any other quoted text is replaced, since the position already points at it.
-std::string WithoutQuotedText(std::string_view description) {
-  static constexpr std::string_view kKeywords[] = {"true", "false", "inf", "nan"};
-  std::string out;
-  size_t pos = 0;
-  for (;;) {
-    const size_t open = description.find('\'', pos);
-    const size_t close = open == std::string_view::npos ? open : description.find('\'', open + 1);
-    if (close == std::string_view::npos) break;
-    const std::string_view quoted = description.substr(open + 1, close - open - 1);
-    const bool keyword =
-        std::find(std::begin(kKeywords), std::end(kKeywords), quoted) != std::end(kKeywords);
-    const bool punctuation = std::none_of(quoted.begin(), quoted.end(), [](char c) {
-      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '\\' ||
-             static_cast<unsigned char>(c) >= 0x80;
-    });
-    out.append(description.substr(pos, open - pos));
-    out += keyword || punctuation ? "'" + std::string(quoted) + "'" : std::string("'...'");
-    pos = close + 1;
-  }
-  out.append(description.substr(pos));
-  return out;
-}
-
 }  // namespace
-
-ConfigEnvironment ConfigEnvironment::FromProcess() {
-  ConfigEnvironment env;
-  if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY")) env.credentials_directory = dir;
-  return env;
-}
 
 Status ParseConfig(const std::string& toml_text, const std::string& origin, Config* out,
                    const ConfigEnvironment& env) {
-  Context ctx(origin, &env);
-  // toml++ reports syntax errors by exception or by result depending on how it was built; neither
-  // may leave this function.
-  try {
-#if TOML_EXCEPTIONS
-    const toml::table doc = toml::parse(std::string_view(toml_text), std::string_view(origin));
-    return ParseDocument(doc, origin, env, out);
-  } catch (const toml::parse_error& e) {
-    ctx.Fail(&e.source(), "syntax error: " + WithoutQuotedText(e.description()));
-    return ctx.status();
-#else
-    toml::parse_result result = toml::parse(std::string_view(toml_text), std::string_view(origin));
-    if (!result) {
-      ctx.Fail(&result.error().source(),
-               "syntax error: " + WithoutQuotedText(result.error().description()));
-      return ctx.status();
-    }
-    return ParseDocument(result.table(), origin, env, out);
-#endif
-  } catch (const std::exception& e) {
-    // Only allocation failure is expected here; report it rather than crash the daemon at start.
-    ctx.Fail(nullptr, std::string("cannot parse configuration: ") + e.what());
-    return ctx.status();
-  }
+  TomlErrors errors(origin);
+  toml::table doc;
+  if (!ParseTomlText(toml_text, origin, &errors, &doc)) return errors.status();
+  return ParseDocument(doc, &errors, env, out);
 }
 
 Status LoadConfigFile(const std::string& path, Config* out, const ConfigEnvironment& env) {
@@ -1062,22 +1176,19 @@ Status LoadConfigFile(const std::string& path, Config* out, const ConfigEnvironm
   return ParseConfig(text, path, out, env);
 }
 
-const char* ToString(OverflowPolicy p) {
-  switch (p) {
-    case OverflowPolicy::kDropOldest:
-      return "drop-oldest";
-    case OverflowPolicy::kRejectNew:
-      return "reject-new";
+const UpstreamConfig* FindUpstream(const Config& config, std::string_view name) {
+  for (const UpstreamConfig& u : config.upstreams) {
+    if (u.name == name) return &u;
   }
-  return "unknown";
+  return nullptr;
 }
 
-const char* ToString(SyncMode m) {
-  switch (m) {
-    case SyncMode::kNormal:
-      return "normal";
-    case SyncMode::kFull:
-      return "full";
+const char* ToString(UpstreamKind k) {
+  switch (k) {
+    case UpstreamKind::kKafka:
+      return "kafka";
+    case UpstreamKind::kMqtt:
+      return "mqtt";
   }
   return "unknown";
 }

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <set>
 
+#include "gateway/toml_reader.h"
+
 namespace sluice::gateway {
 
 namespace {
@@ -26,29 +28,14 @@ void DiffTables(const toml::table& a, const toml::table& b, const std::string& p
   }
 }
 
-bool ParseToml(const std::string& text, toml::table* out) {
-#if TOML_EXCEPTIONS
-  try {
-    *out = toml::parse(text);
-    return true;
-  } catch (const toml::parse_error&) {
-    return false;
-  }
-#else
-  toml::parse_result result = toml::parse(text);
-  if (!result) return false;
-  *out = std::move(result).table();
-  return true;
-#endif
-}
-
 }  // namespace
 
 std::vector<std::string> ChangedTomlKeys(const std::string& before, const std::string& after) {
   toml::table a;
   toml::table b;
   std::vector<std::string> out;
-  if (!ParseToml(before, &a) || !ParseToml(after, &b)) return out;
+  TomlErrors errors("");
+  if (!ParseTomlText(before, "", &errors, &a) || !ParseTomlText(after, "", &errors, &b)) return out;
   DiffTables(a, b, "", &out);
   return out;
 }
@@ -81,14 +68,10 @@ Status ConfigFile::Reload(Config* out, std::vector<std::string>* changed) {
     if (differs && std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
   };
   // The file names stayed, the secrets in them did not.
-  auto sasl = [](const Config& c) {
-    auto it = c.kafka.properties.find("sasl.password");
-    return it == c.kafka.properties.end() ? std::string() : it->second;
-  };
-  note(!config.mqtt.password_file.empty() && config.mqtt.password != config_.mqtt.password,
-       "mqtt.password_file");
-  note(!config.kafka.sasl_password_file.empty() && sasl(config) != sasl(config_),
-       "kafka.sasl_password_file");
+  for (const auto& [key, secret] : config.secret_files) {
+    auto before = config_.secret_files.find(key);
+    note(before != config_.secret_files.end() && before->second != secret, key);
+  }
   text_ = std::move(text);
   config_ = config;
   *out = std::move(config);

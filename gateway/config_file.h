@@ -14,10 +14,11 @@ namespace sluice::gateway {
 // Reload() validates the whole file before anything changes: a bad file leaves the last good
 // configuration in force. It reports every key whose value differs from the last good file, by
 // comparing the two TOML documents (so keys are named as the file names them, such as
-// "kafka.properties.security.protocol" or "route"), plus "mqtt.password_file" /
-// "kafka.sasl_password_file" when the secret in the file changed. Which of those keys take
-// effect at run time is the caller's decision (main.cpp: gateway.log_level,
-// gateway.stop_timeout_s). Not thread-safe: the main thread owns it.
+// "kafka.properties.security.protocol" or "route"), plus each secret file key
+// (Config::secret_files: "mqtt.password_file", "upstream.NAME.password_file",
+// "upstream.NAME.sasl_password_file", ...) whose secret changed behind an unchanged file name.
+// Which of those keys take effect at run time is the caller's decision (main.cpp:
+// gateway.log_level, gateway.stop_timeout_s). Not thread-safe: the main thread owns it.
 class ConfigFile {
  public:
   ConfigFile(std::string path, ConfigEnvironment env);

@@ -81,6 +81,13 @@ int CheckConfig(const std::string& path) {
   }
   std::printf("%s: OK (gateway '%s', %zu route(s), log %s)\n", path.c_str(),
               config.gateway.id.c_str(), config.routes.size(), config.storage.path.c_str());
+  if (!config.legacy_rewrite.empty()) {
+    std::printf(
+        "%s: notice: written in the old form ([kafka] and route.kafka_topic), which keeps working "
+        "as one upstream named 'kafka'. In the new form (docs/configuration.md) the [kafka] "
+        "tables and every [[route]] block become:\n\n%s",
+        path.c_str(), config.legacy_rewrite.c_str());
+  }
   return kExitOk;
 }
 

@@ -2,6 +2,7 @@
 
 #include <spdlog/logger.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -30,6 +31,10 @@ struct SqliteEventLogOptions {
   // list lacks is removed at open (its upstream left the configuration); a new one starts at the
   // lowest existing cursor, so it receives what still waits in the log.
   std::vector<std::string> cursors = {"kafka"};
+  // Confirmed events kept for `sluice replay` (storage.retain_*): at most retain_bytes (0: none)
+  // and younger than retain_age (0: no age bound); counted in max_bytes.
+  uint64_t retain_bytes = 0;
+  std::chrono::seconds retain_age{0};
   // Open the file read-only and take no lock: for `sluice status` beside a running daemon.
   bool read_only = false;
   // Name of a registered SQLite VFS for both connections; empty = SQLite's default. Tests pass a

@@ -7,6 +7,7 @@
 // File keys (`password_file`) make the parser read that file: run the fuzzer where no file holds
 // anything secret. ${CREDENTIALS_DIRECTORY} expands to a directory that does not exist.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -35,58 +36,107 @@ void CheckNoNul(const char* key, std::string_view value) {
   if (value.find('\0') != std::string_view::npos) Fail("accepted a NUL character in", key);
 }
 
+void CheckConnection(const char* name, const connectors::MqttConnection& m) {
+  CheckNoNul(name, m.url);
+  CheckNoNul(name, m.client_id);
+  CheckNoNul(name, m.username);
+  CheckNoNul(name, m.password);
+  CheckNoNul(name, m.ca_file);
+  CheckNoNul(name, m.cert_file);
+  CheckNoNul(name, m.key_file);
+  if (m.client_id.empty() || m.client_id.size() > 65535) {
+    Fail("accepted a client id MQTT cannot carry", m.client_id);
+  }
+  if (m.username.size() > 65535 || m.password.size() > 65535) {
+    Fail("accepted credentials MQTT cannot carry", m.username);
+  }
+  if (!m.password.empty() && m.username.empty()) {
+    Fail("accepted a password without a user name", name);
+  }
+  if (m.reconnect_min.count() <= 0 || m.reconnect_min > m.reconnect_max) {
+    Fail("accepted an inverted reconnect delay in", name);
+  }
+  // Paho takes TLS from the scheme: a disagreement would send a password in clear text.
+  const bool tls_url =
+      m.url.starts_with("ssl://") || m.url.starts_with("mqtts://") || m.url.starts_with("wss://");
+  if (m.tls != tls_url) Fail("accepted TLS that disagrees with the URL", m.url);
+}
+
+bool LegalKafkaTopic(std::string_view topic) {
+  if (topic.empty() || topic.size() > 249 || topic == "." || topic == "..") return false;
+  for (char ch : topic) {
+    const bool legal = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                       (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
+    if (!legal) return false;
+  }
+  return true;
+}
+
 void CheckAccepted(const Config& c) {
   CheckNoNul("gateway.id", c.gateway.id);
   CheckNoNul("storage.path", c.storage.path);
-  CheckNoNul("mqtt.url", c.mqtt.url);
-  CheckNoNul("mqtt.client_id", c.mqtt.client_id);
-  CheckNoNul("mqtt.username", c.mqtt.username);
-  CheckNoNul("mqtt.password", c.mqtt.password);
-  CheckNoNul("mqtt.tls.ca_file", c.mqtt.tls.ca_file);
-  CheckNoNul("mqtt.tls.cert_file", c.mqtt.tls.cert_file);
-  CheckNoNul("mqtt.tls.key_file", c.mqtt.tls.key_file);
-  CheckNoNul("kafka.brokers", c.kafka.brokers);
-  CheckNoNul("kafka.sasl_password_file", c.kafka.sasl_password_file);
   CheckNoNul("metrics.listen", c.metrics.listen);
   CheckNoNul("metrics.address", c.metrics.address);
-  for (const auto& [name, value] : c.kafka.properties) {
-    CheckNoNul("kafka.properties name", name);
-    CheckNoNul("kafka.properties value", value);
-  }
+  CheckConnection("mqtt", c.mqtt.connection);
 
   if (c.storage.path.empty()) Fail("accepted an empty", "storage.path");
   if (c.storage.max_bytes < 1024 * 1024) Fail("accepted a tiny", "storage.max_bytes");
-  if (c.storage.max_event_bytes == 0 || c.storage.max_event_bytes > 16 * 1024 * 1024 ||
-      c.storage.max_event_bytes >= c.storage.max_bytes) {
+  if (c.mqtt.max_event_bytes == 0 || c.mqtt.max_event_bytes > 16 * 1024 * 1024 ||
+      c.mqtt.max_event_bytes >= c.storage.max_bytes) {
     Fail("accepted an impossible", "storage.max_event_bytes");
   }
-  if (c.storage.commit_interval_ms == 0 || c.storage.commit_max_events == 0) {
+  if (c.storage.retain_bytes >= c.storage.max_bytes) {
+    Fail("accepted a retention budget that fills the log", "storage.retain_bytes");
+  }
+  if (c.writer.commit_interval.count() <= 0 || c.writer.commit_max_events == 0) {
     Fail("accepted a zero", "storage.commit_*");
   }
-  if (c.mqtt.client_id.empty() || c.mqtt.client_id.size() > 65535) {
-    Fail("accepted a client id MQTT cannot carry", c.mqtt.client_id);
+
+  if (c.upstreams.empty()) Fail("accepted a configuration without", "an upstream");
+  if (c.storage.cursors.size() != c.upstreams.size()) Fail("cursors do not match", "upstreams");
+  std::set<std::string> names;
+  for (size_t i = 0; i < c.upstreams.size(); ++i) {
+    const UpstreamConfig& u = c.upstreams[i];
+    if (u.name.empty() || u.name.size() > 64 || !names.insert(u.name).second) {
+      Fail("bad upstream name", u.name);
+    }
+    if (c.storage.cursors[i] != u.name) Fail("cursor out of order", u.name);
+    if (u.kind == UpstreamKind::kKafka) {
+      CheckNoNul("kafka.brokers", u.kafka.brokers);
+      if (u.kafka.brokers.empty()) Fail("accepted empty brokers for", u.name);
+      if (!LegalKafkaTopic(u.kafka.gap_topic)) Fail("bad gap topic", u.kafka.gap_topic);
+      for (const auto& [name, value] : u.kafka.properties) {
+        CheckNoNul("kafka.properties name", name);
+        CheckNoNul("kafka.properties value", value);
+      }
+    } else {
+      CheckConnection("upstream", u.mqtt.connection);
+      if (u.mqtt.max_in_flight == 0) Fail("accepted no in-flight window for", u.name);
+    }
+    const bool fed = std::any_of(c.routes.begin(), c.routes.end(), [&](const RouteConfig& r) {
+      return std::any_of(r.targets.begin(), r.targets.end(),
+                         [&](const RouteTarget& t) { return t.upstream == u.name; });
+    });
+    if (!fed) Fail("accepted an upstream no route feeds", u.name);
   }
-  if (c.mqtt.username.size() > 65535 || c.mqtt.password.size() > 65535) {
-    Fail("accepted credentials MQTT cannot carry", c.mqtt.username);
-  }
-  if (!c.mqtt.password.empty() && c.mqtt.username.empty()) {
-    Fail("accepted a password without a user name", c.mqtt.password);
-  }
-  if (c.mqtt.reconnect_min_ms == 0 || c.mqtt.reconnect_min_ms > c.mqtt.reconnect_max_ms) {
-    Fail("accepted an inverted", "mqtt.reconnect_*_ms");
-  }
-  if (c.kafka.brokers.empty()) Fail("accepted an empty", "kafka.brokers");
 
   if (c.routes.empty()) Fail("accepted a configuration without", "[[route]]");
+  if (c.mqtt.subscriptions.size() != c.routes.size()) Fail("subscriptions do not match", "routes");
   std::set<std::string> filters;
   for (const RouteConfig& r : c.routes) {
     if (!connectors::ValidateTopicFilter(r.mqtt_filter).ok()) Fail("bad filter", r.mqtt_filter);
     if (!filters.insert(r.mqtt_filter).second) Fail("duplicate filter", r.mqtt_filter);
-    if (r.kafka_topic.empty() || r.kafka_topic.size() > 249) Fail("bad topic", r.kafka_topic);
-    for (char ch : r.kafka_topic) {
-      const bool legal = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                         (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
-      if (!legal) Fail("illegal character in Kafka topic", r.kafka_topic);
+    if (r.targets.empty()) Fail("accepted a route to nowhere", r.mqtt_filter);
+    for (const RouteTarget& t : r.targets) {
+      const UpstreamConfig* u = FindUpstream(c, t.upstream);
+      if (u == nullptr) Fail("route names an unknown upstream", t.upstream);
+      if (u->kind == UpstreamKind::kKafka && !LegalKafkaTopic(t.target)) {
+        Fail("illegal Kafka topic", t.target);
+      }
+      if (u->kind == UpstreamKind::kMqtt &&
+          (t.target.empty() || t.target.find_first_of("+#") != std::string::npos)) {
+        Fail("illegal MQTT topic template", t.target);
+      }
     }
     connectors::KeyPattern pattern;
     if (!connectors::KeyPattern::Parse(r.key_pattern, &pattern).ok()) {

@@ -65,6 +65,60 @@ $route"
 expect syntax-error "$dir/syntax-error.toml" "[storage
 $route"
 
+# Upstreams ([upstream.NAME]) and route.to.
+upstreams='[upstream.central]
+kind = "kafka"
+[upstream.cloud]
+kind = "mqtt"
+url = "tcp://cloud.example:1883"'
+expect unknown-upstream "route[1].to.centrl: no upstream is named 'centrl' (did you mean 'central'?)" "$upstreams
+[[route]]
+mqtt = \"devices/+/data\"
+to = { centrl = \"events\", cloud = true }"
+expect bad-template "route[1].to.cloud" "$upstreams
+[[route]]
+mqtt = \"devices/+/data\"
+to = { central = \"events\", cloud = \"site/{devce}\" }"
+expect unfed-upstream "upstream.cloud is fed by no route" "$upstreams
+[[route]]
+mqtt = \"devices/+/data\"
+to = { central = \"events\" }"
+expect tls-key-plain-url "upstream.cloud.tls.ca_file" "$upstreams
+[upstream.cloud.tls]
+ca_file = \"/etc/ssl/ca.pem\"
+[[route]]
+mqtt = \"devices/+/data\"
+to = { central = \"events\", cloud = true }"
+expect mixed-forms "[kafka] is the old form's one upstream" "[kafka]
+brokers = \"k1:9092\"
+$upstreams
+[[route]]
+mqtt = \"devices/+/data\"
+to = { central = \"events\", cloud = true }"
+
+# The old form passes check-config with a notice that gives the new form; the new form passes
+# without one.
+printf '%s\n' "$route" >"$dir/legacy.toml"
+out=$("$sluice" check-config --config "$dir/legacy.toml" 2>&1)
+rc=$?
+if [[ $rc != 0 || "$out" != *"notice: written in the old form"* ||
+      "$out" != *'to = { kafka = "events" }'* ]]; then
+  echo "FAIL legacy-notice: exit $rc, wanted 0 and the rewrite in: $out"
+  failures=$((failures + 1))
+else
+  echo "ok   legacy-notice"
+fi
+printf '%s\n[[route]]\nmqtt = "devices/+/data"\nto = { central = "events", cloud = true }\n' \
+  "$upstreams" >"$dir/new-form.toml"
+out=$("$sluice" check-config --config "$dir/new-form.toml" 2>&1)
+rc=$?
+if [[ $rc != 0 || "$out" == *"notice"* ]]; then
+  echo "FAIL new-form: exit $rc, wanted 0 and no notice in: $out"
+  failures=$((failures + 1))
+else
+  echo "ok   new-form: $out"
+fi
+
 # A secret under a misspelt or refused property: exit 2 naming the key, and the value appears
 # nowhere in what either command prints (it used to be logged at critical level and sent to
 # systemd as STATUS= by every restart of `run`).
@@ -100,6 +154,11 @@ expect_secret_hidden mqtt-password-type "mqtt.password" "[mqtt]
 username = \"u\"
 password = 918273645
 $route" 918273645
+expect_secret_hidden upstream-password-no-user "upstream.cloud.password" "$upstreams
+password = \"$secret\"
+[[route]]
+mqtt = \"devices/+/data\"
+to = { central = \"events\", cloud = true }"
 
 # A configuration path that names an endless file: exit 2 promptly, not a hang (the timeout turns
 # a hang into exit 124) and not an exhausted memory.

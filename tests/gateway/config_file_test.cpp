@@ -43,8 +43,8 @@ TEST_CASE("mqtt.password_file under ${CREDENTIALS_DIRECTORY} reads the systemd c
                       kRoute,
                   "t.toml", &c, env);
   REQUIRE_MESSAGE(s.ok(), s.ToString());
-  CHECK(c.mqtt.password == "s3cret");
-  CHECK(c.mqtt.password_file == creds.File("mqtt-password"));
+  CHECK(c.mqtt.connection.password == "s3cret");
+  CHECK(c.secret_files.at("mqtt.password_file") == "s3cret");
 }
 
 TEST_CASE("${CREDENTIALS_DIRECTORY} without the variable set is an error naming the key") {
@@ -73,7 +73,7 @@ TEST_CASE("Only a leading ${CREDENTIALS_DIRECTORY} is expanded; other variables 
       std::string("[mqtt.tls]\nkey_file = \"${CREDENTIALS_DIRECTORY}/key.pem\"\n") + kRoute,
       "t.toml", &c, env);
   REQUIRE_MESSAGE(s.ok(), s.ToString());
-  CHECK(c.mqtt.tls.key_file == "/run/credentials/sluice.service/key.pem");
+  CHECK(c.mqtt.connection.key_file == "/run/credentials/sluice.service/key.pem");
 }
 
 TEST_CASE("kafka.sasl_password_file becomes sasl.password; kafka properties expand credentials") {
@@ -89,8 +89,8 @@ TEST_CASE("kafka.sasl_password_file becomes sasl.password; kafka properties expa
                              kRoute,
                          "t.toml", &c, env);
   REQUIRE_MESSAGE(s.ok(), s.ToString());
-  CHECK(c.kafka.properties.at("sasl.password") == "k-pass");
-  CHECK(c.kafka.properties.at("ssl.key.location") == creds.File("kafka-key"));
+  CHECK(c.upstreams.at(0).kafka.properties.at("sasl.password") == "k-pass");
+  CHECK(c.upstreams.at(0).kafka.properties.at("ssl.key.location") == creds.File("kafka-key"));
 
   s = ParseConfig(std::string("[kafka]\nsasl_password_file = \"") + creds.File("kafka-sasl") +
                       "\"\n[kafka.properties]\n\"sasl.password\" = \"x\"\n" + kRoute,
@@ -167,6 +167,40 @@ TEST_CASE("ConfigFile reports a changed secret behind an unchanged password_file
   CHECK(changed == std::vector<std::string>{"mqtt.password_file"});
 }
 
+TEST_CASE("ConfigFile reports a changed secret behind an unchanged file of any upstream") {
+  TempDir dir;
+  WriteFile(dir.File("cloud-pw"), "one\n");
+  WriteFile(dir.File("sasl"), "k-one\n");
+  WriteFile(dir.File("legacy-sasl"), "l-one\n");
+  const std::string path = dir.File("sluice.toml");
+  WriteFile(path, "[upstream.central]\nkind = \"kafka\"\nsasl_password_file = \"" +
+                      dir.File("sasl") +
+                      "\"\n[upstream.cloud]\nkind = \"mqtt\"\nurl = \"tcp://c:1883\"\n"
+                      "username = \"u\"\npassword_file = \"" +
+                      dir.File("cloud-pw") +
+                      "\"\n[[route]]\nmqtt = \"a/#\"\nto = { central = \"a\", cloud = true }\n");
+  ConfigFile file(path, ConfigEnvironment{});
+  Config c;
+  REQUIRE(file.Load(&c).ok());
+  std::vector<std::string> changed;
+  WriteFile(dir.File("cloud-pw"), "two\n");
+  REQUIRE(file.Reload(&c, &changed).ok());
+  CHECK(changed == std::vector<std::string>{"upstream.cloud.password_file"});
+  CHECK(c.upstreams.at(1).mqtt.connection.password == "two");
+  WriteFile(dir.File("sasl"), "k-two\n");
+  REQUIRE(file.Reload(&c, &changed).ok());
+  CHECK(changed == std::vector<std::string>{"upstream.central.sasl_password_file"});
+  REQUIRE(file.Reload(&c, &changed).ok());
+  CHECK(changed.empty());
+
+  // The old form names the key as its file does.
+  WriteFile(path, "[kafka]\nsasl_password_file = \"" + dir.File("legacy-sasl") + "\"\n" + kRoute);
+  REQUIRE(file.Reload(&c, &changed).ok());
+  WriteFile(dir.File("legacy-sasl"), "l-two\n");
+  REQUIRE(file.Reload(&c, &changed).ok());
+  CHECK(changed == std::vector<std::string>{"kafka.sasl_password_file"});
+}
+
 // One capped reader serves start and SIGHUP: before it, ConfigFile read without a limit, so
 // `sluice run -c /dev/zero` (and a reload of a file replaced by a link to it) never returned.
 TEST_CASE("ConfigFile refuses a configuration file that never ends, at load and on reload") {
@@ -202,7 +236,7 @@ TEST_CASE("ConfigFile refuses a configuration file that never ends, at load and 
   s = file.Reload(&c, &changed);
   REQUIRE_FALSE(s.ok());
   CHECK(s.message().find("is larger than 1048576 bytes") != std::string::npos);
-  CHECK(c.mqtt.password == "one");
+  CHECK(c.mqtt.connection.password == "one");
   // Promptly: the cap bounds the work, whatever the file.
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
 }

@@ -33,6 +33,11 @@ retained = "ingest"
   CHECK(config.routes[0].retained == RetainedPolicy::kIngest);
   CHECK(config.routes[1].retained == RetainedPolicy::kSkip);
   CHECK(config.routes[2].retained == RetainedPolicy::kIngest);
+  // The source subscribes each route with its policy.
+  REQUIRE(config.mqtt.subscriptions.size() == 3);
+  CHECK(config.mqtt.subscriptions[0].ingest_retained);
+  CHECK_FALSE(config.mqtt.subscriptions[1].ingest_retained);
+  CHECK(config.mqtt.subscriptions[2].ingest_retained);
 }
 
 TEST_CASE("route.retained accepts only ingest or skip, naming the route") {
@@ -49,10 +54,10 @@ TEST_CASE("route.retained accepts only ingest or skip, naming the route") {
 TEST_CASE("mqtt.protocol is MQTT 3.1.1 unless set to 5") {
   Config config;
   REQUIRE(ParseConfig(kRouteHead, "test.toml", &config).ok());
-  CHECK(config.mqtt.protocol == MqttProtocolVersion::kV311);
+  CHECK(config.mqtt.connection.protocol == connectors::MqttProtocol::kV311);
   REQUIRE(ParseConfig(std::string("[mqtt]\nprotocol = \"5\"\n") + kRouteHead, "test.toml", &config)
               .ok());
-  CHECK(config.mqtt.protocol == MqttProtocolVersion::kV5);
+  CHECK(config.mqtt.connection.protocol == connectors::MqttProtocol::kV5);
   Status s =
       ParseConfig(std::string("[mqtt]\nprotocol = \"3\"\n") + kRouteHead, "test.toml", &config);
   CHECK_FALSE(s.ok());

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -9,13 +10,16 @@
 
 #include <doctest/doctest.h>
 
+#include <map>
 #include <memory>
 #include <set>
+#include <vector>
 
 #include "connectors/kafka_conf.h"
 #include "connectors/kafka_sink.h"
 
 namespace sluice::gateway {
+
 namespace {
 
 // Every valid document needs a route; tests that are about something else append this one.
@@ -136,49 +140,63 @@ qos = 2
 
   CHECK(c.storage.path == "/data/sluice.db");
   CHECK(c.storage.max_bytes == 512ull * 1024 * 1024);
-  CHECK(c.storage.overflow == OverflowPolicy::kDropOldest);
-  CHECK(c.storage.sync == SyncMode::kFull);
-  CHECK(c.storage.commit_interval_ms == 20);
-  CHECK(c.storage.commit_max_events == 500);
-  CHECK(c.storage.max_event_bytes == 65536);
+  CHECK(c.storage.overflow == storage::Overflow::kDropOldest);
+  CHECK(c.storage.sync == storage::Sync::kFull);
+  CHECK(c.writer.commit_interval == std::chrono::milliseconds(20));
+  CHECK(c.writer.commit_max_events == 500);
+  CHECK(c.writer.queue_capacity == 5000);
+  CHECK(c.mqtt.max_event_bytes == 65536);
 
-  CHECK(c.mqtt.url == "mqtts://broker.example:8883");
-  CHECK(c.mqtt.client_id == "gw-plant-3");
-  CHECK(c.mqtt.username == "sluice");
-  CHECK(c.mqtt.password == "s3cret");
-  CHECK(c.mqtt.password_file.empty());
-  CHECK(c.mqtt.keepalive_s == 60);
-  CHECK(c.mqtt.reconnect_min_ms == 100);
-  CHECK(c.mqtt.reconnect_max_ms == 5000);
-  CHECK(c.mqtt.tls.enabled);
-  CHECK(c.mqtt.tls.ca_file == "/etc/ssl/ca.pem");
-  CHECK(c.mqtt.tls.cert_file == "/etc/sluice/client.crt");
-  CHECK(c.mqtt.tls.key_file == "/etc/sluice/client.key");
-  CHECK_FALSE(c.mqtt.tls.verify);
+  CHECK(c.mqtt.connection.url == "mqtts://broker.example:8883");
+  CHECK(c.mqtt.connection.client_id == "gw-plant-3");
+  CHECK(c.mqtt.connection.username == "sluice");
+  CHECK(c.mqtt.connection.password == "s3cret");
+  CHECK(c.secret_files.empty());
+  CHECK(c.mqtt.connection.keepalive == std::chrono::seconds(60));
+  CHECK(c.mqtt.connection.reconnect_min == std::chrono::milliseconds(100));
+  CHECK(c.mqtt.connection.reconnect_max == std::chrono::milliseconds(5000));
+  CHECK(c.mqtt.connection.tls);
+  CHECK(c.mqtt.connection.ca_file == "/etc/ssl/ca.pem");
+  CHECK(c.mqtt.connection.cert_file == "/etc/sluice/client.crt");
+  CHECK(c.mqtt.connection.key_file == "/etc/sluice/client.key");
+  CHECK_FALSE(c.mqtt.connection.tls_verify);
 
-  CHECK(c.kafka.brokers == "k1:9092,k2:9092");
-  CHECK(c.kafka.compression == "zstd");
-  CHECK(c.kafka.linger_ms == 50);
-  CHECK(c.kafka.batch_bytes == 262144);
-  CHECK(c.kafka.max_in_flight_events == 1000);
-  CHECK(c.kafka.retry_backoff_ms == 100);
-  CHECK(c.kafka.reconnect_max_ms == 2000);
-  CHECK(c.kafka.properties.size() == 4);
-  CHECK(c.kafka.properties.at("security.protocol") == "SASL_SSL");
+  REQUIRE(c.upstreams.size() == 1);
+  const connectors::KafkaSinkOptions& kafka = c.upstreams[0].kafka;
+  CHECK(c.upstreams[0].name == "kafka");
+  CHECK(c.upstreams[0].kind == UpstreamKind::kKafka);
+  CHECK(c.storage.cursors == std::vector<std::string>{"kafka"});
+  CHECK(kafka.gateway_id == "plant-3");
+  CHECK(kafka.brokers == "k1:9092,k2:9092");
+  CHECK(kafka.compression == "zstd");
+  CHECK(kafka.linger_ms == 50);
+  CHECK(kafka.batch_bytes == 262144);
+  CHECK(kafka.max_in_flight == 1000);
+  CHECK(kafka.retry_backoff_ms == 100);
+  CHECK(kafka.reconnect_max_ms == 2000);
+  CHECK(kafka.properties.size() == 4);
+  CHECK(kafka.properties.at("security.protocol") == "SASL_SSL");
   // An unquoted dotted key is a nested table in TOML; it still names one librdkafka property.
-  CHECK(c.kafka.properties.at("sasl.mechanisms") == "PLAIN");
-  CHECK(c.kafka.properties.at("socket.keepalive.enable") == "true");
-  CHECK(c.kafka.properties.at("queue.buffering.max.kbytes") == "4096");
+  CHECK(kafka.properties.at("sasl.mechanisms") == "PLAIN");
+  CHECK(kafka.properties.at("socket.keepalive.enable") == "true");
+  CHECK(kafka.properties.at("queue.buffering.max.kbytes") == "4096");
 
   REQUIRE(c.routes.size() == 2);
   CHECK(c.routes[0].mqtt_filter == "devices/+/telemetry");
-  CHECK(c.routes[0].kafka_topic == "telemetry");
+  CHECK(c.routes[0].targets == std::vector<RouteTarget>{{"kafka", "telemetry"}});
   CHECK(c.routes[0].key_pattern == "devices/{device}/#");
   CHECK(c.routes[0].qos == 0);
   CHECK(c.routes[1].mqtt_filter == "$SYS/broker/#");
-  CHECK(c.routes[1].kafka_topic == "broker.stats");
+  CHECK(c.routes[1].targets == std::vector<RouteTarget>{{"kafka", "broker.stats"}});
   CHECK(c.routes[1].key_pattern.empty());
   CHECK(c.routes[1].qos == 2);
+  // One subscription per route; QoS 2 is subscribed as QoS 1 (docs/configuration.md).
+  REQUIRE(c.mqtt.subscriptions.size() == 2);
+  CHECK(c.mqtt.subscriptions[0].filter == "devices/+/telemetry");
+  CHECK(c.mqtt.subscriptions[0].qos == 0);
+  CHECK(c.mqtt.subscriptions[1].filter == "$SYS/broker/#");
+  CHECK(c.mqtt.subscriptions[1].qos == 1);
+  CHECK(c.mqtt.subscriptions[1].ingest_retained);
 }
 
 TEST_CASE("ParseConfig fills in the documented defaults for a minimal configuration") {
@@ -190,28 +208,35 @@ TEST_CASE("ParseConfig fills in the documented defaults for a minimal configurat
   CHECK(c.gateway.log_level == "info");
   CHECK(c.storage.path == "/var/lib/sluice/events.db");
   CHECK(c.storage.max_bytes == 1ull << 30);
-  CHECK(c.storage.overflow == OverflowPolicy::kRejectNew);
-  CHECK(c.storage.sync == SyncMode::kNormal);
-  CHECK(c.storage.commit_interval_ms == 10);
-  CHECK(c.storage.commit_max_events == 2000);
-  CHECK(c.storage.max_event_bytes == 256 * 1024);
-  CHECK(c.mqtt.url == "tcp://127.0.0.1:1883");
-  CHECK(c.mqtt.client_id == "sluice-" + HostName());
-  CHECK(c.mqtt.username.empty());
-  CHECK(c.mqtt.password.empty());
-  CHECK(c.mqtt.keepalive_s == 30);
-  CHECK(c.mqtt.reconnect_min_ms == 500);
-  CHECK(c.mqtt.reconnect_max_ms == 30000);
-  CHECK_FALSE(c.mqtt.tls.enabled);
-  CHECK(c.mqtt.tls.verify);
-  CHECK(c.kafka.brokers == "127.0.0.1:9092");
-  CHECK(c.kafka.compression == "lz4");
-  CHECK(c.kafka.linger_ms == 5);
-  CHECK(c.kafka.batch_bytes == 1000000);
-  CHECK(c.kafka.max_in_flight_events == 50000);
-  CHECK(c.kafka.retry_backoff_ms == 250);
-  CHECK(c.kafka.reconnect_max_ms == 10000);
-  CHECK(c.kafka.properties.empty());
+  CHECK(c.storage.overflow == storage::Overflow::kRejectNew);
+  CHECK(c.storage.sync == storage::Sync::kNormal);
+  CHECK(c.writer.commit_interval == std::chrono::milliseconds(10));
+  CHECK(c.writer.commit_max_events == 2000);
+  CHECK(c.writer.queue_capacity == 20000);
+  CHECK(c.storage.retain_bytes == 0);
+  CHECK(c.storage.retain_age == std::chrono::seconds(0));
+  CHECK(c.mqtt.max_event_bytes == 256 * 1024);
+  CHECK(c.mqtt.connection.url == "tcp://127.0.0.1:1883");
+  CHECK(c.mqtt.connection.protocol == connectors::MqttProtocol::kV311);
+  CHECK(c.mqtt.connection.client_id == "sluice-" + HostName());
+  CHECK(c.mqtt.connection.username.empty());
+  CHECK(c.mqtt.connection.password.empty());
+  CHECK(c.mqtt.connection.keepalive == std::chrono::seconds(30));
+  CHECK(c.mqtt.connection.reconnect_min == std::chrono::milliseconds(500));
+  CHECK(c.mqtt.connection.reconnect_max == std::chrono::milliseconds(30000));
+  CHECK_FALSE(c.mqtt.connection.tls);
+  CHECK(c.mqtt.connection.tls_verify);
+  REQUIRE(c.upstreams.size() == 1);
+  const connectors::KafkaSinkOptions& kafka = c.upstreams[0].kafka;
+  CHECK(kafka.brokers == "127.0.0.1:9092");
+  CHECK(kafka.compression == "lz4");
+  CHECK(kafka.linger_ms == 5);
+  CHECK(kafka.batch_bytes == 1000000);
+  CHECK(kafka.max_in_flight == 50000);
+  CHECK(kafka.retry_backoff_ms == 250);
+  CHECK(kafka.reconnect_max_ms == 10000);
+  CHECK(kafka.gap_topic == "sluice.gaps");
+  CHECK(kafka.properties.empty());
   REQUIRE(c.routes.size() == 1);
   CHECK(c.routes[0].key_pattern.empty());
   CHECK(c.routes[0].qos == 1);
@@ -220,7 +245,7 @@ TEST_CASE("ParseConfig fills in the documented defaults for a minimal configurat
 TEST_CASE("ParseConfig derives the MQTT client id from an explicit gateway id") {
   Config c;
   REQUIRE(Parse(std::string("[gateway]\nid = \"edge-7\"\n") + kRoute, &c).ok());
-  CHECK(c.mqtt.client_id == "sluice-edge-7");
+  CHECK(c.mqtt.connection.client_id == "sluice-edge-7");
 }
 
 TEST_CASE("ParseConfig reports a TOML syntax error with its line and column") {
@@ -372,7 +397,7 @@ TEST_CASE("ParseConfig accepts sizes as integers or strings with units") {
   }
   Config c;
   REQUIRE(Parse(std::string("[storage]\nmax_event_bytes = \"64KiB\"\n") + kRoute, &c).ok());
-  CHECK(c.storage.max_event_bytes == 65536);
+  CHECK(c.mqtt.max_event_bytes == 65536);
 }
 
 TEST_CASE("ParseConfig rejects malformed and out-of-range sizes") {
@@ -701,8 +726,8 @@ TEST_CASE("ParseConfig reads the password file and strips exactly one trailing n
     Status s =
         Parse("[mqtt]\nusername = \"u\"\npassword_file = \"" + secret.path() + "\"\n" + kRoute, &c);
     REQUIRE_MESSAGE(s.ok(), s.ToString());
-    CHECK(c.mqtt.password == "hunter2");
-    CHECK(c.mqtt.password_file == secret.path());
+    CHECK(c.mqtt.connection.password == "hunter2");
+    CHECK(c.secret_files == std::map<std::string, std::string>{{"mqtt.password_file", "hunter2"}});
   }
   SUBCASE("two newlines keep the second") {
     TempFile secret("hunter2\n\n");
@@ -710,7 +735,7 @@ TEST_CASE("ParseConfig reads the password file and strips exactly one trailing n
     REQUIRE(
         Parse("[mqtt]\nusername = \"u\"\npassword_file = \"" + secret.path() + "\"\n" + kRoute, &c)
             .ok());
-    CHECK(c.mqtt.password == "hunter2\n");
+    CHECK(c.mqtt.connection.password == "hunter2\n");
   }
   SUBCASE("no newline") {
     TempFile secret(" with spaces ");
@@ -718,7 +743,7 @@ TEST_CASE("ParseConfig reads the password file and strips exactly one trailing n
     REQUIRE(
         Parse("[mqtt]\nusername = \"u\"\npassword_file = \"" + secret.path() + "\"\n" + kRoute, &c)
             .ok());
-    CHECK(c.mqtt.password == " with spaces ");
+    CHECK(c.mqtt.connection.password == " with spaces ");
   }
 }
 
@@ -841,9 +866,13 @@ TEST_CASE("The example configuration file parses") {
   Status s = LoadConfigFile(SLUICE_SOURCE_DIR "/gateway/sluice.example.toml", &c);
   REQUIRE_MESSAGE(s.ok(), s.ToString());
   CHECK(c.routes.size() >= 1);
-  CHECK(c.storage.overflow == OverflowPolicy::kRejectNew);
-  CHECK(c.storage.sync == SyncMode::kNormal);
+  CHECK(c.storage.overflow == storage::Overflow::kRejectNew);
+  CHECK(c.storage.sync == storage::Sync::kNormal);
   CHECK(c.gateway.id == HostName());
+  // Written in the new form, with the MQTT upstream commented out.
+  CHECK(c.legacy_rewrite.empty());
+  REQUIRE(c.upstreams.size() == 1);
+  CHECK(c.upstreams[0].name == "central");
 }
 
 TEST_CASE("ParseConfig reads [metrics]: off by default, listen as HOST:PORT or [IPV6]:PORT") {
@@ -898,11 +927,14 @@ TEST_CASE("ParseConfig rejects an unknown key in [metrics] with a suggestion") {
   CHECK(Contains(e2, "unknown key 'metrics.enable' (did you mean 'metrics.enabled'?)"));
 }
 
-TEST_CASE("Overflow policies and sync modes print as their configuration spelling") {
-  CHECK(std::string(ToString(OverflowPolicy::kDropOldest)) == "drop-oldest");
-  CHECK(std::string(ToString(OverflowPolicy::kRejectNew)) == "reject-new");
-  CHECK(std::string(ToString(SyncMode::kNormal)) == "normal");
-  CHECK(std::string(ToString(SyncMode::kFull)) == "full");
+TEST_CASE(
+    "Overflow policies, sync modes and upstream kinds print as their configuration spelling") {
+  CHECK(std::string(ToString(storage::Overflow::kDropOldest)) == "drop-oldest");
+  CHECK(std::string(ToString(storage::Overflow::kRejectNew)) == "reject-new");
+  CHECK(std::string(ToString(storage::Sync::kNormal)) == "normal");
+  CHECK(std::string(ToString(storage::Sync::kFull)) == "full");
+  CHECK(std::string(ToString(UpstreamKind::kKafka)) == "kafka");
+  CHECK(std::string(ToString(UpstreamKind::kMqtt)) == "mqtt");
 }
 
 }  // namespace
