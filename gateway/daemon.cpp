@@ -246,9 +246,9 @@ Status Daemon::Health() const {
         std::chrono::milliseconds(u->Stats().last_progress_ms));
     const auto idle = std::chrono::steady_clock::now() - last;
     if (idle > kStallLimit) {
-      return Status::Unavailable(fmt::format(
-          "unhealthy: the forwarder to {} made no progress for {} s", u->name(),
-          std::chrono::duration_cast<std::chrono::seconds>(idle).count()));
+      return Status::Unavailable(
+          fmt::format("unhealthy: the forwarder to {} made no progress for {} s", u->name(),
+                      std::chrono::duration_cast<std::chrono::seconds>(idle).count()));
     }
   }
   return Status::Ok();
@@ -259,7 +259,8 @@ Status Daemon::Readiness() const {
   if (!s.ok()) return s;
   std::vector<std::string> missing;
   if (!source_) {
-    missing.push_back("MQTT broker " + config_.mqtt.connection.url + " not connected and subscribed");
+    missing.push_back("MQTT broker " + config_.mqtt.connection.url +
+                      " not connected and subscribed");
   } else if (!source_->Ready()) {
     missing.push_back(source_->NotReadyReason());
   }
@@ -335,9 +336,10 @@ void Daemon::RegisterMetrics() {
                        const storage::LogStats st = log_stats();
                        return AgeSeconds(*clock_, st.oldest_received_ms, st.events);
                      });
-  m.AddGaugeFunction("sluice_retained_events",
-                     "Events every upstream confirmed, kept for `sluice replay` (storage.retain_*).",
-                     {}, [=] { return d(log_stats().retained_events); });
+  m.AddGaugeFunction(
+      "sluice_retained_events",
+      "Events every upstream confirmed, kept for `sluice replay` (storage.retain_*).", {},
+      [=] { return d(log_stats().retained_events); });
   m.AddGaugeFunction("sluice_retained_bytes", "Accounted bytes of the retained events.", {},
                      [=] { return d(log_stats().retained_bytes); });
   m.AddGaugeFunction("sluice_mqtt_connected",
@@ -364,7 +366,9 @@ void Daemon::RegisterUpstreamMetrics(size_t i) {
   const MetricsRegistry::Labels label = {{"upstream", name}};
   auto d = AsDouble;
   // Null-safe views of this upstream's parts (see RegisterMetrics).
-  auto fwd = [this, i] { return i < upstreams_.size() ? upstreams_[i]->Stats() : ForwarderStats{}; };
+  auto fwd = [this, i] {
+    return i < upstreams_.size() ? upstreams_[i]->Stats() : ForwarderStats{};
+  };
   auto sink = [this, i]() -> const connectors::Sink* {
     return i < upstreams_.size() ? &upstreams_[i]->sink() : nullptr;
   };
@@ -431,10 +435,9 @@ void Daemon::RegisterUpstreamMetrics(size_t i) {
                          const connectors::Sink* s = sink();
                          return d(s != nullptr ? s->Holds() : 0);
                        });
-  m.AddGaugeFunction("sluice_replay_running", "1 while a `sluice replay` runs to the upstream.",
-                     label, [this, i] {
-                       return i < upstreams_.size() && upstreams_[i]->ReplayId() != 0 ? 1.0 : 0.0;
-                     });
+  m.AddGaugeFunction(
+      "sluice_replay_running", "1 while a `sluice replay` runs to the upstream.", label,
+      [this, i] { return i < upstreams_.size() && upstreams_[i]->ReplayId() != 0 ? 1.0 : 0.0; });
   forward_latency_.push_back(m.AddHistogram(
       "sluice_forward_latency_seconds",
       "Time from an event's receipt from MQTT to the upstream's confirmation of it, outages "

@@ -86,7 +86,7 @@ class Daemon {
 
   // Declared before the parts, so that it outlives the histograms' users.
   std::unique_ptr<MetricsRegistry> metrics_ = std::make_unique<MetricsRegistry>();
-  Histogram* commit_seconds_ = nullptr;   // owned by metrics_
+  Histogram* commit_seconds_ = nullptr;      // owned by metrics_
   std::vector<Histogram*> forward_latency_;  // per upstream, owned by metrics_
   std::unique_ptr<MetricsServer> metrics_server_;
   // Each upstream's view of the routes, for the log's gap accounting (which dropped events an

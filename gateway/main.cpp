@@ -1,6 +1,6 @@
-// The sluice command: `run`, `check-config`, `status`, `dead-letters`, `--version`. This is the one
-// place where the object graph is assembled (through Daemon) and where exceptions are caught for
-// good.
+// The sluice command: `run`, `check-config`, `status`, `dead-letters`, `replay`, `--version`. This
+// is the one place where the object graph is assembled (through Daemon) and where exceptions are
+// caught for good.
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <functional>
 #include <iostream>
+#include <optional>
 
 #include "common/clock.h"
 #include "gateway/config.h"
@@ -20,6 +21,7 @@
 #include "gateway/dead_letter_command.h"
 #include "gateway/failpoint.h"
 #include "gateway/log_setup.h"
+#include "gateway/replay_command.h"
 #include "gateway/service_notifier.h"
 #include "gateway/status_report.h"
 #include "gateway/stop_deadline.h"
@@ -122,6 +124,24 @@ int ShowStatus(const std::string& config_path, const std::string& log_path, bool
     return kExitFailure;
   }
   std::printf("%s\n", json ? report.ToJson().c_str() : report.ToText().c_str());
+  return kExitOk;
+}
+
+// `sluice replay ...`: the log named by --log, else by the configuration.
+int RequestReplay(const std::string& config_path, const std::string& log_path,
+                  const std::string& upstream, std::optional<uint64_t> from,
+                  const std::string& since) {
+  std::string path;
+  uint64_t max_bytes = 0;
+  if (int rc = ResolveLogPath(config_path, log_path, &path, &max_bytes); rc != kExitOk) return rc;
+  sluice::SystemClock clock;
+  sluice::gateway::ReplayCommand command(path, &clock, std::cout);
+  sluice::Status s = command.Request(upstream, from, since);
+  std::cout.flush();
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice: %s\n", s.message().c_str());
+    return s.code() == sluice::Status::Code::kInvalidArgument ? kExitConfig : kExitFailure;
+  }
   return kExitOk;
 }
 
@@ -238,7 +258,7 @@ int Run(const std::string& path, const std::string& level_override) {
 int main(int argc, char** argv) {
   CLI::App app{
       "sluice: an edge event gateway. MQTT in, a durable local log, in-order forwarding "
-      "to Kafka."};
+      "to Kafka and MQTT upstreams."};
   app.set_version_flag("--version", std::string("sluice ") + sluice::kVersion);
   app.require_subcommand(1);
 
@@ -265,8 +285,8 @@ int main(int argc, char** argv) {
 
   std::string dl_config = "/etc/sluice/sluice.toml";
   std::string dl_log;
-  auto* dead = app.add_subcommand("dead-letters",
-                                  "List, show, replay or purge the events Kafka refused for good");
+  auto* dead = app.add_subcommand(
+      "dead-letters", "List, show, replay or purge the events an upstream refused for good");
   dead->require_subcommand(1);
   dead->add_option("-c,--config", dl_config, "Configuration file naming the log")
       ->capture_default_str();
@@ -297,6 +317,26 @@ int main(int argc, char** argv) {
   }
   for (auto* sub : {dl_list, dl_show, dl_replay, dl_purge}) sub->fallthrough();
 
+  std::string rp_config = "/etc/sluice/sluice.toml";
+  std::string rp_log;
+  std::string rp_upstream;
+  std::optional<uint64_t> rp_from;
+  std::string rp_since;
+  auto* replay = app.add_subcommand(
+      "replay",
+      "Send a retained range of the log to one upstream again, beside live forwarding (safe "
+      "beside the daemon, which starts it within a second)");
+  replay->add_option("-c,--config", rp_config, "Configuration file naming the log")
+      ->capture_default_str();
+  replay->add_option("--log", rp_log, "Use this log file instead of the configured one");
+  replay->add_option("--upstream", rp_upstream, "The upstream's name ([upstream.NAME])")
+      ->required();
+  auto* rp_from_opt = replay->add_option("--from", rp_from, "First sequence number to send again");
+  replay
+      ->add_option("--since", rp_since,
+                   "Send events received since TIME: 2026-12-05T10:00:00Z, or 30s/90m/2h/1d ago")
+      ->excludes(rp_from_opt);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -314,6 +354,7 @@ int main(int argc, char** argv) {
         return c.Purge(dl_seqs, dl_all);
       });
     }
+    if (*replay) return RequestReplay(rp_config, rp_log, rp_upstream, rp_from, rp_since);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sluice: unexpected error: %s\n", e.what());
     return kExitFailure;

@@ -48,8 +48,7 @@ Status Upstream::Create(const UpstreamConfig& config, const std::vector<RouteCon
 }
 
 const std::string& Upstream::endpoint() const {
-  return config_.kind == UpstreamKind::kKafka ? config_.kafka.brokers
-                                              : config_.mqtt.connection.url;
+  return config_.kind == UpstreamKind::kKafka ? config_.kafka.brokers : config_.mqtt.connection.url;
 }
 
 Status Upstream::MakeSink(bool replay, std::unique_ptr<connectors::Sink>* out) const {
