@@ -1,6 +1,8 @@
-// sluice-verify: reads a Kafka topic back from its beginning and proves that every device event
-// arrived exactly once and in order (see firmware-sim/verifier.h for the definitions). Assembles
-// VerifyReader -> Verifier -> VerifyReport; exceptions stop here.
+// sluice-verify: reads what sluice forwarded back, a Kafka topic from its beginning (the default)
+// or an MQTT upstream through a persistent session, and proves that every device event arrived
+// exactly once and in order, counting the events sluice's gap records account for as dropped,
+// reported (see firmware-sim/verifier.h for the definitions). Assembles VerifyReader or
+// VerifyMqttReader -> Verifier -> VerifyReport; exceptions stop here.
 //
 // Exit codes: 0 nothing lost or reordered; 1 loss or reordering (or no device event at all,
 // fewer than --count records, duplicates with --fail-on-duplicates, foreign/unexpected records
@@ -13,13 +15,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/clock.h"
+#include "firmware-sim/consumed_record.h"
 #include "firmware-sim/verifier.h"
 #include "firmware-sim/verify_expectation.h"
+#include "firmware-sim/verify_mqtt_reader.h"
 #include "firmware-sim/verify_reader.h"
 #include "firmware-sim/verify_report.h"
 
@@ -29,9 +35,27 @@ constexpr int kExitPassed = 0;
 constexpr int kExitFailed = 1;
 constexpr int kExitError = 2;
 
+// Where gap records are read by default: the defaults of the upstreams' gap_topic settings
+// (docs/configuration.md), the MQTT one with + for the gateway.
+constexpr const char* kDefaultKafkaGapTopic = "sluice.gaps";
+constexpr const char* kDefaultMqttGapTopic = "sluice/+/gaps";
+
 struct Args {
+  std::string source = "kafka";
   std::string brokers = "127.0.0.1:9092";
   std::string topic;
+  std::string gap_topic;  // empty after parsing: none
+  // MQTT
+  std::string url;
+  std::string mqtt_version = "5";
+  std::string client_id = "sluice-verify";
+  std::string username;
+  std::string password;
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  bool insecure = false;
+  bool subscribe_only = false;
   uint64_t count = 0;
   double idle_timeout_s = 10;
   double timeout_s = 300;
@@ -60,20 +84,192 @@ const CLI::Validator kPositiveSeconds(
     },
     "SECONDS>0");
 
-const char* StopText(sluice::sim::VerifyReader::StopReason reason) {
+const char* StopText(sluice::sim::ReadStop reason) {
   switch (reason) {
-    case sluice::sim::VerifyReader::StopReason::kCount:
+    case sluice::sim::ReadStop::kCount:
       return "count";
-    case sluice::sim::VerifyReader::StopReason::kIdle:
+    case sluice::sim::ReadStop::kIdle:
       return "idle";
-    case sluice::sim::VerifyReader::StopReason::kTimeout:
+    case sluice::sim::ReadStop::kTimeout:
       return "timeout";
   }
   return "unknown";
 }
 
-int Run(const Args& args) {
+void Feed(sluice::sim::Verifier* verifier, const sluice::sim::ConsumedRecord& r) {
+  sluice::sim::RecordOrigin origin;
+  origin.timestamp_ms = r.timestamp_ms;
+  origin.partition = r.partition;
+  origin.offset = r.offset;
+  origin.log_seq = r.log_seq;
+  origin.log_id = std::string(r.log_id);
+  if (r.gap) {
+    verifier->AddGapPayload(r.value, origin);
+  } else {
+    verifier->AddPayload(r.value, origin);
+  }
+}
+
+void Warn(const std::string& warning) {
+  std::fprintf(stderr, "sluice-verify: warning: %s\n", warning.c_str());
+}
+
+// What one read gave, whatever the source: the summary line and the report's "source".
+struct ReadOutcome {
+  uint64_t records = 0;
+  uint64_t gap_records = 0;
+  sluice::sim::ReadStop stop = sluice::sim::ReadStop::kIdle;
+  std::chrono::milliseconds elapsed{0};
+  std::string timeout_detail;  // said after "stopped by timeout"
+  nlohmann::ordered_json source;
+};
+
+// Reads the Kafka topic (and the gap topic) into `verifier`; kExitPassed when the read finished.
+int ReadKafka(const Args& args, const sluice::Clock& clock, FILE* human,
+              sluice::sim::Verifier* verifier, ReadOutcome* out) {
   using sluice::sim::VerifyReader;
+  sluice::sim::VerifyReaderOptions options;
+  options.brokers = args.brokers;
+  options.topic = args.topic;
+  options.gap_topic = args.gap_topic;
+  options.max_records = args.count;
+  options.idle_timeout = Millis(args.idle_timeout_s);
+  options.timeout = Millis(args.timeout_s);
+  options.connect_timeout = Millis(args.connect_timeout_s);
+  options.properties = args.properties;
+
+  std::unique_ptr<VerifyReader> reader;
+  sluice::Status s = VerifyReader::Open(options, &clock, &reader);
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice-verify: %s\n", s.message().c_str());
+    return kExitError;
+  }
+  std::fprintf(human, "reading topic '%s' (%d partitions) on %s from the beginning",
+               args.topic.c_str(), reader->partitions(), args.brokers.c_str());
+  if (!args.gap_topic.empty()) {
+    std::fprintf(human, ", gap records from '%s'%s", args.gap_topic.c_str(),
+                 reader->gap_partitions() > 0 ? "" : " once it exists");
+  }
+  std::fprintf(human, "...\n");
+  std::fflush(human);
+
+  VerifyReader::Stats stats;
+  s = reader->Read([&](const sluice::sim::ConsumedRecord& r) { Feed(verifier, r); }, Warn, &stats);
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice-verify: %s (after %llu records)\n", s.message().c_str(),
+                 static_cast<unsigned long long>(stats.records));
+    return kExitError;
+  }
+  out->records = stats.records;
+  out->gap_records = stats.gap_records;
+  out->stop = stats.stop;
+  out->elapsed = stats.elapsed;
+  out->timeout_detail = std::to_string(stats.partitions_at_end) + " of " +
+                        std::to_string(reader->partitions() + reader->gap_partitions()) +
+                        " partitions read to their end";
+  out->source = {{"kind", "kafka"},
+                 {"brokers", args.brokers},
+                 {"topic", args.topic},
+                 {"gap_topic", args.gap_topic},
+                 {"partitions", reader->partitions()},
+                 {"records_read", stats.records},
+                 {"gap_records_read", stats.gap_records},
+                 {"stopped_by", StopText(stats.stop)},
+                 {"elapsed_ms", stats.elapsed.count()},
+                 {"transient_errors", stats.transient_errors}};
+  return kExitPassed;
+}
+
+sluice::sim::VerifyMqttReaderOptions MqttOptions(const Args& args) {
+  sluice::sim::VerifyMqttReaderOptions o;
+  o.url = args.url;
+  o.mqtt5 = args.mqtt_version == "5";
+  o.client_id = args.client_id;
+  o.username = args.username;
+  o.password = args.password;
+  o.ca_file = args.ca_file;
+  o.cert_file = args.cert_file;
+  o.key_file = args.key_file;
+  o.insecure = args.insecure;
+  o.topic = args.topic;
+  o.gap_topic = args.gap_topic;
+  o.max_records = args.count;
+  o.idle_timeout = Millis(args.idle_timeout_s);
+  o.timeout = Millis(args.timeout_s);
+  o.connect_timeout = Millis(args.connect_timeout_s);
+  return o;
+}
+
+// Reads the MQTT upstream through the persistent session into `verifier`.
+int ReadMqtt(const Args& args, const sluice::Clock& clock, FILE* human,
+             sluice::sim::Verifier* verifier, ReadOutcome* out) {
+  using sluice::sim::VerifyMqttReader;
+  std::unique_ptr<VerifyMqttReader> reader;
+  sluice::Status s = VerifyMqttReader::Open(MqttOptions(args), &clock, &reader);
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice-verify: %s\n", s.message().c_str());
+    return kExitError;
+  }
+  std::string what = "'" + args.topic + "'";
+  if (!args.gap_topic.empty()) what += " and gap records from '" + args.gap_topic + "'";
+  std::fprintf(human, "reading %s on %s (MQTT %s, client id '%s', %s)...\n", what.c_str(),
+               args.url.c_str(), args.mqtt_version.c_str(), args.client_id.c_str(),
+               reader->resumed_session() ? "session resumed: what the broker queued comes first"
+                                         : "new session: only what is published from now on");
+  std::fflush(human);
+
+  VerifyMqttReader::Stats stats;
+  s = reader->Read([&](const sluice::sim::ConsumedRecord& r) { Feed(verifier, r); }, Warn, &stats);
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice-verify: %s (after %llu records)\n", s.message().c_str(),
+                 static_cast<unsigned long long>(stats.records));
+    return kExitError;
+  }
+  out->records = stats.records;
+  out->gap_records = stats.gap_records;
+  out->stop = stats.stop;
+  out->elapsed = stats.elapsed;
+  out->timeout_detail = std::to_string(stats.reconnects) + " reconnects";
+  out->source = {{"kind", "mqtt"},
+                 {"url", args.url},
+                 {"topic", args.topic},
+                 {"gap_topic", args.gap_topic},
+                 {"client_id", args.client_id},
+                 {"protocol", args.mqtt_version},
+                 {"resumed_session", reader->resumed_session()},
+                 {"records_read", stats.records},
+                 {"gap_records_read", stats.gap_records},
+                 {"stopped_by", StopText(stats.stop)},
+                 {"elapsed_ms", stats.elapsed.count()},
+                 {"reconnects", stats.reconnects},
+                 {"session_lost", stats.session_lost}};
+  if (stats.session_lost > 0) {
+    std::fprintf(human,
+                 "warning: the broker lost this reader's session %llu time(s); events published "
+                 "meanwhile never reached it\n",
+                 static_cast<unsigned long long>(stats.session_lost));
+  }
+  return kExitPassed;
+}
+
+// --subscribe-only: creates (or refreshes) the persistent session and its subscriptions, so that
+// the broker queues everything published from now on for a later run with the same client id.
+int SubscribeOnly(const Args& args, const sluice::Clock& clock) {
+  std::unique_ptr<sluice::sim::VerifyMqttReader> reader;
+  sluice::Status s = sluice::sim::VerifyMqttReader::Open(MqttOptions(args), &clock, &reader);
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice-verify: %s\n", s.message().c_str());
+    return kExitError;
+  }
+  std::printf("subscribed on %s as client id '%s' (%s); the broker now queues for it\n",
+              args.url.c_str(), args.client_id.c_str(),
+              reader->resumed_session() ? "session resumed" : "new session");
+  return kExitPassed;
+}
+
+int Run(const Args& args) {
+  sluice::SystemClock clock;
+  if (args.subscribe_only) return SubscribeOnly(args, clock);
 
   sluice::sim::VerifyExpectation expectation;
   if (!args.expect_path.empty()) {
@@ -93,47 +289,15 @@ int Run(const Args& args) {
     }
   }
 
-  sluice::sim::VerifyReaderOptions options;
-  options.brokers = args.brokers;
-  options.topic = args.topic;
-  options.max_records = args.count;
-  options.idle_timeout = Millis(args.idle_timeout_s);
-  options.timeout = Millis(args.timeout_s);
-  options.connect_timeout = Millis(args.connect_timeout_s);
-  options.properties = args.properties;
-
-  sluice::SystemClock clock;
-  std::unique_ptr<VerifyReader> reader;
-  sluice::Status s = VerifyReader::Open(options, &clock, &reader);
-  if (!s.ok()) {
-    std::fprintf(stderr, "sluice-verify: %s\n", s.message().c_str());
-    return kExitError;
-  }
   // With the JSON on stdout, everything for people goes to stderr.
   FILE* human = args.json_path == "-" ? stderr : stdout;
-  std::fprintf(human, "reading topic '%s' (%d partitions) on %s from the beginning...\n",
-               args.topic.c_str(), reader->partitions(), args.brokers.c_str());
-  std::fflush(human);
-
   auto verifier = args.expect_path.empty()
                       ? std::make_unique<sluice::sim::Verifier>()
                       : std::make_unique<sluice::sim::Verifier>(std::move(expectation));
-  VerifyReader::Stats stats;
-  s = reader->Read(
-      [&](const sluice::sim::ConsumedRecord& r) {
-        verifier->AddPayload(r.value, r.timestamp_ms, r.partition, r.offset);
-      },
-      [](const std::string& warning) {
-        std::fprintf(stderr, "sluice-verify: warning: %s\n", warning.c_str());
-      },
-      &stats);
-  if (!s.ok()) {
-    std::fprintf(stderr, "sluice-verify: %s (after %llu records)\n", s.message().c_str(),
-                 static_cast<unsigned long long>(stats.records));
-    return kExitError;
-  }
-  const int partitions = reader->partitions();
-  reader.reset();
+  ReadOutcome read;
+  const int rc = args.source == "mqtt" ? ReadMqtt(args, clock, human, verifier.get(), &read)
+                                       : ReadKafka(args, clock, human, verifier.get(), &read);
+  if (rc != kExitPassed) return rc;
 
   const sluice::sim::VerifyReport report = verifier->Finish();
   sluice::sim::VerifyReport::Policy policy;
@@ -141,24 +305,20 @@ int Run(const Args& args) {
   policy.strict = args.strict;
   policy.min_records = args.count;
 
-  std::fprintf(human, "read %llu records in %.1f s, stopped by %s",
-               static_cast<unsigned long long>(stats.records), stats.elapsed.count() / 1000.0,
-               StopText(stats.stop));
-  if (stats.stop == VerifyReader::StopReason::kTimeout) {
-    std::fprintf(human, " (--timeout %g s, %d of %d partitions read to their end)", args.timeout_s,
-                 stats.partitions_at_end, partitions);
+  std::fprintf(human, "read %llu records", static_cast<unsigned long long>(read.records));
+  if (read.gap_records > 0) {
+    std::fprintf(human, " and %llu gap records", static_cast<unsigned long long>(read.gap_records));
+  }
+  std::fprintf(human, " in %.1f s, stopped by %s", read.elapsed.count() / 1000.0,
+               StopText(read.stop));
+  if (read.stop == sluice::sim::ReadStop::kTimeout) {
+    std::fprintf(human, " (--timeout %g s, %s)", args.timeout_s, read.timeout_detail.c_str());
   }
   std::fprintf(human, "\n%s", report.FormatTable(policy, args.max_ranges).c_str());
 
   if (!args.json_path.empty()) {
     nlohmann::ordered_json j = report.ToJson(policy);
-    j["source"] = {{"brokers", args.brokers},
-                   {"topic", args.topic},
-                   {"partitions", partitions},
-                   {"records_read", stats.records},
-                   {"stopped_by", StopText(stats.stop)},
-                   {"elapsed_ms", stats.elapsed.count()},
-                   {"transient_errors", stats.transient_errors}};
+    j["source"] = read.source;
     const std::string text = j.dump(2) + "\n";
     if (args.json_path == "-") {
       std::fwrite(text.data(), 1, text.size(), stdout);
@@ -176,15 +336,43 @@ int Run(const Args& args) {
 
 }  // namespace
 
+// A password file's content without its trailing line break; the error names the file only.
+bool ReadPasswordFile(const std::string& path, std::string* out, std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = "cannot read " + path;
+    return false;
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  if (text.empty()) {
+    *error = path + " is empty";
+    return false;
+  }
+  *out = std::move(text);
+  return true;
+}
+
 int main(int argc, char** argv) {
   CLI::App app{
-      "sluice-verify: read a Kafka topic from the beginning and check that every device event "
-      "arrived exactly once and in order, per device and boot; report loss, duplicates, "
-      "reordering and end-to-end latency.\n"
+      "sluice-verify: read back what sluice forwarded (a Kafka topic from the beginning, or an "
+      "MQTT upstream through a persistent session) and check that every device event arrived "
+      "exactly once and in order, per device and boot; report loss, events sluice dropped and "
+      "reported in gap records, duplicates, reordering and end-to-end latency.\n"
       "Exit code: 0 passed, 1 loss/reordering found, 2 usage or connection error."};
   Args args;
-  app.add_option("--brokers", args.brokers, "Kafka bootstrap servers")->capture_default_str();
-  app.add_option("--topic", args.topic, "Topic to read")->required();
+  app.add_option("--source", args.source, "Where to read: kafka or mqtt")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"kafka", "mqtt"}));
+  auto* brokers_opt =
+      app.add_option("--brokers", args.brokers, "Kafka bootstrap servers")->capture_default_str();
+  app.add_option("--topic", args.topic, "Kafka topic, or MQTT topic filter, of the device events")
+      ->required();
+  auto* gap_opt =
+      app.add_option("--gap-topic", args.gap_topic,
+                     std::string("Where sluice's gap records are read: a Kafka topic (default ") +
+                         kDefaultKafkaGapTopic + ") or an MQTT filter (default " +
+                         kDefaultMqttGapTopic + "); '' for none");
   app.add_option("--count", args.count, "Stop after this many records; fewer is a failure");
   app.add_option("--idle-timeout", args.idle_timeout_s,
                  "Stop when no record arrived for this many seconds")
@@ -194,7 +382,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(kPositiveSeconds);
   app.add_option("--connect-timeout", args.connect_timeout_s,
-                 "Seconds to reach the cluster and find the topic")
+                 "Seconds to reach the cluster and find the topic, or to connect to the broker")
       ->capture_default_str()
       ->check(kPositiveSeconds);
   app.add_option("--expect", args.expect_path,
@@ -207,10 +395,67 @@ int main(int argc, char** argv) {
   app.add_option("--max-ranges", args.max_ranges, "Lost ranges shown per device in the table")
       ->capture_default_str();
   std::vector<std::string> props;
-  app.add_option("-X,--property", props, "Extra librdkafka setting KEY=VALUE (repeatable)");
+  auto* props_opt =
+      app.add_option("-X,--property", props, "Extra librdkafka setting KEY=VALUE (repeatable)");
+
+  // MQTT source only.
+  std::vector<CLI::Option*> mqtt_opts;
+  mqtt_opts.push_back(app.add_option("--url", args.url,
+                                     "MQTT broker URL (tcp://, mqtt://, ssl://, mqtts://); "
+                                     "required with --source mqtt"));
+  mqtt_opts.push_back(app.add_option("--mqtt-version", args.mqtt_version,
+                                     "MQTT protocol: 5 reads sluice.seq and sluice.log from "
+                                     "user properties; 3.1.1 has none")
+                          ->capture_default_str()
+                          ->check(CLI::IsMember({"3.1.1", "5"})));
+  mqtt_opts.push_back(app.add_option("--client-id", args.client_id,
+                                     "Client id of the persistent session; runs with the same id "
+                                     "get what the broker queued meanwhile")
+                          ->capture_default_str());
+  mqtt_opts.push_back(app.add_option("--username", args.username, "MQTT user name"));
+  std::string password_file;
+  mqtt_opts.push_back(app.add_option("--password-file", password_file,
+                                     "File holding the MQTT password (a trailing newline is "
+                                     "ignored)")
+                          ->check(CLI::ExistingFile));
+  mqtt_opts.push_back(app.add_option("--ca-file", args.ca_file, "CA certificates (PEM); TLS on")
+                          ->check(CLI::ExistingFile));
+  mqtt_opts.push_back(
+      app.add_option("--cert-file", args.cert_file, "Client certificate (PEM), with --key-file")
+          ->check(CLI::ExistingFile));
+  mqtt_opts.push_back(app.add_option("--key-file", args.key_file, "Client private key (PEM)")
+                          ->check(CLI::ExistingFile));
+  mqtt_opts.push_back(app.add_flag("--insecure", args.insecure,
+                                   "TLS without verifying the broker's certificate and host name"));
+  mqtt_opts.push_back(app.add_flag("--subscribe-only", args.subscribe_only,
+                                   "Create the persistent session and its subscriptions, then "
+                                   "exit: the broker queues for a later run with this client id"));
 
   try {
     app.parse(argc, argv);
+    const bool mqtt = args.source == "mqtt";
+    if (mqtt) {
+      if (args.url.empty()) throw CLI::ValidationError("--url", "required with --source mqtt");
+      if (brokers_opt->count() > 0 || props_opt->count() > 0) {
+        throw CLI::ValidationError("--brokers/--property", "Kafka options; not with --source mqtt");
+      }
+      if (args.cert_file.empty() != args.key_file.empty()) {
+        throw CLI::ValidationError("--cert-file/--key-file", "give both or neither");
+      }
+      if (!password_file.empty()) {
+        std::string error;
+        if (!ReadPasswordFile(password_file, &args.password, &error)) {
+          throw CLI::ValidationError("--password-file", error);
+        }
+      }
+    } else {
+      for (const CLI::Option* o : mqtt_opts) {
+        if (o->count() > 0) {
+          throw CLI::ValidationError(o->get_name(), "an MQTT option; needs --source mqtt");
+        }
+      }
+    }
+    if (gap_opt->count() == 0) args.gap_topic = mqtt ? kDefaultMqttGapTopic : kDefaultKafkaGapTopic;
     for (const std::string& p : props) {
       const auto eq = p.find('=');
       if (eq == std::string::npos || eq == 0) {

@@ -1,7 +1,5 @@
 #include "firmware-sim/verify_reader.h"
 
-#include "connectors/kafka_conf.h"
-
 #include <algorithm>
 #include <map>
 #include <mutex>
@@ -10,9 +8,49 @@
 #include <thread>
 #include <vector>
 
+#include "connectors/record_headers.h"
+
 namespace sluice::sim {
 
 namespace {
+
+using Settings = std::vector<std::pair<std::string, std::string>>;
+
+// The consumer's configuration: the user's properties first, then `fixed`, so that the settings a
+// from-the-beginning, no-commit read rests on always win. As in the gateway's BuildKafkaConf, an
+// error names the user's key but not its value (which may be a password), nor librdkafka's text
+// for it (which quotes the value). Kept apart from the connectors: the verifier links no part of
+// the gateway.
+Status BuildConsumerConf(const std::map<std::string, std::string>& user, const Settings& fixed,
+                         std::unique_ptr<RdKafka::Conf>* out) {
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  std::string err;
+  for (const auto& [key, value] : user) {
+    const RdKafka::Conf::ConfResult rc = conf->set(key, value, err);
+    if (rc == RdKafka::Conf::CONF_OK) continue;
+    if (rc == RdKafka::Conf::CONF_UNKNOWN) {
+      return Status::InvalidArgument("kafka property '" + key + "' is not a librdkafka property");
+    }
+    return Status::InvalidArgument("kafka property '" + key +
+                                   "': librdkafka refuses the value (not shown, as it may be a "
+                                   "secret)");
+  }
+  for (const auto& [key, value] : fixed) {
+    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK) {
+      return Status::InvalidArgument("kafka setting '" + key + "': " + err);
+    }
+  }
+  *out = std::move(conf);
+  return Status::Ok();
+}
+
+// A header's value as text; empty when the record lacks it.
+std::string_view HeaderText(RdKafka::Headers* headers, const char* name) {
+  if (headers == nullptr) return {};
+  const RdKafka::Headers::Header h = headers->get_last(name);
+  if (h.err() != RdKafka::ERR_NO_ERROR || h.value() == nullptr) return {};
+  return std::string_view(static_cast<const char*>(h.value()), h.value_size());
+}
 
 // A group id no other consumer uses, so that a run never shares (or disturbs) a group's offsets.
 // librdkafka's KafkaConsumer requires one even though this reader never joins the group.
@@ -94,7 +132,7 @@ Status VerifyReader::Open(VerifyReaderOptions options, const Clock* clock,
 Status VerifyReader::Connect() {
   // User properties go first, so that the settings a from-the-beginning, no-commit read rests on
   // are applied last.
-  const connectors::KafkaSettings settings = {
+  const Settings settings = {
       {"bootstrap.servers", options_.brokers},
       {"group.id", FreshGroupId()},
       {"client.id", "sluice-verify"},
@@ -106,7 +144,7 @@ Status VerifyReader::Connect() {
       {"log.connection.close", "false"},
   };
   std::unique_ptr<RdKafka::Conf> conf;
-  Status built = connectors::BuildKafkaConf(options_.properties, settings, &conf);
+  Status built = BuildConsumerConf(options_.properties, settings, &conf);
   if (!built.ok()) return built;
   std::string err;
   if (conf->set("event_cb", static_cast<RdKafka::EventCb*>(events_.get()), err) !=
@@ -142,8 +180,15 @@ Status VerifyReader::Connect() {
       reached = true;
       const RdKafka::TopicMetadata* found = nullptr;
       std::vector<std::string> known;
+      gap_partition_ids_.clear();
       for (const RdKafka::TopicMetadata* t : *md->topics()) {
         if (t->topic() == options_.topic) found = t;
+        if (!options_.gap_topic.empty() && t->topic() == options_.gap_topic &&
+            t->err() == RdKafka::ERR_NO_ERROR) {
+          for (const RdKafka::PartitionMetadata* p : *t->partitions()) {
+            gap_partition_ids_.push_back(p->id());
+          }
+        }
         if (t->topic().rfind("__", 0) != 0) known.push_back(t->topic());
       }
       topic_missing = found == nullptr;
@@ -169,18 +214,51 @@ Status VerifyReader::Connect() {
   }
 
   std::sort(ids.begin(), ids.end());
+  std::sort(gap_partition_ids_.begin(), gap_partition_ids_.end());
   std::vector<RdKafka::TopicPartition*> assignment;
   for (int32_t id : ids) {
     assignment.push_back(
         RdKafka::TopicPartition::create(options_.topic, id, RdKafka::Topic::OFFSET_BEGINNING));
   }
-  const RdKafka::ErrorCode rc = consumer_->assign(assignment);
+  for (int32_t id : gap_partition_ids_) {
+    assignment.push_back(
+        RdKafka::TopicPartition::create(options_.gap_topic, id, RdKafka::Topic::OFFSET_BEGINNING));
+  }
+  std::unique_ptr<RdKafka::Error> error(consumer_->incremental_assign(assignment));
   RdKafka::TopicPartition::destroy(assignment);
-  if (rc != RdKafka::ERR_NO_ERROR) {
-    return Status::Unavailable(Where() + ": cannot assign partitions: " + RdKafka::err2str(rc));
+  if (error) {
+    return Status::Unavailable(Where() + ": cannot assign partitions: " + error->str());
   }
   partition_ids_ = std::move(ids);
   return Status::Ok();
+}
+
+bool VerifyReader::AssignGapTopic(std::chrono::milliseconds timeout) {
+  if (options_.gap_topic.empty()) return false;
+  if (!gap_partition_ids_.empty()) return true;
+  RdKafka::Metadata* raw = nullptr;
+  // Asks for every topic: asking for one by name would have the broker create it.
+  const RdKafka::ErrorCode rc =
+      consumer_->metadata(true, nullptr, &raw, static_cast<int>(timeout.count()));
+  std::unique_ptr<RdKafka::Metadata> md(raw);
+  if (rc != RdKafka::ERR_NO_ERROR) return false;
+  std::vector<int32_t> ids;
+  for (const RdKafka::TopicMetadata* t : *md->topics()) {
+    if (t->topic() != options_.gap_topic || t->err() != RdKafka::ERR_NO_ERROR) continue;
+    for (const RdKafka::PartitionMetadata* p : *t->partitions()) ids.push_back(p->id());
+  }
+  if (ids.empty()) return false;
+  std::sort(ids.begin(), ids.end());
+  std::vector<RdKafka::TopicPartition*> added;
+  for (int32_t id : ids) {
+    added.push_back(
+        RdKafka::TopicPartition::create(options_.gap_topic, id, RdKafka::Topic::OFFSET_BEGINNING));
+  }
+  std::unique_ptr<RdKafka::Error> error(consumer_->incremental_assign(added));
+  RdKafka::TopicPartition::destroy(added);
+  if (error) return false;
+  gap_partition_ids_ = std::move(ids);
+  return true;
 }
 
 Status VerifyReader::Read(const std::function<void(const ConsumedRecord&)>& on_record,
@@ -190,10 +268,19 @@ Status VerifyReader::Read(const std::function<void(const ConsumedRecord&)>& on_r
   const auto start = clock_->Now();
   const auto deadline = start + options_.timeout;
   auto last_record = start;
+  // How often to look for a gap topic that did not exist yet: sluice creates it with its first
+  // gap record, which may come at any time during the run.
+  constexpr milliseconds kGapTopicRecheck{2000};
+  auto gap_checked = start;
   // Idle counts only once every partition has reported its end: right after assign(), partitions
-  // start one after another, and one that has not started yet is not idle.
-  std::map<int32_t, bool> at_end;
-  for (int32_t p : partition_ids_) at_end[p] = false;
+  // start one after another, and one that has not started yet is not idle. Keyed by (gap topic?,
+  // partition).
+  std::map<std::pair<bool, int32_t>, bool> at_end;
+  for (int32_t p : partition_ids_) at_end[{false, p}] = false;
+  auto track_gap_partitions = [&] {
+    for (int32_t p : gap_partition_ids_) at_end.try_emplace({true, p}, false);
+  };
+  track_gap_partitions();
   int ends = 0;
   std::set<int> warned;
   auto finish = [&](StopReason reason) {
@@ -206,14 +293,19 @@ Status VerifyReader::Read(const std::function<void(const ConsumedRecord&)>& on_r
       finish(StopReason::kCount);
       return Status::Ok();
     }
-    const auto now = clock_->Now();
+    auto now = clock_->Now();
     if (now >= deadline) {
       finish(StopReason::kTimeout);
       return Status::Ok();
     }
     const auto idle_end = last_record + options_.idle_timeout;
     const bool all_at_end = ends == static_cast<int>(at_end.size());
-    if (now >= idle_end && all_at_end) {
+    if (!options_.gap_topic.empty() && gap_partition_ids_.empty() &&
+        (now - gap_checked >= kGapTopicRecheck || (now >= idle_end && all_at_end))) {
+      if (AssignGapTopic(milliseconds(500))) track_gap_partitions();
+      gap_checked = now = clock_->Now();
+    }
+    if (now >= idle_end && ends == static_cast<int>(at_end.size())) {
       finish(StopReason::kIdle);
       return Status::Ok();
     }
@@ -228,8 +320,10 @@ Status VerifyReader::Read(const std::function<void(const ConsumedRecord&)>& on_r
     if (!msg) continue;
     const RdKafka::ErrorCode err = msg->err();
     if (err == RdKafka::ERR__TIMED_OUT) continue;
+    const bool from_gap_topic =
+        !options_.gap_topic.empty() && msg->topic_name() == options_.gap_topic;
     if (err == RdKafka::ERR__PARTITION_EOF) {
-      auto it = at_end.find(msg->partition());
+      auto it = at_end.find({from_gap_topic, msg->partition()});
       if (it != at_end.end() && !it->second) {
         it->second = true;
         ends++;
@@ -237,7 +331,9 @@ Status VerifyReader::Read(const std::function<void(const ConsumedRecord&)>& on_r
       continue;
     }
     if (err == RdKafka::ERR_NO_ERROR) {
+      const std::string topic = msg->topic_name();
       ConsumedRecord r;
+      r.topic = topic;
       if (msg->key_pointer() != nullptr) {
         r.key = std::string_view(static_cast<const char*>(msg->key_pointer()), msg->key_len());
       }
@@ -250,10 +346,15 @@ Status VerifyReader::Read(const std::function<void(const ConsumedRecord&)>& on_r
       if (ts.type != RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE) {
         r.timestamp_ms = ts.timestamp;
       }
+      RdKafka::Headers* headers = msg->headers();
+      r.gap = from_gap_topic || HeaderText(headers, connectors::kHeaderGap) == "1";
+      r.log_seq = ParseLogSeq(HeaderText(headers, connectors::kHeaderSeq));
+      r.log_id = HeaderText(headers, connectors::kHeaderLogId);
       on_record(r);
-      stats->records++;
+      if (!r.gap) stats->records++;
+      if (r.gap) stats->gap_records++;
       last_record = clock_->Now();
-      auto it = at_end.find(r.partition);
+      auto it = at_end.find({from_gap_topic, r.partition});
       if (it != at_end.end() && it->second) {
         it->second = false;
         ends--;

@@ -14,13 +14,17 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "firmware-sim/consumed_record.h"
 
 namespace sluice::sim {
 
 struct VerifyReaderOptions {
   std::string brokers = "127.0.0.1:9092";
   std::string topic;
-  uint64_t max_records = 0;  // stop once this many were read; 0: no limit
+  // Gap records (docs/kafka-records.md) are read from here too, when the topic exists: sluice
+  // creates it with its first gap record, so it may appear while reading. Empty: none.
+  std::string gap_topic;
+  uint64_t max_records = 0;  // stop once this many (gap records apart) were read; 0: no limit
   // Stop when no record arrived for this long (counted from the start of reading) and every
   // partition has been read to its end.
   std::chrono::milliseconds idle_timeout{10000};
@@ -30,28 +34,22 @@ struct VerifyReaderOptions {
   std::map<std::string, std::string> properties;  // extra librdkafka settings, applied first
 };
 
-// One record as read; the views are valid only during the callback.
-struct ConsumedRecord {
-  std::string_view key;
-  std::string_view value;
-  int32_t partition = 0;
-  int64_t offset = 0;
-  std::optional<int64_t> timestamp_ms;  // CreateTime or LogAppendTime, when the broker has one
-};
-
 // Reads one Kafka topic from its beginning, all partitions, without joining a consumer group:
 // partitions are taken from the cluster's metadata and assigned at OFFSET_BEGINNING, and nothing is
 // committed, so a run neither disturbs nor depends on any group. Records come in offset order
 // within each partition; partitions interleave as the broker serves them. Partitions added to the
-// topic after Open are not read.
+// topic after Open are not read. The gap topic, if given, is read the same way, from when it
+// exists; its records, and records of `topic` with the sluice.gap header, come with `gap` set.
+// sluice.seq and sluice.log headers are passed on.
 //
 // Thread-compatible: one thread calls Open, Read and the destructor. `clock` must outlive the
 // reader. librdkafka's own threads call only into the private event callback, which locks.
 class VerifyReader {
  public:
-  enum class StopReason { kCount, kIdle, kTimeout };
+  using StopReason = ReadStop;
   struct Stats {
-    uint64_t records = 0;
+    uint64_t records = 0;      // from `topic`, gap records not included
+    uint64_t gap_records = 0;  // from either topic
     StopReason stop = StopReason::kIdle;
     std::chrono::milliseconds elapsed{0};
     uint64_t transient_errors = 0;  // errors librdkafka recovers from itself (broker went away)
@@ -68,6 +66,8 @@ class VerifyReader {
   VerifyReader& operator=(const VerifyReader&) = delete;
 
   int partitions() const { return static_cast<int>(partition_ids_.size()); }
+  // Partitions of the gap topic being read; 0 while it does not exist.
+  int gap_partitions() const { return static_cast<int>(gap_partition_ids_.size()); }
 
   // Calls `on_record` for each record until max_records, the idle timeout (with every partition
   // at its end) or the overall timeout.
@@ -82,6 +82,8 @@ class VerifyReader {
 
   VerifyReader(VerifyReaderOptions options, const Clock* clock);
   Status Connect();
+  // Assigns the gap topic's partitions once it exists; true when it is assigned.
+  bool AssignGapTopic(std::chrono::milliseconds timeout);
   std::string Where() const;
 
   const VerifyReaderOptions options_;
@@ -89,6 +91,7 @@ class VerifyReader {
   std::unique_ptr<Events> events_;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
   std::vector<int32_t> partition_ids_;
+  std::vector<int32_t> gap_partition_ids_;
 };
 
 }  // namespace sluice::sim

@@ -39,13 +39,15 @@ struct BootResult {
   uint64_t duplicates = 0;
   uint64_t reordered = 0;
   uint64_t lost = 0;
+  uint64_t dropped_reported = 0;   // missing, but accounted for by sluice's gap records
   uint64_t dropped_by_device = 0;  // seqs the expectation says the device never published
   uint64_t unexpected = 0;         // records the expectation says cannot exist
   uint64_t highest_seq = 0;        // highest seq read; 0 when none
   // The range checked for loss: [first_seq, last_seq] of the expectation, or [1, highest_seq].
   uint64_t first_seq = 1;
   uint64_t last_seq = 0;
-  std::vector<SeqRange> lost_ranges;  // sorted, disjoint, maximal
+  std::vector<SeqRange> lost_ranges;      // sorted, disjoint, maximal
+  std::vector<SeqRange> reported_ranges;  // dropped, reported: sorted, disjoint
 };
 
 struct DeviceResult {
@@ -57,12 +59,24 @@ struct DeviceResult {
   uint64_t reordered = 0;
   uint64_t stale_boot = 0;  // the part of `reordered` that came after a newer boot
   uint64_t lost = 0;
+  uint64_t dropped_reported = 0;
   uint64_t dropped_by_device = 0;
   uint64_t unexpected = 0;
   // Kafka keeps order only within a partition: a device on more than one cannot be checked for
   // order reliably, and the report says so.
   std::vector<int32_t> partitions;
   LatencyStats latency;
+};
+
+// The gap records read (sluice's reports of events its log dropped) and what they accounted for.
+struct GapSummary {
+  uint64_t records = 0;    // distinct gap records
+  uint64_t repeats = 0;    // gap records read again (at-least-once delivery)
+  uint64_t events = 0;     // events they report dropped, summed over the distinct records
+  uint64_t accounted = 0;  // missing device events they account for (totals.dropped_reported)
+  // Some missing events were matched to gap records by count only, because the records next to
+  // them carry no sluice.seq (MQTT 3.1.1 has no user properties).
+  bool by_count = false;
 };
 
 struct ForeignRecord {
@@ -75,20 +89,26 @@ struct ForeignRecord {
 // two renderings depend only on its contents and the policy passed in.
 //
 // JSON document (ToJson), version kFormatVersion:
-//   {"format":1, "passed":bool, "failures":["lost 4 events", ...], "expectation":bool,
-//    "totals":{"devices","boots","records","unique","lost","duplicates","reordered","stale_boot",
-//              "dropped_by_device","unexpected","foreign"},
+//   {"format":2, "passed":bool, "failures":["lost 4 events", ...], "expectation":bool,
+//    "totals":{"devices","boots","records","unique","lost","dropped_reported","duplicates",
+//              "reordered","stale_boot","dropped_by_device","unexpected","foreign"},
+//    "gaps":{"records","repeats","events","accounted","by_count"},
 //    "latency_ms":{"samples","min","p50","p90","p99","p99_9","max"},
-//    "devices":[{"device","expected","records","lost","duplicates","reordered","stale_boot",
-//                "dropped_by_device","unexpected","partitions":[0],"latency_ms":{...},
+//    "devices":[{"device","expected","records","lost","dropped_reported","duplicates","reordered",
+//                "stale_boot","dropped_by_device","unexpected","partitions":[0],"latency_ms":{...},
 //                "boots":[{"boot","expected","records","unique","first_seq","last_seq",
-//                          "highest_seq","lost","lost_ranges":[[17,20],[42,42]],"duplicates",
+//                          "highest_seq","lost","lost_ranges":[[17,20],[42,42]],
+//                          "dropped_reported","reported_ranges":[[5,9]],"duplicates",
 //                          "reordered","dropped_by_device","unexpected"}]}],
 //    "foreign_examples":[{"partition","offset","reason"}]}
-// sluice-verify adds "source":{"brokers","topic","partitions","records_read","stopped_by",
-// "elapsed_ms","transient_errors"}.
+// Format 2 added dropped_reported, reported_ranges and gaps; "lost" no longer counts the events
+// that gap records account for.
+// sluice-verify adds "source": Kafka {"kind":"kafka","brokers","topic","gap_topic","partitions",
+// "records_read","gap_records_read","stopped_by","elapsed_ms","transient_errors"}; MQTT
+// {"kind":"mqtt","url","topic","gap_topic","client_id","protocol","records_read",
+// "gap_records_read","stopped_by","elapsed_ms","reconnects","session_lost"}.
 struct VerifyReport {
-  static constexpr int kFormatVersion = 1;
+  static constexpr int kFormatVersion = 2;
 
   struct Policy {
     bool fail_on_duplicates = false;
@@ -104,6 +124,7 @@ struct VerifyReport {
     uint64_t records = 0;  // device events read, duplicates included; foreign ones not
     uint64_t unique = 0;
     uint64_t lost = 0;
+    uint64_t dropped_reported = 0;
     uint64_t duplicates = 0;
     uint64_t reordered = 0;
     uint64_t stale_boot = 0;
@@ -115,11 +136,13 @@ struct VerifyReport {
   bool with_expectation = false;
   std::vector<DeviceResult> devices;  // sorted by device
   Totals totals;
+  GapSummary gaps;
   LatencyStats latency;
   std::vector<ForeignRecord> foreign_examples;  // the first few, for the reader of the report
 
   // Why the run fails under `policy`, one phrase per reason; empty when it passes. Loss,
-  // reordering and a stream without a single device event always fail it.
+  // reordering and a stream without a single device event always fail it; events that gap
+  // records account for (dropped, reported) do not.
   std::vector<std::string> Failures(const Policy& policy) const;
   bool Passed(const Policy& policy) const { return Failures(policy).empty(); }
 

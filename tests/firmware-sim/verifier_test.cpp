@@ -5,10 +5,12 @@
 #include <numeric>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
 #include "firmware-sim/device_event.h"
 
@@ -24,6 +26,13 @@ VerifyRecord Ev(const std::string& device, uint32_t boot, uint64_t seq,
   r.sent_ms = 1'764'000'000'000 + static_cast<int64_t>(seq);
   if (latency_ms) r.kafka_ts_ms = r.sent_ms + *latency_ms;
   return r;
+}
+
+RecordOrigin At(int64_t offset, std::optional<int64_t> timestamp_ms = std::nullopt) {
+  RecordOrigin o;
+  o.offset = offset;
+  o.timestamp_ms = timestamp_ms;
+  return o;
 }
 
 void AddSeqs(Verifier* v, const std::string& device, uint32_t boot, uint64_t first, uint64_t last) {
@@ -243,9 +252,9 @@ TEST_CASE("Verifier counts payloads that are not device events as foreign") {
   e.boot = 1;
   e.seq = 1;
   e.ts_ms = 1000;
-  v.AddPayload(e.Encode(), 1250, 0, 0);
-  v.AddPayload("hello", std::nullopt, 0, 1);
-  v.AddPayload(R"({"v":1,"device":"dev-001"})", std::nullopt, 0, 2);
+  v.AddPayload(e.Encode(), At(0, 1250));
+  v.AddPayload("hello", At(1));
+  v.AddPayload(R"({"v":1,"device":"dev-001"})", At(2));
   const VerifyReport r = v.Finish();
   CHECK(v.records() == 3);
   CHECK(r.totals.records == 1);
@@ -276,7 +285,7 @@ TEST_CASE("Verifier counts payloads with out-of-range or non-integer numbers as 
     CAPTURE(payload);
     DeviceEvent e;
     CHECK_FALSE(DeviceEvent::Decode(payload, &e).ok());
-    v.AddPayload(payload, std::nullopt, 0, 0);
+    v.AddPayload(payload, At(0));
   }
   DeviceEvent e;
   REQUIRE(DeviceEvent::Decode(R"({"v":1,"device":"d","boot":4294967295,"seq":18446744073709551615,)"
@@ -364,6 +373,245 @@ TEST_CASE("Verifier handles seqs far apart without listing every missing one") {
   CHECK(r.totals.lost == 999'999'999'998);
   CHECK(DeviceOf(r, "dev-001").boots.at(0).lost_ranges ==
         std::vector<SeqRange>{{2, 999'999'999'999}});
+}
+
+}  // namespace
+}  // namespace sluice::sim
+
+// --- Gap records: events sluice dropped and reported (Verifier's "dropped, reported") ---------
+
+namespace sluice::sim {
+namespace {
+
+constexpr const char* kLog = "5d0c9a3e71b24f68a1e07c3b9d42f615";
+
+// An event as sluice forwards it: the record carries its log position (sluice.seq, sluice.log).
+VerifyRecord Logged(const std::string& device, uint32_t boot, uint64_t seq, uint64_t log_seq,
+                    const std::string& log = kLog) {
+  VerifyRecord r = Ev(device, boot, seq);
+  r.log_seq = log_seq;
+  r.log_id = log;
+  return r;
+}
+
+VerifyGap Gap(uint64_t first, uint64_t last, uint64_t count, const std::string& log = kLog) {
+  VerifyGap g;
+  g.gateway = "plant-3";
+  g.log = log;
+  g.first_seq = first;
+  g.last_seq = last;
+  g.count = count;
+  g.first_received_ms = 1'764'000'000'000;
+  g.last_received_ms = 1'764'000'000'100;
+  return g;
+}
+
+// dev-001 sends seqs 1..10, logged at 100 + seq; `skip` never arrive.
+void AddLoggedExcept(Verifier* v, const std::set<uint64_t>& skip) {
+  for (uint64_t s = 1; s <= 10; ++s) {
+    if (skip.count(s) == 0) v->Add(Logged("dev-001", 1, s, 100 + s));
+  }
+}
+
+TEST_CASE("Verifier counts events inside a reported gap as dropped, reported, not lost") {
+  Verifier v;
+  AddLoggedExcept(&v, {4, 5, 6});
+  v.AddGap(Gap(104, 106, 3));
+  const VerifyReport r = v.Finish();
+  CHECK(r.totals.lost == 0);
+  CHECK(r.totals.dropped_reported == 3);
+  CHECK(r.gaps.records == 1);
+  CHECK(r.gaps.events == 3);
+  CHECK(r.gaps.accounted == 3);
+  CHECK_FALSE(r.gaps.by_count);
+  const BootResult& b = DeviceOf(r, "dev-001").boots.at(0);
+  CHECK(b.lost_ranges.empty());
+  REQUIRE(b.reported_ranges.size() == 1);
+  CHECK(b.reported_ranges[0].first == 4);
+  CHECK(b.reported_ranges[0].last == 6);
+  CHECK(r.Passed({}));
+  const auto j = r.ToJson({});
+  CHECK(j["totals"]["dropped_reported"] == 3);
+  CHECK(j["devices"][0]["boots"][0]["reported_ranges"] == nlohmann::ordered_json::parse("[[4,6]]"));
+  CHECK(r.FormatTable({}).find("dropped: 3 missing events are accounted for by 1 gap records") !=
+        std::string::npos);
+}
+
+TEST_CASE("Verifier keeps a lost event next to a reported gap lost") {
+  Verifier v;
+  // 4-6 were dropped and reported; 8 vanished between log seqs 107 and 109, where no gap is.
+  AddLoggedExcept(&v, {4, 5, 6, 8});
+  v.AddGap(Gap(104, 106, 3));
+  const VerifyReport r = v.Finish();
+  CHECK(r.totals.dropped_reported == 3);
+  CHECK(r.totals.lost == 1);
+  const BootResult& b = DeviceOf(r, "dev-001").boots.at(0);
+  REQUIRE(b.lost_ranges.size() == 1);
+  CHECK(b.lost_ranges[0].first == 8);
+  CHECK(b.lost_ranges[0].last == 8);
+  CHECK(r.Failures({}) == std::vector<std::string>{"lost 1 event"});
+}
+
+TEST_CASE("Verifier does not let a gap account for more events than it counted") {
+  Verifier v;
+  // Three events missing where the gap record says one was dropped: two of them are lost.
+  AddLoggedExcept(&v, {4, 5, 6});
+  v.AddGap(Gap(105, 105, 1));
+  const VerifyReport r = v.Finish();
+  CHECK(r.totals.dropped_reported == 1);
+  CHECK(r.totals.lost == 2);
+  const BootResult& b = DeviceOf(r, "dev-001").boots.at(0);
+  REQUIRE(b.reported_ranges.size() == 1);
+  CHECK(b.reported_ranges[0].first == 4);
+  CHECK(b.reported_ranges[0].last == 4);
+  REQUIRE(b.lost_ranges.size() == 1);
+  CHECK(b.lost_ranges[0].first == 5);
+  CHECK(b.lost_ranges[0].last == 6);
+}
+
+TEST_CASE("Verifier ignores a gap of another log, and a gap record read twice counts once") {
+  SUBCASE("another log") {
+    Verifier v;
+    AddLoggedExcept(&v, {4, 5, 6});
+    v.AddGap(Gap(104, 106, 3, "another-log"));
+    const VerifyReport r = v.Finish();
+    CHECK(r.totals.dropped_reported == 0);
+    CHECK(r.totals.lost == 3);
+  }
+  SUBCASE("a repeat") {
+    Verifier v;
+    AddLoggedExcept(&v, {3, 4, 5, 6, 7, 8});
+    v.AddGap(Gap(103, 108, 3));
+    v.AddGap(Gap(103, 108, 3));
+    const VerifyReport r = v.Finish();
+    CHECK(v.gap_records() == 2);
+    CHECK(r.gaps.records == 1);
+    CHECK(r.gaps.repeats == 1);
+    CHECK(r.totals.dropped_reported == 3);
+    CHECK(r.totals.lost == 3);
+  }
+}
+
+TEST_CASE("Verifier accounts one gap over the interleaved events of several devices") {
+  Verifier v;
+  // Two devices alternate in the log: dev-a at odd, dev-b at even log seqs. Log seqs 21..30
+  // (five events of each) were dropped.
+  uint64_t log_seq = 0;
+  for (uint64_t s = 1; s <= 20; ++s) {
+    for (const char* dev : {"dev-a", "dev-b"}) {
+      ++log_seq;
+      if (log_seq >= 21 && log_seq <= 30) continue;
+      v.Add(Logged(dev, 1, s, log_seq));
+    }
+  }
+  v.AddGap(Gap(21, 30, 10));
+  const VerifyReport r = v.Finish();
+  CHECK(r.totals.lost == 0);
+  CHECK(r.totals.dropped_reported == 10);
+  CHECK(DeviceOf(r, "dev-a").dropped_reported == 5);
+  CHECK(DeviceOf(r, "dev-b").dropped_reported == 5);
+}
+
+TEST_CASE("Verifier leaves the interval open at the stream's edges") {
+  // The expectation says seqs 1..12 were sent; 1-2 and 11-12 never arrived. A gap before the first
+  // arrived event and one after the last account for them.
+  Verifier v(MustParse(R"({"devices":[{"device":"dev-001","boots":[
+      {"boot":1,"first_seq":1,"last_seq":12,"dropped_by_device":[]}]}]})"));
+  for (uint64_t s = 3; s <= 10; ++s) v.Add(Logged("dev-001", 1, s, 100 + s));
+  v.AddGap(Gap(50, 60, 2));
+  v.AddGap(Gap(200, 201, 2));
+  const VerifyReport r = v.Finish();
+  CHECK(r.totals.lost == 0);
+  CHECK(r.totals.dropped_reported == 4);
+
+  SUBCASE("but a gap inside the arrived run does not reach the edges") {
+    Verifier w(MustParse(R"({"devices":[{"device":"dev-001","boots":[
+        {"boot":1,"first_seq":1,"last_seq":12,"dropped_by_device":[]}]}]})"));
+    for (uint64_t s = 3; s <= 10; ++s) w.Add(Logged("dev-001", 1, s, 100 + s));
+    w.AddGap(Gap(105, 105, 1));  // another device's event, dropped between dev-001's
+    const VerifyReport q = w.Finish();
+    CHECK(q.totals.dropped_reported == 0);
+    CHECK(q.totals.lost == 4);
+  }
+}
+
+TEST_CASE("Verifier finds a missing run's neighbours across a reboot and a re-created log") {
+  Verifier v;
+  // Boot 1: seqs 1..5 in log A at 11..15. Boot 2: seqs 1..2 missing, 3..5 in log B at 3..5. The
+  // log was re-created in between; B's first two events were dropped and reported.
+  for (uint64_t s = 1; s <= 5; ++s) v.Add(Logged("dev-001", 1, s, 10 + s, "log-A"));
+  for (uint64_t s = 3; s <= 5; ++s) v.Add(Logged("dev-001", 2, s, s, "log-B"));
+  // Boot 2 seqs 1-2 are not seen as missing without an expectation unless lower seqs arrived:
+  // [1, highest] is checked, so they are.
+  v.AddGap(Gap(1, 2, 2, "log-B"));
+  const VerifyReport r = v.Finish();
+  CHECK(r.totals.lost == 0);
+  CHECK(r.totals.dropped_reported == 2);
+  const BootResult& b2 = DeviceOf(r, "dev-001").boots.at(1);
+  REQUIRE(b2.reported_ranges.size() == 1);
+  CHECK(b2.reported_ranges[0].first == 1);
+  CHECK(b2.reported_ranges[0].last == 2);
+
+  SUBCASE("a gap at the end of the old log accounts for them too") {
+    Verifier w;
+    for (uint64_t s = 1; s <= 5; ++s) w.Add(Logged("dev-001", 1, s, 10 + s, "log-A"));
+    for (uint64_t s = 3; s <= 5; ++s) w.Add(Logged("dev-001", 2, s, s, "log-B"));
+    w.AddGap(Gap(16, 17, 2, "log-A"));
+    CHECK(w.Finish().totals.dropped_reported == 2);
+  }
+  SUBCASE("a gap early in the old log does not") {
+    Verifier w;
+    for (uint64_t s = 1; s <= 5; ++s) w.Add(Logged("dev-001", 1, s, 10 + s, "log-A"));
+    for (uint64_t s = 3; s <= 5; ++s) w.Add(Logged("dev-001", 2, s, s, "log-B"));
+    w.AddGap(Gap(1, 9, 2, "log-A"));
+    CHECK(w.Finish().totals.lost == 2);
+  }
+}
+
+TEST_CASE("Verifier without sluice.seq matches missing events to gap records by count only") {
+  Verifier v;
+  // MQTT 3.1.1: no user properties, so no log positions. Five events missing, four reported.
+  for (uint64_t s = 1; s <= 10; ++s) {
+    if (s != 3 && s != 4 && s != 5) v.Add(Ev("dev-a", 1, s));
+    if (s != 7 && s != 8) v.Add(Ev("dev-b", 1, s));
+  }
+  v.AddGap(Gap(500, 520, 3));
+  v.AddGap(Gap(900, 900, 1));
+  const VerifyReport r = v.Finish();
+  CHECK(r.gaps.by_count);
+  CHECK(r.gaps.events == 4);
+  CHECK(r.totals.dropped_reported == 4);
+  CHECK(r.totals.lost == 1);
+  CHECK(r.Failures({}) == std::vector<std::string>{"lost 1 event"});
+  CHECK(r.ToJson({})["gaps"]["by_count"] == true);
+  CHECK(r.FormatTable({}).find("matched to gap records by count only") != std::string::npos);
+
+  SUBCASE("and without gap records, nothing is said about counting") {
+    Verifier w;
+    for (uint64_t s : {1, 2, 4}) w.Add(Ev("dev-a", 1, s));
+    const VerifyReport q = w.Finish();
+    CHECK_FALSE(q.gaps.by_count);
+    CHECK(q.totals.lost == 1);
+    CHECK(q.FormatTable({}).find("dropped:") == std::string::npos);
+  }
+}
+
+TEST_CASE("Verifier counts a gap record it cannot decode as foreign") {
+  Verifier v;
+  v.Add(Logged("dev-001", 1, 1, 1));
+  v.AddGapPayload(R"({"type":"gap","gateway":"g","log":"l","first_seq":5,"last_seq":4,)"
+                  R"("count":1,"first_received_ms":0,"last_received_ms":0})",
+                  At(7));
+  v.AddGapPayload(R"({"type":"gap","gateway":"g","log":"l","first_seq":4,"last_seq":5,)"
+                  R"("count":2,"first_received_ms":0,"last_received_ms":0})",
+                  At(8));
+  const VerifyReport r = v.Finish();
+  CHECK(r.totals.foreign == 1);
+  REQUIRE(r.foreign_examples.size() == 1);
+  CHECK(r.foreign_examples[0].offset == 7);
+  CHECK(r.foreign_examples[0].reason.find("first_seq 5 > last_seq 4") != std::string::npos);
+  CHECK(r.gaps.records == 1);
+  CHECK(v.gap_records() == 1);
 }
 
 }  // namespace

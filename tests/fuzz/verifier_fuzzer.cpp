@@ -1,11 +1,15 @@
-// Fuzzes what sluice-verify reads from outside: the simulator's summary (VerifyExpectation::Parse)
-// and every record value on the Kafka topic (Verifier::AddPayload, which decodes DeviceEvent JSON).
+// Fuzzes what sluice-verify reads from outside: the simulator's summary (VerifyExpectation::Parse),
+// every record value on the topic (Verifier::AddPayload, which decodes DeviceEvent JSON) with its
+// sluice.seq / sluice.log, and gap records (Verifier::AddGapPayload, which decodes VerifyGap JSON).
 // A topic can hold anything, so the verifier must neither crash nor miscount on it. Besides
 // sanitizer findings, the report is checked against a plain recount of the decoded events: every
-// record is counted exactly once, and no event that arrived is reported lost.
+// record is counted exactly once, no event that arrived is reported lost or dropped, every missing
+// seq is either lost or dropped-reported, and gap records never account for more events than they
+// counted.
 //
 // Input: lines. The first line is the expectation (empty: none); each further line is one record
-// value, optionally prefixed by "@<kafka timestamp ms> ".
+// value, optionally prefixed by "@<kafka timestamp ms> ", then by "#<sluice.seq>[:<sluice.log>] ";
+// a line starting with "!" is a gap record's value.
 
 #include <charconv>
 #include <cstddef>
@@ -18,10 +22,12 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 #include "firmware-sim/device_event.h"
 #include "firmware-sim/verifier.h"
 #include "firmware-sim/verify_expectation.h"
+#include "firmware-sim/verify_gap.h"
 #include "firmware-sim/verify_report.h"
 
 namespace sluice::sim {
@@ -46,6 +52,27 @@ std::string_view NextLine(std::string_view* rest) {
 
 // (device, boot) -> seqs of the records that decode as device events.
 using Recount = std::map<std::pair<std::string, uint32_t>, std::set<uint64_t>>;
+
+// Checks that `ranges` are sorted, disjoint, inside the boot, and hold no seq that arrived;
+// returns how many seqs they hold.
+uint64_t CheckRanges(const std::vector<SeqRange>& ranges, const BootResult& b,
+                     const std::set<uint64_t>* seen, const char* what) {
+  uint64_t total = 0;
+  uint64_t previous_last = 0;
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    const SeqRange& r = ranges[i];
+    Expect(r.first <= r.last, what, r.first, r.last);
+    Expect(r.first >= b.first_seq && r.last <= b.last_seq, what, r.first, r.last);
+    if (i > 0) Expect(r.first > previous_last, what, r.first, previous_last);
+    previous_last = r.last;
+    if (seen != nullptr) {
+      auto it = seen->lower_bound(r.first);
+      Expect(it == seen->end() || *it > r.last, what, it == seen->end() ? 0 : *it, r.first);
+    }
+    total += r.last - r.first + 1;
+  }
+  return total;
+}
 
 void CheckReport(const VerifyReport& report, const Verifier& verifier, const Recount& recount,
                  uint64_t decoded, uint64_t foreign) {
@@ -80,6 +107,20 @@ void CheckReport(const VerifyReport& report, const Verifier& verifier, const Rec
                  it == seen->second.end() ? 0 : *it, r.first);
         }
       }
+      Expect(CheckRanges(b.lost_ranges, b, seen == recount.end() ? nullptr : &seen->second,
+                         "a lost range is out of order, outside the boot or arrived") == b.lost,
+             "lost differs from its ranges", b.lost, 0);
+      Expect(CheckRanges(b.reported_ranges, b, seen == recount.end() ? nullptr : &seen->second,
+                         "a reported range is out of order, outside the boot or arrived") ==
+                 b.dropped_reported,
+             "dropped_reported differs from its ranges", b.dropped_reported, 0);
+      // Nothing is both lost and reported.
+      for (const SeqRange& l : b.lost_ranges) {
+        for (const SeqRange& r : b.reported_ranges) {
+          Expect(l.last < r.first || r.last < l.first, "a seq is both lost and reported", l.first,
+                 r.first);
+        }
+      }
       device_records += b.records;
     }
     Expect(d.records == device_records, "device records != sum of boots", d.records,
@@ -88,6 +129,9 @@ void CheckReport(const VerifyReport& report, const Verifier& verifier, const Rec
   }
   Expect(report.totals.records == records, "totals.records != sum of devices",
          report.totals.records, records);
+  Expect(report.totals.dropped_reported <= report.gaps.events,
+         "gap records account for more events than they counted", report.totals.dropped_reported,
+         report.gaps.events);
 
   // Both renderings must cope with whatever device names and reasons a topic held.
   VerifyReport::Policy policy;
@@ -118,6 +162,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   int64_t offset = 0;
   while (!rest.empty()) {
     std::string_view payload = NextLine(&rest);
+    if (payload.starts_with('!')) {
+      payload.remove_prefix(1);
+      VerifyGap gap;
+      if (!VerifyGap::Decode(payload, &gap).ok()) ++foreign;
+      RecordOrigin origin;
+      origin.offset = offset++;
+      verifier.AddGapPayload(payload, origin);
+      continue;
+    }
     std::optional<int64_t> kafka_ts;
     if (payload.starts_with('@')) {
       int64_t ts = 0;
@@ -129,6 +182,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
         payload.remove_prefix(static_cast<size_t>(ptr - payload.data()) + 1);
       }
     }
+    RecordOrigin origin;
+    origin.timestamp_ms = kafka_ts;
+    if (payload.starts_with('#')) {
+      uint64_t seq = 0;
+      const char* begin = payload.data() + 1;
+      const char* end = payload.data() + payload.size();
+      auto [ptr, ec] = std::from_chars(begin, end, seq);
+      if (ec == std::errc() && ptr != end && (*ptr == ' ' || *ptr == ':')) {
+        origin.log_seq = seq;
+        const std::string_view after(ptr, static_cast<size_t>(end - ptr));
+        const size_t space = after.find(' ');
+        if (space != std::string_view::npos) {
+          if (after.front() == ':') origin.log_id = std::string(after.substr(1, space - 1));
+          payload.remove_prefix(static_cast<size_t>(ptr - payload.data()) + space + 1);
+        } else {
+          origin.log_seq.reset();
+        }
+      }
+    }
     DeviceEvent event;
     if (DeviceEvent::Decode(payload, &event).ok()) {
       ++decoded;
@@ -136,7 +208,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
     } else {
       ++foreign;
     }
-    verifier.AddPayload(payload, kafka_ts, 0, offset++);
+    origin.offset = offset++;
+    verifier.AddPayload(payload, origin);
   }
   CheckReport(verifier.Finish(), verifier, recount, decoded, foreign);
   return 0;
