@@ -13,10 +13,7 @@ mqtt::connect_options PersistentSessionOptions(const MqttConnection& c) {
           .connect_timeout(std::chrono::duration_cast<std::chrono::seconds>(c.connect_timeout));
   // Both flags off whatever the version: Paho keeps its own session state by the 3.1.1 flag.
   builder.clean_session(false);
-  if (v5) {
-    builder.clean_start(false).properties(
-        {{mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int32_t>(kSessionNeverExpires)}});
-  }
+  if (v5) builder.clean_start(false);
   if (!c.username.empty()) builder.user_name(c.username);
   if (!c.password.empty()) builder.password(c.password);
   if (c.tls) {
@@ -28,7 +25,15 @@ mqtt::connect_options PersistentSessionOptions(const MqttConnection& c) {
     ssl.set_verify(c.tls_verify);
     builder.ssl(std::move(ssl));
   }
-  return builder.finalize();
+  mqtt::connect_options opts = builder.finalize();
+  if (v5) {
+    // Set on the finished options: with Paho C++ 1.2 (Debian 12), properties given to the builder
+    // never reach the CONNECT packet, and the broker then keeps no session (session present 0
+    // on every reconnect).
+    opts.set_properties(
+        {{mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int32_t>(kSessionNeverExpires)}});
+  }
+  return opts;
 }
 
 }  // namespace sluice::connectors
