@@ -1,6 +1,6 @@
 #include "bench/log_watcher.h"
 
-#include <sqlite3.h>
+#include <spdlog/sinks/null_sink.h>
 
 #include <fstream>
 #include <iomanip>
@@ -8,28 +8,20 @@
 #include <thread>
 
 #include "bench/bench_payload.h"
+#include "storage/sqlite_event_log.h"
 
 namespace sluice::bench {
 
 Status LogWatcher::Run(nlohmann::ordered_json* result) {
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(options_.db_path.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr);
-  std::unique_ptr<sqlite3, decltype(&sqlite3_close)> db(raw, &sqlite3_close);
-  if (rc != SQLITE_OK) {
-    return Status::IoError("watch-log: cannot open " + options_.db_path + ": " +
-                           sqlite3_errstr(rc));
-  }
-  sqlite3_busy_timeout(db.get(), 1000);
-  sqlite3_stmt* raw_st = nullptr;
-  // The events that carried the highest numbers may already be confirmed and deleted, so the
-  // cursor counts as well (as in SqliteEventLog's own recovery of the next number).
-  const char* sql =
-      "SELECT (SELECT COALESCE(max(seq), 0) FROM events), "
-      "(SELECT COALESCE(max(seq), 0) FROM cursors)";
-  if (sqlite3_prepare_v2(db.get(), sql, -1, &raw_st, nullptr) != SQLITE_OK) {
-    return Status::IoError("watch-log: " + options_.db_path + ": " + sqlite3_errmsg(db.get()));
-  }
-  std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> st(raw_st, &sqlite3_finalize);
+  storage::SqliteEventLogOptions o;
+  o.path = options_.db_path;
+  o.read_only = true;
+  o.cursors.clear();  // whatever upstreams the daemon has
+  o.logger = std::make_shared<spdlog::logger>("watch-log",
+                                              std::make_shared<spdlog::sinks::null_sink_mt>());
+  std::unique_ptr<storage::SqliteEventLog> log;
+  Status s = storage::SqliteEventLog::Open(std::move(o), &log);
+  if (!s.ok()) return Status::IoError("watch-log: " + s.ToString());
   std::ofstream timeline;
   if (!options_.timeline_csv.empty()) timeline.open(options_.timeline_csv);
   // Unix seconds to the millisecond; the default 6 significant digits would cut them to ~15 min.
@@ -45,32 +37,27 @@ Status LogWatcher::Run(nlohmann::ordered_json* result) {
   uint64_t first_cursor = 0;
   int64_t cursor_moved_us = 0;
   while (std::chrono::steady_clock::now() < deadline) {
-    sqlite3_reset(st.get());
-    const int step = sqlite3_step(st.get());
+    s = log->RefreshPositions();
+    if (!s.ok()) return Status::IoError("watch-log: " + s.ToString());
+    const storage::LogStats st = log->Stats();
     const int64_t now = NowUnixMicros();
-    if (step == SQLITE_ROW) {
-      cursor = static_cast<uint64_t>(sqlite3_column_int64(st.get(), 1));
-      last = std::max(static_cast<uint64_t>(sqlite3_column_int64(st.get(), 0)), cursor);
-      if (!have_first) {
-        have_first = true;
-        first_cursor = cursor;
-      } else if (cursor_moved_us == 0 && cursor != first_cursor) {
-        cursor_moved_us = now;
-      }
-      if (timeline.is_open())
-        timeline << static_cast<double>(now) / 1e6 << ' ' << last << ' ' << cursor << '\n';
-      const bool last_ok = options_.until_last_seq == 0 || last >= options_.until_last_seq;
-      const bool cursor_ok = options_.until_cursor == 0 || cursor >= options_.until_cursor;
-      if (last_ok && cursor_ok) {
-        reached = true;
-        reached_us = now;
-        break;
-      }
-    } else if (step != SQLITE_BUSY && step != SQLITE_LOCKED) {
-      return Status::IoError("watch-log: reading " + options_.db_path + ": " +
-                             sqlite3_errmsg(db.get()));
+    cursor = st.cursor;
+    last = st.last_seq;
+    if (!have_first) {
+      have_first = true;
+      first_cursor = cursor;
+    } else if (cursor_moved_us == 0 && cursor != first_cursor) {
+      cursor_moved_us = now;
     }
-    sqlite3_reset(st.get());
+    if (timeline.is_open())
+      timeline << static_cast<double>(now) / 1e6 << ' ' << last << ' ' << cursor << '\n';
+    const bool last_ok = options_.until_last_seq == 0 || last >= options_.until_last_seq;
+    const bool cursor_ok = options_.until_cursor == 0 || cursor >= options_.until_cursor;
+    if (last_ok && cursor_ok) {
+      reached = true;
+      reached_us = now;
+      break;
+    }
     std::this_thread::sleep_for(options_.interval);
   }
   auto& r = *result;

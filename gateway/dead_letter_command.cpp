@@ -105,6 +105,9 @@ Status DeadLetterCommand::OpenForWrite(std::unique_ptr<storage::SqliteEventLog>*
   // Replay and purge never need room (a dead letter accounts for more than the event it
   // becomes), so the configured max_bytes does not matter here; checkpoints run inline.
   o.checkpoint_inline = true;
+  // The upstreams' cursors as the file has them: this command knows no configuration, and must
+  // neither remove a cursor nor add one.
+  o.cursors.clear();
   Status s = storage::SqliteEventLog::Open(std::move(o), log);
   if (s.code() == Status::Code::kUnavailable) {
     return Status::Unavailable("sluice is running on this log: " + s.message() +
@@ -122,14 +125,14 @@ Status DeadLetterCommand::List(uint64_t after_seq, size_t limit) {
   s = log->ReadDeadLetters(after_seq, limit, &rows);
   if (!s.ok()) return s;
   const storage::LogStats st = log->Stats();
-  out_ << "SEQ\tRECEIVED\tFAILED\tBYTES\tTOPIC\tREASON\n";
+  out_ << "SEQ\tRECEIVED\tFAILED\tBYTES\tUPSTREAM\tTOPIC\tREASON\n";
   for (const auto& r : rows) {
     out_ << r.event.seq << '\t' << Utc(r.event.received_ms) << '\t' << Utc(r.failed_ms) << '\t'
-         << r.event.payload.size() << '\t' << OneLine(r.event.topic) << '\t'
-         << (r.error.empty() ? "(not kept: the log was full)" : OneLine(r.error)) << '\n';
+         << r.event.payload.size() << '\t' << OneLine(r.upstream) << '\t' << OneLine(r.event.topic)
+         << '\t' << (r.error.empty() ? "(not kept: the log was full)" : OneLine(r.error)) << '\n';
   }
   out_ << rows.size() << " of " << st.dead_letters << " dead letters shown";
-  if (rows.size() == limit && limit > 0 && st.dead_letters > rows.size())
+  if (rows.size() >= limit && limit > 0 && st.dead_letters > rows.size())
     out_ << " (--after " << rows.back().event.seq << " for the next ones)";
   out_ << "; " << st.dropped_dead_letters << " dropped by drop-oldest since the log was created\n";
   return Status::Ok();
@@ -146,6 +149,7 @@ Status DeadLetterCommand::Show(uint64_t seq, bool hex) {
   out_ << "received  " << Utc(r.event.received_ms) << "\n";
   out_ << "failed    " << Utc(r.failed_ms) << "\n";
   out_ << "topic     " << OneLine(r.event.topic) << "\n";
+  out_ << "upstream  " << OneLine(r.upstream) << "\n";
   out_ << "qos       " << r.event.qos << "\n";
   out_ << "retained  " << (r.event.retained ? "yes" : "no") << "\n";
   out_ << "reason    " << (r.error.empty() ? "(not kept: the log was full)" : OneLine(r.error))

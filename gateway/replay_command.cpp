@@ -66,12 +66,15 @@ Status ReplayCommand::Request(const std::string& upstream, std::optional<uint64_
   storage::ReplayRequestOptions o;
   o.path = path_;
   o.upstream = upstream;
+  o.clock = clock_;
   if (from_seq.has_value()) {
     if (*from_seq == 0) return Status::InvalidArgument("replay: --from starts at seq 1");
     o.from_seq = *from_seq;
   } else {
-    Status s = ParseSince(since, clock_->NowUnixMillis(), &o.since_ms);
+    int64_t since_ms = 0;
+    Status s = ParseSince(since, clock_->NowUnixMillis(), &since_ms);
     if (!s.ok()) return s;
+    o.since_ms = since_ms;
   }
   storage::ReplayRequest r;
   Status s = storage::SqliteEventLog::RequestReplay(o, &r);

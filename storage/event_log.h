@@ -21,7 +21,8 @@ struct CursorStats {
   int64_t oldest_received_ms = 0;  // receive time of the first event after the cursor; 0 if none
   uint64_t dropped_events = 0;     // dropped by drop-oldest before this upstream confirmed them,
                                    // since the log was created (each named by a gap marker)
-  uint64_t gap_markers = 0;        // gap markers written for this upstream, since creation
+  uint64_t gap_markers = 0;        // gap markers with a part for this upstream, since creation
+                                   // (a part merged into a later marker counts once)
 };
 
 // Figures about the log, for status output, metrics and tests.

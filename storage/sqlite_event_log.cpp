@@ -8,10 +8,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 namespace sluice::storage {
 
@@ -19,8 +21,34 @@ namespace {
 
 constexpr char kSqliteMagic[] = "SQLite format 3";  // the first 16 bytes of every SQLite file
 
-// Format 2 (docs/log-format.md). The `retained` columns come last because format 1 files gain
-// them through ALTER TABLE ... ADD COLUMN, which appends.
+// The one upstream of formats 1 and 2: its cursor row and its dead letters keep this name.
+constexpr char kLegacyCursor[] = "kafka";
+
+constexpr char kDeadLettersTable[] =
+    "CREATE TABLE dead_letters("
+    " seq INTEGER NOT NULL,"
+    " upstream TEXT NOT NULL,"
+    " received_ms INTEGER NOT NULL,"
+    " qos INTEGER NOT NULL,"
+    " topic TEXT NOT NULL,"
+    " payload BLOB NOT NULL,"
+    " error TEXT NOT NULL,"
+    " failed_ms INTEGER NOT NULL,"
+    " retained INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY(seq, upstream))";
+
+constexpr char kReplaysTable[] =
+    "CREATE TABLE replays("
+    " id INTEGER PRIMARY KEY,"
+    " upstream TEXT NOT NULL,"
+    " from_seq INTEGER NOT NULL,"
+    " through_seq INTEGER NOT NULL,"
+    " position INTEGER NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " done INTEGER NOT NULL DEFAULT 0)";
+
+// Format 3 (docs/log-format.md). The columns of `events` that a migration added come last,
+// because ALTER TABLE ... ADD COLUMN appends: `retained` (format 2), `kind` (format 3).
 const char* kSchema[] = {
     "CREATE TABLE events("
     " seq INTEGER PRIMARY KEY,"
@@ -28,34 +56,55 @@ const char* kSchema[] = {
     " qos INTEGER NOT NULL,"
     " topic TEXT NOT NULL,"
     " payload BLOB NOT NULL,"
-    " retained INTEGER NOT NULL DEFAULT 0)",
+    " retained INTEGER NOT NULL DEFAULT 0,"
+    " kind INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE cursors(name TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
-    "CREATE TABLE dead_letters("
-    " seq INTEGER PRIMARY KEY,"
-    " received_ms INTEGER NOT NULL,"
-    " qos INTEGER NOT NULL,"
-    " topic TEXT NOT NULL,"
-    " payload BLOB NOT NULL,"
-    " error TEXT NOT NULL,"
-    " failed_ms INTEGER NOT NULL,"
-    " retained INTEGER NOT NULL DEFAULT 0)",
+    kDeadLettersTable,
     "CREATE TABLE log_identity(id TEXT NOT NULL)",
+    kReplaysTable,
 };
 
-// Format 1 -> 2, run in one transaction together with the identity row and user_version.
+// Format 1 -> 2; followed by the identity row.
 const char* kMigrateFrom1[] = {
     "ALTER TABLE events ADD COLUMN retained INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE dead_letters ADD COLUMN retained INTEGER NOT NULL DEFAULT 0",
     "CREATE TABLE log_identity(id TEXT NOT NULL)",
 };
 
-// What a dead-letter row `d` counts for against max_bytes: its error text, plus the event's own
-// accounted bytes once the event has left `events` (until then the event already counts them).
-std::string DeadLetterCostSql() {
-  return "length(CAST(d.error AS BLOB)) + CASE WHEN EXISTS(SELECT 1 FROM events e WHERE e.seq = "
-         "d.seq) THEN 0 ELSE length(CAST(d.topic AS BLOB)) + length(d.payload) + " +
-         std::to_string(Event::kRowOverheadBytes) + " END";
+// Format 2 -> 3. A primary key cannot be altered, so dead_letters is copied into a new table;
+// its rows were refused by the only upstream of format 2, whose cursor is named "kafka".
+const char* kMigrateFrom2[] = {
+    "ALTER TABLE events ADD COLUMN kind INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE dead_letters RENAME TO dead_letters_v2",
+    kDeadLettersTable,
+    "INSERT INTO dead_letters(seq, upstream, received_ms, qos, topic, payload, error, failed_ms, "
+    "retained) SELECT seq, 'kafka', received_ms, qos, topic, payload, error, failed_ms, retained "
+    "FROM dead_letters_v2",
+    "DROP TABLE dead_letters_v2",
+    kReplaysTable,
+};
+
+// A row's accounted bytes without Event::kRowOverheadBytes; CAST so that a TEXT topic counts in
+// bytes, not characters.
+constexpr char kRowBytesSql[] = "(length(CAST(topic AS BLOB)) + length(payload))";
+// How many dead-letter rows (one per refusing upstream) hold a copy of the row of `events`.
+constexpr char kDeadCopiesSql[] = "(SELECT count(*) FROM dead_letters d WHERE d.seq = events.seq)";
+
+// What a dead-letter row of table alias `t` counts for against max_bytes: its error text, plus
+// its copy of the event's accounted bytes once the event has left `events` (until then the event
+// already counts them).
+std::string DeadLetterCostSql(const std::string& t) {
+  return "length(CAST(" + t + ".error AS BLOB)) + CASE WHEN EXISTS(SELECT 1 FROM events e WHERE " +
+         "e.seq = " + t + ".seq) THEN 0 ELSE length(CAST(" + t + ".topic AS BLOB)) + length(" + t +
+         ".payload) + " + std::to_string(Event::kRowOverheadBytes) + " END";
+}
+
+std::string DroppedEventsKey(const std::string& cursor) {
+  return "dropped_events:" + cursor;
+}
+std::string GapMarkersKey(const std::string& cursor) {
+  return "gap_markers:" + cursor;
 }
 
 // 128 random bits as 32 lowercase hex digits.
@@ -100,12 +149,6 @@ Status SyncNewDirectories(const std::filesystem::path& dir, const std::filesyste
   }
 }
 
-int64_t NowMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // Binds text or blob without copying; the caller keeps the bytes alive until the step.
 int BindBlob(sqlite3_stmt* st, int i, const std::string& bytes) {
   return sqlite3_bind_blob64(st, i, bytes.data(), bytes.size(), SQLITE_STATIC);
@@ -113,11 +156,28 @@ int BindBlob(sqlite3_stmt* st, int i, const std::string& bytes) {
 int BindText(sqlite3_stmt* st, int i, std::string_view text) {
   return sqlite3_bind_text64(st, i, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8);
 }
+void BindU64(sqlite3_stmt* st, int i, uint64_t v) {
+  sqlite3_bind_int64(st, i, static_cast<int64_t>(std::min<uint64_t>(v, INT64_MAX)));
+}
+uint64_t ColumnU64(sqlite3_stmt* st, int i) {
+  const int64_t v = sqlite3_column_int64(st, i);
+  return v < 0 ? 0 : static_cast<uint64_t>(v);
+}
 
 std::string ColumnBytes(sqlite3_stmt* st, int i) {
   const void* p = sqlite3_column_blob(st, i);
   int n = sqlite3_column_bytes(st, i);
   return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), n);
+}
+
+uint64_t Sub(uint64_t a, uint64_t b) {
+  return a > b ? a - b : 0;
+}
+
+std::string JoinNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out.empty() ? "(none)" : out;
 }
 
 // Rolls back an open transaction unless Commit() was reached.
@@ -143,6 +203,52 @@ class Transaction {
   bool open_ = false;
 };
 
+// The run of oldest rows that frees `need_bytes`: steps `st` (columns: seq, bytes freed by the
+// row, rows oldest first) until the bytes added up reach it. SQLite steps lazily, so only that
+// run is read. Returns the last sqlite3_step code (SQLITE_ROW when it stopped early).
+struct OldestRun {
+  uint64_t first = 0;
+  uint64_t through = 0;
+  uint64_t count = 0;
+};
+int StepOldestRun(sqlite3_stmt* st, uint64_t need_bytes, uint64_t* freed, OldestRun* run) {
+  sqlite3_reset(st);
+  int rc = SQLITE_DONE;
+  int64_t net = 0;  // a row whose bytes go to dead-letter copies frees nothing or less
+  while (net < static_cast<int64_t>(std::min<uint64_t>(need_bytes, INT64_MAX)) &&
+         (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    run->through = ColumnU64(st, 0);
+    if (run->count == 0) run->first = run->through;
+    net += sqlite3_column_int64(st, 1);
+    ++run->count;
+  }
+  sqlite3_reset(st);
+  *freed = net > 0 ? static_cast<uint64_t>(net) : 0;
+  return rc;
+}
+
+// Reads and checks the identification of an existing file on a connection that is not the log's
+// (replay requests): a sluice log of exactly the current format.
+Status CheckCurrentFormat(SqliteHandle* db, const std::string& path, int32_t app_id_want,
+                          int version_want, int64_t* version_out) {
+  int64_t app_id = 0;
+  Status s = db->QueryInt("PRAGMA application_id", &app_id);
+  if (!s.ok())
+    return Status::Corruption("cannot read " + path + " as an SQLite database (" + s.message() +
+                              ")");
+  if (app_id != app_id_want)
+    return Status::Corruption(path + " is not a sluice event log (application_id " +
+                              std::to_string(app_id) + ")");
+  s = db->QueryInt("PRAGMA user_version", version_out);
+  if (!s.ok()) return s;
+  if (*version_out > version_want) {
+    return Status::Corruption(path + " has log format version " + std::to_string(*version_out) +
+                              ", newer than this sluice understands (" +
+                              std::to_string(version_want) + "); upgrade sluice");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 const char* ToString(Overflow o) {
@@ -153,8 +259,10 @@ const char* ToString(Sync s) {
 }
 
 SqliteEventLog::SqliteEventLog(SqliteEventLogOptions options)
-    : options_(std::move(options)), log_(options_.logger) {
-  stats_.max_bytes = options_.max_bytes;
+    : options_(std::move(options)),
+      log_(options_.logger),
+      clock_(options_.clock != nullptr ? options_.clock : &system_clock_) {
+  state_.stats.max_bytes = options_.max_bytes;
 }
 
 SqliteEventLog::~SqliteEventLog() {
@@ -169,15 +277,13 @@ SqliteEventLog::~SqliteEventLog() {
   {
     std::lock_guard<std::mutex> w(write_mu_);
     ReportDropsLocked();
-    insert_event_ = Statement();
-    delete_through_ = Statement();
-    upsert_cursor_ = Statement();
-    insert_dead_ = Statement();
-    oldest_sizes_ = Statement();
-    oldest_dead_ = Statement();
-    delete_dead_ = Statement();
-    event_exists_ = Statement();
-    upsert_meta_ = Statement();
+    for (Statement* st :
+         {&insert_event_, &delete_through_, &delete_range_, &upsert_cursor_, &insert_dead_,
+          &oldest_waiting_, &oldest_retained_, &oldest_dead_, &delete_dead_through_,
+          &delete_dead_seq_, &delete_dead_one_, &event_exists_, &upsert_meta_, &count_range_,
+          &first_after_, &pending_replays_, &advance_replay_, &stored_cursors_, &last_seq_}) {
+      *st = Statement();
+    }
     writer_.Close();
   }
   if (lock_fd_ >= 0) close(lock_fd_);
@@ -186,6 +292,13 @@ SqliteEventLog::~SqliteEventLog() {
 Status SqliteEventLog::Open(SqliteEventLogOptions options, std::unique_ptr<SqliteEventLog>* out) {
   if (options.path.empty()) return Status::InvalidArgument("storage path is empty");
   if (!options.logger) return Status::InvalidArgument("SqliteEventLog needs a logger");
+  for (size_t i = 0; i < options.cursors.size(); ++i) {
+    const std::string& name = options.cursors[i];
+    if (name.empty()) return Status::InvalidArgument("a cursor (upstream) name is empty");
+    if (std::find(options.cursors.begin(), options.cursors.begin() + i, name) !=
+        options.cursors.begin() + i)
+      return Status::InvalidArgument("cursor (upstream) '" + name + "' is named twice");
+  }
   std::unique_ptr<SqliteEventLog> log(new SqliteEventLog(std::move(options)));
   Status s = log->OpenFiles();
   if (!s.ok()) return s;
@@ -305,6 +418,7 @@ Status SqliteEventLog::OpenFiles() {
       // Never called while this thread holds write_mu_: the checkpointer's thread takes it, and
       // the writer only calls into the checkpointer (NoteWalPages), which takes no other lock.
       c.hold_writes = [this] { return std::unique_lock<std::mutex>(write_mu_); };
+      c.clock = clock_;
       c.logger = log_;
       if (s.ok()) s = WalCheckpointer::Start(std::move(c), &checkpointer_);
       if (s.ok()) sqlite3_wal_hook(writer_.db(), &SqliteEventLog::OnWalCommit, this);
@@ -375,11 +489,10 @@ Status SqliteEventLog::VerifyExisting() {
   return Status::Ok();
 }
 
-Status SqliteEventLog::WriteIdentityAndVersion(std::string* id) {
+Status SqliteEventLog::WriteIdentity(std::string* id) {
   Status s = RandomId(id);
   // The id is 32 hex digits, safe to put into the statement as it is.
   if (s.ok()) s = writer_.Exec("INSERT INTO log_identity(id) VALUES('" + *id + "')");
-  if (s.ok()) s = writer_.Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
   return s;
 }
 
@@ -394,7 +507,8 @@ Status SqliteEventLog::CreateSchema() {
     if (s.ok()) s = writer_.Exec(sql);
   }
   std::string id;
-  if (s.ok()) s = WriteIdentityAndVersion(&id);
+  if (s.ok()) s = WriteIdentity(&id);
+  if (s.ok()) s = writer_.Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
   if (s.ok()) s = writer_.Exec("PRAGMA application_id=" + std::to_string(kApplicationId));
   if (s.ok()) s = txn.Commit();
   if (!s.ok()) return s;
@@ -405,21 +519,27 @@ Status SqliteEventLog::CreateSchema() {
 }
 
 Status SqliteEventLog::MigrateSchema(int64_t from_version) {
-  // Only format 1 exists below this one. All of it in one transaction: a crash leaves either the
-  // old file or the new one, never a file with the columns but no identity.
+  // Every step in one transaction: a crash leaves either the old file or the new one, never a
+  // file with some of the columns, or the columns but no identity.
   Transaction txn(&writer_);
   Status s = txn.Begin();
-  for (const char* sql : kMigrateFrom1) {
+  std::string id;
+  if (from_version < 2) {
+    for (const char* sql : kMigrateFrom1) {
+      if (s.ok()) s = writer_.Exec(sql);
+    }
+    if (s.ok()) s = WriteIdentity(&id);
+  }
+  for (const char* sql : kMigrateFrom2) {
     if (s.ok()) s = writer_.Exec(sql);
   }
-  std::string id;
-  if (s.ok()) s = WriteIdentityAndVersion(&id);
+  if (s.ok()) s = writer_.Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
   if (s.ok()) s = txn.Commit();
   // The error names the file and the statement; the file is left at its old version.
   if (!s.ok()) return s;
   file_version_ = kSchemaVersion;
-  log_->warn("migrated event log {} from format version {} to {} (new identity {})", options_.path,
-             from_version, kSchemaVersion, id);
+  log_->warn("migrated event log {} from format version {} to {}{}", options_.path, from_version,
+             kSchemaVersion, id.empty() ? std::string() : " (new identity " + id + ")");
   return s;
 }
 
@@ -439,22 +559,52 @@ Status SqliteEventLog::LoadIdentity() {
 }
 
 Status SqliteEventLog::PrepareStatements() {
-  // A format-1 file is read as it is only when opened read-only; it has no retain flags.
+  const std::string bytes = kRowBytesSql;
+  // Files of an older format are read as they are only when opened read-only.
   const std::string retained = file_version_ >= 2 ? "retained" : "0";
-  Status s = reader_.Prepare("SELECT seq, received_ms, qos, topic, payload, " + retained +
-                                 " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+  const std::string kind = file_version_ >= 3 ? "kind" : "0";
+  Status s = reader_.Prepare("SELECT seq, received_ms, qos, topic, payload, " + retained + ", " +
+                                 kind + " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                              &read_from_);
-  if (!s.ok() || options_.read_only) return s;
-  s = writer_.Prepare(
-      "INSERT INTO events(seq, received_ms, qos, topic, payload, retained) "
-      "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-      &insert_event_);
-  // The second column: the event has a dead-letter row, which takes over its bytes.
+  // Both for the accounting at open (also read-only) and for each acknowledgement: the rows a
+  // cursor passes, found through the primary key, so the cost follows the range, not the table.
   if (s.ok())
     s = writer_.Prepare(
-        "DELETE FROM events WHERE seq <= ?1 RETURNING length(CAST(topic AS BLOB)) + "
-        "length(payload), EXISTS(SELECT 1 FROM dead_letters d WHERE d.seq = events.seq)",
+        "SELECT count(*), COALESCE(sum(" + bytes + "), 0) FROM events WHERE seq > ?1 AND seq <= ?2",
+        &count_range_);
+  if (s.ok())
+    s = writer_.Prepare("SELECT seq, received_ms FROM events WHERE seq > ?1 ORDER BY seq LIMIT 1",
+                        &first_after_);
+  if (s.ok()) s = writer_.Prepare("SELECT name, seq FROM cursors ORDER BY name", &stored_cursors_);
+  // The next sequence number must exceed every number ever handed out, also when the rows that
+  // carried the highest ones have left the log: hence the cursors, drops and dead letters count.
+  if (s.ok())
+    s = writer_.Prepare(
+        "SELECT max((SELECT COALESCE(max(seq), 0) FROM events), (SELECT COALESCE(max(seq), 0) "
+        "FROM cursors), (SELECT COALESCE(max(seq), 0) FROM dead_letters), (SELECT "
+        "COALESCE(max(value), 0) FROM meta WHERE key = 'dropped_through'))",
+        &last_seq_);
+  if (s.ok() && file_version_ >= 3)
+    s = writer_.Prepare(
+        "SELECT id, upstream, from_seq, through_seq, position, created_ms, done FROM replays "
+        "WHERE done = 0 ORDER BY id",
+        &pending_replays_);
+  if (!s.ok() || options_.read_only) return s;
+  s = writer_.Prepare(
+      "INSERT INTO events(seq, received_ms, qos, topic, payload, retained, kind) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+      &insert_event_);
+  // The second column: how many dead-letter rows take over the row's bytes once it is gone.
+  if (s.ok())
+    s = writer_.Prepare(
+        "DELETE FROM events WHERE seq <= ?1 RETURNING " + bytes + ", " + kDeadCopiesSql,
         &delete_through_);
+  if (s.ok())
+    s = writer_.Prepare(
+        "DELETE FROM events WHERE seq > ?1 AND seq <= ?2 RETURNING seq, kind, "
+        "received_ms, topic, " +
+            bytes + ", " + kDeadCopiesSql + ", CASE WHEN kind = 1 THEN payload END",
+        &delete_range_);
   if (s.ok())
     s = writer_.Prepare(
         "INSERT INTO cursors(name, seq) VALUES(?1, ?2) "
@@ -462,92 +612,267 @@ Status SqliteEventLog::PrepareStatements() {
         &upsert_cursor_);
   if (s.ok())
     s = writer_.Prepare(
-        "INSERT INTO dead_letters(seq, received_ms, qos, topic, payload, error, failed_ms, "
-        "retained) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO dead_letters(seq, upstream, received_ms, qos, topic, payload, error, "
+        "failed_ms, retained) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         &insert_dead_);
+  // Bytes a dropped waiting row frees: a gap marker frees none, since the drop writes the marker
+  // again (merged) at its new place.
+  if (s.ok())
+    s = writer_.Prepare("SELECT seq, CASE WHEN kind = 1 THEN 0 ELSE " + bytes + " + " +
+                            std::to_string(Event::kRowOverheadBytes) +
+                            " END FROM events WHERE seq > ?1 ORDER BY seq",
+                        &oldest_waiting_);
+  // Bytes an evicted retained row frees: its own, less a copy per dead-letter row that takes
+  // them over; then its receive time and its own bytes (for storage.retain).
+  if (s.ok())
+    s = writer_.Prepare("SELECT seq, (" + bytes + " + " + std::to_string(Event::kRowOverheadBytes) +
+                            ") * (1 - " + kDeadCopiesSql + "), received_ms, " + bytes + " + " +
+                            std::to_string(Event::kRowOverheadBytes) +
+                            " FROM events WHERE seq <= ?1 ORDER BY seq",
+                        &oldest_retained_);
+  if (s.ok())
+    s = writer_.Prepare("SELECT d.seq, " + DeadLetterCostSql("d") +
+                            " FROM dead_letters d ORDER BY d.seq, d.upstream",
+                        &oldest_dead_);
   if (s.ok())
     s = writer_.Prepare(
-        "SELECT d.seq, " + DeadLetterCostSql() + " FROM dead_letters d ORDER BY d.seq",
-        &oldest_dead_);
+        "DELETE FROM dead_letters WHERE seq <= ?1 RETURNING " + DeadLetterCostSql("dead_letters"),
+        &delete_dead_through_);
+  const std::string dead_row =
+      " RETURNING upstream, received_ms, qos, topic, payload, error, failed_ms, retained, "
+      "EXISTS(SELECT 1 FROM events e WHERE e.seq = dead_letters.seq)";
   if (s.ok())
-    s = writer_.Prepare(
-        "DELETE FROM dead_letters WHERE seq = ?1 RETURNING received_ms, qos, topic, payload, "
-        "error, failed_ms, retained, EXISTS(SELECT 1 FROM events e WHERE e.seq = "
-        "dead_letters.seq)",
-        &delete_dead_);
+    s = writer_.Prepare("DELETE FROM dead_letters WHERE seq = ?1" + dead_row, &delete_dead_seq_);
+  if (s.ok())
+    s = writer_.Prepare("DELETE FROM dead_letters WHERE seq = ?1 AND upstream = ?2" + dead_row,
+                        &delete_dead_one_);
   if (s.ok()) s = writer_.Prepare("SELECT 1 FROM events WHERE seq = ?1", &event_exists_);
-  if (s.ok())
-    s = writer_.Prepare(
-        "SELECT seq, length(CAST(topic AS BLOB)) + length(payload) FROM events ORDER BY seq",
-        &oldest_sizes_);
   if (s.ok())
     s = writer_.Prepare(
         "INSERT INTO meta(key, value) VALUES(?1, ?2) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         &upsert_meta_);
+  if (s.ok())
+    s = writer_.Prepare("UPDATE replays SET position = max(position, ?2), done = ?3 WHERE id = ?1",
+                        &advance_replay_);
   return s;
+}
+
+namespace {
+
+Status MetaValue(SqliteHandle* db, const std::string& key, int64_t* value) {
+  Statement q;
+  Status s = db->Prepare("SELECT value FROM meta WHERE key = ?1", &q);
+  if (!s.ok()) return s;
+  BindText(q.get(), 1, key);
+  const int rc = sqlite3_step(q.get());
+  *value = rc == SQLITE_ROW ? sqlite3_column_int64(q.get(), 0) : 0;
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db->Error(rc, "reading meta " + key);
+  return Status::Ok();
+}
+
+// `st`: SELECT name, seq FROM cursors.
+Status StoredCursors(SqliteHandle* db, sqlite3_stmt* st,
+                     std::vector<std::pair<std::string, uint64_t>>* out) {
+  sqlite3_reset(st);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    out->emplace_back(ColumnBytes(st, 0), ColumnU64(st, 1));
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return db->Error(rc, "reading the cursors");
+  return Status::Ok();
+}
+
+Status QueryU64(SqliteHandle* db, sqlite3_stmt* st, uint64_t* value) {
+  sqlite3_reset(st);
+  const int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) *value = ColumnU64(st, 0);
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW) return db->Error(rc, "reading the last assigned seq");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status SqliteEventLog::ReconcileCursors(std::vector<std::pair<std::string, uint64_t>>* out) {
+  std::vector<std::pair<std::string, uint64_t>> stored;
+  Status s = StoredCursors(&writer_, stored_cursors_.get(), &stored);
+  if (!s.ok()) return s;
+  const std::vector<std::string>& want = options_.cursors;
+  auto stored_at = [&](const std::string& name) {
+    return std::find_if(stored.begin(), stored.end(),
+                        [&](const auto& c) { return c.first == name; });
+  };
+  out->clear();
+  if (options_.read_only || want.empty()) {
+    for (const std::string& name : want) {
+      if (auto it = stored_at(name); it != stored.end()) out->push_back(*it);
+    }
+    for (const auto& c : stored) {
+      if (std::find(want.begin(), want.end(), c.first) == want.end()) out->push_back(c);
+    }
+    // Formats 1 and 2 write the row with the first acknowledgement; before it the cursor is 0.
+    if (out->empty() && file_version_ < 3) out->emplace_back(kLegacyCursor, 0);
+    return Status::Ok();
+  }
+  // A new cursor starts where the lowest stored one is (also one being removed: a renamed
+  // upstream then goes on where the old name was), so it receives what still waits.
+  uint64_t lowest = 0;
+  for (size_t i = 0; i < stored.size(); ++i)
+    lowest = i == 0 ? stored[i].second : std::min(lowest, stored[i].second);
+  std::vector<std::pair<std::string, uint64_t>> removed;
+  for (const auto& c : stored) {
+    if (std::find(want.begin(), want.end(), c.first) == want.end()) removed.push_back(c);
+  }
+  std::vector<std::string> added;
+  for (const std::string& name : want) {
+    if (auto it = stored_at(name); it != stored.end()) {
+      out->push_back(*it);
+    } else {
+      out->emplace_back(name, lowest);
+      added.push_back(name);
+    }
+  }
+  if (removed.empty() && added.empty()) return Status::Ok();
+  return StoreCursorChanges(removed, added, lowest);
+}
+
+Status SqliteEventLog::StoreCursorChanges(
+    const std::vector<std::pair<std::string, uint64_t>>& removed,
+    const std::vector<std::string>& added, uint64_t start) {
+  Transaction txn(&writer_);
+  Status s = txn.Begin();
+  Statement del;
+  if (s.ok()) s = writer_.Prepare("DELETE FROM cursors WHERE name = ?1", &del);
+  Statement del_meta;
+  if (s.ok()) s = writer_.Prepare("DELETE FROM meta WHERE key = ?1 OR key = ?2", &del_meta);
+  for (size_t i = 0; s.ok() && i < removed.size(); ++i) {
+    const std::string& name = removed[i].first;
+    const std::string k1 = DroppedEventsKey(name), k2 = GapMarkersKey(name);
+    sqlite3_reset(del.get());
+    BindText(del.get(), 1, name);
+    int rc = sqlite3_step(del.get());
+    sqlite3_reset(del_meta.get());
+    BindText(del_meta.get(), 1, k1);
+    BindText(del_meta.get(), 2, k2);
+    if (rc == SQLITE_DONE) rc = sqlite3_step(del_meta.get());
+    if (rc != SQLITE_DONE) s = writer_.Error(rc, "removing cursor " + name);
+  }
+  Statement ins;
+  if (s.ok()) s = writer_.Prepare("INSERT INTO cursors(name, seq) VALUES(?1, ?2)", &ins);
+  for (size_t i = 0; s.ok() && i < added.size(); ++i) {
+    sqlite3_reset(ins.get());
+    BindText(ins.get(), 1, added[i]);
+    BindU64(ins.get(), 2, start);
+    const int rc = sqlite3_step(ins.get());
+    if (rc != SQLITE_DONE) s = writer_.Error(rc, "adding cursor " + added[i]);
+  }
+  if (s.ok()) s = txn.Commit();
+  if (!s.ok()) return s;
+  for (const auto& [name, seq] : removed) {
+    log_->warn(
+        "event log {}: removed the cursor of upstream '{}' (it had confirmed through seq {}): it "
+        "is no longer configured; events only it had not confirmed leave the log",
+        options_.path, name, seq);
+  }
+  for (const std::string& name : added) {
+    log_->info(
+        "event log {}: new cursor for upstream '{}' starts at seq {} (it receives what "
+        "still waits)",
+        options_.path, name, start);
+  }
+  return Status::Ok();
+}
+
+Status SqliteEventLog::CountRangeLocked(SqliteHandle* db, uint64_t after, uint64_t through,
+                                        uint64_t* rows, uint64_t* bytes) {
+  sqlite3_stmt* st = count_range_.get();
+  sqlite3_reset(st);
+  BindU64(st, 1, after);
+  BindU64(st, 2, through);
+  const int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    *rows = ColumnU64(st, 0);
+    *bytes = ColumnU64(st, 1) + *rows * Event::kRowOverheadBytes;
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW) return db->Error(rc, "counting the rows after a cursor");
+  return Status::Ok();
+}
+
+Status SqliteEventLog::FirstAfterLocked(uint64_t after, uint64_t* seq, int64_t* received_ms) {
+  sqlite3_stmt* st = first_after_.get();
+  sqlite3_reset(st);
+  BindU64(st, 1, after);
+  const int rc = sqlite3_step(st);
+  *seq = rc == SQLITE_ROW ? ColumnU64(st, 0) : 0;
+  *received_ms = rc == SQLITE_ROW ? sqlite3_column_int64(st, 1) : 0;
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return writer_.Error(rc, "finding the next row");
+  return Status::Ok();
 }
 
 Status SqliteEventLog::LoadState() {
   std::lock_guard<std::mutex> lock(write_mu_);
+  std::vector<std::pair<std::string, uint64_t>> cursors;
+  Status s = ReconcileCursors(&cursors);
+  if (!s.ok()) return s;
   SqliteHandle& db = writer_;
+  State st;
+  LogStats& ls = st.stats;
+  ls.max_bytes = options_.max_bytes;
   int64_t v = 0;
-  LogStats st;
-  st.max_bytes = options_.max_bytes;
-  Status s = db.QueryInt("SELECT count(*) FROM events", &v);
-  st.events = static_cast<uint64_t>(v);
-  if (s.ok())
-    s = db.QueryInt(
-        "SELECT COALESCE(sum(length(CAST(topic AS BLOB)) + length(payload)), 0) FROM events", &v);
-  st.bytes = static_cast<uint64_t>(v) + st.events * Event::kRowOverheadBytes;
-  if (s.ok()) s = db.QueryInt("SELECT COALESCE(min(seq), 0) FROM events", &v);
-  st.first_seq = static_cast<uint64_t>(v);
-  // The next sequence number must exceed every number ever handed out, also when the events that
-  // carried the highest ones have left the log: hence the cursor, drops and dead letters count.
-  int64_t high = 0;
-  if (s.ok()) s = db.QueryInt("SELECT COALESCE(max(seq), 0) FROM events", &v);
-  high = std::max(high, v);
-  if (s.ok()) s = db.QueryInt("SELECT COALESCE(max(seq), 0) FROM cursors", &v);
-  high = std::max(high, v);
-  if (s.ok()) s = db.QueryInt("SELECT COALESCE(max(seq), 0) FROM dead_letters", &v);
-  high = std::max(high, v);
-  if (s.ok())
-    s = db.QueryInt("SELECT COALESCE(max(value), 0) FROM meta WHERE key = 'dropped_through'", &v);
-  high = std::max(high, v);
-  st.last_seq = static_cast<uint64_t>(high);
-  if (s.ok()) {
-    Statement q;
-    s = db.Prepare("SELECT seq FROM cursors WHERE name = ?1", &q);
-    if (s.ok()) {
-      BindText(q.get(), 1, options_.cursors.front());
-      if (sqlite3_step(q.get()) == SQLITE_ROW) st.cursor = sqlite3_column_int64(q.get(), 0);
+  s = QueryU64(&db, last_seq_.get(), &ls.last_seq);
+  for (const auto& [name, pos] : cursors) {
+    Cursor c;
+    c.stats.name = name;
+    c.stats.cursor = pos;
+    st.cursors.push_back(std::move(c));
+  }
+  if (st.cursors.empty()) {
+    // No upstream (a maintenance open of a log that has no cursor yet): everything waits, as for
+    // a cursor at 0 that never moves; it is not reported and cannot be acknowledged.
+    st.cursors.emplace_back();
+  }
+  for (Cursor& c : st.cursors) {
+    if (s.ok())
+      s = CountRangeLocked(&db, c.stats.cursor, INT64_MAX, &c.stats.events, &c.stats.bytes);
+    if (s.ok()) s = FirstAfterLocked(c.stats.cursor, &c.first_seq, &c.stats.oldest_received_ms);
+    if (s.ok() && !c.stats.name.empty()) {
+      s = MetaValue(&db, DroppedEventsKey(c.stats.name), &v);
+      c.stats.dropped_events = static_cast<uint64_t>(v);
+      if (s.ok()) s = MetaValue(&db, GapMarkersKey(c.stats.name), &v);
+      c.stats.gap_markers = static_cast<uint64_t>(v);
     }
   }
-  if (s.ok())
-    s = db.QueryInt("SELECT COALESCE((SELECT received_ms FROM events ORDER BY seq LIMIT 1), 0)",
-                    &v);
-  st.oldest_received_ms = v;
-  if (s.ok())
-    s = db.QueryInt("SELECT COALESCE(max(value), 0) FROM meta WHERE key = 'dropped_events'", &v);
-  st.dropped_events = static_cast<uint64_t>(v);
+  state_.cursors = st.cursors;  // LowestCursorLocked reads state_
+  const uint64_t lowest = LowestCursorLocked();
+  if (s.ok() && lowest > 0)
+    s = CountRangeLocked(&db, 0, lowest, &ls.retained_events, &ls.retained_bytes);
+  if (s.ok() && ls.retained_events > 0)
+    s = FirstAfterLocked(0, &ls.first_retained_seq, &st.first_retained_ms);
+  if (s.ok()) s = MetaValue(&db, "dropped_events", &v);
+  ls.dropped_events = static_cast<uint64_t>(v);
   if (s.ok()) s = db.QueryInt("SELECT count(*) FROM dead_letters", &v);
-  st.dead_letters = static_cast<uint64_t>(v);
+  ls.dead_letters = static_cast<uint64_t>(v);
   if (s.ok())
-    s = db.QueryInt("SELECT COALESCE(sum(" + DeadLetterCostSql() + "), 0) FROM dead_letters d", &v);
-  st.dead_letter_bytes = static_cast<uint64_t>(v);
-  if (s.ok())
-    s = db.QueryInt("SELECT COALESCE(max(value), 0) FROM meta WHERE key = 'dropped_dead_letters'",
+    s = db.QueryInt("SELECT COALESCE(sum(" + DeadLetterCostSql("d") + "), 0) FROM dead_letters d",
                     &v);
-  st.dropped_dead_letters = static_cast<uint64_t>(v);
+  ls.dead_letter_bytes = static_cast<uint64_t>(v);
+  if (s.ok()) s = MetaValue(&db, "dropped_dead_letters", &v);
+  ls.dropped_dead_letters = static_cast<uint64_t>(v);
   if (!s.ok()) return s;
-  stats_ = st;
+  state_ = std::move(st);
+  RefreshWaitingLocked();
   if (!options_.read_only) {
+    const LogStats& r = state_.stats;
     log_->info(
-        "opened event log {} (identity {}): {} events waiting ({} bytes), {} dead letters ({} "
-        "bytes), max_bytes {}, cursor {}, next seq {}, sync={}, overflow={}",
-        options_.path, log_id_, st.events, st.bytes, st.dead_letters, st.dead_letter_bytes,
-        st.max_bytes, st.cursor, st.last_seq + 1, ToString(options_.sync),
-        ToString(options_.overflow));
+        "opened event log {} (identity {}): {} events waiting ({} bytes), {} retained ({} "
+        "bytes), {} dead letters ({} bytes), max_bytes {}, lowest cursor {}, next seq {}, "
+        "sync={}, overflow={}",
+        options_.path, log_id_, r.events, r.bytes, r.retained_events, r.retained_bytes,
+        r.dead_letters, r.dead_letter_bytes, r.max_bytes, r.cursor, r.last_seq + 1,
+        ToString(options_.sync), ToString(options_.overflow));
   }
   return Status::Ok();
 }
@@ -570,125 +895,380 @@ Status SqliteEventLog::FailLocked(Status s) {
   return s;
 }
 
-Status SqliteEventLog::SetMetaLocked(const char* key, int64_t value) {
+void SqliteEventLog::RollbackStateLocked(State before) {
+  uncommitted_drop_.reset();
+  uncommitted_dead_drop_.reset();
+  state_ = std::move(before);
+}
+
+Status SqliteEventLog::SetMetaLocked(const std::string& key, int64_t value) {
   sqlite3_stmt* st = upsert_meta_.get();
   sqlite3_reset(st);
-  sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+  BindText(st, 1, key);
   sqlite3_bind_int64(st, 2, value);
   int rc = sqlite3_step(st);
   sqlite3_reset(st);
-  if (rc != SQLITE_DONE) return writer_.Error(rc, std::string("updating meta ") + key);
+  if (rc != SQLITE_DONE) return writer_.Error(rc, "updating meta " + key);
   return Status::Ok();
 }
 
-namespace {
-// The run of oldest rows (seq, bytes) that frees `need_bytes`: steps `st`, whose rows come oldest
-// first, until *freed (bytes plus `per_row` per row, added up) reaches it. SQLite steps lazily,
-// so only that run is read. Returns the last sqlite3_step code (SQLITE_ROW when it stopped early).
-struct OldestRun {
-  uint64_t first = 0;
-  uint64_t through = 0;
-  uint64_t count = 0;
-};
-int StepOldestRun(sqlite3_stmt* st, uint64_t need_bytes, uint64_t per_row, uint64_t* freed,
-                  OldestRun* run) {
-  sqlite3_reset(st);
-  int rc = SQLITE_DONE;
-  while (*freed < need_bytes && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    run->through = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
-    if (run->count == 0) run->first = run->through;
-    *freed += static_cast<uint64_t>(sqlite3_column_int64(st, 1)) + per_row;
-    ++run->count;
+SqliteEventLog::Cursor* SqliteEventLog::FindCursorLocked(std::string_view name) {
+  if (name.empty()) return nullptr;  // the stand-in of a log without cursors
+  for (Cursor& c : state_.cursors) {
+    if (c.stats.name == name) return &c;
   }
-  sqlite3_reset(st);
-  return rc;
+  return nullptr;
 }
-}  // namespace
 
-Status SqliteEventLog::DropDeadLettersLocked(uint64_t need_bytes, uint64_t* freed_out) {
+uint64_t SqliteEventLog::LowestCursorLocked() const {
+  uint64_t lowest = UINT64_MAX;
+  for (const Cursor& c : state_.cursors) lowest = std::min(lowest, c.stats.cursor);
+  return lowest == UINT64_MAX ? 0 : lowest;
+}
+
+void SqliteEventLog::RefreshWaitingLocked() {
+  const Cursor* low = nullptr;
+  for (const Cursor& c : state_.cursors) {
+    if (low == nullptr || c.stats.cursor < low->stats.cursor) low = &c;
+  }
+  LogStats& st = state_.stats;
+  st.cursor = low ? low->stats.cursor : 0;
+  st.events = low ? low->stats.events : 0;
+  st.bytes = low ? low->stats.bytes : 0;
+  st.first_seq = low ? low->first_seq : 0;
+  st.oldest_received_ms = low ? low->stats.oldest_received_ms : 0;
+}
+
+void SqliteEventLog::RemoveFromCursorsLocked(uint64_t seq, uint64_t bytes) {
+  for (Cursor& c : state_.cursors) {
+    if (c.stats.cursor >= seq) continue;
+    c.stats.events = Sub(c.stats.events, 1);
+    c.stats.bytes = Sub(c.stats.bytes, bytes);
+  }
+}
+
+Status SqliteEventLog::RefreshFirstRowsLocked(uint64_t through) {
+  uint64_t next = 0;
+  int64_t next_ms = 0;
+  bool looked = false;
+  for (Cursor& c : state_.cursors) {
+    if (c.first_seq == 0 || c.first_seq > through) continue;
+    if (!looked) {
+      Status s = FirstAfterLocked(through, &next, &next_ms);
+      if (!s.ok()) return s;
+      looked = true;
+    }
+    c.first_seq = next;
+    c.stats.oldest_received_ms = next_ms;
+  }
+  return Status::Ok();
+}
+
+Status SqliteEventLog::MakeRoomLocked(uint64_t target_used, const char* reason, bool allow_dead,
+                                      bool allow_waiting) {
+  auto over = [&] { return Sub(UsedBytesLocked(), target_used); };
+  Status s;
+  // Retained events are confirmed by every upstream: a cache for replays, the first to go.
+  if (over() > 0 && state_.stats.retained_events > 0) s = EvictRetainedLocked(over());
+  // Dead letters are settled too, and older than anything that still waits.
+  if (s.ok() && allow_dead && over() > 0 && state_.stats.dead_letters > 0) {
+    uint64_t freed = 0;
+    s = DropDeadLettersLocked(over(), &freed);
+    if (uncommitted_dead_drop_) uncommitted_dead_drop_->reason = reason;
+  }
+  // The gap marker a drop leaves takes room as well; when it tips the balance, the next round
+  // drops it again (merged into the next marker) together with one more run of events.
+  while (s.ok() && allow_waiting && over() > 0 && state_.stats.events > 0) {
+    uint64_t dropped = 0;
+    s = DropWaitingLocked(over(), reason, &dropped);
+    if (dropped == 0) break;  // nothing but a marker was left
+  }
+  return s;
+}
+
+Status SqliteEventLog::EvictRetainedLocked(uint64_t need_bytes) {
+  sqlite3_stmt* st = oldest_retained_.get();
+  sqlite3_reset(st);
+  BindU64(st, 1, LowestCursorLocked());
   uint64_t freed = 0;
   OldestRun run;
-  int rc = StepOldestRun(oldest_dead_.get(), need_bytes, 0, &freed, &run);
+  const int rc = StepOldestRun(st, need_bytes, &freed, &run);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return writer_.Error(rc, "finding the oldest retained events");
+  return run.count == 0 ? Status::Ok() : DeleteRetainedLocked(run.through);
+}
+
+Status SqliteEventLog::TrimRetainedLocked() {
+  LogStats& ls = state_.stats;
+  if (ls.retained_events == 0) return Status::Ok();
+  const uint64_t lowest = LowestCursorLocked();
+  if (options_.retain_bytes == 0) return DeleteRetainedLocked(lowest);
+  const int64_t cutoff = options_.retain_age.count() > 0
+                             ? clock_->NowUnixMillis() - options_.retain_age.count()
+                             : INT64_MIN;
+  // The common case, decided from memory: nothing to trim.
+  if (ls.retained_bytes <= options_.retain_bytes && state_.first_retained_ms >= cutoff)
+    return Status::Ok();
+  // Oldest first, while over the byte budget or older than the age bound. Receive times are not
+  // strictly ordered by seq (a replayed dead letter keeps its own): the walk stops at the first
+  // young row, and older ones behind it follow once it goes.
+  sqlite3_stmt* st = oldest_retained_.get();
+  sqlite3_reset(st);
+  BindU64(st, 1, lowest);
+  uint64_t gone = 0;
+  uint64_t through = 0;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const bool over_bytes = Sub(ls.retained_bytes, gone) > options_.retain_bytes;
+    if (!over_bytes && sqlite3_column_int64(st, 2) >= cutoff) break;
+    through = ColumnU64(st, 0);
+    gone += ColumnU64(st, 3);
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return writer_.Error(rc, "finding retained events to remove");
+  return through == 0 ? Status::Ok() : DeleteRetainedLocked(through);
+}
+
+Status SqliteEventLog::DeleteRetainedLocked(uint64_t through) {
+  sqlite3_stmt* del = delete_through_.get();
+  sqlite3_reset(del);
+  BindU64(del, 1, through);
+  uint64_t rows = 0;
+  uint64_t bytes = 0;
+  uint64_t moved = 0;  // handed over to the dead-letter rows that keep a copy
+  int rc;
+  while ((rc = sqlite3_step(del)) == SQLITE_ROW) {
+    const uint64_t b = ColumnU64(del, 0) + Event::kRowOverheadBytes;
+    bytes += b;
+    moved += b * ColumnU64(del, 1);
+    ++rows;
+  }
+  sqlite3_reset(del);
+  if (rc != SQLITE_DONE) return writer_.Error(rc, "removing confirmed events");
+  // The caller puts state_ back as it was if the transaction does not commit.
+  LogStats& ls = state_.stats;
+  ls.retained_events = Sub(ls.retained_events, rows);
+  ls.retained_bytes = Sub(ls.retained_bytes, bytes);
+  ls.dead_letter_bytes += moved;
+  if (ls.retained_events == 0) {
+    ls.first_retained_seq = 0;
+    state_.first_retained_ms = 0;
+    return Status::Ok();
+  }
+  return FirstAfterLocked(through, &ls.first_retained_seq, &state_.first_retained_ms);
+}
+
+Status SqliteEventLog::DropDeadLettersLocked(uint64_t need_bytes, uint64_t* freed_out) {
+  uint64_t estimate = 0;
+  OldestRun run;
+  int rc = StepOldestRun(oldest_dead_.get(), need_bytes, &estimate, &run);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
     return writer_.Error(rc, "finding the oldest dead letters to drop");
-  const uint64_t count = run.count;
-  const uint64_t first = run.first;
-  const uint64_t through = run.through;
-  if (count == 0) return Status::Ok();
-  Statement del;
-  Status s = writer_.Prepare("DELETE FROM dead_letters WHERE seq <= ?1", &del);
-  if (!s.ok()) return s;
-  sqlite3_bind_int64(del.get(), 1, static_cast<int64_t>(through));
-  rc = sqlite3_step(del.get());
+  if (run.count == 0) return Status::Ok();
+  // Whole seqs go: a run ending inside one seq's rows takes the other upstreams' rows too, so
+  // the rows and bytes are counted from what the deletion returns.
+  sqlite3_stmt* del = delete_dead_through_.get();
+  sqlite3_reset(del);
+  BindU64(del, 1, run.through);
+  uint64_t count = 0;
+  uint64_t freed = 0;
+  while ((rc = sqlite3_step(del)) == SQLITE_ROW) {
+    freed += ColumnU64(del, 0);
+    ++count;
+  }
+  sqlite3_reset(del);
   if (rc != SQLITE_DONE) return writer_.Error(rc, "dropping the oldest dead letters");
-  s = SetMetaLocked("dropped_dead_letters",
-                    static_cast<int64_t>(stats_.dropped_dead_letters + count));
+  LogStats& ls = state_.stats;
+  Status s =
+      SetMetaLocked("dropped_dead_letters", static_cast<int64_t>(ls.dropped_dead_letters + count));
   if (!s.ok()) return s;
-  // The caller puts stats_ back as it was if the transaction does not commit.
-  stats_.dead_letters -= std::min(stats_.dead_letters, count);
-  stats_.dead_letter_bytes -= std::min(stats_.dead_letter_bytes, freed);
-  stats_.dropped_dead_letters += count;
+  // The caller puts state_ back as it was if the transaction does not commit.
+  ls.dead_letters = Sub(ls.dead_letters, count);
+  ls.dead_letter_bytes = Sub(ls.dead_letter_bytes, freed);
+  ls.dropped_dead_letters += count;
   if (uncommitted_dead_drop_) {
-    uncommitted_dead_drop_->last = through;
+    uncommitted_dead_drop_->last = run.through;
     uncommitted_dead_drop_->count += count;
   } else {
-    uncommitted_dead_drop_ = DropRange{first, through, count, ""};
+    uncommitted_dead_drop_ = DropRange{run.first, run.through, count, "", {}};
   }
   *freed_out += freed;
   return Status::Ok();
 }
 
-Status SqliteEventLog::DropOldestLocked(uint64_t need_bytes, const char* reason) {
-  // Dead letters are settled events, older than anything still waiting: they go first.
-  uint64_t freed = 0;
-  if (stats_.dead_letters > 0) {
-    Status s = DropDeadLettersLocked(need_bytes, &freed);
-    if (!s.ok()) return s;
-    if (uncommitted_dead_drop_) uncommitted_dead_drop_->reason = reason;
-    if (freed >= need_bytes) return Status::Ok();
+Status SqliteEventLog::MergeDroppedMarkerLocked(uint64_t seq, const std::string& payload,
+                                                GapParts* parts, std::set<std::string>* carried) {
+  GapParts old;
+  Status s = DecodeGapMarker(payload, &old);
+  if (!s.ok()) {
+    return Status::Corruption(options_.path + ": the gap marker at seq " + std::to_string(seq) +
+                              " cannot be read: " + s.message());
   }
-  // The shortest run of oldest events whose removal frees the rest.
+  // A part whose upstream has passed the marker was delivered already; one of an upstream that
+  // left the configuration has nobody to go to.
+  for (const auto& [name, range] : old) {
+    const Cursor* c = FindCursorLocked(name);
+    if (c != nullptr && c->stats.cursor < seq) {
+      MergeGapRange(range, &(*parts)[name]);
+      carried->insert(name);
+    }
+  }
+  return Status::Ok();
+}
+
+Status SqliteEventLog::DropWaitingLocked(uint64_t need_bytes, const char* reason,
+                                         uint64_t* dropped_events) {
+  *dropped_events = 0;
+  const uint64_t lowest = LowestCursorLocked();
+  sqlite3_stmt* sel = oldest_waiting_.get();
+  sqlite3_reset(sel);
+  BindU64(sel, 1, lowest);
+  uint64_t freed = 0;
   OldestRun run;
-  int rc = StepOldestRun(oldest_sizes_.get(), need_bytes, Event::kRowOverheadBytes, &freed, &run);
+  const int rc = StepOldestRun(sel, need_bytes, &freed, &run);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
     return writer_.Error(rc, "finding the oldest events to drop");
-  const uint64_t count = run.count;
+  if (run.count == 0) return Status::Ok();
   const uint64_t through = run.through;
-  if (count == 0) return Status::Ok();
-
-  // Every dead letter is gone by now (they went first), so no dropped event hands its bytes over
-  // to a dead-letter row; the check keeps the accounting exact all the same.
-  uint64_t freed_events = 0;
-  uint64_t moved_to_dead = 0;
-  sqlite3_stmt* del = delete_through_.get();
-  sqlite3_reset(del);
-  sqlite3_bind_int64(del, 1, static_cast<int64_t>(through));
-  while ((rc = sqlite3_step(del)) == SQLITE_ROW) {
-    const uint64_t bytes =
-        static_cast<uint64_t>(sqlite3_column_int64(del, 0)) + Event::kRowOverheadBytes;
-    freed_events += bytes;
-    if (sqlite3_column_int(del, 1) != 0) moved_to_dead += bytes;
+  DropTally t;
+  Status s = DeleteWaitingLocked(lowest, through, &t);
+  LogStats& ls = state_.stats;
+  if (s.ok()) s = SetMetaLocked("dropped_through", static_cast<int64_t>(through));
+  if (s.ok())
+    s = SetMetaLocked("dropped_events", static_cast<int64_t>(ls.dropped_events + t.events));
+  for (const auto& [name, n] : t.lost) {
+    Cursor* c = FindCursorLocked(name);
+    c->stats.dropped_events += n;
+    if (s.ok())
+      s = SetMetaLocked(DroppedEventsKey(name), static_cast<int64_t>(c->stats.dropped_events));
   }
-  sqlite3_reset(del);
-  if (rc != SQLITE_DONE) return writer_.Error(rc, "dropping the oldest events");
-  const uint64_t first = stats_.first_seq;
-  Status s = SetMetaLocked("dropped_through", static_cast<int64_t>(through));
   if (s.ok())
-    s = SetMetaLocked("dropped_events", static_cast<int64_t>(stats_.dropped_events + count));
-  int64_t oldest = 0;
-  if (s.ok())
-    s = writer_.QueryInt(
-        "SELECT COALESCE((SELECT received_ms FROM events ORDER BY seq LIMIT 1), 0)", &oldest);
+    s = t.parts.empty() ? RefreshFirstRowsLocked(through)
+                        : InsertGapMarkerLocked(through, t.parts, t.carried);
   if (!s.ok()) return s;
-  // The caller puts stats_ back as it was if the transaction does not commit.
-  stats_.oldest_received_ms = oldest;
-  stats_.events -= count;
-  stats_.bytes -= std::min(stats_.bytes, freed_events);
-  stats_.dead_letter_bytes += moved_to_dead;
-  stats_.dropped_events += count;
-  stats_.first_seq = through + 1;
-  uncommitted_drop_ = DropRange{first, through, count, reason};
+  // The caller puts state_ back as it was if the transaction does not commit.
+  ls.dropped_events += t.events;
+  ls.dead_letter_bytes += t.moved;
+  RefreshWaitingLocked();
+  if (t.events > 0) {
+    if (!uncommitted_drop_) uncommitted_drop_ = DropRange{t.first, t.last, 0, reason, {}};
+    DropRange& d = *uncommitted_drop_;
+    d.first = std::min(d.first, t.first);
+    d.last = std::max(d.last, t.last);
+    d.count += t.events;
+    for (const auto& [name, n] : t.lost) d.lost[name] += n;
+  }
+  *dropped_events = t.events;
   return Status::Ok();
+}
+
+Status SqliteEventLog::DeleteWaitingLocked(uint64_t after, uint64_t through, DropTally* t) {
+  sqlite3_stmt* del = delete_range_.get();
+  sqlite3_reset(del);
+  BindU64(del, 1, after);
+  BindU64(del, 2, through);
+  Status s;
+  int rc;
+  while (s.ok() && (rc = sqlite3_step(del)) == SQLITE_ROW) {
+    const uint64_t seq = ColumnU64(del, 0);
+    const uint64_t bytes = ColumnU64(del, 4) + Event::kRowOverheadBytes;
+    t->moved += bytes * ColumnU64(del, 5);
+    RemoveFromCursorsLocked(seq, bytes);
+    if (sqlite3_column_int(del, 1) == static_cast<int>(EventKind::kGap)) {
+      s = MergeDroppedMarkerLocked(seq, ColumnBytes(del, 6), &t->parts, &t->carried);
+      continue;
+    }
+    t->first = t->events == 0 ? seq : std::min(t->first, seq);
+    t->last = std::max(t->last, seq);
+    ++t->events;
+    const int64_t ms = sqlite3_column_int64(del, 2);
+    const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(del, 3));
+    const std::string_view topic(text ? text : "", sqlite3_column_bytes(del, 3));
+    for (const Cursor& c : state_.cursors) {
+      if (c.stats.name.empty() || c.stats.cursor >= seq) continue;
+      if (options_.feeds && !options_.feeds(c.stats.name, topic)) continue;
+      MergeGapRange(GapRange{seq, seq, 1, ms, ms}, &t->parts[c.stats.name]);
+      ++t->lost[c.stats.name];
+    }
+  }
+  if (s.ok() && rc != SQLITE_DONE) s = writer_.Error(rc, "dropping the oldest events");
+  sqlite3_reset(del);
+  return s;
+}
+
+Status SqliteEventLog::InsertRowLocked(const Event& e) {
+  sqlite3_stmt* st = insert_event_.get();
+  sqlite3_reset(st);
+  BindU64(st, 1, e.seq);
+  sqlite3_bind_int64(st, 2, e.received_ms);
+  sqlite3_bind_int(st, 3, e.qos);
+  BindText(st, 4, e.topic);
+  BindBlob(st, 5, e.payload);
+  sqlite3_bind_int(st, 6, e.retained ? 1 : 0);
+  sqlite3_bind_int(st, 7, static_cast<int>(e.kind));
+  const int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  if (rc != SQLITE_DONE)
+    return writer_.Error(rc,
+                         e.kind == EventKind::kGap ? "writing a gap marker" : "appending an event");
+  return Status::Ok();
+}
+
+Status SqliteEventLog::InsertGapMarkerLocked(uint64_t seq, const GapParts& parts,
+                                             const std::set<std::string>& carried) {
+  Event m;
+  m.seq = seq;
+  m.kind = EventKind::kGap;
+  m.qos = 1;
+  m.payload = EncodeGapMarker(parts);
+  // The oldest lost event's time: an upstream's "oldest waiting" age then tells how far back its
+  // loss reaches.
+  m.received_ms = INT64_MAX;
+  for (const auto& [name, r] : parts) m.received_ms = std::min(m.received_ms, r.first_received_ms);
+  Status s = InsertRowLocked(m);
+  if (!s.ok()) return s;
+  // Every row between these cursors and the marker was just dropped: the marker is their next.
+  const uint64_t bytes = m.AccountedBytes();
+  for (Cursor& c : state_.cursors) {
+    if (c.stats.cursor >= seq) continue;
+    c.stats.events++;
+    c.stats.bytes += bytes;
+    c.first_seq = seq;
+    c.stats.oldest_received_ms = m.received_ms;
+  }
+  // A part carried over from a dropped marker replaces a record the upstream has not received:
+  // it still gets one record for both losses.
+  for (const auto& [name, r] : parts) {
+    if (carried.count(name) > 0) continue;
+    Cursor* c = FindCursorLocked(name);
+    c->stats.gap_markers++;
+    s = SetMetaLocked(GapMarkersKey(name), static_cast<int64_t>(c->stats.gap_markers));
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+Status SqliteEventLog::AppendOneLocked(const Event& e) {
+  Status s = InsertRowLocked(e);
+  if (!s.ok()) return s;
+  const uint64_t bytes = e.AccountedBytes();
+  for (Cursor& c : state_.cursors) {
+    if (c.stats.events == 0) {
+      c.first_seq = e.seq;
+      c.stats.oldest_received_ms = e.received_ms;
+    }
+    c.stats.events++;
+    c.stats.bytes += bytes;
+  }
+  state_.stats.last_seq = std::max(state_.stats.last_seq, e.seq);
+  RefreshWaitingLocked();
+  return Status::Ok();
+}
+
+bool SqliteEventLog::ReportDueLocked() const {
+  return !drop_reported_at_ || clock_->Now() - *drop_reported_at_ >= kDropReportInterval;
 }
 
 void SqliteEventLog::NoteCommittedDropLocked() {
@@ -703,17 +1283,14 @@ void SqliteEventLog::NoteCommittedDropLocked() {
       u.last = std::max(u.last, d.last);
       u.count += d.count;
     }
-    if (!uncommitted_drop_ &&
-        std::chrono::steady_clock::now() - drop_reported_at_ >= kDropReportInterval) {
-      ReportDropsLocked();
-    }
+    if (!uncommitted_drop_ && ReportDueLocked()) ReportDropsLocked();
   }
   if (!uncommitted_drop_) return;
-  const DropRange d = *uncommitted_drop_;
+  DropRange d = std::move(*uncommitted_drop_);
   uncommitted_drop_.reset();
   // Under a long outage every new event makes room by dropping one: one line per drop would be a
   // line per event. Contiguous drops are merged and reported at most once per interval, the
-  // first at once; the report names the exact range.
+  // first at once; the report names the exact range and the upstreams that lost events.
   if (unreported_drop_.count > 0 && (d.first != unreported_drop_.last + 1 ||
                                      std::strcmp(d.reason, unreported_drop_.reason) != 0)) {
     ReportDropsLocked();
@@ -724,9 +1301,8 @@ void SqliteEventLog::NoteCommittedDropLocked() {
   }
   unreported_drop_.last = d.last;
   unreported_drop_.count += d.count;
-  if (std::chrono::steady_clock::now() - drop_reported_at_ >= kDropReportInterval) {
-    ReportDropsLocked();
-  }
+  for (const auto& [name, n] : d.lost) unreported_drop_.lost[name] += n;
+  if (ReportDueLocked()) ReportDropsLocked();
 }
 
 void SqliteEventLog::ReportDropsLocked() {
@@ -734,7 +1310,7 @@ void SqliteEventLog::ReportDropsLocked() {
   if (dd.count > 0) {
     log_->warn("{} (max_bytes {}): dropped the {} oldest dead letters, seq {}..{}, to make room",
                dd.reason, options_.max_bytes, dd.count, dd.first, dd.last);
-    drop_reported_at_ = std::chrono::steady_clock::now();
+    drop_reported_at_ = clock_->Now();
     unreported_dead_drop_ = DropRange{};
   }
   if (unreported_short_reasons_ > 0) {
@@ -742,84 +1318,105 @@ void SqliteEventLog::ReportDropsLocked() {
         "log full (max_bytes {}): kept {} dead letters with their reason shortened to the room "
         "left",
         options_.max_bytes, unreported_short_reasons_);
-    drop_reported_at_ = std::chrono::steady_clock::now();
+    drop_reported_at_ = clock_->Now();
     unreported_short_reasons_ = 0;
   }
   const DropRange& d = unreported_drop_;
   if (d.count == 0) return;
-  log_->warn("{} (max_bytes {}): dropped the {} oldest events, seq {}..{}, to make room", d.reason,
-             options_.max_bytes, d.count, d.first, d.last);
-  drop_reported_at_ = std::chrono::steady_clock::now();
+  std::string lost;
+  for (const auto& [name, n] : d.lost)
+    lost += (lost.empty() ? "" : ", ") + name + " " + std::to_string(n);
+  log_->warn("{} (max_bytes {}): dropped the {} oldest events, seq {}..{}, to make room; {}",
+             d.reason, options_.max_bytes, d.count, d.first, d.last,
+             lost.empty() ? std::string("no upstream that had not confirmed them was fed them")
+                          : "lost per upstream (each gets a gap record): " + lost);
+  drop_reported_at_ = clock_->Now();
   unreported_drop_ = DropRange{};
 }
 
-Status SqliteEventLog::InsertLocked(std::span<Event> events, uint64_t incoming) {
-  const LogStats before = stats_;
-  const auto started = std::chrono::steady_clock::now();
+Status SqliteEventLog::InsertLocked(std::span<Event> events, size_t* taken, bool* log_full) {
+  *taken = 0;
+  *log_full = false;
+  uint64_t incoming = 0;
+  for (const Event& e : events) incoming += e.AccountedBytes();
+  const bool drop = options_.overflow == Overflow::kDropOldest;
+  if (!drop && state_.stats.retained_events == 0 &&
+      UsedBytesLocked() + events[0].AccountedBytes() > options_.max_bytes) {
+    // Nothing could be evicted: refused without a transaction, as the writer retries often.
+    *log_full = true;
+    return Status::Full("event log " + options_.path + " is full (" +
+                        std::to_string(UsedBytesLocked()) + " of " +
+                        std::to_string(options_.max_bytes) + " bytes, overflow = reject-new)");
+  }
+  State before = state_;
+  const auto started = clock_->Now();
   Transaction txn(&writer_);
   Status s = txn.Begin();
-  if (s.ok() && options_.overflow == Overflow::kDropOldest &&
-      UsedBytesLocked() + incoming > options_.max_bytes) {
-    s = DropOldestLocked(UsedBytesLocked() + incoming - options_.max_bytes, "log full");
-  }
-  uint64_t seq = stats_.last_seq;
-  sqlite3_stmt* st = insert_event_.get();
-  for (size_t i = 0; s.ok() && i < events.size(); ++i) {
-    Event& e = events[i];
-    sqlite3_reset(st);
-    sqlite3_bind_int64(st, 1, static_cast<int64_t>(seq + 1));
-    sqlite3_bind_int64(st, 2, e.received_ms);
-    sqlite3_bind_int(st, 3, e.qos);
-    BindText(st, 4, e.topic);
-    BindBlob(st, 5, e.payload);
-    sqlite3_bind_int(st, 6, e.retained ? 1 : 0);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) {
-      s = writer_.Error(rc, "appending an event");
-      break;
+  if (s.ok()) s = TrimRetainedLocked();
+  if (s.ok() && UsedBytesLocked() + incoming > options_.max_bytes)
+    s = MakeRoomLocked(Sub(options_.max_bytes, incoming), "log full", drop, drop);
+  size_t take = events.size();
+  if (s.ok() && !drop) {
+    // reject-new: the longest prefix that fits in the room left (after evicting retained rows).
+    const uint64_t room = Sub(options_.max_bytes, UsedBytesLocked());
+    incoming = 0;
+    take = 0;
+    for (const Event& e : events) {
+      if (incoming + e.AccountedBytes() > room) break;
+      incoming += e.AccountedBytes();
+      ++take;
     }
-    e.seq = ++seq;
+    if (take == 0) {
+      *log_full = true;
+      s = Status::Full("event log " + options_.path + " is full (" +
+                       std::to_string(UsedBytesLocked()) + " of " +
+                       std::to_string(options_.max_bytes) + " bytes, overflow = reject-new)");
+    }
   }
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
+  uint64_t seq = state_.stats.last_seq;
+  for (size_t i = 0; s.ok() && i < take; ++i) {
+    events[i].seq = ++seq;
+    events[i].kind = EventKind::kEvent;
+    s = InsertRowLocked(events[i]);
+  }
   if (s.ok()) s = txn.Commit();
   if (!s.ok()) {
     // Nothing of the batch is in the log: no sequence number is used up and no event may be
     // reported as appended.
-    uncommitted_drop_.reset();
-    uncommitted_dead_drop_.reset();
-    stats_ = before;
+    RollbackStateLocked(std::move(before));
     for (Event& e : events) e.seq = 0;
     return s;
   }
   if (options_.commit_seconds != nullptr) {
     options_.commit_seconds->Observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        std::chrono::duration<double>(clock_->Now() - started).count());
   }
-  if (stats_.events == 0) {
-    stats_.first_seq = stats_.last_seq + 1;
-    stats_.oldest_received_ms = events[0].received_ms;
+  for (Cursor& c : state_.cursors) {
+    if (c.stats.events == 0) {
+      c.first_seq = state_.stats.last_seq + 1;
+      c.stats.oldest_received_ms = events[0].received_ms;
+    }
+    c.stats.events += take;
+    c.stats.bytes += incoming;
   }
-  stats_.events += events.size();
-  stats_.bytes += incoming;
-  stats_.last_seq = seq;
-  stats_.commits++;
+  state_.stats.last_seq = seq;
+  state_.stats.commits++;
+  RefreshWaitingLocked();
   NoteCommittedDropLocked();
+  *taken = take;
   return Status::Ok();
 }
 
 Status SqliteEventLog::DropOldestForDiskLocked(uint64_t need_bytes) {
-  const LogStats before = stats_;
+  State before = state_;
   Transaction txn(&writer_);
   Status s = txn.Begin();
-  if (s.ok()) s = DropOldestLocked(need_bytes, "disk full");
+  if (s.ok()) s = MakeRoomLocked(Sub(UsedBytesLocked(), need_bytes), "disk full", true, true);
   if (s.ok()) s = txn.Commit();
   if (s.ok()) {
     NoteCommittedDropLocked();
   } else {
-    uncommitted_drop_.reset();
-    uncommitted_dead_drop_.reset();
-    stats_ = before;
+    RollbackStateLocked(std::move(before));
   }
   return s;
 }
@@ -831,42 +1428,29 @@ Status SqliteEventLog::Append(std::span<Event> events, size_t* appended) {
   if (!failed_.ok()) return failed_;
   if (options_.read_only) return Status::InvalidArgument("the log is open read-only");
 
-  uint64_t incoming = 0;
-  size_t take = events.size();
-  if (options_.overflow == Overflow::kRejectNew) {
-    const uint64_t used = UsedBytesLocked();
-    uint64_t room = used < options_.max_bytes ? options_.max_bytes - used : 0;
-    take = 0;
-    for (const Event& e : events) {
-      if (incoming + e.AccountedBytes() > room) break;
-      incoming += e.AccountedBytes();
-      ++take;
-    }
-    if (take == 0) {
-      return Status::Full("event log " + options_.path + " is full (" + std::to_string(used) +
-                          " of " + std::to_string(options_.max_bytes) +
-                          " bytes, overflow = reject-new)");
-    }
-  } else {
-    for (const Event& e : events) incoming += e.AccountedBytes();
-  }
-
-  Status s = InsertLocked(events.first(take), incoming);
-  if (s.IsFull() && options_.overflow == Overflow::kDropOldest) {
+  size_t take = 0;
+  bool log_full = false;
+  Status s = InsertLocked(events, &take, &log_full);
+  if (s.IsFull() && !log_full && options_.overflow == Overflow::kDropOldest) {
     // The disk, not max_bytes, is full. Deleted rows leave free pages that SQLite reuses, so the
     // policy makes room on the disk the same way it does under max_bytes: it gives up the oldest
-    // waiting events, each round twice as many bytes as the last, until the batch fits.
+    // rows (retained, dead letters, waiting), each round twice as many bytes as the last, until
+    // the batch fits.
+    uint64_t incoming = 0;
+    for (const Event& e : events) incoming += e.AccountedBytes();
     uint64_t need = std::max<uint64_t>(incoming, kDiskFullDropMinBytes);
-    while (s.IsFull() && (stats_.events > 0 || stats_.dead_letters > 0)) {
+    while (s.IsFull() && UsedBytesLocked() > 0) {
+      const uint64_t used = UsedBytesLocked();
       Status d = DropOldestForDiskLocked(need);
-      if (!d.ok()) break;  // no room even for the deletion: wait for space like reject-new
-      s = InsertLocked(events.first(take), incoming);
+      // No room even for the deletion, or nothing left to free: wait for space like reject-new.
+      if (!d.ok() || UsedBytesLocked() >= used) break;
+      s = InsertLocked(events, &take, &log_full);
       need *= 2;
     }
   }
   if (!s.ok()) {
-    if (s.IsFull()) {
-      stats_.disk_full_errors++;
+    if (s.IsFull() && !log_full) {
+      state_.stats.disk_full_errors++;
       s = Status::Full("the disk holding event log " + options_.path +
                        " is full; no event was appended (" + s.message() + ")");
     }
@@ -888,18 +1472,20 @@ Status SqliteEventLog::Read(uint64_t after_seq, size_t max_events, size_t max_by
   std::lock_guard<std::mutex> lock(read_mu_);
   sqlite3_stmt* st = read_from_.get();
   sqlite3_reset(st);
-  sqlite3_bind_int64(st, 1, static_cast<int64_t>(after_seq));
-  sqlite3_bind_int64(st, 2, static_cast<int64_t>(max_events));
+  BindU64(st, 1, after_seq);
+  BindU64(st, 2, max_events);
   size_t bytes = 0;
   int rc = SQLITE_DONE;
   while (bytes < max_bytes && (rc = sqlite3_step(st)) == SQLITE_ROW) {
     Event e;
-    e.seq = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+    e.seq = ColumnU64(st, 0);
     e.received_ms = sqlite3_column_int64(st, 1);
     e.qos = sqlite3_column_int(st, 2);
     e.topic = ColumnBytes(st, 3);
     e.payload = ColumnBytes(st, 4);
     e.retained = sqlite3_column_int(st, 5) != 0;
+    e.kind = sqlite3_column_int(st, 6) == static_cast<int>(EventKind::kGap) ? EventKind::kGap
+                                                                            : EventKind::kEvent;
     bytes += e.payload.size();
     out->push_back(std::move(e));
   }
@@ -911,140 +1497,147 @@ Status SqliteEventLog::Read(uint64_t after_seq, size_t max_events, size_t max_by
   return Status::Ok();
 }
 
+Status SqliteEventLog::UnknownCursorLocked(std::string_view name) const {
+  std::vector<std::string> names;
+  for (const Cursor& c : state_.cursors) {
+    if (!c.stats.name.empty()) names.push_back(c.stats.name);
+  }
+  return Status::NotFound("no cursor '" + std::string(name) + "' in the event log " +
+                          options_.path + " (its cursors: " + JoinNames(names) + ")");
+}
+
 Status SqliteEventLog::Acknowledge(std::string_view cursor, uint64_t through_seq) {
   std::lock_guard<std::mutex> lock(write_mu_);
   if (!failed_.ok()) return failed_;
-  if (cursor != options_.cursors.front()) {
-    return Status::NotFound("no cursor '" + std::string(cursor) + "' in this log");
-  }
-  if (through_seq <= stats_.cursor) return Status::Ok();
-  if (through_seq > stats_.last_seq) {
+  if (options_.read_only) return Status::InvalidArgument("the log is open read-only");
+  Cursor* c = FindCursorLocked(cursor);
+  if (c == nullptr) return UnknownCursorLocked(cursor);
+  if (through_seq <= c->stats.cursor) return Status::Ok();
+  if (through_seq > state_.stats.last_seq) {
     return Status::InvalidArgument("acknowledge past the last assigned seq (" +
                                    std::to_string(through_seq) + " > " +
-                                   std::to_string(stats_.last_seq) + ")");
+                                   std::to_string(state_.stats.last_seq) + ")");
   }
+  State before = state_;
+  const uint64_t old_lowest = LowestCursorLocked();
   Transaction txn(&writer_);
   Status s = txn.Begin();
-  uint64_t freed = 0;
-  uint64_t moved_to_dead = 0;  // bytes of dead-lettered events, now counted by their rows
-  uint64_t count = 0;
-  if (s.ok()) {
-    sqlite3_stmt* del = delete_through_.get();
-    sqlite3_reset(del);
-    sqlite3_bind_int64(del, 1, static_cast<int64_t>(through_seq));
-    int rc;
-    while ((rc = sqlite3_step(del)) == SQLITE_ROW) {
-      const uint64_t bytes =
-          static_cast<uint64_t>(sqlite3_column_int64(del, 0)) + Event::kRowOverheadBytes;
-      freed += bytes;
-      if (sqlite3_column_int(del, 1) != 0) moved_to_dead += bytes;
-      ++count;
-    }
-    sqlite3_reset(del);
-    if (rc != SQLITE_DONE) s = writer_.Error(rc, "removing acknowledged events");
-  }
+  // The rows this cursor passes, counted through the primary key: the cost follows what is
+  // acknowledged, not the size of the log.
+  uint64_t rows = 0, bytes = 0;
+  if (s.ok()) s = CountRangeLocked(&writer_, c->stats.cursor, through_seq, &rows, &bytes);
   if (s.ok()) {
     sqlite3_stmt* up = upsert_cursor_.get();
     sqlite3_reset(up);
-    BindText(up, 1, options_.cursors.front());
-    sqlite3_bind_int64(up, 2, static_cast<int64_t>(through_seq));
-    int rc = sqlite3_step(up);
+    BindText(up, 1, cursor);
+    BindU64(up, 2, through_seq);
+    const int rc = sqlite3_step(up);
     sqlite3_reset(up);
-    if (rc != SQLITE_DONE) s = writer_.Error(rc, "storing the cursor");
+    if (rc != SQLITE_DONE) s = writer_.Error(rc, "storing the cursor of " + std::string(cursor));
   }
-  int64_t oldest = 0;
-  if (s.ok())
-    s = writer_.QueryInt(
-        "SELECT COALESCE((SELECT received_ms FROM events ORDER BY seq LIMIT 1), 0)", &oldest);
+  if (s.ok()) {
+    c->stats.cursor = through_seq;
+    c->stats.events = Sub(c->stats.events, rows);
+    c->stats.bytes = Sub(c->stats.bytes, bytes);
+    c->first_seq = 0;
+    c->stats.oldest_received_ms = 0;
+    if (c->stats.events > 0)
+      s = FirstAfterLocked(through_seq, &c->first_seq, &c->stats.oldest_received_ms);
+  }
+  if (s.ok()) {
+    RefreshWaitingLocked();
+    // Rows every cursor has now passed are retained until TrimRetainedLocked lets them go. The
+    // rows did not change, so those that stopped waiting are the difference of the two figures.
+    LogStats& ls = state_.stats;
+    if (LowestCursorLocked() > old_lowest && before.stats.events > ls.events) {
+      if (ls.retained_events == 0) {
+        ls.first_retained_seq = before.stats.first_seq;
+        state_.first_retained_ms = before.stats.oldest_received_ms;
+      }
+      ls.retained_events += before.stats.events - ls.events;
+      ls.retained_bytes += Sub(before.stats.bytes, ls.bytes);
+    }
+    s = TrimRetainedLocked();
+  }
   if (s.ok()) s = txn.Commit();
-  if (!s.ok()) return FailLocked(s);
-  if (unreported_drop_.count > 0 &&
-      std::chrono::steady_clock::now() - drop_reported_at_ >= kDropReportInterval) {
-    ReportDropsLocked();
+  if (!s.ok()) {
+    RollbackStateLocked(std::move(before));
+    return FailLocked(s);
   }
-  stats_.cursor = through_seq;
-  stats_.events -= std::min(stats_.events, count);
-  stats_.bytes -= std::min(stats_.bytes, freed);
-  stats_.dead_letter_bytes += moved_to_dead;
-  stats_.first_seq = stats_.events == 0 ? 0 : std::max(stats_.first_seq, through_seq + 1);
-  stats_.oldest_received_ms = oldest;
-  return Status::Ok();
-}
-
-Status SqliteEventLog::DeleteDeadLetterLocked(uint64_t seq, DeadLetterRow* row, bool* in_events) {
-  sqlite3_stmt* st = delete_dead_.get();
-  sqlite3_reset(st);
-  sqlite3_bind_int64(st, 1, static_cast<int64_t>(seq));
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_DONE) {
-    sqlite3_reset(st);
-    return Status::NotFound("no dead letter with seq " + std::to_string(seq) + " in " +
-                            options_.path);
-  }
-  if (rc != SQLITE_ROW) {
-    sqlite3_reset(st);
-    return writer_.Error(rc, "deleting a dead letter");
-  }
-  DeadLetterRow r;
-  r.event.seq = seq;
-  r.event.received_ms = sqlite3_column_int64(st, 0);
-  r.event.qos = sqlite3_column_int(st, 1);
-  r.event.topic = ColumnBytes(st, 2);
-  r.event.payload = ColumnBytes(st, 3);
-  r.error = ColumnBytes(st, 4);
-  r.failed_ms = sqlite3_column_int64(st, 5);
-  r.event.retained = sqlite3_column_int(st, 6) != 0;
-  *in_events = sqlite3_column_int(st, 7) != 0;
-  rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  if (rc != SQLITE_DONE) return writer_.Error(rc, "deleting a dead letter");
-  const uint64_t cost = r.error.size() + (*in_events ? 0 : r.event.AccountedBytes());
-  stats_.dead_letters -= std::min<uint64_t>(stats_.dead_letters, 1);
-  stats_.dead_letter_bytes -= std::min(stats_.dead_letter_bytes, cost);
-  if (row != nullptr) *row = std::move(r);
+  if (unreported_drop_.count > 0 && ReportDueLocked()) ReportDropsLocked();
   return Status::Ok();
 }
 
 Status SqliteEventLog::CursorPosition(std::string_view cursor, uint64_t* seq) const {
   std::lock_guard<std::mutex> lock(write_mu_);
-  if (cursor != options_.cursors.front()) {
-    return Status::NotFound("no cursor '" + std::string(cursor) + "' in this log");
+  for (const Cursor& c : state_.cursors) {
+    if (!cursor.empty() && c.stats.name == cursor) {
+      *seq = c.stats.cursor;
+      return Status::Ok();
+    }
   }
-  *seq = stats_.cursor;
-  return Status::Ok();
+  return UnknownCursorLocked(cursor);
 }
 
-Status SqliteEventLog::PendingReplays(std::vector<ReplayRequest>* out) {
-  out->clear();
+Status SqliteEventLog::DeleteDeadLettersLocked(uint64_t seq, const std::string_view* upstream,
+                                               std::vector<DeadLetterRow>* rows, bool* in_events) {
+  sqlite3_stmt* st = upstream != nullptr ? delete_dead_one_.get() : delete_dead_seq_.get();
+  sqlite3_reset(st);
+  BindU64(st, 1, seq);
+  if (upstream != nullptr) BindText(st, 2, *upstream);
+  LogStats& ls = state_.stats;
+  size_t n = 0;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    DeadLetterRow r;
+    r.event.seq = seq;
+    r.upstream = ColumnBytes(st, 0);
+    r.event.received_ms = sqlite3_column_int64(st, 1);
+    r.event.qos = sqlite3_column_int(st, 2);
+    r.event.topic = ColumnBytes(st, 3);
+    r.event.payload = ColumnBytes(st, 4);
+    r.error = ColumnBytes(st, 5);
+    r.failed_ms = sqlite3_column_int64(st, 6);
+    r.event.retained = sqlite3_column_int(st, 7) != 0;
+    *in_events = sqlite3_column_int(st, 8) != 0;
+    // The caller puts state_ back as it was if the transaction does not commit.
+    const uint64_t cost = r.error.size() + (*in_events ? 0 : r.event.AccountedBytes());
+    ls.dead_letters = Sub(ls.dead_letters, 1);
+    ls.dead_letter_bytes = Sub(ls.dead_letter_bytes, cost);
+    ++n;
+    if (rows != nullptr) rows->push_back(std::move(r));
+  }
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return writer_.Error(rc, "deleting a dead letter");
+  if (n == 0) {
+    return Status::NotFound("no dead letter with seq " + std::to_string(seq) + " in " +
+                            options_.path);
+  }
   return Status::Ok();
-}
-
-Status SqliteEventLog::AdvanceReplay(int64_t, uint64_t, bool) {
-  return Status::InvalidArgument("replay is not implemented yet");
 }
 
 Status SqliteEventLog::DeadLetter(std::string_view cursor, const Event& event,
                                   std::string_view error) {
-  (void)cursor;
   std::lock_guard<std::mutex> lock(write_mu_);
   if (!failed_.ok()) return failed_;
   if (options_.read_only) return Status::InvalidArgument("the log is open read-only");
-  const LogStats before = stats_;
+  if (FindCursorLocked(cursor) == nullptr) return UnknownCursorLocked(cursor);
+  State before = state_;
   Transaction txn(&writer_);
   Status s = txn.Begin();
-  // A refusal repeated after a restart (before the cursor passed the event) replaces the earlier
-  // row and its bytes.
+  // A refusal by the same upstream repeated after a restart (before its cursor passed the
+  // event) replaces the earlier row and its bytes.
   bool in_events = false;
   bool had_row = false;
   if (s.ok()) {
-    s = DeleteDeadLetterLocked(event.seq, nullptr, &in_events);
+    s = DeleteDeadLettersLocked(event.seq, &cursor, nullptr, &in_events);
     had_row = s.ok();
     if (s.code() == Status::Code::kNotFound) s = Status::Ok();
   }
   if (s.ok() && !had_row) {
     sqlite3_stmt* q = event_exists_.get();
     sqlite3_reset(q);
-    sqlite3_bind_int64(q, 1, static_cast<int64_t>(event.seq));
+    BindU64(q, 1, event.seq);
     const int rc = sqlite3_step(q);
     sqlite3_reset(q);
     if (rc == SQLITE_ROW) {
@@ -1053,28 +1646,23 @@ Status SqliteEventLog::DeadLetter(std::string_view cursor, const Event& event,
       s = writer_.Error(rc, "looking up a refused event");
     }
   }
-  // While the event waits in `events` its bytes are counted there, and Acknowledge hands them to
-  // the row: moving an event into the dead letters needs room only for the reason. That room is
-  // not taken from the waiting events (docs/log-format.md, "Dead letters and max_bytes").
+  // While the event waits in `events` its bytes are counted there, and its deletion hands them
+  // to the row: moving an event into the dead letters needs room only for the reason. That room
+  // is not taken from the waiting events (docs/log-format.md, "Dead letters and max_bytes").
   const uint64_t base = in_events ? 0 : event.AccountedBytes();
-  if (s.ok() && options_.overflow == Overflow::kDropOldest &&
-      UsedBytesLocked() + base + error.size() > options_.max_bytes) {
-    uint64_t freed = 0;
-    s = DropDeadLettersLocked(UsedBytesLocked() + base + error.size() - options_.max_bytes, &freed);
-    if (uncommitted_dead_drop_) uncommitted_dead_drop_->reason = "log full";
-  }
+  const bool drop = options_.overflow == Overflow::kDropOldest;
+  if (s.ok() && UsedBytesLocked() + base + error.size() > options_.max_bytes)
+    s = MakeRoomLocked(Sub(options_.max_bytes, base + error.size()), "log full", drop, false);
   std::string_view reason = error;
   bool shortened = false;
   if (s.ok()) {
-    const uint64_t used = UsedBytesLocked();
-    const uint64_t room = used < options_.max_bytes ? options_.max_bytes - used : 0;
+    const uint64_t room = Sub(options_.max_bytes, UsedBytesLocked());
     if (base > room) {
-      if (options_.overflow == Overflow::kDropOldest) {
-        // The only way an unsettled event leaves the log before the cursor passes it is
+      if (drop) {
+        // The only way an unsettled event leaves the log before its cursor passes it is
         // drop-oldest, which has counted and reported it as dropped already. Nothing of this
         // transaction is kept.
-        uncommitted_dead_drop_.reset();
-        stats_ = before;
+        RollbackStateLocked(std::move(before));
         return Status::Ok();
       }
       s = Status::Full("event log " + options_.path +
@@ -1091,14 +1679,15 @@ Status SqliteEventLog::DeadLetter(std::string_view cursor, const Event& event,
   if (s.ok()) {
     sqlite3_stmt* st = insert_dead_.get();
     sqlite3_reset(st);
-    sqlite3_bind_int64(st, 1, static_cast<int64_t>(event.seq));
-    sqlite3_bind_int64(st, 2, event.received_ms);
-    sqlite3_bind_int(st, 3, event.qos);
-    BindText(st, 4, event.topic);
-    BindBlob(st, 5, event.payload);
-    BindText(st, 6, reason);
-    sqlite3_bind_int64(st, 7, NowMillis());
-    sqlite3_bind_int(st, 8, event.retained ? 1 : 0);
+    BindU64(st, 1, event.seq);
+    BindText(st, 2, cursor);
+    sqlite3_bind_int64(st, 3, event.received_ms);
+    sqlite3_bind_int(st, 4, event.qos);
+    BindText(st, 5, event.topic);
+    BindBlob(st, 6, event.payload);
+    BindText(st, 7, reason);
+    sqlite3_bind_int64(st, 8, clock_->NowUnixMillis());
+    sqlite3_bind_int(st, 9, event.retained ? 1 : 0);
     const int rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -1106,28 +1695,29 @@ Status SqliteEventLog::DeadLetter(std::string_view cursor, const Event& event,
   }
   if (s.ok()) s = txn.Commit();
   if (!s.ok()) {
-    uncommitted_dead_drop_.reset();
-    stats_ = before;
+    RollbackStateLocked(std::move(before));
     return FailLocked(s);
   }
-  stats_.dead_letters++;
-  stats_.dead_letter_bytes += base + reason.size();
+  state_.stats.dead_letters++;
+  state_.stats.dead_letter_bytes += base + reason.size();
   if (shortened) unreported_short_reasons_++;
   NoteCommittedDropLocked();
-  if (shortened && std::chrono::steady_clock::now() - drop_reported_at_ >= kDropReportInterval) {
-    ReportDropsLocked();
-  }
+  if (shortened && ReportDueLocked()) ReportDropsLocked();
   return Status::Ok();
 }
 
 namespace {
 
+// `where` binds ?1 and ?2.
 Status ReadDeadLetterRows(SqliteHandle* db, int64_t file_version, const std::string& where,
                           int64_t a, int64_t b, std::vector<DeadLetterRow>* out) {
+  // Older formats are read as they are on a read-only open: no upstream (it was "kafka"), and
+  // format 1 without the retain flag.
+  const std::string upstream = file_version >= 3 ? "upstream" : "'kafka'";
   Statement q;
   Status s = db->Prepare("SELECT seq, received_ms, qos, topic, payload, error, failed_ms, " +
-                             std::string(file_version >= 2 ? "retained" : "0") +
-                             " FROM dead_letters " + where,
+                             std::string(file_version >= 2 ? "retained" : "0") + ", " + upstream +
+                             " AS up FROM dead_letters " + where,
                          &q);
   if (!s.ok()) return s;
   sqlite3_bind_int64(q.get(), 1, a);
@@ -1135,7 +1725,7 @@ Status ReadDeadLetterRows(SqliteHandle* db, int64_t file_version, const std::str
   int rc;
   while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
     DeadLetterRow r;
-    r.event.seq = static_cast<uint64_t>(sqlite3_column_int64(q.get(), 0));
+    r.event.seq = ColumnU64(q.get(), 0);
     r.event.received_ms = sqlite3_column_int64(q.get(), 1);
     r.event.qos = sqlite3_column_int(q.get(), 2);
     r.event.topic = ColumnBytes(q.get(), 3);
@@ -1143,6 +1733,7 @@ Status ReadDeadLetterRows(SqliteHandle* db, int64_t file_version, const std::str
     r.error = ColumnBytes(q.get(), 5);
     r.failed_ms = sqlite3_column_int64(q.get(), 6);
     r.event.retained = sqlite3_column_int(q.get(), 7) != 0;
+    r.upstream = ColumnBytes(q.get(), 8);
     out->push_back(std::move(r));
   }
   if (rc != SQLITE_DONE) return db->Error(rc, "reading dead letters");
@@ -1154,16 +1745,19 @@ Status ReadDeadLetterRows(SqliteHandle* db, int64_t file_version, const std::str
 Status SqliteEventLog::ReadDeadLetters(uint64_t after_seq, size_t limit,
                                        std::vector<DeadLetterRow>* out) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  return ReadDeadLetterRows(&reader_, file_version_, "WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                            static_cast<int64_t>(after_seq),
-                            static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)), out);
+  return ReadDeadLetterRows(
+      &reader_, file_version_,
+      "WHERE seq > ?1 AND seq <= (SELECT max(seq) FROM (SELECT seq FROM dead_letters WHERE seq > "
+      "?1 ORDER BY seq LIMIT ?2)) ORDER BY seq, up",
+      static_cast<int64_t>(std::min<uint64_t>(after_seq, INT64_MAX)),
+      static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)), out);
 }
 
 Status SqliteEventLog::ReadDeadLetter(uint64_t seq, DeadLetterRow* out) {
   std::lock_guard<std::mutex> lock(read_mu_);
   std::vector<DeadLetterRow> rows;
-  Status s = ReadDeadLetterRows(&reader_, file_version_, "WHERE seq = ?1 LIMIT ?2",
-                                static_cast<int64_t>(seq), 1, &rows);
+  Status s = ReadDeadLetterRows(&reader_, file_version_, "WHERE seq = ?1 ORDER BY up LIMIT ?2",
+                                static_cast<int64_t>(std::min<uint64_t>(seq, INT64_MAX)), 1, &rows);
   if (!s.ok()) return s;
   if (rows.empty()) {
     return Status::NotFound("no dead letter with seq " + std::to_string(seq) + " in " +
@@ -1175,15 +1769,15 @@ Status SqliteEventLog::ReadDeadLetter(uint64_t seq, DeadLetterRow* out) {
 
 Status SqliteEventLog::SelectDeadLettersLocked(std::span<const uint64_t> seqs, bool all,
                                                std::vector<uint64_t>* out) {
+  // Maintenance commands only (no daemon runs): prepared per call.
   Statement q;
-  Status s = writer_.Prepare(all ? "SELECT seq FROM dead_letters ORDER BY seq"
-                                 : "SELECT seq FROM dead_letters WHERE seq = ?1",
+  Status s = writer_.Prepare(all ? "SELECT DISTINCT seq FROM dead_letters ORDER BY seq"
+                                 : "SELECT 1 FROM dead_letters WHERE seq = ?1 LIMIT 1",
                              &q);
   if (!s.ok()) return s;
   int rc;
   if (all) {
-    while ((rc = sqlite3_step(q.get())) == SQLITE_ROW)
-      out->push_back(static_cast<uint64_t>(sqlite3_column_int64(q.get(), 0)));
+    while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) out->push_back(ColumnU64(q.get(), 0));
     if (rc != SQLITE_DONE) return writer_.Error(rc, "listing dead letters");
     return Status::Ok();
   }
@@ -1192,7 +1786,7 @@ Status SqliteEventLog::SelectDeadLettersLocked(std::span<const uint64_t> seqs, b
   wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
   for (uint64_t seq : wanted) {
     sqlite3_reset(q.get());
-    sqlite3_bind_int64(q.get(), 1, static_cast<int64_t>(seq));
+    BindU64(q.get(), 1, seq);
     rc = sqlite3_step(q.get());
     if (rc == SQLITE_DONE) {
       return Status::NotFound("no dead letter with seq " + std::to_string(seq) + " in " +
@@ -1209,52 +1803,39 @@ Status SqliteEventLog::ReplayDeadLetters(std::span<const uint64_t> seqs, bool al
   std::unique_lock<std::mutex> lock(write_mu_);
   if (!failed_.ok()) return failed_;
   if (options_.read_only) return Status::InvalidArgument("the log is open read-only");
-  const LogStats before = stats_;
+  State before = state_;
   std::vector<std::pair<uint64_t, uint64_t>> done;
   Transaction txn(&writer_);
   Status s = txn.Begin();
   std::vector<uint64_t> chosen;
   if (s.ok()) s = SelectDeadLettersLocked(seqs, all, &chosen);
-  sqlite3_stmt* ins = insert_event_.get();
   for (size_t i = 0; s.ok() && i < chosen.size(); ++i) {
-    DeadLetterRow row;
+    const uint64_t seq = chosen[i];
+    std::vector<DeadLetterRow> rows;
     bool in_events = false;
-    s = DeleteDeadLetterLocked(chosen[i], &row, &in_events);
+    s = DeleteDeadLettersLocked(seq, nullptr, &rows, &in_events);
     if (!s.ok()) break;
-    if (in_events) {  // still waiting: forwarded again from its own place
-      done.emplace_back(chosen[i], 0);
+    // Still ahead of every refusing upstream's cursor: each sends it again from its place.
+    bool waits = in_events;
+    for (const DeadLetterRow& r : rows) {
+      const Cursor* c = FindCursorLocked(r.upstream);
+      if (c == nullptr || c->stats.cursor >= seq) waits = false;
+    }
+    if (waits) {
+      done.emplace_back(seq, 0);
       continue;
     }
     // A new seq at the end: the numbers below last_seq are handed out already, and a consumer
     // de-duplicating on (log identity, seq) must see the replay as a new record.
-    const uint64_t seq = stats_.last_seq + 1;
-    const Event& e = row.event;
-    sqlite3_reset(ins);
-    sqlite3_bind_int64(ins, 1, static_cast<int64_t>(seq));
-    sqlite3_bind_int64(ins, 2, e.received_ms);
-    sqlite3_bind_int(ins, 3, e.qos);
-    BindText(ins, 4, e.topic);
-    BindBlob(ins, 5, e.payload);
-    sqlite3_bind_int(ins, 6, e.retained ? 1 : 0);
-    const int rc = sqlite3_step(ins);
-    sqlite3_reset(ins);
-    sqlite3_clear_bindings(ins);
-    if (rc != SQLITE_DONE) {
-      s = writer_.Error(rc, "replaying a dead letter");
-      break;
-    }
-    if (stats_.events == 0) {
-      stats_.first_seq = seq;
-      stats_.oldest_received_ms = e.received_ms;
-    }
-    stats_.events++;
-    stats_.bytes += e.AccountedBytes();
-    stats_.last_seq = seq;
-    done.emplace_back(chosen[i], seq);
+    Event e = std::move(rows.front().event);
+    e.seq = state_.stats.last_seq + 1;
+    e.kind = EventKind::kEvent;
+    s = AppendOneLocked(e);
+    if (s.ok()) done.emplace_back(seq, e.seq);
   }
   if (s.ok()) s = txn.Commit();
   if (!s.ok()) {
-    stats_ = before;
+    RollbackStateLocked(std::move(before));
     return s.code() == Status::Code::kNotFound ? s : FailLocked(s);
   }
   *replayed = std::move(done);
@@ -1269,21 +1850,273 @@ Status SqliteEventLog::PurgeDeadLetters(std::span<const uint64_t> seqs, bool all
   std::lock_guard<std::mutex> lock(write_mu_);
   if (!failed_.ok()) return failed_;
   if (options_.read_only) return Status::InvalidArgument("the log is open read-only");
-  const LogStats before = stats_;
+  State before = state_;
   Transaction txn(&writer_);
   Status s = txn.Begin();
   std::vector<uint64_t> chosen;
   if (s.ok()) s = SelectDeadLettersLocked(seqs, all, &chosen);
+  std::vector<DeadLetterRow> rows;
   for (size_t i = 0; s.ok() && i < chosen.size(); ++i) {
     bool in_events = false;
-    s = DeleteDeadLetterLocked(chosen[i], nullptr, &in_events);
+    s = DeleteDeadLettersLocked(chosen[i], nullptr, &rows, &in_events);
   }
   if (s.ok()) s = txn.Commit();
   if (!s.ok()) {
-    stats_ = before;
+    RollbackStateLocked(std::move(before));
     return s.code() == Status::Code::kNotFound ? s : FailLocked(s);
   }
-  *purged = chosen.size();
+  *purged = rows.size();
+  return Status::Ok();
+}
+
+namespace {
+
+ReplayRequest ReplayRow(sqlite3_stmt* st) {
+  ReplayRequest r;
+  r.id = sqlite3_column_int64(st, 0);
+  r.upstream = ColumnBytes(st, 1);
+  r.from_seq = ColumnU64(st, 2);
+  r.through_seq = ColumnU64(st, 3);
+  r.position = ColumnU64(st, 4);
+  r.created_ms = sqlite3_column_int64(st, 5);
+  r.done = sqlite3_column_int(st, 6) != 0;
+  return r;
+}
+
+// What the log holds, for the message that refuses a replay range: "the log holds seq a..b
+// (n of them retained ...)".
+std::string DescribeHeld(SqliteHandle* db) {
+  int64_t first = 0, last = 0, lowest = 0, retained = 0;
+  db->QueryInt("SELECT COALESCE(min(seq), 0) FROM events", &first);
+  db->QueryInt("SELECT COALESCE(max(seq), 0) FROM events", &last);
+  db->QueryInt("SELECT COALESCE(min(seq), 0) FROM cursors", &lowest);
+  db->QueryInt(
+      "SELECT count(*) FROM events WHERE seq <= (SELECT COALESCE(min(seq), 0) FROM "
+      "cursors)",
+      &retained);
+  if (first == 0) return "the log holds no events";
+  return "the log holds seq " + std::to_string(first) + ".." + std::to_string(last) + " (" +
+         std::to_string(retained) + " of them retained after every upstream confirmed them, " +
+         "through seq " + std::to_string(lowest) + "; storage.retain_bytes and retain_age_s " +
+         "bound what is kept)";
+}
+
+Status CursorOf(SqliteHandle* db, const std::string& path, const std::string& upstream,
+                uint64_t* seq) {
+  std::vector<std::pair<std::string, uint64_t>> cursors;
+  Statement q;
+  Status s = db->Prepare("SELECT name, seq FROM cursors ORDER BY name", &q);
+  if (s.ok()) s = StoredCursors(db, q.get(), &cursors);
+  if (!s.ok()) return s;
+  std::vector<std::string> names;
+  for (const auto& [name, pos] : cursors) {
+    if (name == upstream) {
+      *seq = pos;
+      return Status::Ok();
+    }
+    names.push_back(name);
+  }
+  return Status::NotFound("no upstream '" + upstream + "' in the event log " + path +
+                          " (its upstreams: " + JoinNames(names) + ")");
+}
+
+// The first seq of the range: from_seq as given, or the first event received at or after
+// since_ms; either must still be in the log.
+Status ReplayStart(SqliteHandle* db, const ReplayRequestOptions& o, uint64_t through,
+                   uint64_t* from) {
+  const std::string to = " to upstream '" + o.upstream + "'";
+  Statement q;
+  Status s = db->Prepare("SELECT seq, received_ms FROM events ORDER BY seq LIMIT 1", &q);
+  if (!s.ok()) return s;
+  int rc = sqlite3_step(q.get());
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db->Error(rc, "finding the oldest event");
+  const uint64_t oldest = rc == SQLITE_ROW ? ColumnU64(q.get(), 0) : 0;
+  const int64_t oldest_ms = rc == SQLITE_ROW ? sqlite3_column_int64(q.get(), 1) : 0;
+  if (o.from_seq) {
+    *from = *o.from_seq;
+    if (*from > through) {
+      return Status::InvalidArgument("nothing to replay" + to + " from seq " +
+                                     std::to_string(*from) + ": it has confirmed " +
+                                     "only through seq " + std::to_string(through) +
+                                     ", and what follows is sent to it anyway");
+    }
+    if (oldest == 0 || *from < oldest) {
+      return Status::InvalidArgument("cannot replay from seq " + std::to_string(*from) + to +
+                                     ": it is no longer in the log " + o.path + "; " +
+                                     DescribeHeld(db));
+    }
+    return Status::Ok();
+  }
+  // Rows before the oldest one left the log: if that one is younger than the start asked for,
+  // some of what was received since may be gone, and a replay would silently be partial.
+  if (oldest > 1 && oldest_ms > *o.since_ms) {
+    return Status::InvalidArgument(
+        "cannot replay" + to + " everything received since " + std::to_string(*o.since_ms) +
+        " ms: the oldest event left in the log " + o.path + " (seq " + std::to_string(oldest) +
+        ") was received at " + std::to_string(oldest_ms) + " ms; " + DescribeHeld(db) +
+        ". Use a later time, or the first seq to replay what is there");
+  }
+  Statement first;
+  s = db->Prepare(
+      "SELECT seq FROM events WHERE seq <= ?1 AND received_ms >= ?2 ORDER BY seq LIMIT 1", &first);
+  if (!s.ok()) return s;
+  BindU64(first.get(), 1, through);
+  sqlite3_bind_int64(first.get(), 2, *o.since_ms);
+  rc = sqlite3_step(first.get());
+  if (rc == SQLITE_DONE) {
+    return Status::InvalidArgument("nothing to replay" + to + ": no event it confirmed (through " +
+                                   "seq " + std::to_string(through) + ") was received since " +
+                                   std::to_string(*o.since_ms) + " ms; " + DescribeHeld(db));
+  }
+  if (rc != SQLITE_ROW) return db->Error(rc, "finding the first event to replay");
+  *from = ColumnU64(first.get(), 0);
+  return Status::Ok();
+}
+
+// Opens an existing log for a request beside the daemon: no lock file, no WAL setup (the file
+// is in WAL mode already, and the daemon's settings stay its own).
+Status OpenBeside(const std::string& path, const std::string& vfs, bool write, SqliteHandle* db) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || st.st_size == 0)
+    return Status::NotFound("no event log at " + path);
+  return db->Open(path, write ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY, vfs);
+}
+
+}  // namespace
+
+Status SqliteEventLog::RequestReplay(const ReplayRequestOptions& o, ReplayRequest* out) {
+  if (o.upstream.empty()) return Status::InvalidArgument("name the upstream to replay to");
+  if (o.from_seq.has_value() == o.since_ms.has_value())
+    return Status::InvalidArgument("a replay starts at a seq or at a time: give exactly one");
+  if (o.from_seq && *o.from_seq == 0) return Status::InvalidArgument("sequence numbers start at 1");
+  SqliteHandle db;
+  // SQLite's locks order this short transaction with the daemon's commits; the handle's busy
+  // timeout waits out a commit in progress.
+  Status s = OpenBeside(o.path, o.vfs, true, &db);
+  int64_t version = 0;
+  if (s.ok()) s = CheckCurrentFormat(&db, o.path, kApplicationId, kSchemaVersion, &version);
+  if (s.ok() && version < kSchemaVersion) {
+    return Status::InvalidArgument(o.path + " has log format version " + std::to_string(version) +
+                                   ", which has no replays; run this sluice on it once to "
+                                   "migrate it to format " +
+                                   std::to_string(kSchemaVersion));
+  }
+  Transaction txn(&db);
+  if (s.ok()) s = txn.Begin();
+  ReplayRequest r;
+  r.upstream = o.upstream;
+  if (s.ok()) s = CursorOf(&db, o.path, o.upstream, &r.through_seq);
+  if (s.ok()) s = ReplayStart(&db, o, r.through_seq, &r.from_seq);
+  SystemClock system_clock;
+  r.position = r.from_seq - 1;
+  r.created_ms = (o.clock != nullptr ? o.clock : &system_clock)->NowUnixMillis();
+  Statement ins;
+  if (s.ok())
+    s = db.Prepare(
+        "INSERT INTO replays(upstream, from_seq, through_seq, position, created_ms, done) "
+        "VALUES(?1, ?2, ?3, ?4, ?5, 0)",
+        &ins);
+  if (s.ok()) {
+    BindText(ins.get(), 1, r.upstream);
+    BindU64(ins.get(), 2, r.from_seq);
+    BindU64(ins.get(), 3, r.through_seq);
+    BindU64(ins.get(), 4, r.position);
+    sqlite3_bind_int64(ins.get(), 5, r.created_ms);
+    const int rc = sqlite3_step(ins.get());
+    if (rc != SQLITE_DONE) s = db.Error(rc, "storing the replay request");
+    r.id = sqlite3_last_insert_rowid(db.db());
+  }
+  if (s.ok()) s = txn.Commit();
+  if (!s.ok()) return s;
+  if (o.logger) {
+    o.logger->info("event log {}: replay request {} for upstream '{}', seq {}..{}", o.path, r.id,
+                   r.upstream, r.from_seq, r.through_seq);
+  }
+  *out = std::move(r);
+  return Status::Ok();
+}
+
+Status SqliteEventLog::ListReplays(const std::string& path, const std::string& vfs,
+                                   std::vector<ReplayRequest>* out) {
+  out->clear();
+  SqliteHandle db;
+  Status s = OpenBeside(path, vfs, false, &db);
+  int64_t version = 0;
+  if (s.ok()) s = CheckCurrentFormat(&db, path, kApplicationId, kSchemaVersion, &version);
+  if (!s.ok() || version < 3) return s;
+  Statement q;
+  s = db.Prepare(
+      "SELECT id, upstream, from_seq, through_seq, position, created_ms, done FROM replays "
+      "ORDER BY id",
+      &q);
+  if (!s.ok()) return s;
+  int rc;
+  while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) out->push_back(ReplayRow(q.get()));
+  if (rc != SQLITE_DONE) return db.Error(rc, "reading the replay requests");
+  return Status::Ok();
+}
+
+Status SqliteEventLog::PendingReplays(std::vector<ReplayRequest>* out) {
+  out->clear();
+  std::lock_guard<std::mutex> lock(write_mu_);
+  sqlite3_stmt* st = pending_replays_.get();
+  if (st == nullptr) return Status::Ok();  // a file of an older format, read-only
+  // Requests come from other processes (RequestReplay), so they are read from the file.
+  sqlite3_reset(st);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) out->push_back(ReplayRow(st));
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return writer_.Error(rc, "reading the replay requests");
+  return Status::Ok();
+}
+
+Status SqliteEventLog::AdvanceReplay(int64_t id, uint64_t position, bool done) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  if (!failed_.ok()) return failed_;
+  if (options_.read_only) return Status::InvalidArgument("the log is open read-only");
+  sqlite3_stmt* st = advance_replay_.get();
+  sqlite3_reset(st);
+  sqlite3_bind_int64(st, 1, id);
+  BindU64(st, 2, position);
+  sqlite3_bind_int(st, 3, done ? 1 : 0);
+  const int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return FailLocked(writer_.Error(rc, "recording a replay's progress"));
+  if (sqlite3_changes(writer_.db()) == 0) {
+    return Status::NotFound("no replay request " + std::to_string(id) + " in " + options_.path);
+  }
+  return Status::Ok();
+}
+
+Status SqliteEventLog::RefreshPositions() {
+  if (!options_.read_only) {
+    return Status::InvalidArgument(
+        "RefreshPositions is for a read-only log; a read-write log's figures are always current");
+  }
+  std::lock_guard<std::mutex> lock(write_mu_);
+  uint64_t last = 0;
+  std::vector<std::pair<std::string, uint64_t>> stored;
+  Status s = QueryU64(&writer_, last_seq_.get(), &last);
+  if (s.ok()) s = StoredCursors(&writer_, stored_cursors_.get(), &stored);
+  if (!s.ok()) return s;
+  state_.stats.last_seq = last;
+  // The daemon may have been restarted with other upstreams since the open.
+  if (!stored.empty()) {
+    std::erase_if(state_.cursors, [&](const Cursor& c) {
+      return std::none_of(stored.begin(), stored.end(),
+                          [&](const auto& p) { return p.first == c.stats.name; });
+    });
+  }
+  for (const auto& [name, pos] : stored) {
+    Cursor* c = FindCursorLocked(name);
+    if (c == nullptr) {
+      state_.cursors.emplace_back();
+      c = &state_.cursors.back();
+      c->stats.name = name;
+    }
+    c->stats.cursor = pos;
+  }
+  RefreshWaitingLocked();
   return Status::Ok();
 }
 
@@ -1294,12 +2127,17 @@ Status SqliteEventLog::WriterPragma(std::string_view name, int64_t* value) {
 
 bool SqliteEventLog::WaitForEventsAfter(uint64_t after_seq, std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(write_mu_);
-  return appended_cv_.wait_for(lock, timeout, [&] { return stats_.last_seq > after_seq; });
+  return appended_cv_.wait_for(lock, timeout, [&] { return state_.stats.last_seq > after_seq; });
 }
 
 LogStats SqliteEventLog::Stats() const {
   std::lock_guard<std::mutex> lock(write_mu_);
-  return stats_;
+  LogStats st = state_.stats;
+  st.cursors.reserve(state_.cursors.size());
+  for (const Cursor& c : state_.cursors) {
+    if (!c.stats.name.empty()) st.cursors.push_back(c.stats);
+  }
+  return st;
 }
 
 }  // namespace sluice::storage

@@ -15,7 +15,9 @@ const char* ModeName(int mode) {
 }  // namespace
 
 WalCheckpointer::WalCheckpointer(WalCheckpointerOptions options)
-    : options_(std::move(options)), log_(options_.logger) {}
+    : options_(std::move(options)),
+      log_(options_.logger),
+      clock_(options_.clock != nullptr ? options_.clock : &system_clock_) {}
 
 Status WalCheckpointer::Start(WalCheckpointerOptions options,
                               std::unique_ptr<WalCheckpointer>* out) {
@@ -72,16 +74,16 @@ bool WalCheckpointer::DueLocked() const {
 }
 
 void WalCheckpointer::Run() {
-  auto not_before = std::chrono::steady_clock::now();
+  auto not_before = clock_->Now();
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     wake_.wait(lock, [&] { return stop_ || DueLocked(); });
     if (stop_) return;
-    if (std::chrono::steady_clock::now() < not_before) {
-      // Backing off; Stop() still ends the wait at once.
-      wake_.wait_until(lock, not_before, [&] { return stop_; });
-      if (stop_) return;
-    }
+    // Backing off; Stop() still ends the wait at once. The wait is for the clock's remaining
+    // time, checked again after it, so that a test's clock decides when the back-off is over.
+    while (!stop_ && clock_->Now() < not_before)
+      wake_.wait_for(lock, not_before - clock_->Now(), [&] { return stop_; });
+    if (stop_) return;
     reported_pages_ = 0;  // the next commit reports the size again
     retry_ = false;
     lock.unlock();
@@ -134,7 +136,7 @@ void WalCheckpointer::Run() {
     if (escalated) counters_.escalations++;
     if (complete) counters_.complete++;
     if (!ok) counters_.failures++;
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = clock_->Now();
     // A TRUNCATE that found readers in the way stalled the writer for its busy timeout: such
     // attempts are spaced like errors.
     const bool back_off = !ok || (escalated && !complete);

@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "common/clock.h"
 #include "common/log_throttle.h"
 #include "common/status.h"
 #include "storage/sqlite_handle.h"
@@ -40,6 +41,8 @@ struct WalCheckpointerOptions {
   // starting a commit until it is released. SQLite's busy handler only polls for the write lock,
   // so a writer committing back to back would otherwise starve the TRUNCATE for good.
   std::function<std::unique_lock<std::mutex>()> hold_writes;
+  // Times the retry back-off; the system clock if null. Must outlive the checkpointer.
+  const Clock* clock = nullptr;
   std::shared_ptr<spdlog::logger> logger;  // REQUIRES: non-null
 };
 
@@ -89,6 +92,8 @@ class WalCheckpointer {
 
   const WalCheckpointerOptions options_;
   std::shared_ptr<spdlog::logger> log_;
+  SystemClock system_clock_;
+  const Clock* clock_;  // options_.clock or system_clock_
   LogThrottle error_throttle_{std::chrono::seconds(60)};
   SqliteHandle db_;  // used only by thread_ once it runs
 

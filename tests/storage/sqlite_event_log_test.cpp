@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "storage/gap_marker.h"
 #include "tests/test_util.h"
 
 namespace sluice::storage {
@@ -173,13 +174,19 @@ TEST_CASE("SqliteEventLog under reject-new appends what fits and then refuses") 
   CHECK(log->Stats().dropped_events == 0);
 }
 
-TEST_CASE("SqliteEventLog under drop-oldest drops exactly the oldest events and counts them") {
+TEST_CASE(
+    "SqliteEventLog under drop-oldest drops exactly the oldest events, counts them and "
+    "leaves a gap marker in their place") {
   TempDir dir;
   const std::string path = dir.File("events.db");
   auto o = Options(path);
   o.overflow = Overflow::kDropOldest;
   const Event sample = MakeEvent("t", std::string(68, 'p'));
-  o.max_bytes = sample.AccountedBytes() * 4;
+  GapParts lost;
+  lost["kafka"] = GapRange{1, 3, 3, sample.received_ms, sample.received_ms};
+  const uint64_t marker_bytes = EncodeGapMarker(lost).size() + Event::kRowOverheadBytes;
+  // Room for 4 events and the marker that the drop leaves (it counts like an event).
+  o.max_bytes = sample.AccountedBytes() * 4 + marker_bytes;
   {
     auto log = OpenOrDie(o);
     std::vector<Event> batch(4, sample);
@@ -188,17 +195,26 @@ TEST_CASE("SqliteEventLog under drop-oldest drops exactly the oldest events and 
     AppendAll(log.get(), more);
     LogStats st = log->Stats();
     CHECK(st.dropped_events == 3);
-    CHECK(st.events == 4);
-    CHECK(st.first_seq == 4);
-    CHECK(st.bytes <= o.max_bytes);
+    CHECK(st.events == 5);
+    CHECK(st.first_seq == 3);
+    CHECK(st.bytes == o.max_bytes);
     auto read = ReadAll(log.get());
-    REQUIRE(read.size() == 4);
-    CHECK(read.front().seq == 4);
+    REQUIRE(read.size() == 5);
+    CHECK(read.front().seq == 3);  // the highest dropped seq
+    CHECK(read.front().kind == EventKind::kGap);
+    GapParts parts;
+    REQUIRE(DecodeGapMarker(read.front().payload, &parts).ok());
+    CHECK(parts.at("kafka").first_seq == 1);
+    CHECK(parts.at("kafka").last_seq == 3);
+    CHECK(parts.at("kafka").count == 3);
+    CHECK(read[1].seq == 4);
     CHECK(read.back().seq == 7);
   }
   auto log = OpenOrDie(o);
   CHECK(log->Stats().dropped_events == 3);
   CHECK(log->Stats().last_seq == 7);
+  CHECK(log->Stats().cursors.at(0).dropped_events == 3);
+  CHECK(log->Stats().cursors.at(0).gap_markers == 1);
 }
 
 TEST_CASE("SqliteEventLog maps the sync setting onto SQLite's synchronous pragma") {
@@ -427,19 +443,20 @@ TEST_CASE("SqliteEventLog under drop-oldest drops dead letters first and counts 
     REQUIRE(log->ReadDeadLetters(0, 10, &dead).ok());
     REQUIRE(dead.size() == 1);
     CHECK(dead[0].event.seq == 2);
-    // Two more: the last dead letter, then the oldest waiting event.
+    // Two more: the last dead letter, then the oldest waiting event, and one more for the room
+    // its gap marker takes (the marker stands at seq 4, the highest dropped).
     std::vector<Event> two(2, sample);
     AppendAll(log.get(), two);
     st = log->Stats();
     CHECK(st.dropped_dead_letters == 2);
     CHECK(st.dead_letters == 0);
-    CHECK(st.dropped_events == 1);
+    CHECK(st.dropped_events == 2);
     CHECK(st.first_seq == 4);
     CHECK(st.bytes + st.dead_letter_bytes <= o.max_bytes);
   }
   auto log = OpenOrDie(o);
   CHECK(log->Stats().dropped_dead_letters == 2);
-  CHECK(log->Stats().dropped_events == 1);
+  CHECK(log->Stats().dropped_events == 2);
 }
 
 TEST_CASE(
@@ -469,11 +486,11 @@ TEST_CASE(
   // An event drop-oldest deleted before it was refused is not recorded again: it was counted as
   // dropped.
   std::vector<Event> more(2, sample);
-  AppendAll(log.get(), more);  // drops dead letter 2, then event 2
+  AppendAll(log.get(), more);  // drops dead letter 2, then events 2 and 3 (room for the marker)
   st = log->Stats();
   CHECK(st.dropped_dead_letters == 2);
-  REQUIRE(st.dropped_events == 1);
-  REQUIRE(st.first_seq == 3);
+  REQUIRE(st.dropped_events == 2);
+  REQUIRE(st.first_seq == 3);  // the gap marker
   const uint64_t dead_before = st.dead_letters;
   REQUIRE(log->DeadLetter("kafka", batch[1], "late").ok());
   CHECK(log->Stats().dead_letters == dead_before);
@@ -836,16 +853,19 @@ TEST_CASE("SqliteEventLog on a full disk under drop-oldest drops exactly the old
         (SqliteEventLog::kDiskFullDropMinBytes + big.AccountedBytes() - 1) / big.AccountedBytes();
     REQUIRE(dropped == 22);
     CHECK(st.dropped_events == dropped);
-    CHECK(st.first_seq == dropped + 1);
-    CHECK(st.events == 105 - dropped);
+    CHECK(st.first_seq == dropped);  // the gap marker, at the highest dropped seq
+    CHECK(st.events == 105 - dropped + 1);
     CHECK(st.disk_full_errors == 0);
     auto read = ReadAll(log.get());
-    REQUIRE(read.size() == 105 - dropped);
-    CHECK(read.front().seq == dropped + 1);
+    REQUIRE(read.size() == 105 - dropped + 1);
+    CHECK(read.front().seq == dropped);
+    CHECK(read.front().kind == EventKind::kGap);
+    CHECK(read[1].seq == dropped + 1);
     CHECK(read.back().seq == 105);
-    CHECK(text.str().find("disk full (max_bytes " + std::to_string(o.max_bytes) +
-                          "): dropped the 22 oldest events, seq 1..22, to make room") !=
-          std::string::npos);
+    CHECK(text.str().find(
+              "disk full (max_bytes " + std::to_string(o.max_bytes) +
+              "): dropped the 22 oldest events, seq 1..22, to make room; lost per upstream (each "
+              "gets a gap record): kafka 22") != std::string::npos);
   }
   CHECK(IntegrityCheck(path) == "ok");
 }
