@@ -44,8 +44,12 @@ std::string Bytes(uint64_t n) {
   return out.str();
 }
 
+int64_t AgeMs(int64_t now_ms, uint64_t events, int64_t oldest_ms) {
+  return events == 0 ? 0 : std::max<int64_t>(0, now_ms - oldest_ms);
+}
+
 int64_t OldestAgeMs(const StatusReport& r) {
-  return r.stats.events == 0 ? 0 : std::max<int64_t>(0, r.now_ms - r.stats.oldest_received_ms);
+  return AgeMs(r.now_ms, r.stats.events, r.stats.oldest_received_ms);
 }
 
 }  // namespace
@@ -65,6 +69,8 @@ Status ReadStatus(const std::string& path, uint64_t max_bytes, const Clock& cloc
   r.log_id = log->LogId();
   r.stats = log->Stats();
   r.stats.max_bytes = max_bytes;
+  s = storage::SqliteEventLog::ListReplays(path, "", &r.replays);
+  if (!s.ok()) return s;
   r.now_ms = clock.NowUnixMillis();
   r.daemon_running = LockHeld(path + ".lock");
   r.file_bytes = FileSize(path) + FileSize(path + "-wal");
@@ -93,8 +99,23 @@ std::string StatusReport::ToText() const {
     out << OldestAgeMs(*this) / 1000 << " s ago (seq " << st.first_seq << ")\n";
   }
   out << "sequence     last assigned " << st.last_seq << "\n";
-  out << "upstream     " << upstream << ": cursor " << st.cursor << ", "
-      << (st.last_seq - std::min(st.last_seq, st.cursor)) << " behind\n";
+  for (const storage::CursorStats& c : st.cursors) {
+    out << "upstream     " << c.name << ": cursor " << c.cursor << ", " << c.events << " events / "
+        << Bytes(c.bytes) << " waiting";
+    if (c.events > 0)
+      out << " (oldest " << AgeMs(now_ms, c.events, c.oldest_received_ms) / 1000 << " s ago)";
+    out << ", " << c.dropped_events << " dropped and reported in " << c.gap_markers
+        << " gap records\n";
+  }
+  if (st.retained_events > 0) {
+    out << "retained     " << st.retained_events << " events, " << Bytes(st.retained_bytes)
+        << " (from seq " << st.first_retained_seq << ", for sluice replay)\n";
+  }
+  for (const storage::ReplayRequest& r : replays) {
+    if (r.done) continue;
+    out << "replay       " << r.id << " to " << r.upstream << ": seq " << r.from_seq << " to "
+        << r.through_seq << ", confirmed through " << r.position << "\n";
+  }
   out << "dropped      " << st.dropped_events << " events (by the drop-oldest policy)\n";
   out << "dead letters " << st.dead_letters << ", " << Bytes(st.dead_letter_bytes) << " ("
       << st.dropped_dead_letters << " dropped by the drop-oldest policy)\n";
@@ -113,10 +134,28 @@ std::string StatusReport::ToJson() const {
   j["oldest_event_age_ms"] = OldestAgeMs(*this);
   j["first_seq"] = stats.first_seq;
   j["last_seq"] = stats.last_seq;
-  j["upstreams"] = nlohmann::ordered_json::array(
-      {{{"name", upstream},
-        {"cursor", stats.cursor},
-        {"behind", stats.last_seq - std::min(stats.last_seq, stats.cursor)}}});
+  j["upstreams"] = nlohmann::ordered_json::array();
+  for (const storage::CursorStats& c : stats.cursors) {
+    j["upstreams"].push_back(
+        {{"name", c.name},
+         {"cursor", c.cursor},
+         {"backlog_events", c.events},
+         {"backlog_bytes", c.bytes},
+         {"oldest_event_age_ms", AgeMs(now_ms, c.events, c.oldest_received_ms)},
+         {"dropped_events", c.dropped_events},
+         {"gap_records", c.gap_markers}});
+  }
+  j["retained_events"] = stats.retained_events;
+  j["retained_bytes"] = stats.retained_bytes;
+  j["replays"] = nlohmann::ordered_json::array();
+  for (const storage::ReplayRequest& r : replays) {
+    j["replays"].push_back({{"id", r.id},
+                            {"upstream", r.upstream},
+                            {"from_seq", r.from_seq},
+                            {"through_seq", r.through_seq},
+                            {"position", r.position},
+                            {"done", r.done}});
+  }
   j["dropped_events"] = stats.dropped_events;
   j["dead_letters"] = stats.dead_letters;
   j["dead_letter_bytes"] = stats.dead_letter_bytes;

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/status.h"
@@ -17,10 +18,9 @@ struct StatusReport {
   std::string log_id;           // the log's identity (SqliteEventLog::LogId); empty for format 1
   bool daemon_running = false;  // another process holds the log's lock
   uint64_t file_bytes = 0;      // the database file plus its WAL, on disk
-  storage::LogStats stats;
+  storage::LogStats stats;      // stats.cursors: one entry per upstream
+  std::vector<storage::ReplayRequest> replays;  // every replay requested, done or not
   int64_t now_ms = 0;
-
-  std::string upstream = "kafka";
 
   // Human-readable lines.
   std::string ToText() const;
