@@ -1,5 +1,6 @@
 #include "connectors/kafka_sink.h"
 
+#include "connectors/gap_record.h"
 #include "connectors/kafka_conf.h"
 #include "connectors/kafka_error_model.h"
 
@@ -77,7 +78,7 @@ class KafkaSink::Callbacks final : public RdKafka::DeliveryReportCb, public RdKa
         }
         // librdkafka repeats transport errors on every reconnect attempt; say each kind once per
         // interval, with how often it happened meanwhile.
-        const auto now = std::chrono::steady_clock::now();
+        const auto now = sink_->clock_->Now();
         auto& slot = last_logged_[static_cast<int>(err)];
         slot.count++;
         if (now - slot.at >= std::chrono::seconds(30) || slot.at.time_since_epoch().count() == 0) {
@@ -111,18 +112,22 @@ class KafkaSink::Callbacks final : public RdKafka::DeliveryReportCb, public RdKa
   std::unordered_map<int, Logged> last_logged_;
 };
 
-KafkaSink::KafkaSink(KafkaSinkOptions options, const Router* router,
+KafkaSink::KafkaSink(KafkaSinkOptions options, const Router* router, const Clock* clock,
                      std::shared_ptr<spdlog::logger> logger)
-    : options_(std::move(options)), router_(router), log_(std::move(logger)) {}
+    : options_(std::move(options)),
+      router_(router),
+      clock_(clock != nullptr ? clock : &system_clock_),
+      log_(std::move(logger)) {}
 
 KafkaSink::~KafkaSink() {
   // What is still in flight stays in the log and is sent again by the next run.
   producer_.reset();
 }
 
-Status KafkaSink::Create(KafkaSinkOptions options, const Router* router,
+Status KafkaSink::Create(KafkaSinkOptions options, const Router* router, const Clock* clock,
                          std::shared_ptr<spdlog::logger> logger, std::unique_ptr<KafkaSink>* out) {
-  std::unique_ptr<KafkaSink> sink(new KafkaSink(std::move(options), router, std::move(logger)));
+  std::unique_ptr<KafkaSink> sink(
+      new KafkaSink(std::move(options), router, clock, std::move(logger)));
   sink->callbacks_ = std::make_unique<Callbacks>(sink.get());
   Status s = sink->BuildProducer();
   if (!s.ok()) return s;
@@ -158,30 +163,45 @@ Status KafkaSink::BuildProducer() {
 
 Status KafkaSink::Send(const storage::Event& event) {
   if (!producer_) return error();
-  const Route* route = router_->Find(event.topic);
-  if (route == nullptr) {
-    return Status::InvalidArgument("no route matches MQTT topic '" + event.topic + "'");
-  }
-  const std::string key = route->key.KeyFor(event.topic);
   std::unique_ptr<RdKafka::Headers> headers(RdKafka::Headers::create());
-  headers->add(kHeaderMqttTopic, event.topic);
-  headers->add(kHeaderMqttQos, std::to_string(event.qos));
-  headers->add(kHeaderGateway, options_.gateway_id);
-  headers->add(kHeaderSeq, std::to_string(event.seq));
-  headers->add(kHeaderReceivedMs, std::to_string(event.received_ms));
-  headers->add(kHeaderLogId, options_.log_id);
-  if (event.retained) headers->add(kHeaderMqttRetain, "1");
-  RdKafka::ErrorCode rc = producer_->produce(
-      route->upstream_topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-      const_cast<char*>(event.payload.data()), event.payload.size(), key.data(), key.size(), 0,
-      headers.get(), SeqToOpaque(event.seq));
+  const std::string* topic = nullptr;
+  std::string key;
+  const std::string* value = &event.payload;
+  GapRecord gap;
+  if (event.kind == storage::EventKind::kGap) {
+    // One topic for every gap of this gateway, keyed by it, so that a consumer reads a gateway's
+    // gaps in order (docs/kafka-records.md, "Gap records").
+    gap = MakeGapRecord(event, options_.gateway_id, options_.log_id);
+    topic = &options_.gap_topic;
+    key = options_.gateway_id;
+    value = &gap.value;
+    for (const auto& [name, v] : gap.headers) headers->add(name, v);
+  } else {
+    const Route* route = router_->Find(event.topic);
+    if (route == nullptr) {
+      return Status::InvalidArgument("no route matches MQTT topic '" + event.topic + "'");
+    }
+    topic = &route->upstream_topic;
+    key = route->key.KeyFor(event.topic);
+    headers->add(kHeaderMqttTopic, event.topic);
+    headers->add(kHeaderMqttQos, std::to_string(event.qos));
+    headers->add(kHeaderGateway, options_.gateway_id);
+    headers->add(kHeaderSeq, std::to_string(event.seq));
+    headers->add(kHeaderReceivedMs, std::to_string(event.received_ms));
+    headers->add(kHeaderLogId, options_.log_id);
+    if (event.retained) headers->add(kHeaderMqttRetain, "1");
+  }
+  RdKafka::ErrorCode rc =
+      producer_->produce(*topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+                         const_cast<char*>(value->data()), value->size(), key.data(), key.size(), 0,
+                         headers.get(), SeqToOpaque(event.seq));
   if (rc == RdKafka::ERR_NO_ERROR) {
     headers.release();  // librdkafka owns them now
     in_flight_++;
     return Status::Ok();
   }
   if (rc == RdKafka::ERR__QUEUE_FULL) return Status::Full("kafka producer queue full");
-  const std::string what = route->upstream_topic + ": " + RdKafka::err2str(rc);
+  const std::string what = *topic + ": " + RdKafka::err2str(rc);
   switch (ClassifyKafkaError(rc).cls) {
     case KafkaErrorClass::kRejected:
     // From produce() itself, too large is librdkafka's check of this one record against
@@ -189,7 +209,7 @@ Status KafkaSink::Send(const storage::Event& event) {
     case KafkaErrorClass::kTooLarge:
       return Status::InvalidArgument(what);
     case KafkaErrorClass::kHold:
-      return Status::Unavailable(Hold(route->upstream_topic, rc, RdKafka::err2str(rc)));
+      return Status::Unavailable(Hold(*topic, rc, RdKafka::err2str(rc)));
     case KafkaErrorClass::kTransient:
       break;
   }
@@ -209,7 +229,7 @@ void KafkaSink::Poll(std::chrono::milliseconds timeout, std::vector<Delivery>* o
   if (fatal || callbacks_->fatal_) {
     // A fatal error that comes back at once (e.g. the cluster refuses the idempotent producer's id
     // for want of an ACL) would otherwise rebuild the producer in a tight loop.
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = clock_->Now();
     if (now < next_rebuild_) return;
     if (reason.empty()) reason = "fatal producer error";
     RebuildAfterFatal(reason, out);
@@ -274,7 +294,7 @@ void KafkaSink::ProbeHeldTopics() {
     }
   }
   if (topics.empty()) return;
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = clock_->Now();
   if (now < next_hold_probe_) return;
   next_hold_probe_ = now + kInterval;
   for (const std::string& name : topics) {
@@ -297,7 +317,7 @@ void KafkaSink::ProbeConnection() {
   // send meanwhile. Events in flight answer the question themselves through their reports.
   constexpr auto kInterval = std::chrono::seconds(1);
   constexpr int kTimeoutMs = 250;
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = clock_->Now();
   if (now < next_probe_) return;
   next_probe_ = now + kInterval;
   RdKafka::Metadata* metadata = nullptr;
@@ -323,8 +343,8 @@ void KafkaSink::RebuildAfterFatal(const std::string& reason, std::vector<Deliver
   producer_->purge(RdKafka::Producer::PURGE_QUEUE | RdKafka::Producer::PURGE_INFLIGHT |
                    RdKafka::Producer::PURGE_NON_BLOCKING);
   callbacks_->out_ = out;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (in_flight_ > 0 && std::chrono::steady_clock::now() < deadline) producer_->poll(50);
+  const auto deadline = clock_->Now() + std::chrono::seconds(5);
+  while (in_flight_ > 0 && clock_->Now() < deadline) producer_->poll(50);
   callbacks_->out_ = nullptr;
   // Any event whose report did not come back is resent by the forwarder's rewind.
   in_flight_ = 0;
@@ -384,8 +404,8 @@ void KafkaSink::InjectFatalErrorForTesting() {
 
 void KafkaSink::Drain(std::chrono::milliseconds timeout, std::vector<Delivery>* out) {
   if (!producer_) return;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (in_flight_ > 0 && std::chrono::steady_clock::now() < deadline) {
+  const auto deadline = clock_->Now() + timeout;
+  while (in_flight_ > 0 && clock_->Now() < deadline) {
     Poll(std::chrono::milliseconds(50), out);
   }
 }

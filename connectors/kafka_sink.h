@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "common/backoff.h"
+#include "common/clock.h"
 #include "common/log_throttle.h"
+#include "connectors/record_headers.h"
 #include "connectors/router.h"
 #include "connectors/sink.h"
 
@@ -32,22 +34,15 @@ struct KafkaSinkOptions {
   std::map<std::string, std::string> properties;  // passed to librdkafka as they are
 };
 
-// Header names on every record; docs/kafka-records.md describes their formats.
-inline constexpr const char* kHeaderMqttTopic = "mqtt.topic";
-inline constexpr const char* kHeaderMqttQos = "mqtt.qos";
-inline constexpr const char* kHeaderGateway = "sluice.gateway";
-inline constexpr const char* kHeaderSeq = "sluice.seq";
-inline constexpr const char* kHeaderReceivedMs = "sluice.received_ms";
-inline constexpr const char* kHeaderLogId = "sluice.log";
-// Only on records whose MQTT message was retained; its value is "1".
-inline constexpr const char* kHeaderMqttRetain = "mqtt.retain";
-
 // The Kafka sink on librdkafka's C++ producer.
 //
 // Ordering and duplicates: the producer is idempotent (enable.idempotence, acks=all) with no
 // message timeout (message.timeout.ms=0): librdkafka retries transient failures itself, forever,
 // keeping per-partition order and suppressing duplicates from its own retries. The record key is
 // the route's device key, so all events of a device go to one partition, in sequence order.
+//
+// Gap markers (Event::kind == kGap) go to `gap_topic` as gap records (connectors/gap_record.h),
+// keyed by the gateway id, and are confirmed and held like any event.
 //
 // Errors: every librdkafka error is classified by the one table in kafka_error_model.h
 // (docs/kafka-records.md, "Error model"). A refusal the operator must fix (missing topic, ACL,
@@ -63,9 +58,14 @@ inline constexpr const char* kHeaderMqttRetain = "mqtt.retain";
 // class except through Poll.
 class KafkaSink final : public Sink {
  public:
-  // `router` must outlive the sink.
-  static Status Create(KafkaSinkOptions options, const Router* router,
+  // `router` and `clock` must outlive the sink; a null `clock` is the system clock.
+  static Status Create(KafkaSinkOptions options, const Router* router, const Clock* clock,
                        std::shared_ptr<spdlog::logger> logger, std::unique_ptr<KafkaSink>* out);
+  // The system clock. TODO(issue 12): remove once gateway/daemon.cpp passes its Clock.
+  static Status Create(KafkaSinkOptions options, const Router* router,
+                       std::shared_ptr<spdlog::logger> logger, std::unique_ptr<KafkaSink>* out) {
+    return Create(std::move(options), router, nullptr, std::move(logger), out);
+  }
   ~KafkaSink() override;
 
   Status Send(const storage::Event& event) override;
@@ -88,7 +88,8 @@ class KafkaSink final : public Sink {
  private:
   class Callbacks;
 
-  KafkaSink(KafkaSinkOptions options, const Router* router, std::shared_ptr<spdlog::logger> logger);
+  KafkaSink(KafkaSinkOptions options, const Router* router, const Clock* clock,
+            std::shared_ptr<spdlog::logger> logger);
   Status BuildProducer();
   // While nothing is in flight no delivery report says whether Kafka answers, so an idle sink asks
   // for metadata now and then to learn that it is connected (readiness, metrics).
@@ -108,6 +109,8 @@ class KafkaSink final : public Sink {
 
   const KafkaSinkOptions options_;
   const Router* const router_;
+  const SystemClock system_clock_;
+  const Clock* const clock_;  // borrowed, or &system_clock_
   std::shared_ptr<spdlog::logger> log_;
   const std::string name_ = "kafka";
   std::unique_ptr<Callbacks> callbacks_;

@@ -133,6 +133,7 @@ bool SendUntilDelivered(KafkaSink& sink, const sluice::storage::Event& e,
 }
 
 struct Record {
+  std::string key;
   std::string payload;
   std::map<std::string, std::string> headers;
 };
@@ -154,6 +155,7 @@ std::vector<Record> Consume(const std::string& brokers, const std::string& topic
         if (m && m->err() == RdKafka::ERR_NO_ERROR) {
           Record r;
           r.payload.assign(static_cast<const char*>(m->payload()), m->len());
+          if (m->key() != nullptr) r.key = *m->key();
           if (RdKafka::Headers* h = m->headers()) {
             for (const auto& hd : h->get_all()) {
               r.headers[hd.key()] =
@@ -458,4 +460,120 @@ TEST_CASE("KafkaSink::Create names the key, never the value, when librdkafka ref
   CHECK_MESSAGE(msg.find(secret_path) == std::string::npos, msg);
   CHECK_MESSAGE(msg.find("s3cr3t") == std::string::npos, msg);
   CHECK_MESSAGE(msg.find("ssl.ca.location") != std::string::npos, msg);
+}
+
+TEST_CASE("KafkaSink sends a gap marker as a gap record on the gap topic, in order with events") {
+  MockCluster mc(1);
+  rd_kafka_mock_topic_create(mc.get(), "t", 1, 1);
+  rd_kafka_mock_topic_create(mc.get(), "sluice.gaps", 1, 1);
+  const Router router = MakeRouter();
+  std::unique_ptr<KafkaSink> sink;
+  REQUIRE(KafkaSink::Create(Options(mc.bootstraps()), &router, nullptr,
+                            sluice::testing::NullLogger(), &sink)
+              .ok());
+  sluice::storage::Event gap;
+  gap.seq = 20;  // the marker row's seq: what the cursor passes once the record is confirmed
+  gap.kind = sluice::storage::EventKind::kGap;
+  gap.gap = {2, 19, 17, 1700000000002, 1700000000019};
+  REQUIRE(sink->Send(MakeEvent(1, "dev/t/x")).ok());
+  REQUIRE(sink->Send(gap).ok());
+  REQUIRE(sink->Send(MakeEvent(21, "dev/t/x")).ok());
+  std::vector<Delivery> ds;
+  REQUIRE(PollUntil(*sink, &ds, [](const auto& v) { return v.size() >= 3; }));
+  CHECK(Count(ds, Delivery::Outcome::kDelivered) == 3);
+  std::set<uint64_t> seqs;
+  for (const Delivery& d : ds) seqs.insert(d.seq);
+  CHECK(seqs == std::set<uint64_t>{1, 20, 21});
+
+  const auto records = Consume(mc.bootstraps(), "sluice.gaps", 1);
+  REQUIRE(records.size() == 1);
+  CHECK(records[0].key == "gw-test");
+  CHECK(records[0].payload ==
+        R"({"type":"gap","gateway":"gw-test","log":"log-0123","first_seq":2,"last_seq":19,)"
+        R"("count":17,"first_received_ms":1700000000002,"last_received_ms":1700000000019})");
+  const std::map<std::string, std::string> headers = {{"sluice.gap", "1"},
+                                                      {"sluice.gateway", "gw-test"},
+                                                      {"sluice.log", "log-0123"},
+                                                      {"sluice.seq", "19"}};
+  CHECK(records[0].headers == headers);
+  CHECK(Consume(mc.bootstraps(), "t", 2).size() == 2);
+}
+
+TEST_CASE("KafkaSink holds a gap record whose gap topic is missing, naming that topic") {
+  MockCluster mc(1);
+  rd_kafka_mock_topic_set_error(mc.get(), "no.gaps", RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  const Router router = MakeRouter();
+  auto options = Options(mc.bootstraps());
+  options.gap_topic = "no.gaps";
+  std::unique_ptr<KafkaSink> sink;
+  REQUIRE(KafkaSink::Create(options, &router, nullptr, sluice::testing::NullLogger(), &sink).ok());
+  sluice::storage::Event gap;
+  gap.seq = 5;
+  gap.kind = sluice::storage::EventKind::kGap;
+  gap.gap = {1, 4, 4, 1, 4};
+  std::vector<Delivery> ds;
+  bool held = false;
+  REQUIRE(WaitFor(
+      [&] {
+        Status s = sink->Send(gap);
+        if (!s.ok()) {
+          CHECK(s.code() == Status::Code::kUnavailable);
+          held = true;
+        }
+        sink->Poll(20ms, &ds);
+        held = held || Count(ds, Delivery::Outcome::kHold) > 0;
+        return held;
+      },
+      20s, 1ms));
+  CHECK(Count(ds, Delivery::Outcome::kRejected) == 0);
+  CHECK(sink->HoldReason().find("'no.gaps'") != std::string::npos);
+  PollUntil(*sink, &ds, [&](const auto&) { return sink->InFlight() == 0; });
+
+  rd_kafka_mock_topic_set_error(mc.get(), "no.gaps", RD_KAFKA_RESP_ERR_NO_ERROR);
+  std::vector<Delivery> after;
+  CHECK(SendUntilDelivered(*sink, gap, &after));
+  CHECK(sink->HoldReason().empty());
+}
+
+namespace {
+class ManualClock final : public sluice::Clock {
+ public:
+  int64_t NowUnixMillis() const override { return 1700000000000; }
+  std::chrono::steady_clock::time_point Now() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return now_;
+  }
+  void Advance(std::chrono::milliseconds d) {
+    std::lock_guard<std::mutex> lock(mu_);
+    now_ += d;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::chrono::steady_clock::time_point now_{std::chrono::hours(1)};
+};
+}  // namespace
+
+TEST_CASE("KafkaSink spaces producer rebuilds by its backoff on the injected clock") {
+  ManualClock clock;
+  const Router router = MakeRouter();
+  std::unique_ptr<KafkaSink> sink;
+  REQUIRE(KafkaSink::Create(Options("127.0.0.1:1"), &router, &clock, sluice::testing::NullLogger(),
+                            &sink)
+              .ok());
+  sink->InjectFatalErrorForTesting();
+  std::vector<Delivery> ds;
+  REQUIRE(PollUntil(*sink, &ds, [](const auto& v) { return !v.empty(); }));
+  CHECK(Count(ds, Delivery::Outcome::kRetry) == 1);  // the first rebuild is at once
+
+  // A second fatal error at the same (frozen) time waits for the backoff: no rebuild however
+  // often the forwarder polls, until the clock passes the backoff's ceiling.
+  sink->InjectFatalErrorForTesting();
+  ds.clear();
+  for (int i = 0; i < 20; ++i) sink->Poll(5ms, &ds);
+  CHECK(ds.empty());
+  clock.Advance(std::chrono::seconds(31));
+  REQUIRE(PollUntil(*sink, &ds, [](const auto& v) { return !v.empty(); }));
+  CHECK(Count(ds, Delivery::Outcome::kRetry) == 1);
+  CHECK(sink->error().ok());
 }
