@@ -61,11 +61,6 @@ class KafkaSink final : public Sink {
   // `router` and `clock` must outlive the sink; a null `clock` is the system clock.
   static Status Create(KafkaSinkOptions options, const Router* router, const Clock* clock,
                        std::shared_ptr<spdlog::logger> logger, std::unique_ptr<KafkaSink>* out);
-  // The system clock. TODO(issue 12): remove once gateway/daemon.cpp passes its Clock.
-  static Status Create(KafkaSinkOptions options, const Router* router,
-                       std::shared_ptr<spdlog::logger> logger, std::unique_ptr<KafkaSink>* out) {
-    return Create(std::move(options), router, nullptr, std::move(logger), out);
-  }
   ~KafkaSink() override;
 
   Status Send(const storage::Event& event) override;

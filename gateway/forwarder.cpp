@@ -260,6 +260,9 @@ bool Forwarder::FillSink() {
             {e.seq, State::kOpen, single, e.received_ms, e.kind == storage::EventKind::kGap});
       } else {
         existing->alone = single;
+        // A gap marker takes the seq of the last event it stands for, which may have been sent
+        // before the drop deleted it.
+        existing->gap = e.kind == storage::EventKind::kGap;
         resent++;
       }
       if (held_) probe_seq_ = e.seq;

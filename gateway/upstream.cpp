@@ -56,7 +56,7 @@ Status Upstream::MakeSink(bool replay, std::unique_ptr<connectors::Sink>* out) c
     connectors::KafkaSinkOptions o = config_.kafka;
     o.log_id = env_.log_id;
     std::unique_ptr<connectors::KafkaSink> sink;
-    Status s = connectors::KafkaSink::Create(o, router_.get(), env_.logger, &sink);
+    Status s = connectors::KafkaSink::Create(o, router_.get(), env_.clock, env_.logger, &sink);
     if (!s.ok()) return s;
     *out = std::move(sink);
     return Status::Ok();

@@ -219,7 +219,8 @@ TEST_CASE("KafkaSink delivers through transient broker errors, in order, with it
   mc.PushProduceErrors(RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, 2);
   const Router router = MakeRouter();
   std::unique_ptr<KafkaSink> sink;
-  REQUIRE(KafkaSink::Create(Options(mc.bootstraps()), &router, sluice::testing::NullLogger(), &sink)
+  REQUIRE(KafkaSink::Create(Options(mc.bootstraps()), &router, nullptr,
+                            sluice::testing::NullLogger(), &sink)
               .ok());
   constexpr uint64_t kEvents = 50;
   for (uint64_t seq = 1; seq <= kEvents; ++seq) {
@@ -253,7 +254,8 @@ TEST_CASE("KafkaSink holds a missing topic, says what to do, and delivers once i
   rd_kafka_mock_topic_set_error(mc.get(), "missing", RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
   const Router router = MakeRouter();
   std::unique_ptr<KafkaSink> sink;
-  REQUIRE(KafkaSink::Create(Options(mc.bootstraps()), &router, sluice::testing::NullLogger(), &sink)
+  REQUIRE(KafkaSink::Create(Options(mc.bootstraps()), &router, nullptr,
+                            sluice::testing::NullLogger(), &sink)
               .ok());
   const auto e = MakeEvent(1, "dev/missing/x");
   // Refused at Send once librdkafka knows the topic is missing, or in a report before that.
@@ -290,7 +292,8 @@ TEST_CASE("KafkaSink holds on an authorization refusal and delivers once it is l
   rd_kafka_mock_topic_create(mc.get(), "acl", 1, 1);
   const Router router = MakeRouter();
   std::unique_ptr<KafkaSink> sink;
-  REQUIRE(KafkaSink::Create(Options(mc.bootstraps()), &router, sluice::testing::NullLogger(), &sink)
+  REQUIRE(KafkaSink::Create(Options(mc.bootstraps()), &router, nullptr,
+                            sluice::testing::NullLogger(), &sink)
               .ok());
   // Let the producer get its id first, so that the refusal is the produce request's.
   std::vector<Delivery> ds;
@@ -317,7 +320,8 @@ TEST_CASE("KafkaSink rejects a record the broker refuses as invalid") {
   rd_kafka_mock_topic_create(mc.get(), "t", 1, 1);
   const Router router = MakeRouter();
   std::unique_ptr<KafkaSink> sink;
-  REQUIRE(KafkaSink::Create(Options(mc.bootstraps()), &router, sluice::testing::NullLogger(), &sink)
+  REQUIRE(KafkaSink::Create(Options(mc.bootstraps()), &router, nullptr,
+                            sluice::testing::NullLogger(), &sink)
               .ok());
   std::vector<Delivery> ds;
   CHECK(SendUntilDelivered(*sink, MakeEvent(1, "dev/t/x"), &ds));
@@ -338,7 +342,7 @@ TEST_CASE("KafkaSink reports a too-large batch as kTooLarge and refuses an event
   auto options = Options(mc.bootstraps());
   options.properties["message.max.bytes"] = "4096";
   std::unique_ptr<KafkaSink> sink;
-  REQUIRE(KafkaSink::Create(options, &router, sluice::testing::NullLogger(), &sink).ok());
+  REQUIRE(KafkaSink::Create(options, &router, nullptr, sluice::testing::NullLogger(), &sink).ok());
   std::vector<Delivery> ds;
   CHECK(SendUntilDelivered(*sink, MakeEvent(1, "dev/t/x"), &ds));
 
@@ -363,7 +367,8 @@ TEST_CASE("KafkaSink reports per-event failures in a batch, out of order across 
   rd_kafka_mock_partition_set_leader(mc.get(), "bad", 0, 2);
   const Router router = MakeRouter();
   std::unique_ptr<KafkaSink> sink;
-  REQUIRE(KafkaSink::Create(Options(mc.bootstraps()), &router, sluice::testing::NullLogger(), &sink)
+  REQUIRE(KafkaSink::Create(Options(mc.bootstraps()), &router, nullptr,
+                            sluice::testing::NullLogger(), &sink)
               .ok());
   std::vector<Delivery> ds;
   CHECK(SendUntilDelivered(*sink, MakeEvent(1, "dev/good/x"), &ds));
@@ -403,7 +408,8 @@ TEST_CASE("KafkaSink holds while no broker answers") {
   const Router router = MakeRouter();
   std::unique_ptr<KafkaSink> sink;
   // A port nothing listens on: connections are refused at once.
-  REQUIRE(KafkaSink::Create(Options("127.0.0.1:1"), &router, sluice::testing::NullLogger(), &sink)
+  REQUIRE(KafkaSink::Create(Options("127.0.0.1:1"), &router, nullptr, sluice::testing::NullLogger(),
+                            &sink)
               .ok());
   REQUIRE(sink->Send(MakeEvent(1, "dev/t/x")).ok());
   std::vector<Delivery> ds;
@@ -422,7 +428,7 @@ TEST_CASE(
   options.properties["security.protocol"] = "ssl";
   options.properties["ssl.ca.location"] = ca;
   std::unique_ptr<KafkaSink> sink;
-  REQUIRE(KafkaSink::Create(options, &router, sluice::testing::NullLogger(), &sink).ok());
+  REQUIRE(KafkaSink::Create(options, &router, nullptr, sluice::testing::NullLogger(), &sink).ok());
   CHECK(sink->error().ok());
 
   // The CA file goes away (a botched rotation), then the producer must be rebuilt.
@@ -454,7 +460,8 @@ TEST_CASE("KafkaSink::Create names the key, never the value, when librdkafka ref
   options.properties["security.protocol"] = "ssl";
   options.properties["ssl.ca.location"] = secret_path;  // librdkafka reads it at creation
   std::unique_ptr<KafkaSink> sink;
-  const Status s = KafkaSink::Create(options, &router, sluice::testing::NullLogger(), &sink);
+  const Status s =
+      KafkaSink::Create(options, &router, nullptr, sluice::testing::NullLogger(), &sink);
   REQUIRE_FALSE(s.ok());
   const std::string msg(s.message());
   CHECK_MESSAGE(msg.find(secret_path) == std::string::npos, msg);

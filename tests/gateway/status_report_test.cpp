@@ -44,13 +44,15 @@ TEST_CASE("ReadStatus reports backlog, age and cursor of a log a daemon holds op
 
   const std::string text = r.ToText();
   CHECK(text.find("3 events") != std::string::npos);
-  CHECK(text.find("cursor 2, 3 behind") != std::string::npos);
+  CHECK(text.find("upstream     kafka: cursor 2, 3 events") != std::string::npos);
   CHECK(text.find("60 s ago (seq 3)") != std::string::npos);
 
   auto j = nlohmann::json::parse(r.ToJson());
   CHECK(j["backlog_events"] == 3);
   CHECK(j["oldest_event_age_ms"] == 60000);
   CHECK(j["upstreams"][0]["cursor"] == 2);
+  CHECK(j["upstreams"][0]["name"] == "kafka");
+  CHECK(j["upstreams"][0]["backlog_events"] == 3);
   CHECK(j["max_bytes"] == 1 << 20);
   CHECK(j["dead_letters"] == 1);
   CHECK(j["dead_letter_bytes"] == batch[0].AccountedBytes() + 7);
