@@ -195,7 +195,11 @@ void Daemon::Shutdown() {
     replay_cv_.notify_all();
     replay_thread_.join();
   }
-  for (auto& u : upstreams_) u->Stop();
+  // In parallel: each drains its in-flight events for up to drain_timeout, and one slow upstream
+  // must not eat into the others' share of gateway.stop_timeout_s.
+  std::vector<std::thread> stopping;
+  for (auto& u : upstreams_) stopping.emplace_back([&u] { u->Stop(); });
+  for (std::thread& t : stopping) t.join();
   upstreams_.clear();
   writer_.reset();
   if (event_log_) {

@@ -241,15 +241,18 @@ bool Forwarder::FillSink() {
       stalled_ = true;
       break;
     }
-    if (!Prepare(&e)) {
-      // Settled at once: the cursor passes it with its neighbours.
+    // Settles the first unsent event without sending it; the cursor passes it with its neighbours.
+    auto settle_unsent = [&] {
       if (existing == nullptr) {
-        window_.push_back({e.seq, State::kDone});
+        window_.push_back({unsent_.front().seq, State::kDone});
       } else {
         existing->state = State::kDone;
       }
       unsent_.pop_front();
       busy = true;
+    };
+    if (!Prepare(&e)) {
+      settle_unsent();
       skipped++;
       continue;
     }
@@ -275,13 +278,7 @@ bool Forwarder::FillSink() {
       // The disk is full: the event stays first in line and is refused and recorded again on a
       // later pass, once there is room; the cursor cannot pass it meanwhile.
       if (!DeadLetter(e, s.message())) break;
-      if (existing == nullptr) {
-        window_.push_back({e.seq, State::kDone});
-      } else {
-        existing->state = State::kDone;
-      }
-      unsent_.pop_front();
-      busy = true;
+      settle_unsent();
       rejected++;
       continue;
     }

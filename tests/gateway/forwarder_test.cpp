@@ -762,5 +762,71 @@ TEST_CASE("Forwarder stops on an error Send may not return") {
   CHECK(log->Stats().cursor == 0);
 }
 
+TEST_CASE("Forwarder passes by the events its upstream does not take, and its cursor passes them") {
+  TempDir dir;
+  auto log = OpenLog(dir);
+  std::vector<storage::Event> events(20);
+  for (size_t i = 0; i < events.size(); ++i) {
+    events[i].topic = i % 3 == 0 ? "mine" : "other";
+    events[i].payload = "p";
+  }
+  size_t appended = 0;
+  REQUIRE(log->Append(events, &appended).ok());
+  ConfirmingSink sink;
+  ForwarderOptions fo = FastOptions();
+  fo.takes = [](const storage::Event& e) { return e.topic == "mine"; };
+  Forwarder fwd(log.get(), &sink, fo, NullLogger());
+  fwd.Start();
+  REQUIRE(WaitFor([&] { return log->Stats().cursor == 20; }, 10s));
+  fwd.Stop();
+  std::vector<uint64_t> mine;
+  for (const storage::Event& e : events) {
+    if (e.topic == "mine") mine.push_back(e.seq);
+  }
+  CHECK(sink.Delivered() == mine);
+  CHECK(fwd.Stats().skipped == 20 - mine.size());
+  CHECK(fwd.Stats().delivered == mine.size());
+}
+
+TEST_CASE("Forwarder replays a retained range through a position of its own") {
+  TempDir dir;
+  storage::SqliteEventLogOptions o;
+  o.path = dir.File("events.db");
+  o.retain_bytes = 1 << 20;
+  o.logger = NullLogger();
+  std::unique_ptr<storage::SqliteEventLog> log;
+  REQUIRE(storage::SqliteEventLog::Open(o, &log).ok());
+  AppendEvents(log.get(), 10);
+  REQUIRE(log->Acknowledge("kafka", 10).ok());
+  REQUIRE(log->Stats().retained_events == 10);
+
+  storage::ReplayRequestOptions ro;
+  ro.path = o.path;
+  ro.upstream = "kafka";
+  ro.from_seq = 4;
+  storage::ReplayRequest request;
+  Status s = storage::SqliteEventLog::RequestReplay(ro, &request);
+  REQUIRE_MESSAGE(s.ok(), s.ToString());
+  CHECK(request.through_seq == 10);
+  AppendEvents(log.get(), 5);  // live events after the range: not part of the replay
+
+  ConfirmingSink sink;
+  ForwarderOptions fo = FastOptions();
+  fo.replay = {request.id, request.from_seq, request.through_seq, request.position};
+  Forwarder fwd(log.get(), &sink, fo, NullLogger());
+  fwd.Start();
+  REQUIRE(WaitFor([&] { return fwd.Stats().finished; }, 10s));
+  fwd.Stop();
+  CHECK(fwd.error().ok());
+  CHECK(sink.Delivered() == Range(4, 10));
+  std::vector<storage::ReplayRequest> pending;
+  REQUIRE(log->PendingReplays(&pending).ok());
+  CHECK(pending.empty());
+  // The live cursor is the upstream's own: the replay never moved it.
+  uint64_t cursor = 0;
+  REQUIRE(log->CursorPosition("kafka", &cursor).ok());
+  CHECK(cursor == 10);
+}
+
 }  // namespace
 }  // namespace sluice::gateway

@@ -137,7 +137,7 @@ TEST_CASE("a wedged forwarder stops the watchdog pings; SIGTERM exits within sto
                   (f.Log() + notify.Dump()));
   // ... while the process lives and says why.
   CHECK(f.process->Running());
-  CHECK(f.LogHas("watchdog: the forwarder made no progress"));
+  CHECK(f.LogHas("watchdog: the forwarder to kafka made no progress"));
   const size_t pings = notify.Count("WATCHDOG=1");
   std::printf("[wedge] %zu pings before the wedge, none for %lld ms after\n", pings,
               static_cast<long long>(Ms(Clock::now() - last_ping())));
