@@ -11,27 +11,15 @@
 #include <set>
 #include <thread>
 
+#include "tests/manual_clock.h"
 #include "tests/test_util.h"
 
 namespace sluice::sim {
 namespace {
 
 using namespace std::chrono_literals;
+using sluice::testing::ManualClock;
 using sluice::testing::NullLogger;
-
-class FakeClock final : public Clock {
- public:
-  int64_t NowUnixMillis() const override {
-    return 1764000000000 + std::chrono::duration_cast<std::chrono::milliseconds>(since_).count();
-  }
-  std::chrono::steady_clock::time_point Now() const override {
-    return std::chrono::steady_clock::time_point(1h) + since_;
-  }
-  void Advance(std::chrono::nanoseconds d) { since_ += d; }
-
- private:
-  std::chrono::nanoseconds since_{0};
-};
 
 struct Published {
   std::string client_id;
@@ -155,7 +143,7 @@ FleetOptions OneTelemetryDevice(double rate) {
   return o;
 }
 
-std::unique_ptr<Fleet> OpenFleet(const FleetOptions& o, FakeBroker* broker, FakeClock* clock) {
+std::unique_ptr<Fleet> OpenFleet(const FleetOptions& o, FakeBroker* broker, ManualClock* clock) {
   std::unique_ptr<Fleet> fleet;
   Status s = Fleet::Open(o, FakeFactory(broker), clock, NullLogger(), &fleet);
   REQUIRE_MESSAGE(s.ok(), s.ToString());
@@ -169,7 +157,7 @@ void StartAndConnect(Fleet& fleet) {
   REQUIRE(fleet.phase() == Fleet::Phase::kRunning);
 }
 
-void Advance(FakeClock& clock, Fleet& fleet, std::chrono::nanoseconds total,
+void Advance(ManualClock& clock, Fleet& fleet, std::chrono::nanoseconds total,
              std::chrono::nanoseconds step) {
   for (std::chrono::nanoseconds t{0}; t < total; t += step) {
     clock.Advance(step);
@@ -180,7 +168,7 @@ void Advance(FakeClock& clock, Fleet& fleet, std::chrono::nanoseconds total,
   for (int i = 0; i < 10; ++i) fleet.Tick();
 }
 
-void StopAndFinish(FakeClock& clock, Fleet& fleet) {
+void StopAndFinish(ManualClock& clock, Fleet& fleet) {
   fleet.RequestStop();
   for (int i = 0; i < 1000 && fleet.phase() != Fleet::Phase::kDone; ++i) {
     clock.Advance(10ms);
@@ -213,7 +201,7 @@ void CheckEverySeqAccountedFor(const FleetSummary& summary, const std::vector<De
 
 TEST_CASE("Fleet paces events from the schedule, however coarse or fine the ticks") {
   FakeBroker fine_broker;
-  FakeClock fine_clock;
+  ManualClock fine_clock;
   auto fine = OpenFleet(OneTelemetryDevice(10), &fine_broker, &fine_clock);
   StartAndConnect(*fine);
   Advance(fine_clock, *fine, 1s, 7ms);
@@ -223,7 +211,7 @@ TEST_CASE("Fleet paces events from the schedule, however coarse or fine the tick
   CHECK(fine_broker.Events().size() == 100);
 
   FakeBroker coarse_broker;
-  FakeClock coarse_clock;
+  ManualClock coarse_clock;
   auto coarse = OpenFleet(OneTelemetryDevice(10), &coarse_broker, &coarse_clock);
   StartAndConnect(*coarse);
   Advance(coarse_clock, *coarse, 10s, 10s);  // a scheduler that could not run for 10 s
@@ -233,7 +221,7 @@ TEST_CASE("Fleet paces events from the schedule, however coarse or fine the tick
 
 TEST_CASE("Fleet derives the per-device rate from --total-rate and the mix") {
   FakeBroker broker;
-  FakeClock clock;
+  ManualClock clock;
   FleetOptions o;
   o.devices = 20;
   o.mix = ProfileMix::Default(20);
@@ -248,7 +236,7 @@ TEST_CASE("Fleet derives the per-device rate from --total-rate and the mix") {
 
 TEST_CASE("Fleet stops after --events, cut in due order, and says offline") {
   FakeBroker broker;
-  FakeClock clock;
+  ManualClock clock;
   FleetOptions o = OneTelemetryDevice(10);
   o.devices = 3;
   o.mix = ProfileMix::Default(3);
@@ -271,7 +259,7 @@ TEST_CASE("Fleet stops after --events, cut in due order, and says offline") {
 
 TEST_CASE("Fleet publishes each profile on its topic with its QoS, overrides included") {
   FakeBroker broker;
-  FakeClock clock;
+  ManualClock clock;
   FleetOptions o;
   o.devices = 4;
   REQUIRE(ProfileMix::Parse("telemetry:1,vibration:1,alarm:1,door:1", &o.mix).ok());
@@ -300,7 +288,7 @@ TEST_CASE("Fleet publishes each profile on its topic with its QoS, overrides inc
 
 TEST_CASE("Fleet queues while the broker is down, drops the oldest, sends the rest after") {
   FakeBroker broker;
-  FakeClock clock;
+  ManualClock clock;
   FleetOptions o = OneTelemetryDevice(10);
   o.queue_capacity = 5;
   auto fleet = OpenFleet(o, &broker, &clock);
@@ -341,7 +329,7 @@ TEST_CASE("Fleet queues while the broker is down, drops the oldest, sends the re
 TEST_CASE("Fleet resends unconfirmed publishes after a connection loss") {
   FakeBroker broker;
   broker.auto_ack = false;
-  FakeClock clock;
+  ManualClock clock;
   auto fleet = OpenFleet(OneTelemetryDevice(10), &broker, &clock);
   StartAndConnect(*fleet);
   Advance(clock, *fleet, 500ms, 10ms);
@@ -366,7 +354,7 @@ TEST_CASE("Fleet resends unconfirmed publishes after a connection loss") {
 
 TEST_CASE("Fleet reboot: offline, boot + 1, seq from 1 again, online") {
   FakeBroker broker;
-  FakeClock clock;
+  ManualClock clock;
   FleetOptions o = OneTelemetryDevice(10);
   o.reboots.push_back({"dev-001", 1.05});
   auto fleet = OpenFleet(o, &broker, &clock);
@@ -410,7 +398,7 @@ TEST_CASE("Fleet reboot waits for publishes in flight before disconnecting, up t
     CAPTURE(acked);
     FakeBroker broker;
     broker.auto_ack = false;
-    FakeClock clock;
+    ManualClock clock;
     FleetOptions o = OneTelemetryDevice(10);
     o.reboots.push_back({"dev-001", 0.5});
     o.disconnect_timeout = 1s;
@@ -442,7 +430,7 @@ TEST_CASE("Fleet reboot waits for publishes in flight before disconnecting, up t
 
 TEST_CASE("Fleet reboot loses the events still waiting, and reports them") {
   FakeBroker broker;
-  FakeClock clock;
+  ManualClock clock;
   FleetOptions o = OneTelemetryDevice(10);
   o.reboots.push_back({"dev-001", 2.5});
   auto fleet = OpenFleet(o, &broker, &clock);
@@ -467,7 +455,7 @@ TEST_CASE("Fleet reboot loses the events still waiting, and reports them") {
 TEST_CASE("Fleet with the same seed publishes the same fleet; another seed does not") {
   auto run = [](uint64_t seed) {
     FakeBroker broker;
-    FakeClock clock;
+    ManualClock clock;
     FleetOptions o;
     o.devices = 10;
     o.mix = ProfileMix::Default(10);
@@ -495,7 +483,7 @@ TEST_CASE("Fleet with the same seed publishes the same fleet; another seed does 
 TEST_CASE("Fleet fails to start when no device reaches the broker within the connect timeout") {
   FakeBroker broker;
   broker.up = false;
-  FakeClock clock;
+  ManualClock clock;
   FleetOptions o = OneTelemetryDevice(10);
   o.connect_timeout = 2s;
   auto fleet = OpenFleet(o, &broker, &clock);
@@ -625,7 +613,7 @@ TEST_CASE("Fleet::Run paces in real time with callbacks from another thread, and
 
 TEST_CASE("Fleet refuses bad options, naming them") {
   FakeBroker broker;
-  FakeClock clock;
+  ManualClock clock;
   std::unique_ptr<Fleet> fleet;
   FleetOptions o = OneTelemetryDevice(10);
   o.devices = 3;  // the mix has 1
@@ -646,7 +634,7 @@ TEST_CASE("Fleet refuses bad options, naming them") {
 
 TEST_CASE("Fleet summary JSON has the schema the verifier reads") {
   FakeBroker broker;
-  FakeClock clock;
+  ManualClock clock;
   FleetOptions o = OneTelemetryDevice(10);
   o.queue_capacity = 3;
   o.reboots.push_back({"dev-001", 2.0});
