@@ -225,6 +225,13 @@ bool Forwarder::FillSink() {
     storage::Event& e = unsent_.front();
     Pending* existing =
         !window_.empty() && e.seq <= window_.back().seq ? FindPending(e.seq) : nullptr;
+    if (existing != nullptr && existing->state == State::kDone && !existing->gap &&
+        e.kind == storage::EventKind::kGap) {
+      // The event at this seq was confirmed, then a drop deleted it with open events before it
+      // and put a gap marker in its place: those events are gone, and only the marker can tell
+      // the upstream so. Open again, for the marker.
+      existing->state = State::kOpen;
+    }
     if (existing != nullptr && existing->state != State::kOpen) {  // settled before a rewind
       unsent_.pop_front();
       busy = true;

@@ -10,7 +10,7 @@ packages=(
   # libraries the C++ code links against
   libpaho-mqttpp-dev libpaho-mqtt-dev librdkafka-dev libsqlite3-dev
   libspdlog-dev libfmt-dev doctest-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
-  libsystemd-dev libcpp-httplib-dev
+  libsystemd-dev libcpp-httplib-dev libssl-dev
   # runtime / test tooling: brokers, CLI clients, Kafka via Maven + Java
   sqlite3 mosquitto mosquitto-clients kcat maven default-jre-headless
   ca-certificates procps iproute2
@@ -34,6 +34,9 @@ fi
 # Fuzzing (tests/fuzz/run.sh): clang with its libFuzzer and sanitizer runtimes. Host tools only;
 # listed after --print-packages so that the cross build does not look for arm64 variants.
 packages+=(clang libclang-rt-14-dev)
+# openssl(1) makes the test certificates of the MQTT upstream's TLS broker
+# (tests/integration/cloud_broker.sh); a host tool too.
+packages+=(openssl)
 
 # Only list packages that are not fully installed ("ii"), so re-runs are fast
 # and do not need the network.

@@ -1329,7 +1329,9 @@ void SqliteEventLog::ReportDropsLocked() {
   log_->warn("{} (max_bytes {}): dropped the {} oldest events, seq {}..{}, to make room; {}",
              d.reason, options_.max_bytes, d.count, d.first, d.last,
              lost.empty() ? std::string("no upstream that had not confirmed them was fed them")
-                          : "lost per upstream (each gets a gap record): " + lost);
+                          : "not yet confirmed, per upstream (a gap record names them where they "
+                            "were, unless the upstream already had them in flight): " +
+                                lost);
   drop_reported_at_ = clock_->Now();
   unreported_drop_ = DropRange{};
 }
