@@ -40,7 +40,7 @@ expect() {
   fi
 }
 
-expect list 0 $'1\t2023-11-14T22:13:20.000Z\t2023-11-14T22:13:21.000Z\t5\tdevices/a/data\tevents: too large' list --log "$db"
+expect list 0 $'1\t2023-11-14T22:13:20.000Z\t2023-11-14T22:13:21.000Z\t5\tkafka\tdevices/a/data\tevents: too large' list --log "$db"
 expect list-limit 0 "1 of 2 dead letters shown (--after 1 for the next ones)" list --limit 1 --log "$db"
 expect show-text 0 $'payload   5 bytes, text:\nhello' show 1 --log "$db"
 expect show-hex 0 "00000000: 00ff 10" show 2 --log "$db"

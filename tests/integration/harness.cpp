@@ -209,6 +209,47 @@ std::string PayloadFor(const std::string& device, int n, size_t payload_bytes) {
   return p;
 }
 
+ChildProcess::ChildProcess(const std::string& binary, const std::vector<std::string>& args,
+                           const std::string& log)
+    : log_(log) {
+  pid_ = fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed for " + binary);
+  if (pid_ == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    FILE* out = std::freopen(log.c_str(), "w", stdout);
+    if (out == nullptr) _exit(126);
+    dup2(fileno(stdout), STDERR_FILENO);
+    std::vector<char*> argv{const_cast<char*>(binary.c_str())};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(binary.c_str(), argv.data());
+    _exit(127);
+  }
+}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+std::optional<int> ChildProcess::Wait(std::chrono::milliseconds timeout, int sig) {
+  if (pid_ <= 0) return std::nullopt;
+  if (sig != 0) kill(pid_, sig);
+  std::optional<int> result;
+  sluice::testing::WaitFor(
+      [&] {
+        int status = 0;
+        if (waitpid(pid_, &status, WNOHANG) != pid_) return false;
+        pid_ = -1;
+        result = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+        return true;
+      },
+      timeout, std::chrono::milliseconds(20));
+  return result;
+}
+
 struct Publisher::Impl {
   std::unique_ptr<mqtt::async_client> client;
 };

@@ -78,6 +78,26 @@ struct TestConfig {
 // Opens the test's log read-only beside the running daemon and returns its stats.
 std::optional<storage::LogStats> ReadLogStats(const std::string& path);
 
+// A helper program (the fleet simulator) in a child process, its stdout and stderr in `log`. It
+// dies with the test (PR_SET_PDEATHSIG) and is killed by the destructor if still running.
+class ChildProcess {
+ public:
+  ChildProcess(const std::string& binary, const std::vector<std::string>& args,
+               const std::string& log);  // throws std::runtime_error if it cannot fork
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  // Sends `sig` (0: none) and waits up to `timeout` for the exit: its status (negative: the
+  // signal that ended it), or nullopt if it is still running.
+  std::optional<int> Wait(std::chrono::milliseconds timeout, int sig = 0);
+  const std::string& log_path() const { return log_; }
+
+ private:
+  std::string log_;
+  pid_t pid_ = -1;
+};
+
 // Publishes numbered events for a set of devices through one Paho client with QoS 1 and waits for
 // the broker's acknowledgement of each. Payload: "<device>:<n>:" followed by filler bytes that
 // depend on (device, n), so a reader can check them byte for byte.

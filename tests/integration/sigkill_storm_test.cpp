@@ -55,54 +55,6 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// The fleet simulator in a child process, its output in a file.
-class Fleet {
- public:
-  Fleet(const std::string& binary, const std::vector<std::string>& args, const std::string& log) {
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed for " + binary);
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      FILE* out = std::freopen(log.c_str(), "w", stdout);
-      if (out == nullptr) _exit(126);
-      dup2(fileno(stdout), STDERR_FILENO);
-      std::vector<char*> argv{const_cast<char*>(binary.c_str())};
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(binary.c_str(), argv.data());
-      _exit(127);
-    }
-  }
-  ~Fleet() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  Fleet(const Fleet&) = delete;
-  Fleet& operator=(const Fleet&) = delete;
-
-  // SIGTERM ends generation; the simulator flushes its outboxes and writes the summary. Returns
-  // the exit status, or nullopt if it did not exit in time.
-  std::optional<int> Stop(std::chrono::seconds timeout) {
-    kill(pid_, SIGTERM);
-    std::optional<int> result;
-    WaitFor(
-        [&] {
-          int status = 0;
-          if (waitpid(pid_, &status, WNOHANG) != pid_) return false;
-          pid_ = -1;
-          result = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-          return true;
-        },
-        timeout, 20ms);
-    return result;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
 uint64_t LastSeq(const std::string& log_path) {
   auto st = ReadLogStats(log_path);
   return st ? st->last_seq : 0;
@@ -154,11 +106,12 @@ TEST_CASE("SIGKILL storm under a steady fleet: nothing acknowledged is lost or r
   // Every profile at QoS 1: a QoS 0 event has no acknowledgement to keep, so a kill may lose it
   // by design. ~150 events/s from 12 devices, alarms and doors included.
   const std::string summary = dir.File("fleet.json");
-  Fleet fleet(sim_bin,
-              {"--url", env.mqtt_url, "--devices", "12", "--total-rate", "150", "--seed",
-               std::to_string(seed), "--client-prefix", "storm-" + suffix, "--qos-vibration", "1",
-               "--summary-json", summary, "--progress-interval", "5", "--flush-timeout", "30"},
-              dir.File("sim.log"));
+  ChildProcess fleet(
+      sim_bin,
+      {"--url", env.mqtt_url, "--devices", "12", "--total-rate", "150", "--seed",
+       std::to_string(seed), "--client-prefix", "storm-" + suffix, "--qos-vibration", "1",
+       "--summary-json", summary, "--progress-interval", "5", "--flush-timeout", "30"},
+      dir.File("sim.log"));
   REQUIRE_MESSAGE(WaitFor([&] { return LastSeq(db) > 0; }, 60s, 20ms),
                   ReadFile(dir.File("sim.log")));
 
@@ -179,7 +132,7 @@ TEST_CASE("SIGKILL storm under a steady fleet: nothing acknowledged is lost or r
   const double storm_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  const auto fleet_status = fleet.Stop(90s);
+  const auto fleet_status = fleet.Wait(90s, SIGTERM);
   REQUIRE(fleet_status.has_value());
   CHECK(*fleet_status == 0);
   const auto totals = nlohmann::json::parse(ReadFile(summary))["totals"];

@@ -121,57 +121,6 @@ struct CloudBack {
   }
 };
 
-// --- The fleet (sluice-sim) in a child process ----------------------------------------------
-
-class FleetProcess {
- public:
-  FleetProcess(const std::string& binary, const std::vector<std::string>& args,
-               const std::string& log)
-      : log_(log) {
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed for " + binary);
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      FILE* out = std::freopen(log.c_str(), "w", stdout);
-      if (out == nullptr) _exit(126);
-      dup2(fileno(stdout), STDERR_FILENO);
-      std::vector<char*> argv{const_cast<char*>(binary.c_str())};
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(binary.c_str(), argv.data());
-      _exit(127);
-    }
-  }
-  ~FleetProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  FleetProcess(const FleetProcess&) = delete;
-  FleetProcess& operator=(const FleetProcess&) = delete;
-
-  // Waits for the fleet to finish its --events; the exit status, or nullopt on timeout.
-  std::optional<int> Wait(std::chrono::seconds timeout) {
-    std::optional<int> result;
-    WaitFor(
-        [&] {
-          int status = 0;
-          if (pid_ <= 0 || waitpid(pid_, &status, WNOHANG) != pid_) return false;
-          pid_ = -1;
-          result = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-          return true;
-        },
-        timeout, 20ms);
-    return result;
-  }
-  std::string Log() const { return ReadFile(log_); }
-
- private:
-  std::string log_;
-  pid_t pid_ = -1;
-};
-
 // --- Metrics --------------------------------------------------------------------------------
 
 // One scrape of /metrics: "name{labels}" -> value; empty when nothing answered.
@@ -344,7 +293,7 @@ class Site {
 
   // A fleet of `devices` telemetry devices (or the given profile mix) publishing `events` events
   // in all at `rate` events/s, QoS 1, into the local broker; its summary goes to Summary().
-  std::unique_ptr<FleetProcess> StartFleet(uint64_t events, int rate,
+  std::unique_ptr<ChildProcess> StartFleet(uint64_t events, int rate,
                                            const std::string& profiles = "telemetry:4",
                                            size_t payload_bytes = 0) {
     std::vector<std::string> args = {"--url",
@@ -371,14 +320,14 @@ class Site {
       args.push_back("--payload-bytes");
       args.push_back(std::to_string(payload_bytes));
     }
-    return std::make_unique<FleetProcess>(sim_bin, args, f.dir.File("fleet.log"));
+    return std::make_unique<ChildProcess>(sim_bin, args, f.dir.File("fleet.log"));
   }
   std::string Summary() const { return f.dir.File("fleet.json"); }
   // Waits for the fleet to finish; the events the local broker acknowledged to it.
-  uint64_t FinishFleet(FleetProcess& fleet, std::chrono::seconds timeout = 120s) {
+  uint64_t FinishFleet(ChildProcess& fleet, std::chrono::seconds timeout = 120s) {
     auto status = fleet.Wait(timeout);
-    REQUIRE_MESSAGE(status.has_value(), fleet.Log());
-    REQUIRE_MESSAGE(*status == 0, fleet.Log());
+    REQUIRE_MESSAGE(status.has_value(), ReadFile(fleet.log_path()));
+    REQUIRE_MESSAGE(*status == 0, ReadFile(fleet.log_path()));
     const auto totals = nlohmann::json::parse(ReadFile(Summary()))["totals"];
     std::printf("scenario=%s fleet %s\n", name_.c_str(), totals.dump().c_str());
     return totals["sent"].get<uint64_t>();
