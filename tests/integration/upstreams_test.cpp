@@ -679,7 +679,22 @@ void KillCloudInFlight(Site& site, const MqttReader& reader) {
         WaitFor([&] { return site.Metric("sluice_forwarder_window_events", "cloud") >= 10; }, 30s,
                 20ms),
         site.Diagnostics());
-    const uint64_t confirmed = site.Cursor("cloud").cursor;
+    // The cursor is stored at most every 200 ms: confirmations read just before the freeze reach
+    // it only then. Once it has not moved for a second it covers every event the broker confirmed.
+    uint64_t confirmed = site.Cursor("cloud").cursor;
+    auto unchanged_since = std::chrono::steady_clock::now();
+    REQUIRE(WaitFor(
+        [&] {
+          const uint64_t c = site.Cursor("cloud").cursor;
+          const auto now = std::chrono::steady_clock::now();
+          if (c != confirmed) {
+            confirmed = c;
+            unchanged_since = now;
+            return false;
+          }
+          return now - unchanged_since >= 1s;
+        },
+        30s, 20ms));
     const auto seqs = CloudSeqs(reader.Messages(), site.cloud_gap_topic);
     const uint64_t have =
         static_cast<uint64_t>(std::distance(seqs.begin(), seqs.upper_bound(confirmed)));
