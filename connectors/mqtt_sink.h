@@ -79,7 +79,7 @@ class MqttSink final : public Sink {
   // Connections established so far.
   uint64_t Connects() const { return connects_.load(); }
   // How often a refusal started a hold (the broker, or a topic, became held).
-  uint64_t Holds() const { return holds_count_.load(); }
+  uint64_t Holds() const override { return holds_count_.load(); }
 
  private:
   struct Shared;
