@@ -21,6 +21,8 @@ const char* CodeName(Status::Code code) {
       return "not found";
     case Status::Code::kShutdown:
       return "shutting down";
+    case Status::Code::kFenced:
+      return "fenced";
   }
   return "unknown";
 }

@@ -21,6 +21,7 @@ class Status {
     kUnavailable,      // a peer (broker) cannot be reached right now: try again later
     kNotFound,
     kShutdown,  // the component is stopping and took nothing
+    kFenced,    // another instance took over this one's identity upstream: stop, do not retry
   };
 
   Status() = default;
@@ -33,6 +34,7 @@ class Status {
   static Status Unavailable(std::string_view msg) { return {Code::kUnavailable, msg}; }
   static Status NotFound(std::string_view msg) { return {Code::kNotFound, msg}; }
   static Status Shutdown(std::string_view msg) { return {Code::kShutdown, msg}; }
+  static Status Fenced(std::string_view msg) { return {Code::kFenced, msg}; }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

@@ -27,8 +27,14 @@ constexpr OwnedKafkaSetting kOwned[] = {
     {"request.required.acks", nullptr,
      "it is an alias of acks, which sluice sets to all: an event leaves the local log only once "
      "every in-sync replica has it"},
-    // Never give up on an event: an outage of days is retried for days, in order.
-    {"message.timeout.ms", [](const Options&) -> std::string { return "0"; },
+    // Never give up on an event: an outage of days is retried for days, in order. A transactional
+    // producer may not keep a record longer than its transaction; the abort that follows a timeout
+    // sends the events again, in order.
+    {"message.timeout.ms",
+     [](const Options& o) -> std::string {
+       return o.delivery == KafkaDelivery::kExactlyOnce ? std::to_string(o.transaction_timeout_ms)
+                                                        : "0";
+     },
      "sluice controls delivery timeouts itself; an event stays in the local log until Kafka "
      "confirms it, and a librdkafka timeout would break ordering"},
     {"delivery.timeout.ms", nullptr,
@@ -47,9 +53,19 @@ constexpr OwnedKafkaSetting kOwned[] = {
     {"delivery.report.only.error", nullptr,
      "sluice needs a delivery report for every event to know when it may delete it from the "
      "local log"},
-    {"transactional.id", nullptr,
-     "sluice does not use transactions, and a transactional producer refuses every record sent "
-     "outside one"},
+    {"transactional.id",
+     [](const Options& o) -> std::string {
+       return o.delivery == KafkaDelivery::kExactlyOnce ? TransactionalId(o) : "";
+     },
+     "sluice derives it from the gateway id and the upstream's name when delivery = "
+     "\"exactly-once\", and a transactional producer refuses every record sent outside a "
+     "transaction; set delivery instead"},
+    {"transaction.timeout.ms",
+     [](const Options& o) -> std::string {
+       return o.delivery == KafkaDelivery::kExactlyOnce ? std::to_string(o.transaction_timeout_ms)
+                                                        : "";
+     },
+     "set transaction_timeout_ms instead"},
     // Key-to-partition placement. Each hashing partitioner keeps a key in one partition, in order;
     // their *_random forms differ only for empty keys, which sluice never produces
     // (docs/kafka-records.md). murmur2 stays open for agreeing with Java producers. sluice sets
@@ -123,7 +139,9 @@ bool OwnedSettingAllows(const OwnedKafkaSetting& setting, std::string_view value
 KafkaSettings OwnedProducerSettings(const KafkaSinkOptions& options) {
   KafkaSettings out;
   for (const OwnedKafkaSetting& s : kOwned) {
-    if (s.value != nullptr) out.emplace_back(std::string(s.key), s.value(options));
+    if (s.value == nullptr) continue;
+    // An empty value: the setting does not apply to this delivery mode.
+    if (std::string v = s.value(options); !v.empty()) out.emplace_back(std::string(s.key), v);
   }
   return out;
 }

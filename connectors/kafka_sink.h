@@ -4,6 +4,7 @@
 #include <spdlog/logger.h>
 
 #include <atomic>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -19,6 +20,15 @@
 
 namespace sluice::connectors {
 
+// How often an event may arrive in Kafka (docs/guarantees.md).
+enum class KafkaDelivery : uint8_t {
+  // An idempotent producer; a crash re-sends what was sent since the cursor was last stored.
+  kAtLeastOnce,
+  // A transactional producer: each transaction holds a run of events and a checkpoint record
+  // naming the log and the last seq in it, so that events and position commit together.
+  kExactlyOnce,
+};
+
 struct KafkaSinkOptions {
   std::string brokers = "127.0.0.1:9092";
   std::string compression = "lz4";
@@ -32,7 +42,23 @@ struct KafkaSinkOptions {
   // Where gap records go (docs/kafka-records.md, "Gap records"), keyed by the gateway id.
   std::string gap_topic = "sluice.gaps";
   std::map<std::string, std::string> properties;  // passed to librdkafka as they are
+  // The upstream's name ([upstream.NAME]): with gateway_id, it names the transactional producer
+  // and the checkpoint's key, so that every Kafka upstream keeps a checkpoint of its own.
+  std::string upstream = "kafka";
+  KafkaDelivery delivery = KafkaDelivery::kAtLeastOnce;
+  // Exactly-once only: a transaction commits once it holds this many events or is this old.
+  int transaction_max_events = 10000;
+  int transaction_interval_ms = 100;
+  // The broker aborts a transaction left open this long (a crashed sluice's); librdkafka's message
+  // timeout is set to it too, since a record may not outlive its transaction.
+  int transaction_timeout_ms = 60000;
+  // The compacted topic that holds each upstream's checkpoint, keyed by gateway and upstream.
+  std::string checkpoint_topic = "sluice.checkpoints";
 };
+
+// The transactional.id of an exactly-once upstream: one per gateway and upstream, so that a second
+// sluice started with the same gateway id fences the first.
+std::string TransactionalId(const KafkaSinkOptions& options);
 
 // The Kafka sink on librdkafka's C++ producer.
 //

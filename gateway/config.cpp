@@ -477,6 +477,23 @@ void ReadKafkaOptions(TableReader* r, const ConfigEnvironment& env, bool legacy,
     const std::string problem = KafkaTopicProblem(out->gap_topic);
     if (!problem.empty()) r->Fail("gap_topic", Quote(out->gap_topic) + " " + problem);
   }
+  if (!legacy) {
+    std::string delivery;
+    if (r->Choice("delivery", {"at-least-once", "exactly-once"}, &delivery)) {
+      out->delivery = delivery == "exactly-once" ? connectors::KafkaDelivery::kExactlyOnce
+                                                 : connectors::KafkaDelivery::kAtLeastOnce;
+    }
+    r->Integer("transaction_max_events", 1, 1'000'000, &out->transaction_max_events);
+    r->Integer("transaction_interval_ms", 1, 60'000, &out->transaction_interval_ms);
+    // librdkafka's range for transaction.timeout.ms.
+    r->Integer("transaction_timeout_ms", 1000, 2'147'483'647, &out->transaction_timeout_ms);
+    if (r->String("checkpoint_topic", &out->checkpoint_topic)) {
+      const std::string problem = KafkaTopicProblem(out->checkpoint_topic);
+      if (!problem.empty()) {
+        r->Fail("checkpoint_topic", Quote(out->checkpoint_topic) + " " + problem);
+      }
+    }
+  }
   PropertySources sources;
   if (const toml::table* properties = r->Table("properties")) {
     ReadProperties(errors, env, *properties, r->Name("properties"), "", &out->properties, &sources);
@@ -576,9 +593,19 @@ std::string UpstreamNameProblem(std::string_view name) {
 }
 
 // Keys only one kind has, to say so when the other kind is given them.
-constexpr std::string_view kKafkaOnlyKeys[] = {
-    "brokers",          "compression", "linger_ms",         "batch_bytes", "max_in_flight_events",
-    "retry_backoff_ms", "properties",  "sasl_password_file"};
+constexpr std::string_view kKafkaOnlyKeys[] = {"brokers",
+                                               "compression",
+                                               "linger_ms",
+                                               "batch_bytes",
+                                               "max_in_flight_events",
+                                               "retry_backoff_ms",
+                                               "properties",
+                                               "sasl_password_file",
+                                               "delivery",
+                                               "transaction_max_events",
+                                               "transaction_interval_ms",
+                                               "transaction_timeout_ms",
+                                               "checkpoint_topic"};
 constexpr std::string_view kMqttOnlyKeys[] = {
     "url",         "protocol",         "client_id", "username",      "password", "password_file",
     "keepalive_s", "reconnect_min_ms", "tls",       "max_in_flight", "topic"};
@@ -623,6 +650,7 @@ void ReadUpstream(TomlErrors* errors, const ConfigEnvironment& env, const std::s
   }
   if (upstream.kind == UpstreamKind::kKafka) {
     upstream.kafka.gateway_id = gateway.id;
+    upstream.kafka.upstream = name;
     ReadKafkaOptions(&r, env, /*legacy=*/false, &upstream.kafka, &config->secret_files);
   } else {
     connectors::MqttSinkOptions& mqtt = upstream.mqtt;

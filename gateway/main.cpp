@@ -32,6 +32,9 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitConfig = 2;
+// Another sluice with this gateway id took over an exactly-once Kafka upstream. The unit does not
+// restart on it (RestartPreventExitStatus): a restart would fence the other one in turn.
+constexpr int kExitFenced = 3;
 
 std::string Join(const std::vector<std::string>& items) {
   std::string out;
@@ -239,7 +242,7 @@ int Run(const std::string& path, const std::string& level_override) {
     s = daemon.Failed();
     if (!s.ok()) {
       logger->critical("stopping after a fatal error: {}", s.ToString());
-      exit_code = kExitFailure;
+      exit_code = s.code() == sluice::Status::Code::kFenced ? kExitFenced : kExitFailure;
       break;
     }
     if (std::chrono::steady_clock::now() >= next_summary) {

@@ -55,6 +55,9 @@ Status Upstream::MakeSink(bool replay, std::unique_ptr<connectors::Sink>* out) c
   if (config_.kind == UpstreamKind::kKafka) {
     connectors::KafkaSinkOptions o = config_.kafka;
     o.log_id = env_.log_id;
+    // A replay sends events again on purpose: no transaction and no checkpoint, so that it never
+    // fences the live producer nor moves the live position.
+    if (replay) o.delivery = connectors::KafkaDelivery::kAtLeastOnce;
     std::unique_ptr<connectors::KafkaSink> sink;
     Status s = connectors::KafkaSink::Create(o, router_.get(), env_.clock, env_.logger, &sink);
     if (!s.ok()) return s;
