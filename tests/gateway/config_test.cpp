@@ -643,11 +643,19 @@ TEST_CASE("ParseConfig refuses settings that would break a key's partition or or
 TEST_CASE("Every librdkafka setting the sink sets is refused in the configuration, and back") {
   connectors::KafkaSinkOptions options;
   options.gateway_id = "g";
-  const connectors::KafkaSettings set = connectors::OwnedProducerSettings(options);
+  connectors::KafkaSinkOptions exactly_once = options;
+  exactly_once.delivery = connectors::KafkaDelivery::kExactlyOnce;
+  // Each delivery mode sets keys of its own; the table's keys with a value are their union.
+  connectors::KafkaSettings set = connectors::OwnedProducerSettings(options);
   std::set<std::string> set_keys;
   for (const auto& [key, value] : set) set_keys.insert(key);
+  CHECK(set_keys.count("transactional.id") == 0);
+  for (auto& [key, value] : connectors::OwnedProducerSettings(exactly_once)) {
+    if (set_keys.insert(key).second) set.emplace_back(key, value);
+  }
   for (const char* key : {"enable.idempotence", "acks", "message.timeout.ms",
-                          "queue.buffering.max.messages", "log.connection.close"}) {
+                          "queue.buffering.max.messages", "log.connection.close",
+                          "transactional.id", "transaction.timeout.ms"}) {
     CHECK(set_keys.count(key) == 1);
   }
   for (const auto& [key, value] : set) {
