@@ -65,6 +65,10 @@ class KafkaSink::Callbacks final : public RdKafka::DeliveryReportCb, public RdKa
           break;
       }
     }
+    if (sink_->transactional()) {
+      sink_->OnTransactionalReport(d, err);
+      return;
+    }
     if (sink_->in_flight_ > 0) sink_->in_flight_--;
     if (out_ != nullptr) out_->push_back(std::move(d));
   }
@@ -74,7 +78,11 @@ class KafkaSink::Callbacks final : public RdKafka::DeliveryReportCb, public RdKa
       case RdKafka::Event::EVENT_ERROR: {
         const auto err = event.err();
         if (err == RdKafka::ERR__ALL_BROKERS_DOWN) sink_->connected_ = false;
-        if (event.fatal()) fatal_ = true;
+        if (event.fatal()) {
+          // Poll rebuilds the producer (or stops, if it was fenced) and says why.
+          fatal_ = true;
+          break;
+        }
         if (ClassifyKafkaError(err).cls == KafkaErrorClass::kHold) {
           // Throttled there, and stated in HoldReason() until a delivery or probe succeeds.
           sink_->Hold("", err, event.str());
@@ -133,6 +141,9 @@ Status KafkaSink::Create(KafkaSinkOptions options, const Router* router, const C
   std::unique_ptr<KafkaSink> sink(
       new KafkaSink(std::move(options), router, clock, std::move(logger)));
   sink->callbacks_ = std::make_unique<Callbacks>(sink.get());
+  if (sink->transactional()) {
+    sink->checkpoint_ = std::make_unique<KafkaCheckpoint>(sink->options_, sink->log_);
+  }
   Status s = sink->BuildProducer();
   if (!s.ok()) return s;
   *out = std::move(sink);
@@ -167,6 +178,41 @@ Status KafkaSink::BuildProducer() {
 
 Status KafkaSink::Send(const storage::Event& event) {
   if (!producer_) return error();
+  if (transactional()) {
+    if (txn_state_ == TxnState::kReady || txn_state_ == TxnState::kOpen) {
+      if (event.seq <= committed_through_) {
+        // Committed by an earlier run (or before a rebuild) after the local cursor was stored.
+        settled_.push_back(Delivery{event.seq, Delivery::Outcome::kDelivered, {}});
+        in_flight_++;
+        return Status::Ok();
+      }
+    }
+    switch (txn_state_) {
+      case TxnState::kInit:
+      case TxnState::kResync:
+        return Status::Unavailable("kafka transactions are being set up");
+      case TxnState::kCommitting:
+      case TxnState::kAborting:
+        return Status::Full("kafka transaction ending");
+      case TxnState::kOpen:
+        if (txn_doomed_ ||
+            txn_seqs_.size() >= static_cast<size_t>(options_.transaction_max_events)) {
+          return Status::Full("kafka transaction full");
+        }
+        break;
+      case TxnState::kReady: {
+        std::unique_ptr<RdKafka::Error> e(producer_->begin_transaction());
+        if (e) {
+          std::vector<Delivery> none;
+          TransactionError("beginning a transaction", e.get(), &none);
+          return Status::Unavailable("kafka transaction not begun: " + e->str());
+        }
+        txn_state_ = TxnState::kOpen;
+        txn_began_ = clock_->Now();
+        break;
+      }
+    }
+  }
   std::unique_ptr<RdKafka::Headers> headers(RdKafka::Headers::create());
   const std::string* topic = nullptr;
   std::string key;
@@ -202,6 +248,7 @@ Status KafkaSink::Send(const storage::Event& event) {
   if (rc == RdKafka::ERR_NO_ERROR) {
     headers.release();  // librdkafka owns them now
     in_flight_++;
+    if (transactional()) txn_seqs_.push_back(event.seq);
     return Status::Ok();
   }
   if (rc == RdKafka::ERR__QUEUE_FULL) return Status::Full("kafka producer queue full");
@@ -222,9 +269,25 @@ Status KafkaSink::Send(const storage::Event& event) {
 
 void KafkaSink::Poll(std::chrono::milliseconds timeout, std::vector<Delivery>* out) {
   if (!producer_) return;  // failed for good: error() says why, the forwarder stops
+  if (transactional()) {
+    // Nothing is reported before the commit: wait no longer than until it is due. In the other
+    // states the calls that are retried are paced by their backoff, so waiting as asked is right.
+    if (!settled_.empty() || (txn_state_ == TxnState::kOpen && txn_doomed_)) {
+      timeout = std::chrono::milliseconds(0);
+    } else if (txn_state_ == TxnState::kOpen) {
+      timeout = std::min(timeout, UntilCommitDue());
+    }
+  }
   callbacks_->out_ = out;
   producer_->poll(static_cast<int>(timeout.count()));
   callbacks_->out_ = nullptr;
+  if (transactional() && producer_) {
+    AdvanceTransaction(out);
+    in_flight_ -= std::min(in_flight_, settled_.size());
+    for (Delivery& d : settled_) out->push_back(std::move(d));
+    settled_.clear();
+    if (!producer_) return;
+  }
   if (in_flight_ == 0 && !connected_.load()) ProbeConnection();
   ProbeHeldTopics();
   std::string reason;
@@ -337,21 +400,46 @@ void KafkaSink::ProbeConnection() {
 }
 
 void KafkaSink::RebuildAfterFatal(const std::string& reason, std::vector<Delivery>* out) {
+  std::string why;
+  if (transactional() && Fenced(producer_->fatal_error(why))) {
+    // Another sluice took this gateway's transactional.id. Writing on beside it would duplicate
+    // or interleave events, so this one stops for good; its open transaction was aborted by the
+    // other's initialisation, and every unconfirmed event stays in the log.
+    const Status fenced = Status::Fenced(
+        "another sluice with gateway id '" + options_.gateway_id + "' took over Kafka upstream '" +
+        options_.upstream + "' (transactional.id '" + TransactionalId(options_) + "': " + reason +
+        "); this one stops forwarding. Give each gateway its own gateway.id");
+    producer_->purge(RdKafka::Producer::PURGE_QUEUE | RdKafka::Producer::PURGE_INFLIGHT |
+                     RdKafka::Producer::PURGE_NON_BLOCKING);
+    producer_.reset();
+    connected_ = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (error_.ok()) error_ = fenced;
+    }
+    log_->critical("{}", fenced.message());
+    return;
+  }
   uint64_t suppressed = 0;
   if (fatal_log_.Allow(&suppressed)) {
     log_->error(
-        "kafka producer hit a fatal error ({}); rebuilding it and resending what was in "
-        "flight (this may duplicate some events upstream) ({} more since the last report)",
-        reason, suppressed);
+        "kafka producer hit a fatal error ({}); rebuilding it and {} ({} more since the last "
+        "report)",
+        reason,
+        transactional() ? "reading its checkpoint back before it sends again"
+                        : "resending what was in flight (this may duplicate some events upstream)",
+        suppressed);
   }
   producer_->purge(RdKafka::Producer::PURGE_QUEUE | RdKafka::Producer::PURGE_INFLIGHT |
                    RdKafka::Producer::PURGE_NON_BLOCKING);
-  callbacks_->out_ = out;
-  const auto deadline = clock_->Now() + std::chrono::seconds(5);
-  while (in_flight_ > 0 && clock_->Now() < deadline) producer_->poll(50);
-  callbacks_->out_ = nullptr;
-  // Any event whose report did not come back is resent by the forwarder's rewind.
-  in_flight_ = 0;
+  if (!transactional()) {
+    callbacks_->out_ = out;
+    const auto deadline = clock_->Now() + std::chrono::seconds(5);
+    while (in_flight_ > 0 && clock_->Now() < deadline) producer_->poll(50);
+    callbacks_->out_ = nullptr;
+    // Any event whose report did not come back is resent by the forwarder's rewind.
+    in_flight_ = 0;
+  }
   producer_.reset();
   connected_ = false;
   Status s = BuildProducer();
@@ -360,7 +448,196 @@ void KafkaSink::RebuildAfterFatal(const std::string& reason, std::vector<Deliver
     producer_.reset();
     FailForGood(s);
   }
+  if (transactional()) {
+    // The transaction may have committed before the error: the checkpoint read back after the new
+    // producer's initialisation (which completes or aborts it) settles its events.
+    txn_state_ = TxnState::kInit;
+    checkpoint_sent_ = false;
+    return;
+  }
   out->push_back(Delivery{0, Delivery::Outcome::kRetry, "producer rebuilt: " + reason});
+}
+
+bool KafkaSink::Fenced(RdKafka::ErrorCode err) const {
+  return err == RdKafka::ERR__FENCED || err == RdKafka::ERR_PRODUCER_FENCED;
+}
+
+void KafkaSink::OnTransactionalReport(const Delivery& d, RdKafka::ErrorCode err) {
+  if (err == RdKafka::ERR_NO_ERROR) return;  // confirmed only by the commit
+  // Purged by an abort or a rebuild: settled by the checkpoint read back afterwards.
+  if (err == RdKafka::ERR__PURGE_QUEUE || err == RdKafka::ERR__PURGE_INFLIGHT) return;
+  txn_doomed_ = true;
+  if (d.seq != 0 && d.outcome != Delivery::Outcome::kRetry) txn_refusals_[d.seq] = d;
+  uint64_t suppressed = 0;
+  if (txn_log_.Allow(&suppressed)) {
+    log_->warn("kafka transaction of {} events must abort: {} ({} more since the last report)",
+               txn_seqs_.size(), d.seq == 0 ? "the checkpoint record failed: " + d.error : d.error,
+               suppressed);
+  }
+}
+
+std::chrono::milliseconds KafkaSink::UntilCommitDue() const {
+  if (txn_seqs_.size() >= static_cast<size_t>(options_.transaction_max_events)) {
+    return std::chrono::milliseconds(0);
+  }
+  const auto due = txn_began_ + std::chrono::milliseconds(options_.transaction_interval_ms);
+  const auto now = clock_->Now();
+  if (now >= due) return std::chrono::milliseconds(0);
+  return std::chrono::ceil<std::chrono::milliseconds>(due - now);
+}
+
+bool KafkaSink::TransactionError(const char* what, const RdKafka::Error* error,
+                                 std::vector<Delivery>* out) {
+  if (error->is_fatal()) {
+    RebuildAfterFatal(std::string(what) + ": " + error->str(), out);
+    return false;
+  }
+  if (error->txn_requires_abort()) {
+    txn_doomed_ = true;
+    return false;
+  }
+  const RdKafka::ErrorCode code = error->code();
+  if (ClassifyKafkaError(code).cls == KafkaErrorClass::kHold) {
+    Hold("", code, error->str());
+  } else {
+    uint64_t suppressed = 0;
+    if (txn_log_.Allow(&suppressed)) {
+      log_->warn("kafka {}: {} (retrying with backoff; {} more since the last report)", what,
+                 error->str(), suppressed);
+    }
+  }
+  next_txn_try_ = clock_->Now() + txn_backoff_.Next();
+  return true;
+}
+
+void KafkaSink::AdvanceTransaction(std::vector<Delivery>* out) {
+  // Each blocking call below waits at most this long, so that the forwarder's loop (and its
+  // heartbeat) goes on while Kafka is away; a call that timed out is made again later.
+  constexpr int kCallTimeoutMs = 2000;
+  const auto now = clock_->Now();
+  if (txn_state_ == TxnState::kInit) {
+    if (now < next_txn_try_) return;
+    std::unique_ptr<RdKafka::Error> e(producer_->init_transactions(kCallTimeoutMs));
+    if (e) {
+      TransactionError("initialising transactions", e.get(), out);
+      return;
+    }
+    txn_state_ = TxnState::kResync;
+  }
+  if (txn_state_ == TxnState::kResync) {
+    if (now < next_txn_try_ && txn_backoff_.attempts() > 0) return;
+    if (!Resync(out)) return;
+    txn_backoff_.Reset();
+    txn_state_ = TxnState::kReady;
+    return;
+  }
+  if (txn_state_ == TxnState::kOpen && !txn_doomed_ &&
+      UntilCommitDue() == std::chrono::milliseconds(0)) {
+    txn_state_ = TxnState::kCommitting;
+  }
+  if (txn_state_ == TxnState::kOpen && txn_doomed_) txn_state_ = TxnState::kAborting;
+  if (txn_state_ == TxnState::kCommitting) {
+    if (!txn_doomed_ && !checkpoint_sent_) {
+      const std::string value = EncodeCheckpoint({options_.log_id, txn_seqs_.back()});
+      const RdKafka::ErrorCode rc = producer_->produce(
+          checkpoint_->topic(), checkpoint_->partition(), RdKafka::Producer::RK_MSG_COPY,
+          const_cast<char*>(value.data()), value.size(), checkpoint_->key().data(),
+          checkpoint_->key().size(), 0, nullptr);
+      if (rc == RdKafka::ERR_NO_ERROR) {
+        checkpoint_sent_ = true;
+      } else if (rc != RdKafka::ERR__QUEUE_FULL) {
+        OnTransactionalReport(Delivery{0, Delivery::Outcome::kRetry, RdKafka::err2str(rc)}, rc);
+      }
+    }
+    if (!txn_doomed_ && checkpoint_sent_) {
+      if (now < next_txn_try_ && txn_backoff_.attempts() > 0) return;
+      std::unique_ptr<RdKafka::Error> e(producer_->commit_transaction(kCallTimeoutMs));
+      if (!e) {
+        for (uint64_t seq : txn_seqs_) {
+          out->push_back(Delivery{seq, Delivery::Outcome::kDelivered, {}});
+        }
+        in_flight_ -= std::min(in_flight_, txn_seqs_.size());
+        committed_through_ = std::max(committed_through_, txn_seqs_.back());
+        txn_seqs_.clear();
+        txn_refusals_.clear();
+        checkpoint_sent_ = false;
+        txn_backoff_.Reset();
+        connected_ = true;
+        rebuild_backoff_.Reset();
+        txn_state_ = TxnState::kReady;
+        return;
+      }
+      if (TransactionError("committing a transaction", e.get(), out) || !producer_ ||
+          txn_state_ == TxnState::kInit) {
+        return;
+      }
+    }
+    if (txn_doomed_) txn_state_ = TxnState::kAborting;
+  }
+  if (txn_state_ == TxnState::kAborting) {
+    if (now < next_txn_try_ && txn_backoff_.attempts() > 0) return;
+    std::unique_ptr<RdKafka::Error> e(producer_->abort_transaction(kCallTimeoutMs));
+    if (e) {
+      TransactionError("aborting a transaction", e.get(), out);
+      return;
+    }
+    txn_backoff_.Reset();
+    checkpoint_sent_ = false;
+    txn_state_ = TxnState::kResync;
+    if (Resync(out)) txn_state_ = TxnState::kReady;
+  }
+}
+
+bool KafkaSink::Resync(std::vector<Delivery>* out) {
+  constexpr auto kTimeout = std::chrono::seconds(10);
+  Status s = checkpoint_->Prepare(producer_.get(), std::chrono::milliseconds(2000));
+  std::optional<Checkpoint> checkpoint;
+  if (s.ok()) s = checkpoint_->Read(kTimeout, &checkpoint);
+  if (!s.ok()) {
+    uint64_t suppressed = 0;
+    if (txn_log_.Allow(&suppressed)) {
+      log_->warn("kafka upstream '{}': {}; events wait in the log ({} more since the last report)",
+                 options_.upstream, s.message(), suppressed);
+    }
+    next_txn_try_ = clock_->Now() + txn_backoff_.Next();
+    return false;
+  }
+  uint64_t through = 0;
+  if (checkpoint && checkpoint->log_id == options_.log_id) {
+    through = checkpoint->seq;
+  } else if (checkpoint && !foreign_checkpoint_logged_) {
+    // A re-created log starts its sequence numbers again: the old log's position means nothing
+    // for it, and applying it would skip events.
+    foreign_checkpoint_logged_ = true;
+    log_->warn(
+        "kafka upstream '{}': the checkpoint in '{}' belongs to log {} (seq {}), not to this log "
+        "{}; not applied, forwarding resumes from the local cursor",
+        options_.upstream, checkpoint_->topic(), checkpoint->log_id, checkpoint->seq,
+        options_.log_id);
+  }
+  committed_through_ = through;
+  if (!txn_seqs_.empty()) {
+    uint64_t committed = 0;
+    for (uint64_t seq : txn_seqs_) {
+      if (seq <= through) {
+        out->push_back(Delivery{seq, Delivery::Outcome::kDelivered, {}});
+        committed++;
+      } else if (auto it = txn_refusals_.find(seq); it != txn_refusals_.end()) {
+        out->push_back(it->second);
+      } else {
+        out->push_back(Delivery{seq, Delivery::Outcome::kRetry, "kafka transaction aborted"});
+      }
+    }
+    log_->info(
+        "kafka upstream '{}': of the {} events of the last transaction, {} were committed "
+        "(checkpoint seq {}); the others are sent again",
+        options_.upstream, txn_seqs_.size(), committed, through);
+    in_flight_ -= std::min(in_flight_, txn_seqs_.size());
+    txn_seqs_.clear();
+  }
+  txn_refusals_.clear();
+  txn_doomed_ = false;
+  return true;
 }
 
 std::string KafkaSink::WithoutPropertyValues(std::string msg) const {

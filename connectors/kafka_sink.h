@@ -14,6 +14,7 @@
 #include "common/backoff.h"
 #include "common/clock.h"
 #include "common/log_throttle.h"
+#include "connectors/kafka_checkpoint.h"
 #include "connectors/record_headers.h"
 #include "connectors/router.h"
 #include "connectors/sink.h"
@@ -79,6 +80,18 @@ std::string TransactionalId(const KafkaSinkOptions& options);
 // idempotence error rebuilds the producer, at most as often as a backoff allows, and reports what
 // was in flight as kRetry; a rebuild that fails leaves no producer and sets error() for good.
 //
+// Exactly once (delivery = kExactlyOnce; docs/ARCHITECTURE.md, "Exactly once to Kafka"): the
+// producer is transactional. A transaction opens with the first event sent and commits, with a
+// checkpoint record naming the log and its last seq (KafkaCheckpoint), once it holds
+// transaction_max_events or is transaction_interval_ms old. Its events are reported kDelivered
+// only when the commit succeeded. On start, after an abort and after a rebuild, the sink reads the
+// checkpoint back (read_committed) before it takes events again: events of the transaction in
+// doubt up to the checkpoint are reported kDelivered, the others kRetry (or the refusal their
+// delivery report gave), and any event sent with seq <= the checkpoint is reported kDelivered
+// without being produced again. An abortable error aborts the transaction; a fatal one rebuilds
+// the producer, whose initialisation fences the old one; being fenced by another producer with
+// the same transactional.id fails the sink for good with Status::Fenced.
+//
 // Thread-safety: one thread calls every method (the forwarder), as Sink requires, except
 // Connected(), HoldReason(), Holds() and error(); librdkafka's own threads never call into this
 // class except through Poll.
@@ -124,6 +137,27 @@ class KafkaSink final : public Sink {
   // Asks for the metadata of held topics, so that librdkafka learns that a topic now exists.
   void ProbeHeldTopics();
   void FailForGood(const Status& s);
+
+  // Exactly once. The transaction's state, advanced by Poll.
+  enum class TxnState : uint8_t {
+    kInit,        // the producer needs init_transactions
+    kResync,      // the checkpoint must be read back before events are taken again
+    kReady,       // no transaction open
+    kOpen,        // a transaction holds events
+    kCommitting,  // its checkpoint is produced; commit_transaction is (re)tried
+    kAborting,    // abort_transaction is (re)tried
+  };
+  bool transactional() const { return options_.delivery == KafkaDelivery::kExactlyOnce; }
+  void AdvanceTransaction(std::vector<Delivery>* out);
+  // A delivery report inside a transaction: nothing is confirmed before the commit; a refusal
+  // dooms the transaction and is kept for the event's report after the abort.
+  void OnTransactionalReport(const Delivery& d, RdKafka::ErrorCode err);
+  // Reads the checkpoint back and settles the events of the transaction in doubt by it.
+  bool Resync(std::vector<Delivery>* out);
+  // An error from a transactional call: true if the call may simply be tried again later.
+  bool TransactionError(const char* what, const RdKafka::Error* error, std::vector<Delivery>* out);
+  bool Fenced(RdKafka::ErrorCode err) const;
+  std::chrono::milliseconds UntilCommitDue() const;
   // `msg` with every [kafka.properties] value that stands as a word of its own replaced by
   // "<key>", so that no secret reaches a log line or systemd's STATUS=.
   std::string WithoutPropertyValues(std::string msg) const;
@@ -150,6 +184,23 @@ class KafkaSink final : public Sink {
   std::chrono::steady_clock::time_point next_hold_probe_{};
   LogThrottle hold_log_{std::chrono::seconds(30)};
   LogThrottle fatal_log_{std::chrono::seconds(30)};
+
+  // Exactly once; owned by the forwarder thread.
+  std::unique_ptr<KafkaCheckpoint> checkpoint_;
+  TxnState txn_state_ = TxnState::kInit;
+  std::vector<uint64_t> txn_seqs_;  // the open (or in-doubt) transaction's events, in order
+  // Refusals reported inside the open transaction, by seq, for the reports after the abort.
+  std::map<uint64_t, Delivery> txn_refusals_;
+  bool txn_doomed_ = false;       // a record of the transaction failed: it must abort
+  bool checkpoint_sent_ = false;  // the transaction's checkpoint record is produced
+  std::chrono::steady_clock::time_point txn_began_{};
+  std::chrono::steady_clock::time_point next_txn_try_{};
+  Backoff txn_backoff_{std::chrono::milliseconds(200), std::chrono::seconds(10)};
+  // Every event of the log with seq <= this is in Kafka, committed (the checkpoint read back).
+  uint64_t committed_through_ = 0;
+  std::vector<Delivery> settled_;  // confirmed without being produced, for the next Poll
+  LogThrottle txn_log_{std::chrono::seconds(30)};
+  bool foreign_checkpoint_logged_ = false;
 };
 
 }  // namespace sluice::connectors
