@@ -615,6 +615,17 @@ bool KafkaSink::Resync(std::vector<Delivery>* out) {
         options_.upstream, checkpoint_->topic(), checkpoint->log_id, checkpoint->seq,
         options_.log_id);
   }
+  if (options_.log_last_seq) {
+    if (const uint64_t last = options_.log_last_seq(); through > last) {
+      log_->error(
+          "kafka upstream '{}': the checkpoint says Kafka has this log's events up to seq {}, but "
+          "the log's last event is seq {}: the log lost its newest events (a power cut under "
+          "sync = \"normal\"?). New events reuse those seqs and are all forwarded; Kafka keeps "
+          "the old ones under the same seqs",
+          options_.upstream, through, last);
+      through = last;
+    }
+  }
   committed_through_ = through;
   if (!txn_seqs_.empty()) {
     uint64_t committed = 0;

@@ -4,6 +4,7 @@
 #include <spdlog/logger.h>
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -55,6 +56,11 @@ struct KafkaSinkOptions {
   int transaction_timeout_ms = 60000;
   // The compacted topic that holds each upstream's checkpoint, keyed by gateway and upstream.
   std::string checkpoint_topic = "sluice.checkpoints";
+  // The log's highest assigned seq (EventLog stats), asked when a checkpoint is read back. A
+  // checkpoint beyond it means the log lost its newest events (a power cut under sync = "normal")
+  // and will hand their seqs out again: the checkpoint then counts only up to the log's last seq,
+  // so that no new event is taken for one Kafka already has. Null: not checked.
+  std::function<uint64_t()> log_last_seq;
 };
 
 // The transactional.id of an exactly-once upstream: one per gateway and upstream, so that a second

@@ -477,7 +477,7 @@ void ReadKafkaOptions(TableReader* r, const ConfigEnvironment& env, bool legacy,
     const std::string problem = KafkaTopicProblem(out->gap_topic);
     if (!problem.empty()) r->Fail("gap_topic", Quote(out->gap_topic) + " " + problem);
   }
-  if (!legacy) {
+  {
     std::string delivery;
     if (r->Choice("delivery", {"at-least-once", "exactly-once"}, &delivery)) {
       out->delivery = delivery == "exactly-once" ? connectors::KafkaDelivery::kExactlyOnce
@@ -768,10 +768,19 @@ void RewriteProperties(const toml::table& table, const std::string& prefix, Show
 
 // The old [kafka] table as the new form's [upstream.kafka] block.
 std::string RewriteKafkaTable(const toml::table* kafka, Shown shown) {
-  static constexpr std::string_view kKeys[] = {
-      "brokers",          "compression",          "linger_ms",
-      "batch_bytes",      "max_in_flight_events", "retry_backoff_ms",
-      "reconnect_max_ms", "sasl_password_file"};
+  static constexpr std::string_view kKeys[] = {"brokers",
+                                               "compression",
+                                               "linger_ms",
+                                               "batch_bytes",
+                                               "max_in_flight_events",
+                                               "retry_backoff_ms",
+                                               "reconnect_max_ms",
+                                               "sasl_password_file",
+                                               "delivery",
+                                               "transaction_max_events",
+                                               "transaction_interval_ms",
+                                               "transaction_timeout_ms",
+                                               "checkpoint_topic"};
   std::string out = "[upstream." + std::string(kLegacyUpstream) + "]\nkind = \"kafka\"\n";
   const toml::table* properties = nullptr;
   if (kafka != nullptr) {

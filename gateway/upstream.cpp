@@ -55,6 +55,8 @@ Status Upstream::MakeSink(bool replay, std::unique_ptr<connectors::Sink>* out) c
   if (config_.kind == UpstreamKind::kKafka) {
     connectors::KafkaSinkOptions o = config_.kafka;
     o.log_id = env_.log_id;
+    storage::EventLog* const log = env_.log;
+    o.log_last_seq = [log] { return log->Stats().last_seq; };
     // A replay sends events again on purpose: no transaction and no checkpoint, so that it never
     // fences the live producer nor moves the live position.
     if (replay) o.delivery = connectors::KafkaDelivery::kAtLeastOnce;

@@ -118,10 +118,13 @@ constexpr const char* kFastTimeouts =
 
 // Events before, during and after a cut of the link to Kafka: sluice buffers into its log while
 // the link is cut, notices the cut, and drains in order once the link returns.
-void PartitionScenario(const std::string& scenario, const std::string& fault) {
+void PartitionScenario(const std::string& scenario, const std::string& fault,
+                       bool exactly_once = false) {
   if (NetnsUnavailable()) return;
   SluiceFixture f("chaos", scenario);
-  f.cfg.extra_kafka = kFastTimeouts;
+  // Keys of [kafka] itself before the [kafka.properties] table that kFastTimeouts opens.
+  f.cfg.extra_kafka =
+      std::string(exactly_once ? "delivery = \"exactly-once\"\n" : "") + kFastTimeouts;
   f.StartSluice();
   const auto devices = Devices(4);
   constexpr int kBefore = 500, kDuring = 1000, kAfter = 500;  // per device
@@ -181,11 +184,16 @@ void PartitionScenario(const std::string& scenario, const std::string& fault) {
   CHECK(v.lost == 0);
   CHECK(v.reordered == 0);
   CHECK(v.corrupted == 0);
+  if (exactly_once) CHECK(v.duplicates == 0);
   CHECK(f.process->Terminate() == 0);
 }
 
 TEST_CASE("partition: Kafka's link goes down mid-stream; sluice buffers and drains in order") {
   PartitionScenario("partition_link_down", "link-down");
+}
+
+TEST_CASE("exactly-once: Kafka's link goes down mid-stream; nothing lost or duplicated") {
+  PartitionScenario("partition_link_down_exactly_once", "link-down", /*exactly_once=*/true);
 }
 
 TEST_CASE(
@@ -340,8 +348,9 @@ size_t MissingSeqs(const std::vector<Record>& records, uint64_t last_seq) {
 // Publishes while Mosquitto is stopped (SIGTERM) or killed (SIGKILL) and started again. sluice
 // must come back on its persistent session and lose nothing that it committed. What the broker
 // itself lost (acknowledged to the publisher, never delivered to sluice) is reported apart.
-void MosquittoScenario(const std::string& scenario, bool kill) {
+void MosquittoScenario(const std::string& scenario, bool kill, bool exactly_once = false) {
   SluiceFixture f("chaos", scenario);
+  if (exactly_once) f.cfg.extra_kafka = "delivery = \"exactly-once\"\n";
   const std::string mqtt_port = MustGetEnv("SLUICE_CHAOS_MQTT_RESTART_PORT");
   const std::string mosquitto = f.env.scripts_dir + "/mosquitto.sh";
   const std::string mdir = f.dir.File("mosquitto");
@@ -443,6 +452,8 @@ void MosquittoScenario(const std::string& scenario, bool kill) {
     // A broker stopped cleanly saves every message it acknowledged.
     CHECK(v.lost == 0);
   }
+  // Redeliveries of events sluice had stored are recognised, and Kafka gets each event once.
+  if (exactly_once) CHECK(v.duplicates == 0);
   CHECK(f.process->Terminate() == 0);
 }
 
@@ -452,6 +463,10 @@ TEST_CASE("Mosquitto restarted (SIGTERM) mid-stream: sluice resumes its session,
 
 TEST_CASE("Mosquitto killed (SIGKILL) mid-stream: sluice loses nothing it committed") {
   MosquittoScenario("mosquitto_sigkill", true);
+}
+
+TEST_CASE("exactly-once: Mosquitto restarted (SIGTERM) mid-stream; nothing lost or duplicated") {
+  MosquittoScenario("mosquitto_sigterm_exactly_once", false, /*exactly_once=*/true);
 }
 
 }  // namespace

@@ -1,10 +1,12 @@
 // SIGKILL storm: a simulated fleet (sluice-sim) publishes steadily into the shared Mosquitto
 // (persistence on, max_queued_messages 0) while sluice is killed with SIGKILL at random moments
 // and restarted, again and again. At the end the fleet stops, sluice drains, and the verifier
-// (sluice-verify) reads Kafka back against the fleet's own summary: nothing the broker
-// acknowledged to a device may be lost or reordered; duplicates are allowed and reported.
+// (sluice-verify, read_committed) reads Kafka back against the fleet's own summary: nothing the
+// broker acknowledged to a device may be lost or reordered. With at-least-once delivery
+// duplicates are allowed and reported; with exactly-once there may be none.
 //
-// SLUICE_CHAOS_KILLS sets the number of kills (default 20), SLUICE_CHAOS_SEED repeats a run.
+// SLUICE_CHAOS_KILLS and SLUICE_CHAOS_EOS_KILLS set the number of kills (default 20 at-least-once,
+// 100 exactly-once), SLUICE_CHAOS_SEED repeats a run.
 
 #include <doctest/doctest.h>
 #include <signal.h>
@@ -60,15 +62,16 @@ uint64_t LastSeq(const std::string& log_path) {
   return st ? st->last_seq : 0;
 }
 
-TEST_CASE("SIGKILL storm under a steady fleet: nothing acknowledged is lost or reordered") {
+void Storm(bool exactly_once, const char* kills_variable, int default_kills) {
   const Env env = Env::FromEnvironment();
   const std::string sim_bin = MustEnv("SLUICE_SIM_BIN");
   const std::string verify_bin = MustEnv("SLUICE_VERIFY_BIN");
-  const int kills = static_cast<int>(EnvOr("SLUICE_CHAOS_KILLS", 20));
+  const int kills = static_cast<int>(EnvOr(kills_variable, default_kills));
+  const char* const scenario = exactly_once ? "sigkill-storm-exactly-once" : "sigkill-storm";
   const uint64_t seed = EnvOr(
       "SLUICE_CHAOS_SEED",
       static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) % 1000000);
-  std::printf("scenario=sigkill-storm seed=%llu kills=%d (SLUICE_CHAOS_SEED repeats the run)\n",
+  std::printf("scenario=%s seed=%llu kills=%d (SLUICE_CHAOS_SEED repeats the run)\n", scenario,
               static_cast<unsigned long long>(seed), kills);
   std::fflush(stdout);
   std::mt19937_64 rng(seed);
@@ -84,7 +87,8 @@ TEST_CASE("SIGKILL storm under a steady fleet: nothing acknowledged is lost or r
         << "[storage]\npath = \"" << db << "\"\n"
         << "[mqtt]\nurl = \"" << env.mqtt_url << "\"\nclient_id = \"sluice-storm-" << suffix
         << "\"\nreconnect_min_ms = 100\nreconnect_max_ms = 1000\n"
-        << "[kafka]\nbrokers = \"" << env.kafka_brokers << "\"\nreconnect_max_ms = 1000\n";
+        << "[kafka]\nbrokers = \"" << env.kafka_brokers << "\"\nreconnect_max_ms = 1000\n"
+        << "delivery = \"" << (exactly_once ? "exactly-once" : "at-least-once") << "\"\n";
     for (const char* kind : {"telemetry", "events"}) {
       out << "[[route]]\nmqtt = \"devices/+/" << kind << "\"\nkafka_topic = \"" << topic
           << "\"\nkey = \"devices/{device}/#\"\nqos = 1\n";
@@ -158,17 +162,18 @@ TEST_CASE("SIGKILL storm under a steady fleet: nothing acknowledged is lost or r
 
   const std::string report = dir.File("verify.json");
   const int verify_rc = Shell(verify_bin + " --brokers " + env.kafka_brokers + " --topic " + topic +
-                              " --expect " + summary + " --idle-timeout 5 --max-ranges 8 --json " +
-                              report + " > " + dir.File("verify.txt") + " 2>&1");
+                              " --expect " + summary + " --idle-timeout 5 --max-ranges 8" +
+                              (exactly_once ? " --fail-on-duplicates" : "") + " --json " + report +
+                              " > " + dir.File("verify.txt") + " 2>&1");
   std::printf("%s", ReadFile(dir.File("verify.txt")).c_str());
   const auto v = nlohmann::json::parse(ReadFile(report))["totals"];
   const uint64_t lost = v["lost"].get<uint64_t>();
   const uint64_t duplicates = v["duplicates"].get<uint64_t>();
   const uint64_t reordered = v["reordered"].get<uint64_t>();
   std::printf(
-      "scenario=sigkill-storm kills=%d sent=%llu arrived=%llu lost=%llu duplicates=%llu "
+      "scenario=%s kills=%d sent=%llu arrived=%llu lost=%llu duplicates=%llu "
       "reordered=%llu records=%llu storm_s=%.1f seed=%llu\n",
-      kills, static_cast<unsigned long long>(sent),
+      scenario, kills, static_cast<unsigned long long>(sent),
       static_cast<unsigned long long>(v["unique"].get<uint64_t>()),
       static_cast<unsigned long long>(lost), static_cast<unsigned long long>(duplicates),
       static_cast<unsigned long long>(reordered),
@@ -181,11 +186,20 @@ TEST_CASE("SIGKILL storm under a steady fleet: nothing acknowledged is lost or r
   CHECK(verify_rc == 0);
   CHECK(lost == 0);
   CHECK(reordered == 0);
+  if (exactly_once) CHECK(duplicates == 0);
   CHECK(v["unique"].get<uint64_t>() >= sent);
   CHECK(static_cast<int>(killed_at.size()) == kills);
   // Every kill found sluice at work: the log grew across the storm.
   CHECK(killed_at.back() > killed_at.front());
   CHECK(sluice.Terminate() == 0);
+}
+
+TEST_CASE("SIGKILL storm under a steady fleet: nothing acknowledged is lost or reordered") {
+  Storm(/*exactly_once=*/false, "SLUICE_CHAOS_KILLS", 20);
+}
+
+TEST_CASE("SIGKILL storm with exactly-once delivery: nothing lost, duplicated or reordered") {
+  Storm(/*exactly_once=*/true, "SLUICE_CHAOS_EOS_KILLS", 100);
 }
 
 }  // namespace
