@@ -558,6 +558,7 @@ void KafkaSink::AdvanceTransaction(std::vector<Delivery>* out) {
         }
         in_flight_ -= std::min(in_flight_, txn_seqs_.size());
         committed_through_ = std::max(committed_through_, txn_seqs_.back());
+        txn_commits_++;
         txn_seqs_.clear();
         txn_refusals_.clear();
         checkpoint_sent_ = false;
@@ -583,6 +584,7 @@ void KafkaSink::AdvanceTransaction(std::vector<Delivery>* out) {
     }
     txn_backoff_.Reset();
     checkpoint_sent_ = false;
+    txn_aborts_++;
     txn_state_ = TxnState::kResync;
     if (Resync(out)) txn_state_ = TxnState::kReady;
   }

@@ -4,8 +4,8 @@
 #include <spdlog/logger.h>
 
 #include <atomic>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -52,8 +52,10 @@ struct KafkaSinkOptions {
   int transaction_max_events = 10000;
   int transaction_interval_ms = 100;
   // The broker aborts a transaction left open this long (a crashed sluice's); librdkafka's message
-  // timeout is set to it too, since a record may not outlive its transaction.
-  int transaction_timeout_ms = 60000;
+  // timeout is set to it too, since a record may not outlive its transaction. Shorter than Kafka's
+  // 60 s because an open transaction holds back every read_committed consumer of its partitions,
+  // those of other gateways included, until it ends.
+  int transaction_timeout_ms = 10000;
   // The compacted topic that holds each upstream's checkpoint, keyed by gateway and upstream.
   std::string checkpoint_topic = "sluice.checkpoints";
   // The log's highest assigned seq (EventLog stats), asked when a checkpoint is read back. A
@@ -116,6 +118,8 @@ class KafkaSink final : public Sink {
   Status error() const override;
   // How often an upstream refusal started a hold (a topic, or the cluster, became held).
   uint64_t Holds() const override { return holds_count_.load(); }
+  uint64_t TransactionsCommitted() const override { return txn_commits_.load(); }
+  uint64_t TransactionsAborted() const override { return txn_aborts_.load(); }
   const std::string& name() const override { return name_; }
 
   // Waits up to `timeout` for every in-flight event to be reported (shutdown).
@@ -207,6 +211,8 @@ class KafkaSink final : public Sink {
   std::vector<Delivery> settled_;  // confirmed without being produced, for the next Poll
   LogThrottle txn_log_{std::chrono::seconds(30)};
   bool foreign_checkpoint_logged_ = false;
+  std::atomic<uint64_t> txn_commits_{0};
+  std::atomic<uint64_t> txn_aborts_{0};
 };
 
 }  // namespace sluice::connectors

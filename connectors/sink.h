@@ -67,6 +67,11 @@ class Sink {
   // held), since the sink was made.
   virtual uint64_t Holds() const { return 0; }
 
+  // Transactions committed and aborted, since the sink was made (a Kafka upstream with delivery =
+  // "exactly-once"; 0 for every other sink).
+  virtual uint64_t TransactionsCommitted() const { return 0; }
+  virtual uint64_t TransactionsAborted() const { return 0; }
+
   // The sink failed for good (e.g. its client could not be rebuilt): the forwarder stops with
   // this error and the daemon exits, so that the service manager restarts it. OK while usable.
   virtual Status error() const { return Status::Ok(); }

@@ -439,6 +439,20 @@ void Daemon::RegisterUpstreamMetrics(size_t i) {
                          const connectors::Sink* s = sink();
                          return d(s != nullptr ? s->Holds() : 0);
                        });
+  m.AddCounterFunction("sluice_kafka_transactions_committed_total",
+                       "Kafka transactions committed, each with its checkpoint (delivery = "
+                       "\"exactly-once\" only).",
+                       label, [=] {
+                         const connectors::Sink* s = sink();
+                         return d(s != nullptr ? s->TransactionsCommitted() : 0);
+                       });
+  m.AddCounterFunction("sluice_kafka_transactions_aborted_total",
+                       "Kafka transactions aborted; their events were sent again (delivery = "
+                       "\"exactly-once\" only).",
+                       label, [=] {
+                         const connectors::Sink* s = sink();
+                         return d(s != nullptr ? s->TransactionsAborted() : 0);
+                       });
   m.AddGaugeFunction(
       "sluice_replay_running", "1 while a `sluice replay` runs to the upstream.", label,
       [this, i] { return i < upstreams_.size() && upstreams_[i]->ReplayId() != 0 ? 1.0 : 0.0; });
