@@ -13,6 +13,7 @@
 
 #include "common/backoff.h"
 #include "connectors/mqtt_endpoint.h"
+#include "connectors/mqtt_packet_id.h"
 #include "connectors/mqtt_suback.h"
 #include "connectors/topic_pattern.h"
 
@@ -111,11 +112,13 @@ MqttSource::MqttSource(MqttSourceOptions options, storage::EventWriter* writer, 
       writer_(writer),
       clock_(clock),
       log_(std::move(logger)),
+      redeliveries_(options_.redelivery_window),
       accept_retained_(new std::atomic<bool>[options_.subscriptions.size()]),
       granted_(options_.subscriptions.size(), false),
       existing_(options_.subscriptions.size(), false),
       sub_problems_(options_.subscriptions.size()) {
   for (size_t i = 0; i < options_.subscriptions.size(); ++i) accept_retained_[i] = false;
+  redeliveries_.Load(options_.recent_ingress);
 }
 
 MqttSource::~MqttSource() {
@@ -244,6 +247,8 @@ void MqttSource::ConnectLoop() {
 
 bool MqttSource::ConnectOnce(std::string* error) {
   const bool v5 = options_.connection.protocol == MqttProtocol::kV5;
+  // Before CONNECT: the broker resends what it has in flight as soon as the session resumes.
+  redeliveries_.NewConnection();
   try {
     auto tok = client_->connect(PersistentSessionOptions(options_.connection));
     if (!tok->wait_for(options_.connection.connect_timeout + std::chrono::seconds(1))) {
@@ -469,16 +474,32 @@ bool MqttSource::Take(const mqtt::message& msg) {
     }
     return true;
   }
+  const bool durable = msg.get_qos() > 0;
+  const uint16_t packet_id = PacketIdOf(msg);
+  const std::string_view body(payload.data(), payload.size());
+  if (durable && msg.is_duplicate() &&
+      redeliveries_.IsRedelivery(packet_id, msg.get_topic(), body)) {
+    const uint64_t n = ++redeliveries_skipped_;
+    uint64_t suppressed = 0;
+    if (redelivery_log_.Allow(&suppressed)) {
+      log_->info(
+          "MQTT broker redelivered an event already in the log (packet id {} on '{}'); "
+          "acknowledged without storing it again; {} such so far",
+          packet_id, msg.get_topic(), n);
+    }
+    return true;
+  }
   storage::Event event;
   event.topic = msg.get_topic();
   event.payload.assign(payload.data(), payload.size());
   event.qos = msg.get_qos();
   event.retained = msg.is_retained();
+  event.packet_id = packet_id;
   event.received_ms = clock_->NowUnixMillis();
-  const bool durable = event.qos > 0;
   if (durable && options_.failpoint) options_.failpoint("mqtt.before_commit");
   Status s = writer_->Write(std::move(event), durable);
   if (s.ok()) {
+    if (durable) redeliveries_.Stored(packet_id, msg.get_topic(), body);
     if (durable && options_.failpoint) options_.failpoint("mqtt.after_commit");
     written_++;
     return true;
@@ -500,6 +521,7 @@ MqttSourceStats MqttSource::Stats() const {
   st.connects = connects_.load();
   st.connection_losses = connection_losses_.load();
   st.retained_skipped = retained_skipped_.load();
+  st.redeliveries_skipped = redeliveries_skipped_.load();
   return st;
 }
 

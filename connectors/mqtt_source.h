@@ -16,7 +16,9 @@
 #include "common/clock.h"
 #include "common/log_throttle.h"
 #include "connectors/mqtt_connection.h"
+#include "connectors/redelivery_filter.h"
 #include "connectors/source.h"
+#include "storage/event_log.h"
 #include "storage/event_writer.h"
 
 namespace sluice::connectors {
@@ -42,6 +44,12 @@ struct MqttSourceOptions {
   // Test hook, called with "mqtt.before_commit" and "mqtt.after_commit" around the durable write
   // of each QoS 1/2 event (see gateway/failpoint.h). Empty in production.
   std::function<void(const char*)> failpoint;
+  // How many stored QoS 1/2 events the source remembers to recognise the broker's redeliveries
+  // of them (RedeliveryFilter); the log keeps as many for after a restart.
+  size_t redelivery_window = storage::kRecentIngressRows;
+  // The newest events with a packet id that the log held when this process started, oldest first
+  // (EventLog::RecentIngress): what redeliveries on the first connection are compared with.
+  std::vector<storage::Event> recent_ingress;
 };
 
 struct MqttSourceStats {
@@ -54,6 +62,9 @@ struct MqttSourceStats {
   // Retained messages not logged: their subscription was not new (a resubscription made the
   // broker send them again) or their route says retained = "skip".
   uint64_t retained_skipped = 0;
+  // Messages the broker delivered again (DUP) that were already in the log: acknowledged, not
+  // stored again (docs/ARCHITECTURE.md, "Redeliveries from the broker").
+  uint64_t redeliveries_skipped = 0;
 };
 
 // The MQTT source on Eclipse Paho C++ (async_client).
@@ -76,6 +87,11 @@ struct MqttSourceStats {
 // the broker for exactly that (retain handling 1, or 2 for "skip"); MQTT 3.1.1 cannot, so a
 // subscription counts as new only when the broker had no session for sluice, and retained
 // messages arriving for a subscription that is not new are acknowledged without being logged.
+//
+// Redeliveries: a QoS 1/2 message the broker delivers again with DUP set, whose packet id, topic
+// and payload equal those of an event stored on an earlier connection (or, after a restart, one
+// of the log's newest events with a packet id), is acknowledged without being stored again
+// (RedeliveryFilter; docs/ARCHITECTURE.md, "Redeliveries from the broker").
 //
 // Threads: Paho's callback thread runs OnMessage and OnConnectionLost; `connector_` runs
 // connect/subscribe; Start/Stop/Stats come from any thread.
@@ -130,6 +146,7 @@ class MqttSource final : public Source {
   std::shared_ptr<spdlog::logger> log_;
   std::unique_ptr<mqtt::async_client> client_;
   std::shared_ptr<Gate> gate_ = std::make_shared<Gate>();
+  RedeliveryFilter redeliveries_;
 
   // Per subscription (index of options_.subscriptions), written by the connector thread before
   // the SUBSCRIBE, read by the callback thread.
@@ -156,7 +173,9 @@ class MqttSource final : public Source {
   std::atomic<uint64_t> connects_{0};
   std::atomic<uint64_t> connection_losses_{0};
   std::atomic<uint64_t> retained_skipped_{0};
+  std::atomic<uint64_t> redeliveries_skipped_{0};
   LogThrottle refusal_log_{std::chrono::seconds(10)};
+  LogThrottle redelivery_log_{std::chrono::seconds(10)};
 };
 
 }  // namespace sluice::connectors

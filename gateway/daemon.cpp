@@ -107,6 +107,9 @@ Status Daemon::Open() {
           rc.mqtt_filter);
     }
   }
+  // What the broker may redeliver after a crash is compared with what the log stored last.
+  s = event_log_->RecentIngress(mo.redelivery_window, &mo.recent_ingress);
+  if (!s.ok()) return s.WithContext("reading the newest MQTT events of the log");
   mo.failpoint = failpoint_;
   mo.on_ready = on_ready_;
   mo.on_fatal = [this](const Status& st) {
@@ -304,6 +307,10 @@ void Daemon::RegisterMetrics() {
                        "Retained MQTT messages acknowledged but not logged: sent again for a "
                        "subscription that was not new, or on a route with retained = \"skip\".",
                        {}, [=] { return d(src_stats().retained_skipped); });
+  m.AddCounterFunction("sluice_mqtt_redeliveries_skipped_total",
+                       "MQTT messages the broker delivered again (DUP) that were already in the "
+                       "log: acknowledged, not stored again.",
+                       {}, [=] { return d(src_stats().redeliveries_skipped); });
   m.AddCounterFunction("sluice_events_committed_total",
                        "Events committed to the local log by this process.", {},
                        [this, d] { return d(writer_ ? writer_->Stats().written : 0); });

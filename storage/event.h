@@ -30,6 +30,11 @@ struct Event {
   std::string topic;        // the MQTT topic it was published on
   std::string payload;
   EventKind kind = EventKind::kEvent;
+  // The MQTT packet identifier the broker delivered the event with: 1..65535 for QoS 1/2, 0 for
+  // QoS 0, for gap markers and for events that did not come straight from the broker (a replayed
+  // dead letter). A redelivery of a stored event carries the same one (docs/ARCHITECTURE.md,
+  // "Redeliveries from the broker").
+  uint16_t packet_id = 0;
   // kGap only, as the forwarder hands it to one upstream's sink: that upstream's part of the
   // marker (the marker row's payload holds every upstream's part; storage/gap_marker.h).
   GapRange gap;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -11,6 +12,16 @@
 #include "storage/event.h"
 
 namespace sluice::storage {
+
+// How many of the newest events with an MQTT packet id the log keeps, also once every upstream
+// confirmed them, and returns from RecentIngress: what the MQTT source compares a redelivered
+// message with after a restart (docs/ARCHITECTURE.md, "Redeliveries from the broker"). What the
+// broker can redeliver is bounded by its in-flight window for sluice: Mosquitto's
+// max_inflight_messages (20 by default; sluice advertises no MQTT 5 Receive Maximum, so the same
+// bound holds for MQTT 5), EMQX's max_inflight (32). Committed events whose PUBACK was lost are
+// among the newest of that window, since sluice commits in delivery order. 256 covers every such
+// default with room to spare and costs at most 256 rows in the log.
+inline constexpr size_t kRecentIngressRows = 256;
 
 // One upstream's view of the log: its cursor and what still waits for it.
 struct CursorStats {
@@ -115,6 +126,15 @@ class EventLog {
   // A replay's progress: every event of its range up to `position` was confirmed; `done` once
   // the range is complete.
   virtual Status AdvanceReplay(int64_t id, uint64_t position, bool done) = 0;
+
+  // The newest `max_rows` events with an MQTT packet id (Event::packet_id != 0), oldest first,
+  // whether some upstream still waits for them or every one confirmed them. A log that keeps no
+  // packet ids has none.
+  virtual Status RecentIngress(size_t max_rows, std::vector<Event>* out) {
+    (void)max_rows;
+    out->clear();
+    return Status::Ok();
+  }
 
   virtual LogStats Stats() const = 0;
 };

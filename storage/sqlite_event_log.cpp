@@ -47,8 +47,9 @@ constexpr char kReplaysTable[] =
     " created_ms INTEGER NOT NULL,"
     " done INTEGER NOT NULL DEFAULT 0)";
 
-// Format 3 (docs/log-format.md). The columns of `events` that a migration added come last,
-// because ALTER TABLE ... ADD COLUMN appends: `retained` (format 2), `kind` (format 3).
+// Format 4 (docs/log-format.md). The columns of `events` that a migration added come last,
+// because ALTER TABLE ... ADD COLUMN appends: `retained` (format 2), `kind` (format 3),
+// `packet_id` (format 4).
 const char* kSchema[] = {
     "CREATE TABLE events("
     " seq INTEGER PRIMARY KEY,"
@@ -57,7 +58,8 @@ const char* kSchema[] = {
     " topic TEXT NOT NULL,"
     " payload BLOB NOT NULL,"
     " retained INTEGER NOT NULL DEFAULT 0,"
-    " kind INTEGER NOT NULL DEFAULT 0)",
+    " kind INTEGER NOT NULL DEFAULT 0,"
+    " packet_id INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE cursors(name TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
     kDeadLettersTable,
@@ -83,6 +85,12 @@ const char* kMigrateFrom2[] = {
     "FROM dead_letters_v2",
     "DROP TABLE dead_letters_v2",
     kReplaysTable,
+};
+
+// Format 3 -> 4: rows written before have no packet id, and so are never taken for the stored copy
+// of a redelivered message.
+const char* kMigrateFrom3[] = {
+    "ALTER TABLE events ADD COLUMN packet_id INTEGER NOT NULL DEFAULT 0",
 };
 
 // A row's accounted bytes without Event::kRowOverheadBytes; CAST so that a TEXT topic counts in
@@ -272,16 +280,18 @@ SqliteEventLog::~SqliteEventLog() {
   {
     std::lock_guard<std::mutex> r(read_mu_);
     read_from_ = Statement();
+    recent_ingress_ = Statement();
     reader_.Close();
   }
   {
     std::lock_guard<std::mutex> w(write_mu_);
     ReportDropsLocked();
     for (Statement* st :
-         {&insert_event_, &delete_through_, &delete_range_, &upsert_cursor_, &insert_dead_,
-          &oldest_waiting_, &oldest_retained_, &oldest_dead_, &delete_dead_through_,
-          &delete_dead_seq_, &delete_dead_one_, &event_exists_, &upsert_meta_, &count_range_,
-          &first_after_, &pending_replays_, &advance_replay_, &stored_cursors_, &last_seq_}) {
+         {&insert_event_,    &delete_through_,      &delete_unkept_through_, &delete_range_,
+          &upsert_cursor_,   &insert_dead_,         &oldest_waiting_,        &oldest_retained_,
+          &oldest_dead_,     &delete_dead_through_, &delete_dead_seq_,       &delete_dead_one_,
+          &event_exists_,    &upsert_meta_,         &count_range_,           &first_after_,
+          &pending_replays_, &advance_replay_,      &stored_cursors_,        &last_seq_}) {
       *st = Statement();
     }
     writer_.Close();
@@ -530,7 +540,12 @@ Status SqliteEventLog::MigrateSchema(int64_t from_version) {
     }
     if (s.ok()) s = WriteIdentity(&id);
   }
-  for (const char* sql : kMigrateFrom2) {
+  if (from_version < 3) {
+    for (const char* sql : kMigrateFrom2) {
+      if (s.ok()) s = writer_.Exec(sql);
+    }
+  }
+  for (const char* sql : kMigrateFrom3) {
     if (s.ok()) s = writer_.Exec(sql);
   }
   if (s.ok()) s = writer_.Exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
@@ -563,9 +578,15 @@ Status SqliteEventLog::PrepareStatements() {
   // Files of an older format are read as they are only when opened read-only.
   const std::string retained = file_version_ >= 2 ? "retained" : "0";
   const std::string kind = file_version_ >= 3 ? "kind" : "0";
-  Status s = reader_.Prepare("SELECT seq, received_ms, qos, topic, payload, " + retained + ", " +
-                                 kind + " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                             &read_from_);
+  const std::string packet_id = file_version_ >= 4 ? "packet_id" : "0";
+  const std::string columns = "seq, received_ms, qos, topic, payload, " + retained + ", " + kind +
+                              ", " + packet_id + " FROM events";
+  Status s =
+      reader_.Prepare("SELECT " + columns + " WHERE seq > ?1 ORDER BY seq LIMIT ?2", &read_from_);
+  // Newest first, so that only the rows asked for are read.
+  if (s.ok() && file_version_ >= 4)
+    s = reader_.Prepare("SELECT " + columns + " WHERE packet_id != 0 ORDER BY seq DESC LIMIT ?1",
+                        &recent_ingress_);
   // Both for the accounting at open (also read-only) and for each acknowledgement: the rows a
   // cursor passes, found through the primary key, so the cost follows the range, not the table.
   if (s.ok())
@@ -591,14 +612,21 @@ Status SqliteEventLog::PrepareStatements() {
         &pending_replays_);
   if (!s.ok() || options_.read_only) return s;
   s = writer_.Prepare(
-      "INSERT INTO events(seq, received_ms, qos, topic, payload, retained, kind) "
-      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+      "INSERT INTO events(seq, received_ms, qos, topic, payload, retained, kind, packet_id) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
       &insert_event_);
   // The second column: how many dead-letter rows take over the row's bytes once it is gone.
   if (s.ok())
     s = writer_.Prepare(
         "DELETE FROM events WHERE seq <= ?1 RETURNING " + bytes + ", " + kDeadCopiesSql,
         &delete_through_);
+  // Retention: the same, but for the rows kept for RecentIngress (?2: IngressFloorLocked).
+  if (s.ok())
+    s = writer_.Prepare(
+        "DELETE FROM events WHERE seq <= ?1 AND (packet_id = 0 OR seq < ?2) "
+        "RETURNING " +
+            bytes + ", " + kDeadCopiesSql,
+        &delete_unkept_through_);
   if (s.ok())
     s = writer_.Prepare(
         "DELETE FROM events WHERE seq > ?1 AND seq <= ?2 RETURNING seq, kind, "
@@ -623,12 +651,12 @@ Status SqliteEventLog::PrepareStatements() {
                             " END FROM events WHERE seq > ?1 ORDER BY seq",
                         &oldest_waiting_);
   // Bytes an evicted retained row frees: its own, less a copy per dead-letter row that takes
-  // them over; then its receive time and its own bytes (for storage.retain).
+  // them over; then its receive time, its own bytes (for storage.retain) and its packet id.
   if (s.ok())
     s = writer_.Prepare("SELECT seq, (" + bytes + " + " + std::to_string(Event::kRowOverheadBytes) +
                             ") * (1 - " + kDeadCopiesSql + "), received_ms, " + bytes + " + " +
                             std::to_string(Event::kRowOverheadBytes) +
-                            " FROM events WHERE seq <= ?1 ORDER BY seq",
+                            ", packet_id FROM events WHERE seq <= ?1 ORDER BY seq",
                         &oldest_retained_);
   if (s.ok())
     s = writer_.Prepare("SELECT d.seq, " + DeadLetterCostSql("d") +
@@ -861,6 +889,7 @@ Status SqliteEventLog::LoadState() {
   ls.dead_letter_bytes = static_cast<uint64_t>(v);
   if (s.ok()) s = MetaValue(&db, "dropped_dead_letters", &v);
   ls.dropped_dead_letters = static_cast<uint64_t>(v);
+  if (s.ok() && !options_.read_only) s = LoadIngressLocked(&st.ingress);
   if (!s.ok()) return s;
   state_ = std::move(st);
   RefreshWaitingLocked();
@@ -995,14 +1024,15 @@ Status SqliteEventLog::EvictRetainedLocked(uint64_t need_bytes) {
   const int rc = StepOldestRun(st, need_bytes, &freed, &run);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
     return writer_.Error(rc, "finding the oldest retained events");
-  return run.count == 0 ? Status::Ok() : DeleteRetainedLocked(run.through);
+  return run.count == 0 ? Status::Ok() : DeleteRetainedLocked(run.through, /*keep_ingress=*/false);
 }
 
 Status SqliteEventLog::TrimRetainedLocked() {
   LogStats& ls = state_.stats;
-  if (ls.retained_events == 0) return Status::Ok();
+  // Decided from memory: nothing retained but the rows kept for RecentIngress.
+  if (ls.retained_events <= IngressRetainedLocked()) return Status::Ok();
   const uint64_t lowest = LowestCursorLocked();
-  if (options_.retain_bytes == 0) return DeleteRetainedLocked(lowest);
+  if (options_.retain_bytes == 0) return DeleteRetainedLocked(lowest, /*keep_ingress=*/true);
   const int64_t cutoff = options_.retain_age.count() > 0
                              ? clock_->NowUnixMillis() - options_.retain_age.count()
                              : INT64_MIN;
@@ -1011,14 +1041,17 @@ Status SqliteEventLog::TrimRetainedLocked() {
     return Status::Ok();
   // Oldest first, while over the byte budget or older than the age bound. Receive times are not
   // strictly ordered by seq (a replayed dead letter keeps its own): the walk stops at the first
-  // young row, and older ones behind it follow once it goes.
+  // young row, and older ones behind it follow once it goes. Rows kept for RecentIngress count in
+  // the budget but stay: the walk passes over them.
   sqlite3_stmt* st = oldest_retained_.get();
   sqlite3_reset(st);
   BindU64(st, 1, lowest);
+  const uint64_t floor = IngressFloorLocked();
   uint64_t gone = 0;
   uint64_t through = 0;
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (sqlite3_column_int64(st, 4) != 0 && ColumnU64(st, 0) >= floor) continue;
     const bool over_bytes = Sub(ls.retained_bytes, gone) > options_.retain_bytes;
     if (!over_bytes && sqlite3_column_int64(st, 2) >= cutoff) break;
     through = ColumnU64(st, 0);
@@ -1027,13 +1060,14 @@ Status SqliteEventLog::TrimRetainedLocked() {
   sqlite3_reset(st);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
     return writer_.Error(rc, "finding retained events to remove");
-  return through == 0 ? Status::Ok() : DeleteRetainedLocked(through);
+  return through == 0 ? Status::Ok() : DeleteRetainedLocked(through, /*keep_ingress=*/true);
 }
 
-Status SqliteEventLog::DeleteRetainedLocked(uint64_t through) {
-  sqlite3_stmt* del = delete_through_.get();
+Status SqliteEventLog::DeleteRetainedLocked(uint64_t through, bool keep_ingress) {
+  sqlite3_stmt* del = keep_ingress ? delete_unkept_through_.get() : delete_through_.get();
   sqlite3_reset(del);
   BindU64(del, 1, through);
+  if (keep_ingress) BindU64(del, 2, IngressFloorLocked());
   uint64_t rows = 0;
   uint64_t bytes = 0;
   uint64_t moved = 0;  // handed over to the dead-letter rows that keep a copy
@@ -1051,12 +1085,48 @@ Status SqliteEventLog::DeleteRetainedLocked(uint64_t through) {
   ls.retained_events = Sub(ls.retained_events, rows);
   ls.retained_bytes = Sub(ls.retained_bytes, bytes);
   ls.dead_letter_bytes += moved;
+  if (!keep_ingress) ForgetIngressLocked(0, through);
   if (ls.retained_events == 0) {
     ls.first_retained_seq = 0;
     state_.first_retained_ms = 0;
     return Status::Ok();
   }
-  return FirstAfterLocked(through, &ls.first_retained_seq, &state_.first_retained_ms);
+  // Kept rows may stand below `through`; any row left at or below the lowest cursor is retained,
+  // so the first row of the table is the first retained one.
+  return FirstAfterLocked(0, &ls.first_retained_seq, &state_.first_retained_ms);
+}
+
+uint64_t SqliteEventLog::IngressFloorLocked() const {
+  if (options_.recent_ingress_rows == 0) return UINT64_MAX;
+  const std::deque<uint64_t>& in = state_.ingress;
+  // Fewer than the window in the table: every row with a packet id is kept.
+  return in.size() < options_.recent_ingress_rows ? 0 : in.front();
+}
+
+uint64_t SqliteEventLog::IngressRetainedLocked() const {
+  const std::deque<uint64_t>& in = state_.ingress;
+  return static_cast<uint64_t>(std::upper_bound(in.begin(), in.end(), LowestCursorLocked()) -
+                               in.begin());
+}
+
+void SqliteEventLog::ForgetIngressLocked(uint64_t after, uint64_t through) {
+  std::deque<uint64_t>& in = state_.ingress;
+  in.erase(std::upper_bound(in.begin(), in.end(), after),
+           std::upper_bound(in.begin(), in.end(), through));
+}
+
+Status SqliteEventLog::LoadIngressLocked(std::deque<uint64_t>* out) {
+  out->clear();
+  if (options_.recent_ingress_rows == 0) return Status::Ok();
+  Statement q;
+  Status s =
+      writer_.Prepare("SELECT seq FROM events WHERE packet_id != 0 ORDER BY seq DESC LIMIT ?1", &q);
+  if (!s.ok()) return s;
+  BindU64(q.get(), 1, options_.recent_ingress_rows);
+  int rc;
+  while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) out->push_front(ColumnU64(q.get(), 0));
+  if (rc != SQLITE_DONE) return writer_.Error(rc, "reading the newest events with a packet id");
+  return Status::Ok();
 }
 
 Status SqliteEventLog::DropDeadLettersLocked(uint64_t need_bytes, uint64_t* freed_out) {
@@ -1194,6 +1264,7 @@ Status SqliteEventLog::DeleteWaitingLocked(uint64_t after, uint64_t through, Dro
   }
   if (s.ok() && rc != SQLITE_DONE) s = writer_.Error(rc, "dropping the oldest events");
   sqlite3_reset(del);
+  ForgetIngressLocked(after, through);
   return s;
 }
 
@@ -1207,6 +1278,7 @@ Status SqliteEventLog::InsertRowLocked(const Event& e) {
   BindBlob(st, 5, e.payload);
   sqlite3_bind_int(st, 6, e.retained ? 1 : 0);
   sqlite3_bind_int(st, 7, static_cast<int>(e.kind));
+  sqlite3_bind_int(st, 8, e.packet_id);
   const int rc = sqlite3_step(st);
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
@@ -1376,10 +1448,14 @@ Status SqliteEventLog::InsertLocked(std::span<Event> events, size_t* taken, bool
     }
   }
   uint64_t seq = state_.stats.last_seq;
+  std::deque<uint64_t>& ingress = state_.ingress;
   for (size_t i = 0; s.ok() && i < take; ++i) {
     events[i].seq = ++seq;
     events[i].kind = EventKind::kEvent;
     s = InsertRowLocked(events[i]);
+    if (events[i].packet_id == 0 || options_.recent_ingress_rows == 0) continue;
+    ingress.push_back(seq);
+    if (ingress.size() > options_.recent_ingress_rows) ingress.pop_front();
   }
   if (s.ok()) s = txn.Commit();
   if (!s.ok()) {
@@ -1469,6 +1545,25 @@ Status SqliteEventLog::Append(std::span<Event> events, size_t* appended) {
   return Status::Ok();
 }
 
+namespace {
+
+// One row of `events` as Read and RecentIngress select it (the columns of PrepareStatements).
+Event EventFromRow(sqlite3_stmt* st) {
+  Event e;
+  e.seq = ColumnU64(st, 0);
+  e.received_ms = sqlite3_column_int64(st, 1);
+  e.qos = sqlite3_column_int(st, 2);
+  e.topic = ColumnBytes(st, 3);
+  e.payload = ColumnBytes(st, 4);
+  e.retained = sqlite3_column_int(st, 5) != 0;
+  e.kind = sqlite3_column_int(st, 6) == static_cast<int>(EventKind::kGap) ? EventKind::kGap
+                                                                          : EventKind::kEvent;
+  e.packet_id = static_cast<uint16_t>(sqlite3_column_int(st, 7));
+  return e;
+}
+
+}  // namespace
+
 Status SqliteEventLog::Read(uint64_t after_seq, size_t max_events, size_t max_bytes,
                             std::vector<Event>* out) {
   std::lock_guard<std::mutex> lock(read_mu_);
@@ -1479,23 +1574,29 @@ Status SqliteEventLog::Read(uint64_t after_seq, size_t max_events, size_t max_by
   size_t bytes = 0;
   int rc = SQLITE_DONE;
   while (bytes < max_bytes && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    Event e;
-    e.seq = ColumnU64(st, 0);
-    e.received_ms = sqlite3_column_int64(st, 1);
-    e.qos = sqlite3_column_int(st, 2);
-    e.topic = ColumnBytes(st, 3);
-    e.payload = ColumnBytes(st, 4);
-    e.retained = sqlite3_column_int(st, 5) != 0;
-    e.kind = sqlite3_column_int(st, 6) == static_cast<int>(EventKind::kGap) ? EventKind::kGap
-                                                                            : EventKind::kEvent;
-    bytes += e.payload.size();
-    out->push_back(std::move(e));
+    out->push_back(EventFromRow(st));
+    bytes += out->back().payload.size();
   }
   if (bytes < max_bytes && rc != SQLITE_DONE) {
     sqlite3_reset(st);
     return reader_.Error(rc, "reading events");
   }
   sqlite3_reset(st);
+  return Status::Ok();
+}
+
+Status SqliteEventLog::RecentIngress(size_t max_rows, std::vector<Event>* out) {
+  out->clear();
+  std::lock_guard<std::mutex> lock(read_mu_);
+  sqlite3_stmt* st = recent_ingress_.get();
+  if (st == nullptr) return Status::Ok();  // a file older than format 4, opened read-only
+  sqlite3_reset(st);
+  BindU64(st, 1, max_rows);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) out->push_back(EventFromRow(st));
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return reader_.Error(rc, "reading the newest events with a packet id");
+  std::reverse(out->begin(), out->end());
   return Status::Ok();
 }
 
@@ -1997,7 +2098,7 @@ Status SqliteEventLog::RequestReplay(const ReplayRequestOptions& o, ReplayReques
   Status s = OpenBeside(o.path, o.vfs, true, &db);
   int64_t version = 0;
   if (s.ok()) s = CheckCurrentFormat(&db, o.path, kApplicationId, kSchemaVersion, &version);
-  if (s.ok() && version < kSchemaVersion) {
+  if (s.ok() && version < 3) {
     return Status::InvalidArgument(o.path + " has log format version " + std::to_string(version) +
                                    ", which has no replays; run this sluice on it once to "
                                    "migrate it to format " +

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -47,6 +48,11 @@ struct SqliteEventLogOptions {
   // needed. retain_bytes 0: nothing is kept. Enforced on each append and acknowledgement.
   uint64_t retain_bytes = 0;
   std::chrono::milliseconds retain_age{0};
+  // The newest this many rows with an MQTT packet id stay in the log after every upstream
+  // confirmed them, whatever storage.retain says, so that RecentIngress finds them after a crash.
+  // They count as retained rows (against max_bytes too) and are evicted with them, oldest first,
+  // when room is needed. 0: none is kept.
+  size_t recent_ingress_rows = kRecentIngressRows;
   // Whether the upstream `cursor` takes events of this MQTT topic (its routes feed it), so that a
   // gap marker counts for each upstream only the dropped events it would have received. Null:
   // every cursor takes every topic. Called under the log's write lock while it drops events:
@@ -115,7 +121,7 @@ struct ReplayRequestOptions {
 // refused with Corruption and left exactly as it was.
 class SqliteEventLog final : public EventLog {
  public:
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
   // PRAGMA application_id marks the file as ours: "SLCE".
   static constexpr int32_t kApplicationId = 0x534C4345;
   // Under drop-oldest on a full disk, the first round frees at least this many accounted bytes:
@@ -152,6 +158,7 @@ class SqliteEventLog final : public EventLog {
   Status PendingReplays(std::vector<ReplayRequest>* out) override;
   Status AdvanceReplay(int64_t id, uint64_t position, bool done) override;
   bool WaitForEventsAfter(uint64_t after_seq, std::chrono::milliseconds timeout) override;
+  Status RecentIngress(size_t max_rows, std::vector<Event>* out) override;
   LogStats Stats() const override;
 
   // Read-only logs: re-reads the last assigned seq and every cursor's position from the file (a
@@ -208,6 +215,9 @@ class SqliteEventLog final : public EventLog {
     LogStats stats;                 // `cursors` left empty: Stats() fills it from `cursors` below
     std::vector<Cursor> cursors;    // configuration order (read-only: stored order, see options)
     int64_t first_retained_ms = 0;  // receive time of the oldest retained row
+    // Seqs of the newest options_.recent_ingress_rows rows with a packet id, ascending: the rows
+    // retention keeps (read-write logs only).
+    std::deque<uint64_t> ingress;
   };
   // A drop, from its commit until it is logged: merged ranges of seqs, and per upstream how many
   // of the dropped events it had not confirmed.
@@ -258,8 +268,16 @@ class SqliteEventLog final : public EventLog {
   Status EvictRetainedLocked(uint64_t need_bytes);
   // Deletes the retained rows beyond storage.retain (bytes and age).
   Status TrimRetainedLocked();
-  // Deletes every retained row with seq <= through and takes it out of the accounting.
-  Status DeleteRetainedLocked(uint64_t through);
+  // Deletes every retained row with seq <= through (but the rows of state_.ingress if
+  // `keep_ingress`) and takes it out of the accounting.
+  Status DeleteRetainedLocked(uint64_t through, bool keep_ingress);
+  // Rows with a packet id and a seq at least this are kept by retention (state_.ingress).
+  uint64_t IngressFloorLocked() const;
+  // How many retained rows are kept for RecentIngress (state_.ingress up to the lowest cursor).
+  uint64_t IngressRetainedLocked() const;
+  // The rows with after < seq <= through left the log: they leave state_.ingress too.
+  void ForgetIngressLocked(uint64_t after, uint64_t through);
+  Status LoadIngressLocked(std::deque<uint64_t>* out);
   // Drops the oldest dead letters until `need_bytes` are freed or none is left; adds the bytes
   // freed to *freed.
   Status DropDeadLettersLocked(uint64_t need_bytes, uint64_t* freed);
@@ -342,6 +360,7 @@ class SqliteEventLog final : public EventLog {
   SqliteHandle writer_;                        // GUARDED_BY(write_mu_)
   Statement insert_event_;                     // GUARDED_BY(write_mu_)
   Statement delete_through_;                   // GUARDED_BY(write_mu_)
+  Statement delete_unkept_through_;            // GUARDED_BY(write_mu_)
   Statement delete_range_;                     // GUARDED_BY(write_mu_)
   Statement upsert_cursor_;                    // GUARDED_BY(write_mu_)
   Statement insert_dead_;                      // GUARDED_BY(write_mu_)
@@ -375,8 +394,9 @@ class SqliteEventLog final : public EventLog {
   std::unique_ptr<WalCheckpointer> checkpointer_;
 
   std::mutex read_mu_;
-  SqliteHandle reader_;  // GUARDED_BY(read_mu_)
-  Statement read_from_;  // GUARDED_BY(read_mu_)
+  SqliteHandle reader_;       // GUARDED_BY(read_mu_)
+  Statement read_from_;       // GUARDED_BY(read_mu_)
+  Statement recent_ingress_;  // GUARDED_BY(read_mu_)
 };
 
 const char* ToString(Overflow o);

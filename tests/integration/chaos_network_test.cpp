@@ -54,15 +54,6 @@ int FreePort() {
   return ntohs(addr.sin_port);
 }
 
-// One series' value from sluice's /metrics; -1 when absent or when nothing answered.
-double MetricValue(int port, const std::string& series) {
-  const HttpResponse r = HttpGet(port, "/metrics");
-  const std::string needle = "\n" + series + " ";
-  const size_t at = r.body.find(needle);
-  if (r.status != 200 || at == std::string::npos) return -1;
-  return std::stod(r.body.substr(at + needle.size()));
-}
-
 size_t CountOf(const std::string& text, const std::string& what) {
   size_t n = 0;
   for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) n++;

@@ -303,6 +303,14 @@ HttpResponse HttpGet(int port, const std::string& path) {
   return {res->status, res->body};
 }
 
+double MetricValue(int port, const std::string& series) {
+  const HttpResponse r = HttpGet(port, "/metrics");
+  const std::string needle = "\n" + series + " ";
+  const size_t at = r.body.find(needle);
+  if (r.status != 200 || at == std::string::npos) return -1;
+  return std::stod(r.body.substr(at + needle.size()));
+}
+
 int MetricsPortFromEnvironment() {
   return std::stoi(MustGet("SLUICE_METRICS_PORT"));
 }

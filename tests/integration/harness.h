@@ -157,6 +157,8 @@ struct HttpResponse {
 HttpResponse HttpGet(int port, const std::string& path);
 // SLUICE_METRICS_PORT, the port the tests give sluice's metrics server; throws when unset.
 int MetricsPortFromEnvironment();
+// One series' value from sluice's /metrics on `port`; -1 when absent or when nothing answered.
+double MetricValue(int port, const std::string& series);
 
 // Creates a topic through Kafka's admin API, as the central team would, with topic-level
 // `configs` (e.g. max.message.bytes); returns "" on success, else the broker's error.

@@ -269,22 +269,33 @@ TEST_CASE(
     return cursor != "c" || topic.starts_with("x/");
   };
   o.checkpoint_inline = true;
+  o.recent_ingress_rows = 4;
   std::mt19937_64 rng(12345);
   auto log = OpenOrDie(o);
   Brute brute(path);
   uint64_t n = 0;
   uint64_t markers_seen = 0;
+  std::vector<uint64_t> kept_before;  // the rows RecentIngress returned after the last step
   for (int step = 0; step < 600; ++step) {
     INFO("step " << step);
     const unsigned pick = rng() % 100;
+    // Whether the step may evict retained rows for room (an append that does not fit, a dead
+    // letter's reason).
+    bool may_evict = false;
     if (pick < 45) {
       std::vector<Event> batch;
       for (unsigned i = 0, k = 1 + rng() % 6; i < k; ++i) {
         Event e = Ev(++n, rng() % 2 ? "x/dev" : "y/dev");
         e.payload.resize(10 + rng() % 300, 'p');
         e.received_ms = clock.NowUnixMillis();
+        if (rng() % 2) e.packet_id = static_cast<uint16_t>(1 + n % 65535);
         batch.push_back(std::move(e));
       }
+      const LogStats before = log->Stats();
+      uint64_t incoming = 0;
+      for (const Event& e : batch) incoming += e.AccountedBytes();
+      may_evict =
+          before.bytes + before.retained_bytes + before.dead_letter_bytes + incoming > o.max_bytes;
       Append(log.get(), std::move(batch));
     } else if (pick < 80) {
       const std::string name(1, static_cast<char>('a' + rng() % 3));
@@ -296,6 +307,7 @@ TEST_CASE(
       const std::string name(1, static_cast<char>('a' + rng() % 3));
       std::vector<Event> next;
       REQUIRE(log->Read(CursorOf(log->Stats(), name).cursor, 3, SIZE_MAX, &next).ok());
+      may_evict = true;
       if (!next.empty() && next.back().kind == EventKind::kEvent)
         REQUIRE(log->DeadLetter(name, next.back(), "refused " + std::to_string(step)).ok());
     } else if (pick < 97) {
@@ -307,6 +319,26 @@ TEST_CASE(
     const LogStats st = log->Stats();
     brute.CheckExact(st);
     CHECK(st.bytes + st.retained_bytes + st.dead_letter_bytes <= o.max_bytes);
+    // The rows kept by packet id are the newest with one, and retention never takes them.
+    std::vector<Event> recent;
+    REQUIRE(log->RecentIngress(4, &recent).ok());
+    for (size_t i = 0; i < recent.size(); ++i) {
+      CHECK(recent[i].packet_id != 0);
+      if (i > 0) CHECK(recent[i - 1].seq < recent[i].seq);
+    }
+    CHECK(static_cast<int64_t>(recent.size()) ==
+          brute.One("SELECT count(*) FROM (SELECT 1 FROM events WHERE packet_id != 0 LIMIT 4)"));
+    if (!recent.empty())
+      CHECK(brute.One("SELECT count(*) FROM events WHERE packet_id != 0 AND seq > ?1",
+                      static_cast<int64_t>(recent.back().seq)) == 0);
+    if (!may_evict) {
+      // No room was needed: every row kept before the step is still there.
+      for (uint64_t seq : kept_before)
+        CHECK(brute.One("SELECT count(*) FROM events WHERE seq = ?1", static_cast<int64_t>(seq)) ==
+              1);
+    }
+    kept_before.clear();
+    for (const Event& e : recent) kept_before.push_back(e.seq);
     markers_seen = std::max<uint64_t>(markers_seen, CursorOf(st, "a").gap_markers);
   }
   CHECK(markers_seen > 0);  // the run did exercise drops
@@ -577,9 +609,19 @@ TEST_CASE("SqliteEventLog keeps a dead letter per refusing upstream and replays 
 
 // Format 2 exactly as sluice 2 created it (kept here, not taken from the code, so that a change
 // to the current schema cannot hide a migration bug).
-void CreateV2Log(const std::string& path) {
+// Runs an SQL script on a new file, as an older sluice would have left it.
+void ExecScript(const std::string& path, const char* sql) {
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  INFO((err ? err : ""));
+  sqlite3_free(err);
+  sqlite3_close(db);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+void CreateV2Log(const std::string& path) {
   const char* sql =
       "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; BEGIN;"
       "CREATE TABLE events(seq INTEGER PRIMARY KEY, received_ms INTEGER NOT NULL,"
@@ -600,12 +642,7 @@ void CreateV2Log(const std::string& path) {
       "INSERT INTO dead_letters VALUES(2, 1699999999999, 1, 'devices/c/t', 'two', 'refused', 5,"
       " 1);"
       "COMMIT;";
-  char* err = nullptr;
-  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
-  INFO((err ? err : ""));
-  sqlite3_free(err);
-  sqlite3_close(db);
-  REQUIRE(rc == SQLITE_OK);
+  ExecScript(path, sql);
 }
 
 TEST_CASE("SqliteEventLog migrates a format 2 log and keeps its kafka cursor") {
@@ -658,6 +695,186 @@ TEST_CASE("SqliteEventLog migrates a format 2 log and keeps its kafka cursor") {
   CHECK(CursorOf(st, "central").cursor == 2);
   CHECK(CursorOf(st, "cloud").cursor == 2);
   CHECK(st.cursors.size() == 2);
+}
+
+// A format-3 log as sluice 0.x wrote it: one waiting and one retained event, a dead letter.
+void CreateV3Log(const std::string& path) {
+  const char* sql =
+      "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; BEGIN;"
+      "CREATE TABLE events(seq INTEGER PRIMARY KEY, received_ms INTEGER NOT NULL,"
+      " qos INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL,"
+      " retained INTEGER NOT NULL DEFAULT 0, kind INTEGER NOT NULL DEFAULT 0);"
+      "CREATE TABLE cursors(name TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;"
+      "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+      "CREATE TABLE dead_letters(seq INTEGER NOT NULL, upstream TEXT NOT NULL,"
+      " received_ms INTEGER NOT NULL, qos INTEGER NOT NULL, topic TEXT NOT NULL,"
+      " payload BLOB NOT NULL, error TEXT NOT NULL, failed_ms INTEGER NOT NULL,"
+      " retained INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(seq, upstream));"
+      "CREATE TABLE log_identity(id TEXT NOT NULL);"
+      "CREATE TABLE replays(id INTEGER PRIMARY KEY, upstream TEXT NOT NULL,"
+      " from_seq INTEGER NOT NULL, through_seq INTEGER NOT NULL, position INTEGER NOT NULL,"
+      " created_ms INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0);"
+      "INSERT INTO log_identity VALUES('0123456789abcdef0123456789abcdef');"
+      "PRAGMA application_id=1397506885; PRAGMA user_version=3;"
+      "INSERT INTO events VALUES(5, 1700000000000, 1, 'devices/a/t', 'five', 0, 0);"
+      "INSERT INTO events VALUES(6, 1700000000001, 1, 'devices/b/t', 'six', 1, 0);"
+      "INSERT INTO cursors VALUES('central', 5);"
+      "INSERT INTO dead_letters VALUES(4, 'central', 1699999999999, 1, 'devices/c/t', 'four',"
+      " 'refused', 5, 0);"
+      "COMMIT;";
+  ExecScript(path, sql);
+}
+
+Event WithPacketId(Event e, uint16_t packet_id) {
+  e.packet_id = packet_id;
+  return e;
+}
+
+TEST_CASE("SqliteEventLog migrates a format 3 log to format 4 and keeps its data") {
+  TempDir dir;
+  const std::string path = dir.File("events.db");
+  CreateV3Log(path);
+  {
+    auto o = Options(path, {"central"});
+    o.read_only = true;  // sluice status beside a format-3 daemon: read as it is
+    auto ro = OpenOrDie(o);
+    auto rows = ReadAll(ro.get());
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0].packet_id == 0);
+    std::vector<Event> recent;
+    REQUIRE(ro->RecentIngress(10, &recent).ok());
+    CHECK(recent.empty());
+  }
+  CHECK(Brute(path).One("PRAGMA user_version") == 3);
+  auto log = OpenOrDie(Options(path, {"central"}));
+  CHECK(Brute(path).One("PRAGMA user_version") == 4);
+  CHECK(log->LogId() == "0123456789abcdef0123456789abcdef");
+  LogStats st = log->Stats();
+  CHECK(CursorOf(st, "central").cursor == 5);
+  CHECK(st.events == 1);
+  CHECK(st.retained_events == 1);
+  CHECK(st.dead_letters == 1);
+  Brute(path).CheckExact(st);
+  auto rows = ReadAll(log.get());
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].seq == 5);
+  CHECK(rows[0].payload == "five");
+  CHECK(rows[1].retained);
+  CHECK(rows[0].packet_id == 0);  // written before packet ids were kept
+  // New events keep theirs; the old rows are never taken for a stored redelivery.
+  Append(log.get(), {WithPacketId(Ev(7), 321), Ev(8)});
+  rows = ReadAll(log.get(), 6);
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].packet_id == 321);
+  CHECK(rows[1].packet_id == 0);
+  std::vector<Event> recent;
+  REQUIRE(log->RecentIngress(10, &recent).ok());
+  REQUIRE(recent.size() == 1);
+  CHECK(recent[0].seq == 7);
+  CHECK(recent[0].packet_id == 321);
+  CHECK(recent[0].payload == Ev(7).payload);
+  Brute(path).CheckExact(log->Stats());
+}
+
+TEST_CASE(
+    "SqliteEventLog keeps the newest events with a packet id after every cursor passed them") {
+  TempDir dir;
+  const std::string path = dir.File("events.db");
+  auto o = Options(path, {"a", "b"});
+  o.recent_ingress_rows = 3;  // retain_bytes 0: nothing else is kept
+  o.checkpoint_inline = true;
+  auto log = OpenOrDie(o);
+  Brute brute(path);
+  // seq 1..8: packet ids on 1, 3, 4, 6, 7 (QoS 1); the others QoS 0.
+  std::vector<Event> batch;
+  for (uint64_t n = 1; n <= 8; ++n) {
+    const bool with_id = n == 1 || n == 3 || n == 4 || n == 6 || n == 7;
+    batch.push_back(with_id ? WithPacketId(Ev(n), static_cast<uint16_t>(100 + n)) : Ev(n));
+  }
+  Append(log.get(), std::move(batch));
+  REQUIRE(log->Acknowledge("a", 8).ok());
+  REQUIRE(log->Acknowledge("b", 8).ok());
+  auto kept = [&] {
+    std::vector<uint64_t> seqs;
+    for (const Event& e : ReadAll(log.get())) seqs.push_back(e.seq);
+    return seqs;
+  };
+  // Every cursor passed everything; only the newest 3 with a packet id stay, as retained rows.
+  CHECK(kept() == std::vector<uint64_t>{4, 6, 7});
+  LogStats st = log->Stats();
+  CHECK(st.events == 0);
+  CHECK(st.retained_events == 3);
+  CHECK(st.retained_bytes == 3 * 101);
+  CHECK(st.first_retained_seq == 4);
+  brute.CheckExact(st);
+  std::vector<Event> recent;
+  REQUIRE(log->RecentIngress(10, &recent).ok());
+  REQUIRE(recent.size() == 3);
+  CHECK(recent[0].seq == 4);
+  CHECK(recent[0].packet_id == 104);
+  CHECK(recent[2].seq == 7);
+  CHECK(recent[2].packet_id == 107);
+  REQUIRE(log->RecentIngress(2, &recent).ok());
+  REQUIRE(recent.size() == 2);
+  CHECK(recent[0].seq == 6);  // the newest two, oldest first
+
+  // They survive a reopen; a new one pushes the oldest out at the next trim.
+  log.reset();
+  log = OpenOrDie(o);
+  CHECK(kept() == std::vector<uint64_t>{4, 6, 7});
+  Append(log.get(), {WithPacketId(Ev(9), 109), Ev(10)});
+  REQUIRE(log->Acknowledge("a", 10).ok());
+  REQUIRE(log->Acknowledge("b", 10).ok());
+  CHECK(kept() == std::vector<uint64_t>{6, 7, 9});
+  brute.CheckExact(log->Stats());
+
+  // Room: under reject-new they are evicted like other retained rows, oldest first.
+  log.reset();
+  o.max_bytes = 4 * 101;
+  log = OpenOrDie(o);
+  Append(log.get(), {Ev(11), Ev(12)});  // 202 bytes where 101 are left: seq 6 goes
+  CHECK(kept() == std::vector<uint64_t>{7, 9, 11, 12});
+  st = log->Stats();
+  CHECK(st.retained_events == 2);
+  CHECK(st.events == 2);
+  brute.CheckExact(st);
+  REQUIRE(log->RecentIngress(10, &recent).ok());
+  REQUIRE(recent.size() == 2);
+  CHECK(recent[0].seq == 7);
+  CHECK(recent[1].seq == 9);
+}
+
+TEST_CASE("SqliteEventLog retention by bytes and age passes over the rows kept by packet id") {
+  TempDir dir;
+  const std::string path = dir.File("events.db");
+  ManualClock clock;
+  auto o = Options(path, {"a"});
+  o.recent_ingress_rows = 2;
+  o.retain_bytes = 2 * 101;
+  o.retain_age = std::chrono::minutes(10);
+  o.clock = &clock;
+  o.checkpoint_inline = true;
+  auto log = OpenOrDie(o);
+  Brute brute(path);
+  // seq 1, 2 carry packet ids; 3..5 do not.
+  Append(log.get(), {WithPacketId(Ev(1), 1), WithPacketId(Ev(2), 2), Ev(3), Ev(4), Ev(5)});
+  REQUIRE(log->Acknowledge("a", 5).ok());
+  // The two kept rows fill the byte budget: the other three go, the kept ones stay.
+  std::vector<uint64_t> seqs;
+  for (const Event& e : ReadAll(log.get())) seqs.push_back(e.seq);
+  CHECK(seqs == std::vector<uint64_t>{1, 2});
+  brute.CheckExact(log->Stats());
+  // Older than retain_age: still kept.
+  clock.Advance(std::chrono::minutes(20));
+  Append(log.get(), {Ev(6)});
+  REQUIRE(log->Acknowledge("a", 6).ok());
+  seqs.clear();
+  for (const Event& e : ReadAll(log.get())) seqs.push_back(e.seq);
+  CHECK(seqs == std::vector<uint64_t>{1, 2});
+  const LogStats st = log->Stats();
+  CHECK(st.retained_events == 2);
+  CHECK(st.first_retained_seq == 1);
+  brute.CheckExact(st);
 }
 
 TEST_CASE("SqliteEventLog takes a replay request beside a running log and tracks its progress") {
