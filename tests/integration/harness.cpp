@@ -51,6 +51,22 @@ Env Env::FromEnvironment() {
   return e;
 }
 
+std::string MustEnv(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') {
+    throw std::runtime_error(std::string("this test needs environment variable ") + name +
+                             " (set by tests/CMakeLists.txt)");
+  }
+  return v;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 int Shell(const std::string& cmd) {
   int rc = std::system(cmd.c_str());
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
@@ -393,14 +409,54 @@ std::string CreateTopic(const std::string& brokers, const std::string& topic, in
   return result;
 }
 
+std::string TopicConfig(const std::string& brokers, const std::string& topic,
+                        const std::string& name) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err) !=
+      RD_KAFKA_CONF_OK) {
+    rd_kafka_conf_destroy(conf);
+    return "";
+  }
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  if (rk == nullptr) return "";
+  std::string value;
+  rd_kafka_ConfigResource_t* resource =
+      rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str());
+  rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
+  rd_kafka_DescribeConfigs(rk, &resource, 1, nullptr, q);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 30000);
+  if (ev != nullptr && rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    size_t n = 0;
+    const rd_kafka_ConfigResource_t** res =
+        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &n);
+    for (size_t i = 0; i < n; ++i) {
+      size_t entries = 0;
+      const rd_kafka_ConfigEntry_t** e = rd_kafka_ConfigResource_configs(res[i], &entries);
+      for (size_t j = 0; j < entries; ++j) {
+        const char* v = rd_kafka_ConfigEntry_value(e[j]);
+        if (name == rd_kafka_ConfigEntry_name(e[j]) && v != nullptr) value = v;
+      }
+    }
+  }
+  if (ev != nullptr) rd_kafka_event_destroy(ev);
+  rd_kafka_ConfigResource_destroy(resource);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_destroy(rk);
+  return value;
+}
+
 // --- Kafka reader ---------------------------------------------------------------------------
 
 namespace {
 std::unique_ptr<RdKafka::KafkaConsumer> SubscribeFromStart(const std::string& brokers,
-                                                           const std::string& topic) {
+                                                           const std::string& topic,
+                                                           Isolation isolation) {
   std::string err;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   conf->set("bootstrap.servers", brokers, err);
+  conf->set("isolation.level",
+            isolation == Isolation::kReadCommitted ? "read_committed" : "read_uncommitted", err);
   conf->set("group.id", "itest-" + UniqueSuffix(), err);
   conf->set("auto.offset.reset", "earliest", err);
   conf->set("enable.auto.commit", "false", err);
@@ -436,7 +492,7 @@ bool ConsumeOne(RdKafka::KafkaConsumer* consumer, int timeout_ms, std::vector<Re
 
 std::vector<Record> ReadTopic(const std::string& brokers, const std::string& topic, size_t expected,
                               std::chrono::seconds idle) {
-  auto consumer = SubscribeFromStart(brokers, topic);
+  auto consumer = SubscribeFromStart(brokers, topic, Isolation::kReadUncommitted);
   std::vector<Record> out;
   auto last = std::chrono::steady_clock::now();
   while (out.size() < expected && std::chrono::steady_clock::now() - last < idle) {
@@ -448,8 +504,8 @@ std::vector<Record> ReadTopic(const std::string& brokers, const std::string& top
 
 std::vector<Record> ReadTopicUntil(const std::string& brokers, const std::string& topic,
                                    const std::function<bool(const std::vector<Record>&)>& done,
-                                   std::chrono::seconds timeout) {
-  auto consumer = SubscribeFromStart(brokers, topic);
+                                   std::chrono::seconds timeout, Isolation isolation) {
+  auto consumer = SubscribeFromStart(brokers, topic, isolation);
   std::vector<Record> out;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!done(out) && std::chrono::steady_clock::now() < deadline) {

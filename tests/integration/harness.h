@@ -34,6 +34,13 @@ struct Env {
 // Runs `cmd` through /bin/sh; returns its exit status.
 int Shell(const std::string& cmd);
 
+// The value of environment variable `name`; throws std::runtime_error naming it when it is unset
+// or empty (CTest sets the tests' variables in tests/CMakeLists.txt).
+std::string MustEnv(const char* name);
+
+// The whole content of the file at `path`; "" if it cannot be read.
+std::string ReadFile(const std::string& path);
+
 // A sluice daemon in a child process, its output in <dir>/sluice-N.log.
 class SluiceProcess {
  public:
@@ -131,11 +138,16 @@ struct Record {
 std::vector<Record> ReadTopic(const std::string& brokers, const std::string& topic, size_t expected,
                               std::chrono::seconds idle);
 
+// What a reader sees of transactional records: read_committed skips those of open and aborted
+// transactions (the view of a consumer of an exactly-once upstream).
+enum class Isolation { kReadUncommitted, kReadCommitted };
+
 // Reads every record of a topic from the beginning until `done` holds for the records read so
 // far (checked after each batch of polls) or `timeout` passes.
 std::vector<Record> ReadTopicUntil(const std::string& brokers, const std::string& topic,
                                    const std::function<bool(const std::vector<Record>&)>& done,
-                                   std::chrono::seconds timeout);
+                                   std::chrono::seconds timeout,
+                                   Isolation isolation = Isolation::kReadUncommitted);
 
 // A partition's leader, replicas and in-sync replicas as the cluster's metadata reports them
 // (node ids); nullopt if the metadata request fails or lacks the partition. REQUIRES: the topic
@@ -164,6 +176,11 @@ double MetricValue(int port, const std::string& series);
 // `configs` (e.g. max.message.bytes); returns "" on success, else the broker's error.
 std::string CreateTopic(const std::string& brokers, const std::string& topic, int partitions,
                         int replication, const std::map<std::string, std::string>& configs = {});
+
+// The value of the topic-level setting `name` (e.g. cleanup.policy) of `topic`, as the cluster
+// reports it; "" if it cannot be read.
+std::string TopicConfig(const std::string& brokers, const std::string& topic,
+                        const std::string& name);
 
 // Writes `count_per_device` events per device (n = 1..count, interleaved round-robin, the
 // Publisher's topics and payloads) straight into a new log at `log_path`, as an outage would have

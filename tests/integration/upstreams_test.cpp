@@ -47,21 +47,6 @@ using sluice::testing::ReceivedMessage;
 using sluice::testing::WaitFor;
 using namespace std::chrono_literals;
 
-std::string MustEnv(const char* name) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') {
-    throw std::runtime_error(std::string("the upstreams tests need environment variable ") + name);
-  }
-  return v;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Single quotes for /bin/sh; none of the test's arguments holds one.
 std::string Quote(const std::string& s) {
   return "'" + s + "'";
