@@ -63,6 +63,21 @@ bool DecodeCheckpoint(std::string_view value, Checkpoint* out) {
   return true;
 }
 
+// librdkafka's own lines about the reader (a broker down, say) go to the debug log: the sink
+// reports, throttled, what a failed read means.
+class KafkaCheckpoint::Events final : public RdKafka::EventCb {
+ public:
+  explicit Events(std::shared_ptr<spdlog::logger> log) : log_(std::move(log)) {}
+  void event_cb(RdKafka::Event& event) override {
+    if (event.type() == RdKafka::Event::EVENT_ERROR || event.type() == RdKafka::Event::EVENT_LOG) {
+      log_->debug("checkpoint reader: {}", event.str());
+    }
+  }
+
+ private:
+  std::shared_ptr<spdlog::logger> log_;
+};
+
 KafkaCheckpoint::KafkaCheckpoint(const KafkaSinkOptions& options,
                                  std::shared_ptr<spdlog::logger> logger)
     : topic_(options.checkpoint_topic),
@@ -95,6 +110,11 @@ Status KafkaCheckpoint::MakeConsumer() {
   Status s = BuildKafkaConf(properties_, fixed, &conf);
   if (!s.ok()) return s;
   std::string err;
+  events_ = std::make_unique<Events>(log_);
+  if (conf->set("event_cb", static_cast<RdKafka::EventCb*>(events_.get()), err) !=
+      RdKafka::Conf::CONF_OK) {
+    return Status::InvalidArgument("checkpoint reader: " + err);
+  }
   consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!consumer_) return Status::Unavailable("cannot create the checkpoint reader: " + err);
   return Status::Ok();

@@ -62,6 +62,7 @@ class KafkaCheckpoint {
 
  private:
   Status MakeConsumer();
+  class Events;
 
   const std::string topic_;
   const std::string key_;
@@ -69,6 +70,7 @@ class KafkaCheckpoint {
   const std::string gateway_id_;
   const std::map<std::string, std::string>& properties_;  // the sink's options outlive this
   std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<Events> events_;  // before consumer_: the consumer calls it until destroyed
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
   int32_t partition_ = -1;
 };

@@ -45,8 +45,12 @@ struct MqttSourceOptions {
   // of each QoS 1/2 event (see gateway/failpoint.h). Empty in production.
   std::function<void(const char*)> failpoint;
   // How many stored QoS 1/2 events the source remembers to recognise the broker's redeliveries
-  // of them (RedeliveryFilter); the log keeps as many for after a restart.
-  size_t redelivery_window = storage::kRecentIngressRows;
+  // of them (RedeliveryFilter). More than the log keeps for after a restart (kRecentIngressRows):
+  // a broker restarted with SIGTERM sends again every message whose PUBACK it had not read, and
+  // Mosquitto was measured redelivering up to a few hundred (chaos_network_test.cpp, Mosquitto
+  // restarts); a crash of sluice leaves only the broker's in-flight window unacknowledged.
+  // About 100 bytes each.
+  size_t redelivery_window = 4096;
   // The newest events with a packet id that the log held when this process started, oldest first
   // (EventLog::RecentIngress): what redeliveries on the first connection are compared with.
   std::vector<storage::Event> recent_ingress;

@@ -18,6 +18,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -282,7 +283,7 @@ class ResilientPublisher {
         }
         Connect();
         for (auto& q : window) send(q);
-        resent_ += static_cast<int>(window.size());
+        for (const Pending& q : window) resent_.insert(q.payload);
       }
     };
     for (int n = first; n < first + count; ++n) {
@@ -298,7 +299,7 @@ class ResilientPublisher {
   int reconnects() const { return connects_ - 1; }
   // Messages published again after a reconnect: their first copy may have reached the broker, so
   // each may reach sluice twice, as two messages (the device's resend, not a redelivery).
-  int resent() const { return resent_; }
+  const std::set<std::string>& resent() const { return resent_; }
 
  private:
   void Connect() {
@@ -326,7 +327,7 @@ class ResilientPublisher {
   std::unique_ptr<mqtt::async_client> client_;
   std::vector<std::unique_ptr<mqtt::async_client>> retired_;
   int connects_ = 0;
-  int resent_ = 0;
+  std::set<std::string> resent_;
 };
 
 // sluice.seq values that sluice committed (1..last_seq) but that are missing in Kafka.
@@ -371,7 +372,7 @@ void MosquittoScenario(const std::string& scenario, bool kill, bool exactly_once
   const int total = kPerDevice * static_cast<int>(devices.size());
   std::atomic<int> acked{0};
   std::atomic<int> publisher_reconnects{0};
-  std::atomic<int> publisher_resent{0};
+  std::set<std::string> publisher_resent;  // written by the producer thread before it ends
   std::string publisher_error;
   std::thread producer([&] {
     try {
@@ -432,15 +433,27 @@ void MosquittoScenario(const std::string& scenario, bool kill, bool exactly_once
   CHECK(f.Cursor() == last_seq);
   Verdict v = Verify(records, devices, kPerDevice);
   const size_t sluice_lost = MissingSeqs(records, last_seq);
+  // Copies beyond the first of an event the publisher did not publish twice itself: only these
+  // can be sluice's (a redelivery stored again). Its own resends after the reconnect are new MQTT
+  // messages that a broker passes on as such.
+  size_t duplicates_not_resent = 0;
+  {
+    std::map<std::string, size_t> copies;
+    for (const auto& r : records) copies[r.value]++;
+    for (const auto& [payload, n] : copies) {
+      if (n > 1 && publisher_resent.count(payload) == 0) duplicates_not_resent += n - 1;
+    }
+  }
   const size_t broker_lost = v.lost >= sluice_lost ? v.lost - sluice_lost : 0;
   char extra[320];
   std::snprintf(extra, sizeof extra,
                 " sluice_lost=%zu broker_lost=%zu committed=%llu acked_at_fault=%d "
                 "broker_down_s=%.1f sluice_reconnected_s=%.1f publisher_reconnects=%d "
-                "publisher_resent=%d duplicates_from_mqtt=%zu redeliveries_skipped=%.0f",
+                "publisher_resent=%zu duplicates_from_mqtt=%zu duplicates_not_resent=%zu "
+                "redeliveries_skipped=%.0f",
                 sluice_lost, broker_lost, static_cast<unsigned long long>(last_seq), acked_at_fault,
-                down_s, reconnect_s, publisher_reconnects.load(), publisher_resent.load(),
-                v.redelivered_by_broker,
+                down_s, reconnect_s, publisher_reconnects.load(), publisher_resent.size(),
+                v.redelivered_by_broker, duplicates_not_resent,
                 MetricValue(metrics_port, "sluice_mqtt_redeliveries_skipped_total"));
   ReportScenario(scenario, static_cast<size_t>(total), v, extra);
   // sluice's own guarantee holds whatever the broker did.
@@ -452,8 +465,9 @@ void MosquittoScenario(const std::string& scenario, bool kill, bool exactly_once
     // A broker stopped cleanly saves every message it acknowledged.
     CHECK(v.lost == 0);
   }
-  // Redeliveries of events sluice had stored are recognised, and Kafka gets each event once.
-  if (exactly_once) CHECK(v.duplicates == 0);
+  // Redeliveries of events sluice had stored are recognised, and Kafka gets each event once;
+  // what the publisher itself sent twice is two events to sluice (docs/guarantees.md, section 8).
+  if (exactly_once) CHECK(duplicates_not_resent == 0);
   CHECK(f.process->Terminate() == 0);
 }
 
