@@ -133,6 +133,21 @@ KafkaSink::KafkaSink(KafkaSinkOptions options, const Router* router, const Clock
 
 KafkaSink::~KafkaSink() {
   // What is still in flight stays in the log and is sent again by the next run.
+  ReleaseProducer();
+}
+
+void KafkaSink::ReleaseProducer() {
+  if (producer_ && transactional()) {
+    // librdkafka 2.0 can abort the process (an assertion in rd_kafka_txn_handle_AddPartitionsToTxn)
+    // when a transactional producer is destroyed while it still waits for a partition to join
+    // the transaction. Ending the transaction first, and letting outstanding requests finish,
+    // leaves nothing of the kind; neither call can make anything visible that was not committed.
+    if (txn_state_ == TxnState::kOpen || txn_state_ == TxnState::kCommitting ||
+        txn_state_ == TxnState::kAborting) {
+      std::unique_ptr<RdKafka::Error> e(producer_->abort_transaction(2000));
+    }
+    producer_->flush(2000);
+  }
   producer_.reset();
 }
 
@@ -411,7 +426,7 @@ void KafkaSink::RebuildAfterFatal(const std::string& reason, std::vector<Deliver
         "); this one stops forwarding. Give each gateway its own gateway.id");
     producer_->purge(RdKafka::Producer::PURGE_QUEUE | RdKafka::Producer::PURGE_INFLIGHT |
                      RdKafka::Producer::PURGE_NON_BLOCKING);
-    producer_.reset();
+    ReleaseProducer();
     connected_ = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -440,7 +455,7 @@ void KafkaSink::RebuildAfterFatal(const std::string& reason, std::vector<Deliver
     // Any event whose report did not come back is resent by the forwarder's rewind.
     in_flight_ = 0;
   }
-  producer_.reset();
+  ReleaseProducer();
   connected_ = false;
   Status s = BuildProducer();
   if (!s.ok()) {

@@ -158,6 +158,8 @@ class KafkaSink final : public Sink {
     kAborting,    // abort_transaction is (re)tried
   };
   bool transactional() const { return options_.delivery == KafkaDelivery::kExactlyOnce; }
+  // Destroys the producer, ending its transaction first (see the .cpp file for why).
+  void ReleaseProducer();
   void AdvanceTransaction(std::vector<Delivery>* out);
   // A delivery report inside a transaction: nothing is confirmed before the commit; a refusal
   // dooms the transaction and is kept for the event's report after the abort.
