@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -49,6 +50,20 @@ inline bool WaitFor(const std::function<bool()>& condition, std::chrono::millise
     std::this_thread::sleep_for(poll);
   }
   return true;
+}
+
+// The unsigned number in environment variable `name`, or `fallback` if it is unset or empty.
+inline uint64_t EnvOr(const char* name, uint64_t fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : fallback;
+}
+
+// The seed of a randomised (chaos) test: SLUICE_CHAOS_SEED if set, to repeat a run, else a new
+// one. Tests print it.
+inline uint64_t ChaosSeedFromEnvironment() {
+  return EnvOr(
+      "SLUICE_CHAOS_SEED",
+      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) % 1000000);
 }
 
 }  // namespace sluice::testing

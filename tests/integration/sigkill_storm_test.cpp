@@ -33,14 +33,11 @@
 namespace sluice::itest {
 namespace {
 
+using sluice::testing::ChaosSeedFromEnvironment;
+using sluice::testing::EnvOr;
 using sluice::testing::TempDir;
 using sluice::testing::WaitFor;
 using namespace std::chrono_literals;
-
-uint64_t EnvOr(const char* name, uint64_t fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : fallback;
-}
 
 uint64_t LastSeq(const std::string& log_path) {
   auto st = ReadLogStats(log_path);
@@ -53,9 +50,7 @@ void Storm(bool exactly_once, const char* kills_variable, int default_kills) {
   const std::string verify_bin = MustEnv("SLUICE_VERIFY_BIN");
   const int kills = static_cast<int>(EnvOr(kills_variable, default_kills));
   const char* const scenario = exactly_once ? "sigkill-storm-exactly-once" : "sigkill-storm";
-  const uint64_t seed = EnvOr(
-      "SLUICE_CHAOS_SEED",
-      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) % 1000000);
+  const uint64_t seed = ChaosSeedFromEnvironment();
   std::printf("scenario=%s seed=%llu kills=%d (SLUICE_CHAOS_SEED repeats the run)\n", scenario,
               static_cast<unsigned long long>(seed), kills);
   std::fflush(stdout);

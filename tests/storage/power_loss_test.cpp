@@ -37,14 +37,11 @@
 namespace sluice::storage {
 namespace {
 
+using sluice::testing::ChaosSeedFromEnvironment;
+using sluice::testing::EnvOr;
 using sluice::testing::NullLogger;
 using sluice::testing::PowerLossVfs;
 using sluice::testing::TempDir;
-
-uint64_t EnvOr(const char* name, uint64_t fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 10) : fallback;
-}
 
 constexpr int64_t kCheckpointPages = 100;
 
@@ -54,9 +51,7 @@ bool InlineCheckpoints() {
 }
 
 uint64_t ChaosSeed() {
-  static const uint64_t seed = EnvOr(
-      "SLUICE_CHAOS_SEED",
-      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) % 1000000);
+  static const uint64_t seed = ChaosSeedFromEnvironment();
   return seed;
 }
 
