@@ -468,6 +468,7 @@ void KafkaSink::RebuildAfterFatal(const std::string& reason, std::vector<Deliver
     // producer's initialisation (which completes or aborts it) settles its events.
     txn_state_ = TxnState::kInit;
     checkpoint_sent_ = false;
+    commit_started_ = false;
     return;
   }
   out->push_back(Delivery{0, Delivery::Outcome::kRetry, "producer rebuilt: " + reason});
@@ -564,9 +565,14 @@ void KafkaSink::AdvanceTransaction(std::vector<Delivery>* out) {
         OnTransactionalReport(Delivery{0, Delivery::Outcome::kRetry, RdKafka::err2str(rc)}, rc);
       }
     }
-    if (!txn_doomed_ && checkpoint_sent_) {
+    // A commit that timed out is still in progress inside librdkafka: it must be called again
+    // until it ends, even if a record failed meanwhile (any other call is refused as a conflict);
+    // librdkafka then says whether the transaction must abort.
+    if ((!txn_doomed_ || commit_started_) && checkpoint_sent_) {
       if (now < next_txn_try_ && txn_backoff_.attempts() > 0) return;
+      commit_started_ = true;
       std::unique_ptr<RdKafka::Error> e(producer_->commit_transaction(kCallTimeoutMs));
+      if (!e || !e->is_retriable()) commit_started_ = false;
       if (!e) {
         for (uint64_t seq : txn_seqs_) {
           out->push_back(Delivery{seq, Delivery::Outcome::kDelivered, {}});
@@ -588,11 +594,17 @@ void KafkaSink::AdvanceTransaction(std::vector<Delivery>* out) {
         return;
       }
     }
-    if (txn_doomed_) txn_state_ = TxnState::kAborting;
+    if (txn_doomed_ && !commit_started_) txn_state_ = TxnState::kAborting;
   }
   if (txn_state_ == TxnState::kAborting) {
     if (now < next_txn_try_ && txn_backoff_.attempts() > 0) return;
     std::unique_ptr<RdKafka::Error> e(producer_->abort_transaction(kCallTimeoutMs));
+    if (e && e->code() == RdKafka::ERR__CONFLICT) {
+      // A commit is still in progress inside librdkafka: see it through first.
+      commit_started_ = true;
+      txn_state_ = TxnState::kCommitting;
+      return;
+    }
     if (e) {
       TransactionError("aborting a transaction", e.get(), out);
       return;

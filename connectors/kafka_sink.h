@@ -205,6 +205,7 @@ class KafkaSink final : public Sink {
   std::map<uint64_t, Delivery> txn_refusals_;
   bool txn_doomed_ = false;       // a record of the transaction failed: it must abort
   bool checkpoint_sent_ = false;  // the transaction's checkpoint record is produced
+  bool commit_started_ = false;   // commit_transaction timed out and must be called again
   std::chrono::steady_clock::time_point txn_began_{};
   std::chrono::steady_clock::time_point next_txn_try_{};
   Backoff txn_backoff_{std::chrono::milliseconds(200), std::chrono::seconds(10)};

@@ -399,5 +399,55 @@ TEST_CASE("KafkaSink exactly-once aborts on a failed record: all retried, then d
   CHECK(checkpoint->seq == kEvents);
 }
 
+// A broker too slow for every request with transactions under way: the open transaction fails and
+// aborts once Kafka answers again, and every event is then sent and committed once.
+TEST_CASE(
+    "KafkaSink exactly-once: a broker too slow to answer aborts the transaction, then all is "
+    "resent once") {
+  TempDir dir;
+  storage::SqliteEventLogOptions lo;
+  lo.path = dir.File("events.db");
+  lo.logger = NullLogger();
+  std::unique_ptr<storage::SqliteEventLog> log;
+  REQUIRE(storage::SqliteEventLog::Open(lo, &log).ok());
+
+  EosFixture f;
+  f.options.transaction_interval_ms = 50;
+  f.options.transaction_timeout_ms = 1000;
+  f.options.log_id = log->LogId();
+  f.Create();
+
+  constexpr int kEvents = 2000;
+  std::vector<storage::Event> events(kEvents);
+  for (auto& e : events) {
+    e.topic = "dev/t/x";
+    e.payload = "p";
+    e.qos = 1;
+  }
+  size_t appended = 0;
+  REQUIRE(log->Append(events, &appended).ok());
+
+  gateway::ForwarderOptions fo;
+  fo.ack_interval = 10ms;
+  fo.idle_wait = 10ms;
+  fo.max_in_flight = 100;  // several transactions, so that one is open when the broker goes
+  gateway::Forwarder fwd(log.get(), f.sink.get(), fo, NullLogger());
+  fwd.Start();
+  // Transactions are set up before the broker turns slow.
+  REQUIRE(WaitFor([&] { return fwd.Stats().sent > 0; }, 30s));
+  // Slower than every request's timeout: records and commit time out.
+  rd_kafka_mock_broker_set_rtt(f.mc.get(), 1, 3000);
+  REQUIRE(WaitFor([&] { return !f.sink->Connected(); }, 30s));
+  rd_kafka_mock_broker_set_rtt(f.mc.get(), 1, 0);
+  REQUIRE(WaitFor([&] { return log->Stats().cursor == kEvents; }, 60s));
+  fwd.Stop();
+  CHECK(fwd.error().ok());
+  CHECK(f.sink->TransactionsCommitted() >= 1);
+  CHECK(f.sink->TransactionsAborted() >= 1);
+  const auto checkpoint = f.LastCheckpoint();
+  REQUIRE(checkpoint.has_value());
+  CHECK(checkpoint->seq == kEvents);
+}
+
 }  // namespace
 }  // namespace sluice::testing
