@@ -2,7 +2,8 @@
 // figures as JSON (--json FILE); `report` turns a run's JSON files into results.{json,md}.
 //   publish        stamped events at a precise rate over one MQTT connection (the devices)
 //   subscribe      plain MQTT subscriber: counts, losses, duplicates, latency (ceiling, bridge)
-//   kafka-latency  reads a Kafka topic back: counts and publish-to-append latency
+//   kafka-latency  reads a Kafka topic back (read_committed): counts and publish-to-append
+//                  latency; with --visible, run while publishing, also publish-to-receipt
 //   watch-log      samples a running sluice's log: last sequence number and Kafka cursor
 //   report         results.json and results.md from <out>/raw
 // Exit codes: 0 measured, 1 the probe failed (connection, timeout), 2 usage.
@@ -51,28 +52,50 @@ int Finish(const Status& s, const nlohmann::ordered_json& result, const std::str
   return 0;
 }
 
-Status ReadKafka(const std::string& brokers, const std::string& topic, const std::string& tag,
-                 uint64_t count, double idle_s, double timeout_s, nlohmann::ordered_json* out) {
+struct KafkaProbe {
+  std::string brokers = "127.0.0.1:9092";
+  std::string topic;
+  std::string tag;
+  uint64_t count = 0;
+  double idle_s = 3;
+  double timeout_s = 300;
+  // Besides the latency to Kafka's LogAppendTime, the latency to when this probe got each event,
+  // for a probe that reads while the events are published: under exactly-once a record is
+  // appended at once but visible to a read_committed consumer only once its transaction commits,
+  // and only the receipt shows that.
+  bool visible = false;
+  std::string ready_file;  // written once the partitions are assigned
+};
+
+Status ReadKafka(const KafkaProbe& k, nlohmann::ordered_json* out) {
   sluice::SystemClock clock;
   sluice::sim::VerifyReaderOptions o;
-  o.brokers = brokers;
-  o.topic = topic;
-  o.idle_timeout = Millis(idle_s);
-  o.timeout = Millis(timeout_s);
+  o.brokers = k.brokers;
+  o.topic = k.topic;
+  o.idle_timeout = Millis(k.idle_s);
+  o.timeout = Millis(k.timeout_s);
   o.connect_timeout = Millis(30);
   std::unique_ptr<sluice::sim::VerifyReader> reader;
   Status s = sluice::sim::VerifyReader::Open(o, &clock, &reader);
   if (!s.ok()) return s;
-  sluice::bench::LatencyRecorder rec(count);
+  if (!k.ready_file.empty() && !std::ofstream(k.ready_file).good()) {
+    return Status::IoError("cannot write " + k.ready_file);
+  }
+  sluice::bench::LatencyRecorder rec(k.count);
+  sluice::bench::LatencyRecorder visible(k.count);
   uint64_t foreign = 0;
   uint64_t no_timestamp = 0;
   sluice::sim::VerifyReader::Stats stats;
   s = reader->Read(
       [&](const sluice::sim::ConsumedRecord& r) {
         const auto stamp = sluice::bench::DecodeStamp(r.value);
-        if (!stamp || stamp->tag != tag) {
+        if (!stamp || stamp->tag != k.tag) {
           ++foreign;
           return;
+        }
+        if (k.visible) {
+          const int64_t now_us = sluice::bench::NowUnixMicros();
+          visible.Add(stamp->seq, now_us - stamp->send_us, now_us);
         }
         if (!r.timestamp_ms) {
           ++no_timestamp;
@@ -86,9 +109,10 @@ Status ReadKafka(const std::string& brokers, const std::string& topic, const std
       },
       &stats);
   auto& r = *out;
-  r["topic"] = topic;
-  r["tag"] = tag;
+  r["topic"] = k.topic;
+  r["tag"] = k.tag;
   r["events"] = rec.Summary();
+  if (k.visible) r["visible"] = visible.Summary();
   r["records"] = stats.records;
   r["foreign"] = foreign;
   r["no_timestamp"] = no_timestamp;
@@ -137,16 +161,18 @@ int main(int argc, char** argv) {
   s->add_option("--timeline", sub.timeline_csv, "append 'unix_s received' every 250 ms");
   s->add_option("--json", json_path);
 
-  std::string k_brokers = "127.0.0.1:9092", k_topic, k_tag;
-  uint64_t k_count = 0;
-  double k_idle = 3, k_timeout = 300;
-  auto* k = app.add_subcommand("kafka-latency", "read a Kafka topic back: counts and latency");
-  k->add_option("--brokers", k_brokers);
-  k->add_option("--topic", k_topic)->required();
-  k->add_option("--tag", k_tag)->required();
-  k->add_option("--count", k_count)->required();
-  k->add_option("--idle-timeout", k_idle);
-  k->add_option("--timeout", k_timeout);
+  KafkaProbe probe;
+  auto* k = app.add_subcommand("kafka-latency",
+                               "read a Kafka topic back (read_committed): counts and latency");
+  k->add_option("--brokers", probe.brokers);
+  k->add_option("--topic", probe.topic)->required();
+  k->add_option("--tag", probe.tag)->required();
+  k->add_option("--count", probe.count)->required();
+  k->add_option("--idle-timeout", probe.idle_s);
+  k->add_option("--timeout", probe.timeout_s);
+  k->add_flag("--visible", probe.visible,
+              "also the latency to this probe's receipt (run it while the events are published)");
+  k->add_option("--ready-file", probe.ready_file, "written once the partitions are assigned");
   k->add_option("--json", json_path);
 
   sluice::bench::LogWatcherOptions w;
@@ -183,7 +209,7 @@ int main(int argc, char** argv) {
       return Finish(st, result, json_path, "subscribe");
     }
     if (*k) {
-      Status st = ReadKafka(k_brokers, k_topic, k_tag, k_count, k_idle, k_timeout, &result);
+      Status st = ReadKafka(probe, &result);
       return Finish(st, result, json_path, "kafka-latency");
     }
     if (*wl) {

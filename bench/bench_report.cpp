@@ -45,6 +45,63 @@ std::string Verdict(const json& value, double limit, bool at_least) {
   return (at_least ? v >= limit : v < limit) ? "met" : "MISSED";
 }
 
+// Stages 3-5 under both delivery modes, side by side.
+std::string ExactlyOnceMarkdown(const ojson& r) {
+  const auto& alo_lat = r["latency"];
+  const auto& eos_lat = r["exactly_once"]["latency"];
+  const auto& alo = r["sluice"];
+  const auto& eos = r["exactly_once"]["sluice"];
+  std::ostringstream o;
+  o << "\n### Exactly-once beside at-least-once (same run, QoS 1, 100 B, sync normal)\n\n"
+       "| figure | at-least-once | exactly-once | exactly-once / at-least-once |\n"
+       "|---|---|---|---|\n";
+  auto line = [&](const std::string& label, const json& a, const json& e, int decimals) {
+    const bool both = a.is_number() && e.is_number() && a.get<double>() != 0;
+    o << "| " << label << " | " << Fmt(a, decimals) << " | " << Fmt(e, decimals) << " | "
+      << (both ? Fmt(json(e.get<double>() / a.get<double>()), 2) : "n/a") << " |\n";
+  };
+  auto lat = [&](size_t row, const char* key) {
+    return std::make_pair(alo_lat[row].value(key, json(nullptr)),
+                          eos_lat[row].value(key, json(nullptr)));
+  };
+  struct LatLine {
+    size_t row;
+    const char* key;
+    const char* label;
+  };
+  const LatLine lat_lines[] = {
+      {0, "p50_ms", "p50 at 1,000 ev/s, publish -> Kafka append (ms)"},
+      {0, "p99_ms", "p99 at 1,000 ev/s, publish -> Kafka append (ms)"},
+      {0, "visible_p50_ms", "p50 at 1,000 ev/s, publish -> read_committed consumer (ms)"},
+      {0, "visible_p99_ms", "p99 at 1,000 ev/s, publish -> read_committed consumer (ms)"},
+      {1, "p99_ms", "p99 at 10,000 ev/s, publish -> Kafka append (ms)"},
+  };
+  for (const LatLine& l : lat_lines) {
+    const auto [a, e] = lat(l.row, l.key);
+    line(l.label, a, e, 1);
+  }
+  struct Line {
+    const char* key;
+    const char* label;
+    int decimals;
+  };
+  const Line lines[] = {
+      {"outage_ingest_events_per_s", "ingest during the outage (ev/s)", 0},
+      {"drain_events_per_s", "drain rate, first to last drained event (ev/s)", 0},
+      {"drain_seconds", "drain time from the upstream reported ready (s)", 1},
+      {"drained_lost", "outage events lost", 0},
+      {"drained_duplicated", "outage events duplicated", 0},
+      {"live_during_drain_p99_ms", "live events during the drain: p99 latency (ms)", 0},
+      {"store_cpu_s_per_million", "CPU-s per 1M events stored", 1},
+      {"forward_cpu_s_per_million", "CPU-s per 1M events drained", 1},
+      {"rss_peak_mib", "peak RSS over the outage and drain (MiB)", 1},
+  };
+  for (const Line& l : lines) {
+    line(l.label, alo.value(l.key, json(nullptr)), eos.value(l.key, json(nullptr)), l.decimals);
+  }
+  return o.str();
+}
+
 }  // namespace
 
 json BenchReport::Raw(const std::string& name) const {
@@ -94,65 +151,18 @@ Status BenchReport::Build() {
   r["ingest"] = ingest;
 
   // 2. Online latency, device publish to Kafka's append time.
-  ojson latency = ojson::array();
-  for (const char* rate : {"1000", "10000"}) {
-    const json k = Raw(std::string("latency-") + rate + ".kafka.json");
-    const json p = Raw(std::string("latency-") + rate + ".pub.json");
-    ojson row;
-    row["target_rate"] = std::stoi(rate);
-    row["achieved_rate"] = Or(Num(p, {"rate"}));
-    row["sent"] = Or(Num(p, {"completed"}));
-    row["arrived"] = Or(Num(k, {"events", "unique"}));
-    row["lost"] = Or(Num(k, {"events", "missing"}));
-    row["duplicated"] = Or(Num(k, {"events", "duplicates"}));
-    for (const char* q : {"p50", "p99", "p999", "max"})
-      row[std::string(q) + "_ms"] = Or(Num(k, {"events", "latency_ms", q}));
-    latency.push_back(row);
-  }
+  const ojson latency = LatencyRows("");
   r["latency"] = latency;
 
   // 3-6. Outage, drain, memory, CPU and writes, sluice beside Mosquitto's bridge.
-  const json op = Raw("outage.pub.json");
-  const json olog = Raw("outage.log.json");
-  const json oproc = Raw("outage.proc.json");
-  const json dlog = Raw("drain.log.json");
-  const json dproc = Raw("drain.proc.json");
-  const json dk = Raw("drain.kafka.json");
-  const json lk = Raw("live.kafka.json");
-  const json sl = Raw("sluice.proc.json");
+  const ojson s = SluiceFigures("");
+  r["sluice"] = s;
   const json bop = Raw("bridge-outage.pub.json");
   const json boproc = Raw("bridge-outage.proc.json");
   const json bd = Raw("bridge-drain.sub.json");
   const json bdproc = Raw("bridge-drain.proc.json");
 
-  const double n = Num(op, {"completed"});
   const double bn = Num(bop, {"completed"});
-  ojson s;
-  s["outage_events"] = Or(n);
-  s["outage_ingest_events_per_s"] = Or(Rate(n, Num(op, {"start_us"}), Num(olog, {"reached_us"})));
-  s["drain_events_per_s"] = Or(Rate(n, Num(dlog, {"cursor_moved_us"}), Num(dlog, {"reached_us"})));
-  // The uplink is up from when kafka.sh start returned or, if sluice reconnected and confirmed
-  // events before that (a small backlog can drain entirely first), from the cursor's first move.
-  const double uplink_up_us = std::min(Num(dproc, {"t0_us"}), Num(dlog, {"cursor_moved_us"}));
-  s["drain_from_uplink_up_events_per_s"] = Or(Rate(n, uplink_up_us, Num(dlog, {"reached_us"})));
-  s["drain_seconds"] = Or((Num(dlog, {"reached_us"}) - uplink_up_us) / 1e6);
-  s["drained_arrived"] = Or(Num(dk, {"events", "unique"}));
-  s["drained_lost"] = Or(Num(dk, {"events", "missing"}));
-  s["drained_duplicated"] = Or(Num(dk, {"events", "duplicates"}));
-  s["live_during_drain_p50_ms"] = Or(Num(lk, {"events", "latency_ms", "p50"}));
-  s["live_during_drain_p99_ms"] = Or(Num(lk, {"events", "latency_ms", "p99"}));
-  s["live_during_drain_max_ms"] = Or(Num(lk, {"events", "latency_ms", "max"}));
-  s["live_lost"] = Or(Num(lk, {"events", "missing"}));
-  s["rss_idle_mib"] = Or(Num(sl, {"idle_rss_kib"}) / 1024);
-  s["rss_load_peak_mib"] = Or(Num(sl, {"load_hwm_kib"}) / 1024);
-  s["rss_buffered_mib"] = Or(Num(oproc, {"rss_kib"}) / 1024);
-  s["rss_peak_mib"] = Or(Num(dproc, {"hwm_kib"}) / 1024);
-  s["store_write_bytes_per_event"] = Or(Num(oproc, {"write_bytes"}) / n);
-  s["store_cpu_s_per_million"] = Or(Num(oproc, {"cpu_s"}) / n * 1e6);
-  s["forward_cpu_s_per_million"] = Or(Num(dproc, {"cpu_s"}) / n * 1e6);
-  s["forward_write_bytes_per_event"] = Or(Num(dproc, {"write_bytes"}) / n);
-  r["sluice"] = s;
-
   ojson b;
   b["outage_events"] = Or(bn);
   b["outage_ingest_events_per_s"] = Or(Num(bop, {"rate"}));
@@ -177,7 +187,7 @@ Status BenchReport::Build() {
   b["forward_write_bytes_per_event"] = Or(Num(bdproc, {"write_bytes"}) / bn);
   r["mosquitto_bridge"] = b;
 
-  ojson ratio;
+  ojson ratio = ojson::object();  // an object even when empty: a partial run has no ratios
   for (auto it = s.begin(); it != s.end(); ++it) {
     if (b.contains(it.key()) && it.value().is_number() && b[it.key()].is_number() &&
         b[it.key()].get<double>() != 0) {
@@ -202,6 +212,11 @@ Status BenchReport::Build() {
          ingest[2]["write_bytes_per_event"], 400, false);
   r["targets"] = t;
 
+  // Stages 3-5 again with delivery = "exactly-once", when the run had them.
+  const bool eos = r["sizes"].is_object() && r["sizes"].value("exactly_once", false);
+  if (eos)
+    r["exactly_once"] = {{"latency", LatencyRows("eos-")}, {"sluice", SluiceFigures("eos-")}};
+
   // Figures a stage should have produced but did not (a smoke run fails on any).
   ojson missing = ojson::array();
   auto check = [&](const std::string& where, const ojson& obj) {
@@ -214,6 +229,12 @@ Status BenchReport::Build() {
     check("latency[" + std::to_string(i) + "]", latency[i]);
   check("sluice", s);
   check("mosquitto_bridge", b);
+  if (eos) {
+    const auto& e = r["exactly_once"];
+    for (size_t i = 0; i < e["latency"].size(); ++i)
+      check("exactly_once.latency[" + std::to_string(i) + "]", e["latency"][i]);
+    check("exactly_once.sluice", e["sluice"]);
+  }
   r["missing"] = missing;
   results_ = r;
 
@@ -222,6 +243,69 @@ Status BenchReport::Build() {
   md << Markdown();
   if (!md) return Status::IoError("cannot write " + dir_ + "/results.md");
   return Status::Ok();
+}
+
+ojson BenchReport::LatencyRows(const std::string& px) const {
+  ojson latency = ojson::array();
+  for (const char* rate : {"1000", "10000"}) {
+    const std::string stage = px + "latency-" + rate;
+    const json k = Raw(stage + ".kafka.json");
+    const json p = Raw(stage + ".pub.json");
+    ojson row;
+    row["target_rate"] = std::stoi(rate);
+    row["achieved_rate"] = Or(Num(p, {"rate"}));
+    row["sent"] = Or(Num(p, {"completed"}));
+    row["arrived"] = Or(Num(k, {"events", "unique"}));
+    row["lost"] = Or(Num(k, {"events", "missing"}));
+    row["duplicated"] = Or(Num(k, {"events", "duplicates"}));
+    for (const char* q : {"p50", "p99", "p999", "max"})
+      row[std::string(q) + "_ms"] = Or(Num(k, {"events", "latency_ms", q}));
+    // Read while published (run.sh: at 1,000 ev/s only): to when a read_committed consumer got
+    // each event, which under exactly-once includes the wait for the transaction's commit.
+    if (k.is_object() && k.contains("visible")) {
+      for (const char* q : {"p50", "p99", "p999", "max"})
+        row[std::string("visible_") + q + "_ms"] = Or(Num(k, {"visible", "latency_ms", q}));
+    }
+    latency.push_back(row);
+  }
+  return latency;
+}
+
+ojson BenchReport::SluiceFigures(const std::string& px) const {
+  const json op = Raw(px + "outage.pub.json");
+  const json olog = Raw(px + "outage.log.json");
+  const json oproc = Raw(px + "outage.proc.json");
+  const json dlog = Raw(px + "drain.log.json");
+  const json dproc = Raw(px + "drain.proc.json");
+  const json dk = Raw(px + "drain.kafka.json");
+  const json lk = Raw(px + "live.kafka.json");
+  const json sl = Raw(px + "sluice.proc.json");
+  const double n = Num(op, {"completed"});
+  ojson s;
+  s["outage_events"] = Or(n);
+  s["outage_ingest_events_per_s"] = Or(Rate(n, Num(op, {"start_us"}), Num(olog, {"reached_us"})));
+  s["drain_events_per_s"] = Or(Rate(n, Num(dlog, {"cursor_moved_us"}), Num(dlog, {"reached_us"})));
+  // The uplink is up from when kafka.sh start returned or, if sluice reconnected and confirmed
+  // events before that (a small backlog can drain entirely first), from the cursor's first move.
+  const double uplink_up_us = std::min(Num(dproc, {"t0_us"}), Num(dlog, {"cursor_moved_us"}));
+  s["drain_from_uplink_up_events_per_s"] = Or(Rate(n, uplink_up_us, Num(dlog, {"reached_us"})));
+  s["drain_seconds"] = Or((Num(dlog, {"reached_us"}) - uplink_up_us) / 1e6);
+  s["drained_arrived"] = Or(Num(dk, {"events", "unique"}));
+  s["drained_lost"] = Or(Num(dk, {"events", "missing"}));
+  s["drained_duplicated"] = Or(Num(dk, {"events", "duplicates"}));
+  s["live_during_drain_p50_ms"] = Or(Num(lk, {"events", "latency_ms", "p50"}));
+  s["live_during_drain_p99_ms"] = Or(Num(lk, {"events", "latency_ms", "p99"}));
+  s["live_during_drain_max_ms"] = Or(Num(lk, {"events", "latency_ms", "max"}));
+  s["live_lost"] = Or(Num(lk, {"events", "missing"}));
+  s["rss_idle_mib"] = Or(Num(sl, {"idle_rss_kib"}) / 1024);
+  s["rss_load_peak_mib"] = Or(Num(sl, {"load_hwm_kib"}) / 1024);
+  s["rss_buffered_mib"] = Or(Num(oproc, {"rss_kib"}) / 1024);
+  s["rss_peak_mib"] = Or(Num(dproc, {"hwm_kib"}) / 1024);
+  s["store_write_bytes_per_event"] = Or(Num(oproc, {"write_bytes"}) / n);
+  s["store_cpu_s_per_million"] = Or(Num(oproc, {"cpu_s"}) / n * 1e6);
+  s["forward_cpu_s_per_million"] = Or(Num(dproc, {"cpu_s"}) / n * 1e6);
+  s["forward_write_bytes_per_event"] = Or(Num(dproc, {"write_bytes"}) / n);
+  return s;
 }
 
 std::string BenchReport::Markdown() const {
@@ -246,6 +330,12 @@ std::string BenchReport::Markdown() const {
       << Fmt(row["duplicated"]) << " | " << Fmt(row["p50_ms"], 1, " ms") << " | "
       << Fmt(row["p99_ms"], 1, " ms") << " | " << Fmt(row["p999_ms"], 1, " ms") << " | "
       << Fmt(row["max_ms"], 1, " ms") << " |\n";
+  }
+  const auto& first = r["latency"][0];
+  if (first.contains("visible_p50_ms")) {
+    o << "\nRead while published, to when a read_committed consumer got each event, at "
+      << first["target_rate"] << " ev/s: p50 " << Fmt(first["visible_p50_ms"], 1, " ms") << ", p99 "
+      << Fmt(first["visible_p99_ms"], 1, " ms") << ".\n";
   }
   o << "\n### Outage and drain, sluice beside Mosquitto's bridge (QoS 1, 100 B)\n\n";
   o << "| figure | sluice | Mosquitto bridge | sluice / bridge |\n|---|---|---|---|\n";
@@ -281,6 +371,7 @@ std::string BenchReport::Markdown() const {
       << Fmt(b.value(l.key, json(nullptr)), l.decimals) << " | "
       << Fmt(q.value(l.key, json(nullptr)), 2) << " |\n";
   }
+  if (r.contains("exactly_once")) o << ExactlyOnceMarkdown(r);
   o << "\n### Targets\n\n| target | value | verdict |\n|---|---|---|\n";
   for (const auto& t : r["targets"]) {
     o << "| " << t["target"].get<std::string>() << " | " << Fmt(t["value"], 2) << " | "

@@ -20,6 +20,10 @@ class BenchReport {
 
  private:
   nlohmann::json Raw(const std::string& name) const;  // null if absent or unreadable
+  // Stages 3-5 of one delivery mode, from the raw files named with `prefix` ("" at-least-once,
+  // "eos-" exactly-once): the latency rows, and sluice's outage, drain and process figures.
+  nlohmann::ordered_json LatencyRows(const std::string& prefix) const;
+  nlohmann::ordered_json SluiceFigures(const std::string& prefix) const;
   std::string Markdown() const;
 
   const std::string dir_;

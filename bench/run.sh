@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # sluice benchmarks, side by side with Mosquitto's bridge, in one run (see bench/README.md).
 #
-# Usage: bench/run.sh [--smoke] [--outage-events N] [--out DIR] [--build-dir DIR] [--keep-work]
+# Usage: bench/run.sh [--smoke] [--eos|--no-eos] [--outage-events N] [--out DIR] [--build-dir DIR]
+#                     [--keep-work]
 #   --smoke      tiny sizes: checks that every stage produces its figures (CI)
+#   --eos, --no-eos  run the online, outage and drain stages a second time with delivery =
+#                "exactly-once" (default: in the full run, not in the smoke run)
 #   --outage-events N  events buffered during the outage (default 1,000,000; smoke 20,000)
 #   --out DIR    results (default build/bench-results): results.md, results.json, drain.png,
 #                machine.json and the raw measurements in DIR/raw
@@ -19,6 +22,7 @@ smoke=0
 out=$root/build/bench-results
 build_dir=""
 keep_work=0
+eos=""
 outage_override=""
 while (($#)); do
   case $1 in
@@ -27,12 +31,17 @@ while (($#)); do
   --build-dir) build_dir=${2:?}; shift 2 ;;
   --keep-work) keep_work=1; shift ;;
   --outage-events) outage_override=${2:?}; shift 2 ;;
-  -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+  --eos) eos=1; shift ;;
+  --no-eos) eos=0; shift ;;
+  -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
   *) echo "bench/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 
-# Sizes. The full run takes about 10-15 minutes on a 2-core machine.
+# The exactly-once pass repeats stages 3-5 (two Kafka restarts): the smoke run leaves it out to
+# stay short, unless asked.
+[[ -n "$eos" ]] || eos=$((!smoke))
+# Sizes. The full run takes about 15-20 minutes on a 2-core machine.
 if ((smoke)); then
   ceil_n0=3000 ceil_n1=2000 ingest_full_q1=300
   lat_secs_1k=3 lat_secs_10k=1
@@ -111,7 +120,8 @@ JSON
 cat >"$raw/sizes.json" <<JSON
 { "ceiling_qos0": $ceil_n0, "ceiling_qos1": $ceil_n1, "ingest_full_qos1": $ingest_full_q1,
   "latency_seconds": [$lat_secs_1k, $lat_secs_10k], "outage_events": $outage_n,
-  "live_rate": $live_rate, "live_seconds": $live_secs, "bridge_autosave_s": $autosave }
+  "live_rate": $live_rate, "live_seconds": $live_secs, "bridge_autosave_s": $autosave,
+  "exactly_once": $( ((eos)) && echo true || echo false) }
 JSON
 say "machine: $(tr -d '\n' <"$raw/machine.json" | tr -s ' ')"
 
@@ -138,13 +148,19 @@ proc_json() {
 # field FILE KEY: the first number under KEY anywhere in FILE (the raw files name each key once
 # per level, and the first occurrence is the one of the main run).
 field() { grep -o "\"$2\": [-0-9.e+]*" "$1" | head -1 | sed 's/.*: //'; }
+# field_in FILE SECTION KEY: the same, from where key SECTION begins.
+field_in() { sed -n "/\"$2\": /,\$p" "$1" | grep -o "\"$3\": [-0-9.e+]*" | head -1 | sed 's/.*: //'; }
 
 # ---- brokers and sluice ------------------------------------------------------------------------
 mosq() { scripts/mosquitto.sh "$@" >/dev/null; }
 pid_of() { cat "$work/$1/mosquitto.pid"; }
 
-start_sluice() {  # start_sluice NAME SYNC
-  local name=$1 sync=$2
+# start_sluice NAME SYNC [DELIVERY [TOPIC_PREFIX]]: one Kafka upstream named "kafka" (its cursor is
+# what watch-log follows), delivery at-least-once unless given; stage S goes to Kafka topic
+# TOPIC_PREFIX-S (default bench-S). Every instance has the same MQTT client id, so each one takes
+# over the persistent session of the one before instead of leaving it to queue.
+start_sluice() {
+  local name=$1 sync=$2 delivery=${3:-at-least-once} topics=${4:-bench}
   mkdir -p "$work/$name"
   cat >"$work/$name/sluice.toml" <<TOML
 [gateway]
@@ -157,16 +173,18 @@ sync = "$sync"
 url = "tcp://127.0.0.1:$mqtt_port"
 client_id = "bench-sluice"
 reconnect_max_ms = 1000
-[kafka]
+[upstream.kafka]
+kind = "kafka"
 brokers = "127.0.0.1:$kafka_port"
 reconnect_max_ms = 500
+delivery = "$delivery"
 [metrics]
 enabled = true
 listen = "127.0.0.1:$metrics_port"
 TOML
   for stage in ingest lat drain live; do
-    printf '[[route]]\nmqtt = "bench/%s/#"\nkafka_topic = "bench-%s"\nkey = "bench/%s/{device}/#"\nqos = 1\n' \
-      "$stage" "$stage" "$stage" >>"$work/$name/sluice.toml"
+    printf '[[route]]\nmqtt = "bench/%s/#"\nto = { kafka = "%s-%s" }\nkey = "bench/%s/{device}/#"\nqos = 1\n' \
+      "$stage" "$topics" "$stage" "$stage" >>"$work/$name/sluice.toml"
   done
   "$sluice" run --config "$work/$name/sluice.toml" >"$work/$name/sluice.log" 2>&1 &
   sluice_pid=$!
@@ -247,74 +265,108 @@ for sync in normal full; do
   rm -rf "$work/ingest-$sync"
 done
 
-# ---- 3. online latency ------------------------------------------------------------------------
-say "starting Kafka on 127.0.0.1:$kafka_port"
-scripts/kafka.sh start --dir "$work/kafka" --port "$kafka_port" --controller-port "$kafka_ctl" >/dev/null
-start_sluice online normal
-db=$work/online/events.db
-idle_rss=""
-# Warm-up: creates the topics and connects the producer, so that no stage pays for it.
-for stage in lat drain live; do
-  publish warm "bench/$stage" 1 100 100 0 "tcp://127.0.0.1:$mqtt_port" "$work/warm.json"
-  "$bench" kafka-latency --brokers "127.0.0.1:$kafka_port" --topic "bench-$stage" --tag warm \
-    --count 100 --idle-timeout 2 --json "$work/warm-$stage.json" >/dev/null
-done
-idle_rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$sluice_pid/status")
-for rate in 1000 10000; do
-  secs=$lat_secs_1k
-  ((rate == 10000)) && secs=$lat_secs_10k
-  n=$((rate * secs))
-  say "online latency at $rate ev/s for ${secs}s"
-  publish "lat$rate" bench/lat 1 100 "$n" "$rate" "tcp://127.0.0.1:$mqtt_port" \
-    "$raw/latency-$rate.pub.json"
-  "$bench" kafka-latency --brokers "127.0.0.1:$kafka_port" --topic bench-lat --tag "lat$rate" \
-    --count "$n" --idle-timeout 3 --json "$raw/latency-$rate.kafka.json" >/dev/null
-  say "  arrived $(field "$raw/latency-$rate.kafka.json" unique) of $n, p50 $(field "$raw/latency-$rate.kafka.json" p50) ms, p99 $(field "$raw/latency-$rate.kafka.json" p99) ms, p99.9 $(field "$raw/latency-$rate.kafka.json" p999) ms"
-done
-load_hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$sluice_pid/status")
+# ---- 3-5. online latency, outage, drain: once per delivery mode ---------------------------------
+# online_pass PREFIX DELIVERY: raw figures in $raw/PREFIX*, Kafka topics bench-PREFIX*; starts
+# Kafka and a sluice of its own, and stops both.
+online_pass() {
+  local px=$1 delivery=$2
+  local db=$work/${px}online/events.db topic=bench-$px idle_rss load_hwm rate secs n probe
+  local base_seq before after watcher t0 live_pub
+  say "[$delivery] starting Kafka on 127.0.0.1:$kafka_port"
+  scripts/kafka.sh start --dir "$work/kafka" --port "$kafka_port" --controller-port "$kafka_ctl" >/dev/null
+  start_sluice "${px}online" normal "$delivery" "${topic%-}"
+  # Warm-up: creates the topics and connects the producer, so that no stage pays for it.
+  for stage in lat drain live; do
+    publish "${px}warm" "bench/$stage" 1 100 100 0 "tcp://127.0.0.1:$mqtt_port" "$work/warm.json"
+    "$bench" kafka-latency --brokers "127.0.0.1:$kafka_port" --topic "${topic}$stage" \
+      --tag "${px}warm" --count 100 --idle-timeout 2 --json "$work/warm-$stage.json" >/dev/null
+  done
+  idle_rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$sluice_pid/status")
+  for rate in 1000 10000; do
+    secs=$lat_secs_1k
+    ((rate == 10000)) && secs=$lat_secs_10k
+    n=$((rate * secs))
+    say "[$delivery] online latency at $rate ev/s for ${secs}s"
+    # At 1,000 ev/s the probe reads while the events are published, so that it also measures when
+    # each one became visible to a read_committed consumer.
+    probe=""
+    rm -f "$work/ready"
+    if ((rate == 1000)); then
+      "$bench" kafka-latency --brokers "127.0.0.1:$kafka_port" --topic "${topic}lat" \
+        --tag "${px}lat$rate" --count "$n" --visible --idle-timeout 3 \
+        --ready-file "$work/ready" --json "$raw/${px}latency-$rate.kafka.json" >/dev/null &
+      probe=$!
+      bg_pids+=("$probe")
+      for _ in $(seq 1 600); do [[ -f "$work/ready" ]] && break; sleep 0.05; done
+      [[ -f "$work/ready" ]] || die "the latency probe did not start"
+    fi
+    publish "${px}lat$rate" bench/lat 1 100 "$n" "$rate" "tcp://127.0.0.1:$mqtt_port" \
+      "$raw/${px}latency-$rate.pub.json"
+    if [[ -n "$probe" ]]; then
+      wait "$probe" || die "the latency probe failed"
+      bg_pids=()
+    else
+      "$bench" kafka-latency --brokers "127.0.0.1:$kafka_port" --topic "${topic}lat" \
+        --tag "${px}lat$rate" --count "$n" --idle-timeout 3 \
+        --json "$raw/${px}latency-$rate.kafka.json" >/dev/null
+    fi
+    say "  arrived $(field "$raw/${px}latency-$rate.kafka.json" unique) of $n, p50 $(field "$raw/${px}latency-$rate.kafka.json" p50) ms, p99 $(field "$raw/${px}latency-$rate.kafka.json" p99) ms, p99.9 $(field "$raw/${px}latency-$rate.kafka.json" p999) ms (to the append)"
+    [[ -z "$probe" ]] || say "  visible to a read_committed consumer: p50 $(field_in "$raw/${px}latency-$rate.kafka.json" visible p50) ms, p99 $(field_in "$raw/${px}latency-$rate.kafka.json" visible p99) ms"
+  done
+  load_hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$sluice_pid/status")
 
-# ---- 4. outage: the uplink goes away, the backlog builds up ------------------------------------
-say "uplink down: stopping Kafka, then $outage_n events (QoS 1, 100 B) into the log"
-scripts/kafka.sh stop --dir "$work/kafka" >/dev/null
-base_seq=$(last_seq "$db")
-outage_last=$((base_seq + outage_n))
-before=$(proc_sample "$sluice_pid")
-"$bench" watch-log --db "$db" --until-last-seq "$outage_last" --interval-ms 20 --timeout 1800 \
-  --json "$raw/outage.log.json" &
-watcher=$!
-publish drain bench/drain 1 100 "$outage_n" 0 "tcp://127.0.0.1:$mqtt_port" "$raw/outage.pub.json"
-wait "$watcher" || die "the outage events did not all reach the log"
-after=$(proc_sample "$sluice_pid")
-proc_json "$before" "$after" >"$raw/outage.proc.json"
-say "  backlog $outage_n events, sluice RSS $(field "$raw/outage.proc.json" rss_kib) KiB"
+  # ---- 4. outage: the uplink goes away, the backlog builds up ----------------------------------
+  say "[$delivery] uplink down: stopping Kafka, then $outage_n events (QoS 1, 100 B) into the log"
+  scripts/kafka.sh stop --dir "$work/kafka" >/dev/null
+  base_seq=$(last_seq "$db")
+  outage_last=$((base_seq + outage_n))
+  before=$(proc_sample "$sluice_pid")
+  "$bench" watch-log --db "$db" --until-last-seq "$outage_last" --interval-ms 20 --timeout 1800 \
+    --json "$raw/${px}outage.log.json" &
+  watcher=$!
+  publish "${px}drain" bench/drain 1 100 "$outage_n" 0 "tcp://127.0.0.1:$mqtt_port" \
+    "$raw/${px}outage.pub.json"
+  wait "$watcher" || die "the outage events did not all reach the log"
+  after=$(proc_sample "$sluice_pid")
+  proc_json "$before" "$after" >"$raw/${px}outage.proc.json"
+  say "  backlog $outage_n events, sluice RSS $(field "$raw/${px}outage.proc.json" rss_kib) KiB"
 
-# ---- 5. drain: the uplink returns while live traffic continues ---------------------------------
-"$bench" watch-log --db "$db" --until-cursor "$outage_last" --interval-ms 100 --timeout 1800 \
-  --timeline "$raw/drain.csv" --json "$raw/drain.log.json" &
-watcher=$!
-before=$(proc_sample "$sluice_pid")
-say "uplink back: starting Kafka; live traffic at $live_rate ev/s"
-scripts/kafka.sh start --dir "$work/kafka" --port "$kafka_port" --controller-port "$kafka_ctl" >/dev/null
-t0=$(now_us)
+  # ---- 5. drain: the uplink returns while live traffic continues -------------------------------
+  "$bench" watch-log --db "$db" --until-cursor "$outage_last" --interval-ms 100 --timeout 1800 \
+    --timeline "$raw/${px}drain.csv" --json "$raw/${px}drain.log.json" &
+  watcher=$!
+  # Stopped on exit too: it waits up to 30 minutes for a drain that may never come.
+  bg_pids+=("$watcher")
+  before=$(proc_sample "$sluice_pid")
+  say "[$delivery] uplink back: starting Kafka; live traffic at $live_rate ev/s"
+  scripts/kafka.sh start --dir "$work/kafka" --port "$kafka_port" --controller-port "$kafka_ctl" >/dev/null
+  t0=$(now_us)
+  publish "${px}live" bench/live 1 100 "$live_n" "$live_rate" "tcp://127.0.0.1:$mqtt_port" \
+    "$raw/${px}live.pub.json" &
+  live_pub=$!
+  bg_pids+=("$live_pub")
+  wait "$watcher" || die "the backlog did not drain"
+  after=$(proc_sample "$sluice_pid")
+  proc_json "$before" "$after" "\"t0_us\": $t0" >"$raw/${px}drain.proc.json"
+  say "  backlog drained: $outage_n events confirmed by Kafka in $(awk -v a="$(field "$raw/${px}drain.log.json" cursor_moved_us)" -v b="$(field "$raw/${px}drain.log.json" reached_us)" 'BEGIN { printf "%.2f", (b - a) / 1e6 }') s from the first confirmation"
+  wait "$live_pub" || die "live publisher failed"
+  bg_pids=()
+  "$bench" kafka-latency --brokers "127.0.0.1:$kafka_port" --topic "${topic}live" --tag "${px}live" \
+    --count "$live_n" --idle-timeout 3 --json "$raw/${px}live.kafka.json" >/dev/null
+  "$bench" kafka-latency --brokers "127.0.0.1:$kafka_port" --topic "${topic}drain" \
+    --tag "${px}drain" --count "$outage_n" --idle-timeout 3 --timeout 600 \
+    --json "$raw/${px}drain.kafka.json" >/dev/null
+  say "  Kafka holds $(field "$raw/${px}drain.kafka.json" unique) of $outage_n outage events ($(field "$raw/${px}drain.kafka.json" duplicates) duplicates), live p99 during the drain $(field "$raw/${px}live.kafka.json" p99) ms"
+  printf '{ "idle_rss_kib": %s, "load_hwm_kib": %s }\n' "$idle_rss" "$load_hwm" >"$raw/${px}sluice.proc.json"
+  stop_sluice
+  scripts/kafka.sh stop --dir "$work/kafka" >/dev/null
+}
+
 live_n=$((live_rate * live_secs))
-publish live bench/live 1 100 "$live_n" "$live_rate" "tcp://127.0.0.1:$mqtt_port" \
-  "$raw/live.pub.json" &
-live_pub=$!
-bg_pids+=("$live_pub")
-wait "$watcher" || die "the backlog did not drain"
-after=$(proc_sample "$sluice_pid")
-proc_json "$before" "$after" "\"t0_us\": $t0" >"$raw/drain.proc.json"
-say "  backlog drained: $outage_n events confirmed by Kafka in $(awk -v a="$(field "$raw/drain.log.json" cursor_moved_us)" -v b="$(field "$raw/drain.log.json" reached_us)" 'BEGIN { printf "%.2f", (b - a) / 1e6 }') s from the first confirmation"
-wait "$live_pub" || die "live publisher failed"
-bg_pids=()
-"$bench" kafka-latency --brokers "127.0.0.1:$kafka_port" --topic bench-live --tag live \
-  --count "$live_n" --idle-timeout 3 --json "$raw/live.kafka.json" >/dev/null
-"$bench" kafka-latency --brokers "127.0.0.1:$kafka_port" --topic bench-drain --tag drain \
-  --count "$outage_n" --idle-timeout 3 --timeout 600 --json "$raw/drain.kafka.json" >/dev/null
-say "  Kafka holds $(field "$raw/drain.kafka.json" unique) of $outage_n outage events ($(field "$raw/drain.kafka.json" duplicates) duplicates), live p99 during the drain $(field "$raw/live.kafka.json" p99) ms"
-printf '{ "idle_rss_kib": %s, "load_hwm_kib": %s }\n' "$idle_rss" "$load_hwm" >"$raw/sluice.proc.json"
-stop_sluice
-scripts/kafka.sh stop --dir "$work/kafka" >/dev/null
+online_pass "" at-least-once
+# The chart below is of the at-least-once drain.
+chart_outage_last=$outage_last
+((eos)) && online_pass eos- exactly-once
 mosq stop --dir "$work/mosquitto"
 
 # ---- 6. the same outage through Mosquitto's bridge ---------------------------------------------
@@ -376,7 +428,7 @@ mosq stop --dir "$work/upstream"
 s_t0=$(field "$raw/drain.proc.json" t0_us)
 b_t0=$(field "$raw/bridge-drain.proc.json" t0_us)
 # Backlog = outage events not yet confirmed upstream, against seconds since the uplink returned.
-awk -v t0="$s_t0" -v last="$outage_last" '{ b = last - $3; if (b < 0) b = 0; printf "%.2f %d\n", $1 - t0 / 1e6, b }' \
+awk -v t0="$s_t0" -v last="$chart_outage_last" '{ b = last - $3; if (b < 0) b = 0; printf "%.2f %d\n", $1 - t0 / 1e6, b }' \
   "$raw/drain.csv" | awk '$1 >= -5' >"$work/sluice.dat"
 awk -v t0="$b_t0" -v n="$outage_n" '{ printf "%.2f %d\n", $1 - t0 / 1e6, n - $2 }' \
   "$raw/bridge-drain.csv" | awk '$1 >= -5' >"$work/bridge.dat"
@@ -394,7 +446,11 @@ GP
 for f in results.md results.json drain.png; do [[ -s "$out/$f" ]] || die "$out/$f is missing"; done
 # A benchmark that lost events through sluice would measure the wrong thing: every event sent
 # through sluice must have reached Kafka.
-for f in latency-1000.kafka.json latency-10000.kafka.json drain.kafka.json live.kafka.json; do
+checked=(latency-1000.kafka.json latency-10000.kafka.json drain.kafka.json live.kafka.json)
+if ((eos)); then
+  for f in "${checked[@]}"; do checked+=("eos-$f"); done
+fi
+for f in "${checked[@]}"; do
   [[ "$(field "$raw/$f" missing)" == 0 ]] || die "events sent through sluice are missing from Kafka ($raw/$f)"
 done
 if grep -q '"missing": \[$' "$out/results.json"; then

@@ -13,6 +13,7 @@ enum class ReadStop {
   kCount,    // it read the number of records it was told to
   kIdle,     // nothing new arrived for the idle timeout
   kTimeout,  // the overall timeout passed
+  kBounds,   // every partition was read up to the offset it was given
 };
 
 // One record as a reader of sluice's output got it, from Kafka (VerifyReader) or MQTT

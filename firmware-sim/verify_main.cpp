@@ -1,8 +1,10 @@
-// sluice-verify: reads what sluice forwarded back, a Kafka topic from its beginning (the default)
-// or an MQTT upstream through a persistent session, and proves that every device event arrived
-// exactly once and in order, counting the events sluice's gap records account for as dropped,
-// reported (see firmware-sim/verifier.h for the definitions). Assembles VerifyReader or
-// VerifyMqttReader -> Verifier -> VerifyReport; exceptions stop here.
+// sluice-verify: reads what sluice forwarded back, a Kafka topic from its beginning as a
+// read_committed consumer (the default; --read-uncommitted also counts the records of aborted
+// transactions) or an MQTT upstream through a persistent session, and proves that every device
+// event arrived exactly once and in order, counting the events sluice's gap records account for
+// as dropped, reported (see firmware-sim/verifier.h for the definitions). Assembles VerifyReader
+// (twice with --read-uncommitted, AbortedRecords) or VerifyMqttReader -> Verifier ->
+// VerifyReport; exceptions stop here.
 //
 // Exit codes: 0 nothing lost or reordered; 1 loss or reordering (or no device event at all,
 // fewer than --count records, duplicates with --fail-on-duplicates, foreign/unexpected records
@@ -18,10 +20,12 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/clock.h"
+#include "firmware-sim/aborted_records.h"
 #include "firmware-sim/consumed_record.h"
 #include "firmware-sim/verifier.h"
 #include "firmware-sim/verify_expectation.h"
@@ -64,6 +68,7 @@ struct Args {
   std::string json_path;
   bool strict = false;
   bool fail_on_duplicates = false;
+  bool read_uncommitted = false;
   size_t max_ranges = 4;
   std::map<std::string, std::string> properties;
 };
@@ -92,6 +97,8 @@ const char* StopText(sluice::sim::ReadStop reason) {
       return "idle";
     case sluice::sim::ReadStop::kTimeout:
       return "timeout";
+    case sluice::sim::ReadStop::kBounds:
+      return "bounds";
   }
   return "unknown";
 }
@@ -122,12 +129,10 @@ struct ReadOutcome {
   std::chrono::milliseconds elapsed{0};
   std::string timeout_detail;  // said after "stopped by timeout"
   nlohmann::ordered_json source;
+  std::optional<uint64_t> aborted_records;  // counted by --read-uncommitted only
 };
 
-// Reads the Kafka topic (and the gap topic) into `verifier`; kExitPassed when the read finished.
-int ReadKafka(const Args& args, const sluice::Clock& clock, FILE* human,
-              sluice::sim::Verifier* verifier, ReadOutcome* out) {
-  using sluice::sim::VerifyReader;
+sluice::sim::VerifyReaderOptions KafkaOptions(const Args& args) {
   sluice::sim::VerifyReaderOptions options;
   options.brokers = args.brokers;
   options.topic = args.topic;
@@ -137,9 +142,60 @@ int ReadKafka(const Args& args, const sluice::Clock& clock, FILE* human,
   options.timeout = Millis(args.timeout_s);
   options.connect_timeout = Millis(args.connect_timeout_s);
   options.properties = args.properties;
+  return options;
+}
 
+// --read-uncommitted: reads the partitions of the committed read again, read_uncommitted, up to
+// where the committed read ended in each, and counts the records that read did not return
+// (AbortedRecords). Fills `aborted` and the source's "uncommitted_read"; kExitPassed when every
+// partition was read that far.
+int CountAborted(const Args& args, const sluice::Clock& clock, FILE* human,
+                 const sluice::sim::PartitionOffsets& committed_end,
+                 sluice::sim::AbortedRecords* aborted, nlohmann::ordered_json* source) {
+  using sluice::sim::VerifyReader;
+  sluice::sim::VerifyReaderOptions options = KafkaOptions(args);
+  options.read_committed = false;
+  options.max_records = 0;
+  options.read_until = committed_end;
   std::unique_ptr<VerifyReader> reader;
   sluice::Status s = VerifyReader::Open(options, &clock, &reader);
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice-verify: read_uncommitted: %s\n", s.message().c_str());
+    return kExitError;
+  }
+  std::fprintf(human, "reading again, read_uncommitted, up to where that read ended...\n");
+  std::fflush(human);
+  VerifyReader::Stats stats;
+  s = reader->Read(
+      [&](const sluice::sim::ConsumedRecord& r) {
+        aborted->AddUncommitted(r.topic, r.partition, r.offset);
+      },
+      Warn, &stats);
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice-verify: read_uncommitted: %s\n", s.message().c_str());
+    return kExitError;
+  }
+  // Short of the bounds, the count would be a lower bound only; a verifier reports exact figures.
+  if (stats.stop != sluice::sim::ReadStop::kBounds) {
+    std::fprintf(stderr,
+                 "sluice-verify: read_uncommitted: stopped by %s (--timeout %g s) before reaching "
+                 "where the read_committed read ended; no aborted count\n",
+                 StopText(stats.stop), args.timeout_s);
+    return kExitError;
+  }
+  (*source)["uncommitted_read"] = {{"records_read", stats.records + stats.gap_records},
+                                   {"aborted_records", aborted->aborted()},
+                                   {"elapsed_ms", stats.elapsed.count()}};
+  return kExitPassed;
+}
+
+// Reads the Kafka topic (and the gap topic) into `verifier`, read_committed, and with
+// --read-uncommitted counts the aborted records; kExitPassed when the reads finished.
+int ReadKafka(const Args& args, const sluice::Clock& clock, FILE* human,
+              sluice::sim::Verifier* verifier, ReadOutcome* out) {
+  using sluice::sim::VerifyReader;
+  std::unique_ptr<VerifyReader> reader;
+  sluice::Status s = VerifyReader::Open(KafkaOptions(args), &clock, &reader);
   if (!s.ok()) {
     std::fprintf(stderr, "sluice-verify: %s\n", s.message().c_str());
     return kExitError;
@@ -150,11 +206,17 @@ int ReadKafka(const Args& args, const sluice::Clock& clock, FILE* human,
     std::fprintf(human, ", gap records from '%s'%s", args.gap_topic.c_str(),
                  reader->gap_partitions() > 0 ? "" : " once it exists");
   }
-  std::fprintf(human, "...\n");
+  std::fprintf(human, ", read_committed...\n");
   std::fflush(human);
 
+  sluice::sim::AbortedRecords aborted;
   VerifyReader::Stats stats;
-  s = reader->Read([&](const sluice::sim::ConsumedRecord& r) { Feed(verifier, r); }, Warn, &stats);
+  s = reader->Read(
+      [&](const sluice::sim::ConsumedRecord& r) {
+        Feed(verifier, r);
+        if (args.read_uncommitted) aborted.AddCommitted(r.topic, r.partition, r.offset);
+      },
+      Warn, &stats);
   if (!s.ok()) {
     std::fprintf(stderr, "sluice-verify: %s (after %llu records)\n", s.message().c_str(),
                  static_cast<unsigned long long>(stats.records));
@@ -172,12 +234,18 @@ int ReadKafka(const Args& args, const sluice::Clock& clock, FILE* human,
                  {"topic", args.topic},
                  {"gap_topic", args.gap_topic},
                  {"partitions", reader->partitions()},
+                 {"isolation", args.read_uncommitted ? "read_committed, then read_uncommitted"
+                                                     : "read_committed"},
                  {"records_read", stats.records},
                  {"gap_records_read", stats.gap_records},
                  {"stopped_by", StopText(stats.stop)},
                  {"elapsed_ms", stats.elapsed.count()},
                  {"transient_errors", stats.transient_errors}};
-  return kExitPassed;
+  if (!args.read_uncommitted) return kExitPassed;
+  reader.reset();
+  const int rc = CountAborted(args, clock, human, stats.positions, &aborted, &out->source);
+  if (rc == kExitPassed) out->aborted_records = aborted.aborted();
+  return rc;
 }
 
 sluice::sim::VerifyMqttReaderOptions MqttOptions(const Args& args) {
@@ -299,7 +367,8 @@ int Run(const Args& args) {
                                        : ReadKafka(args, clock, human, verifier.get(), &read);
   if (rc != kExitPassed) return rc;
 
-  const sluice::sim::VerifyReport report = verifier->Finish();
+  sluice::sim::VerifyReport report = verifier->Finish();
+  report.aborted_records = read.aborted_records;
   sluice::sim::VerifyReport::Policy policy;
   policy.fail_on_duplicates = args.fail_on_duplicates;
   policy.strict = args.strict;
@@ -392,6 +461,11 @@ int main(int argc, char** argv) {
   app.add_option("--json", args.json_path, "Write the report as JSON to FILE ('-': stdout)");
   app.add_flag("--strict", args.strict, "Foreign and unexpected records fail the run");
   app.add_flag("--fail-on-duplicates", args.fail_on_duplicates, "Duplicates fail the run");
+  auto* uncommitted_opt = app.add_flag(
+      "--read-uncommitted", args.read_uncommitted,
+      "Kafka: after the read_committed read that is checked, read the same partitions again "
+      "with isolation.level=read_uncommitted up to where it ended, and report the records of "
+      "aborted transactions (seen only by that read; never counted as duplicates)");
   app.add_option("--max-ranges", args.max_ranges, "Lost ranges shown per device in the table")
       ->capture_default_str();
   std::vector<std::string> props;
@@ -436,8 +510,9 @@ int main(int argc, char** argv) {
     const bool mqtt = args.source == "mqtt";
     if (mqtt) {
       if (args.url.empty()) throw CLI::ValidationError("--url", "required with --source mqtt");
-      if (brokers_opt->count() > 0 || props_opt->count() > 0) {
-        throw CLI::ValidationError("--brokers/--property", "Kafka options; not with --source mqtt");
+      if (brokers_opt->count() > 0 || props_opt->count() > 0 || uncommitted_opt->count() > 0) {
+        throw CLI::ValidationError("--brokers/--property/--read-uncommitted",
+                                   "Kafka options; not with --source mqtt");
       }
       if (args.cert_file.empty() != args.key_file.empty()) {
         throw CLI::ValidationError("--cert-file/--key-file", "give both or neither");

@@ -142,6 +142,7 @@ Status VerifyReader::Connect() {
       // End-of-partition events tell an idle partition from one whose first fetch is still due.
       {"enable.partition.eof", "true"},
       {"log.connection.close", "false"},
+      {"isolation.level", options_.read_committed ? "read_committed" : "read_uncommitted"},
   };
   std::unique_ptr<RdKafka::Conf> conf;
   Status built = BuildConsumerConf(options_.properties, settings, &conf);
@@ -153,6 +154,7 @@ Status VerifyReader::Connect() {
   }
   consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!consumer_) return Status::InvalidArgument("cannot create Kafka consumer: " + err);
+  if (options_.read_until) return AssignBounds();
 
   // The cluster may be reachable before the topic exists (created by sluice's first record) or
   // before its partitions have leaders, so ask again until the connect deadline.
@@ -233,6 +235,23 @@ Status VerifyReader::Connect() {
   return Status::Ok();
 }
 
+Status VerifyReader::AssignBounds() {
+  std::vector<RdKafka::TopicPartition*> assignment;
+  for (const auto& [where, bound] : *options_.read_until) {
+    if (bound <= 0) continue;
+    assignment.push_back(RdKafka::TopicPartition::create(where.first, where.second,
+                                                         RdKafka::Topic::OFFSET_BEGINNING));
+    if (where.first == options_.topic) partition_ids_.push_back(where.second);
+    if (where.first == options_.gap_topic) gap_partition_ids_.push_back(where.second);
+  }
+  std::unique_ptr<RdKafka::Error> error(consumer_->incremental_assign(assignment));
+  RdKafka::TopicPartition::destroy(assignment);
+  if (error) {
+    return Status::Unavailable(Where() + ": cannot assign partitions: " + error->str());
+  }
+  return Status::Ok();
+}
+
 bool VerifyReader::AssignGapTopic(std::chrono::milliseconds timeout) {
   if (options_.gap_topic.empty()) return false;
   if (!gap_partition_ids_.empty()) return true;
@@ -282,6 +301,20 @@ Status VerifyReader::Read(const std::function<void(const ConsumedRecord&)>& on_r
   };
   track_gap_partitions();
   int ends = 0;
+  // read_until: the partitions not yet read up to their bound.
+  PartitionOffsets short_of;
+  if (options_.read_until) {
+    for (const auto& [where, bound] : *options_.read_until) {
+      if (bound > 0) short_of.emplace(where, bound);
+    }
+  }
+  auto advance = [&](const std::string& topic, int32_t partition, int64_t position) {
+    const auto where = std::make_pair(topic, partition);
+    auto [it, added] = stats->positions.try_emplace(where, position);
+    if (!added) it->second = std::max(it->second, position);
+    auto bound = short_of.find(where);
+    if (bound != short_of.end() && it->second >= bound->second) short_of.erase(bound);
+  };
   std::set<int> warned;
   auto finish = [&](StopReason reason) {
     stats->stop = reason;
@@ -293,14 +326,19 @@ Status VerifyReader::Read(const std::function<void(const ConsumedRecord&)>& on_r
       finish(StopReason::kCount);
       return Status::Ok();
     }
+    if (options_.read_until && short_of.empty()) {
+      finish(StopReason::kBounds);
+      return Status::Ok();
+    }
     auto now = clock_->Now();
     if (now >= deadline) {
       finish(StopReason::kTimeout);
       return Status::Ok();
     }
-    const auto idle_end = last_record + options_.idle_timeout;
+    // A bounded read knows where it ends; idleness says nothing about it.
+    const auto idle_end = options_.read_until ? deadline : last_record + options_.idle_timeout;
     const bool all_at_end = ends == static_cast<int>(at_end.size());
-    if (!options_.gap_topic.empty() && gap_partition_ids_.empty() &&
+    if (!options_.read_until && !options_.gap_topic.empty() && gap_partition_ids_.empty() &&
         (now - gap_checked >= kGapTopicRecheck || (now >= idle_end && all_at_end))) {
       if (AssignGapTopic(milliseconds(500))) track_gap_partitions();
       gap_checked = now = clock_->Now();
@@ -323,6 +361,7 @@ Status VerifyReader::Read(const std::function<void(const ConsumedRecord&)>& on_r
     const bool from_gap_topic =
         !options_.gap_topic.empty() && msg->topic_name() == options_.gap_topic;
     if (err == RdKafka::ERR__PARTITION_EOF) {
+      advance(msg->topic_name(), msg->partition(), msg->offset());
       auto it = at_end.find({from_gap_topic, msg->partition()});
       if (it != at_end.end() && !it->second) {
         it->second = true;
@@ -332,6 +371,11 @@ Status VerifyReader::Read(const std::function<void(const ConsumedRecord&)>& on_r
     }
     if (err == RdKafka::ERR_NO_ERROR) {
       const std::string topic = msg->topic_name();
+      advance(topic, msg->partition(), msg->offset() + 1);
+      if (options_.read_until) {
+        auto bound = options_.read_until->find({topic, msg->partition()});
+        if (bound == options_.read_until->end() || msg->offset() >= bound->second) continue;
+      }
       ConsumedRecord r;
       r.topic = topic;
       if (msg->key_pointer() != nullptr) {

@@ -18,6 +18,9 @@
 
 namespace sluice::sim {
 
+// Per partition of a topic, an offset: how far a read got, or how far to read.
+using PartitionOffsets = std::map<std::pair<std::string, int32_t>, int64_t>;
+
 struct VerifyReaderOptions {
   std::string brokers = "127.0.0.1:9092";
   std::string topic;
@@ -32,11 +35,21 @@ struct VerifyReaderOptions {
   // How long Open may take to reach the cluster and find the topic with its partitions.
   std::chrono::milliseconds connect_timeout{10000};
   std::map<std::string, std::string> properties;  // extra librdkafka settings, applied first
+  // true: isolation.level=read_committed, as sluice's exactly-once consumers read: records of
+  // aborted transactions are never returned, and a partition ends at its last stable offset (an
+  // open transaction holds back what follows it). false: every record, read_uncommitted.
+  bool read_committed = true;
+  // Set: read exactly these partitions, each from its beginning up to (not including) the offset
+  // given, and stop once every one is read that far (ReadStop::kBounds), instead of on idle. The
+  // gap topic is not looked for. For a second read of what an earlier read covered
+  // (Stats::positions; AbortedRecords).
+  std::optional<PartitionOffsets> read_until;
 };
 
 // Reads one Kafka topic from its beginning, all partitions, without joining a consumer group:
 // partitions are taken from the cluster's metadata and assigned at OFFSET_BEGINNING, and nothing is
-// committed, so a run neither disturbs nor depends on any group. Records come in offset order
+// committed, so a run neither disturbs nor depends on any group. By default it reads as a
+// read_committed consumer (VerifyReaderOptions::read_committed). Records come in offset order
 // within each partition; partitions interleave as the broker serves them. Partitions added to the
 // topic after Open are not read. The gap topic, if given, is read the same way, from when it
 // exists; its records, and records of `topic` with the sluice.gap header, come with `gap` set.
@@ -54,9 +67,14 @@ class VerifyReader {
     std::chrono::milliseconds elapsed{0};
     uint64_t transient_errors = 0;  // errors librdkafka recovers from itself (broker went away)
     int partitions_at_end = 0;      // partitions read to their end when reading stopped
+    // Per partition read, the offset reading got to: past the last record returned, or where the
+    // broker reported the partition's end, whichever is higher. Read committed, that end is the
+    // last stable offset, so every transaction below the position was decided when it was read.
+    PartitionOffsets positions;
   };
 
-  // Connects and assigns every partition of the topic. Unavailable (naming the brokers and the
+  // Connects and assigns every partition of the topic (with read_until: the partitions it names,
+  // without asking the cluster for metadata). Unavailable (naming the brokers and the
   // last broker error) when the cluster cannot be reached within connect_timeout; NotFound when
   // the topic does not appear within it; InvalidArgument for a bad setting.
   static Status Open(VerifyReaderOptions options, const Clock* clock,
@@ -70,7 +88,7 @@ class VerifyReader {
   int gap_partitions() const { return static_cast<int>(gap_partition_ids_.size()); }
 
   // Calls `on_record` for each record until max_records, the idle timeout (with every partition
-  // at its end) or the overall timeout.
+  // at its end), the bounds of read_until, or the overall timeout.
   // `on_warning` hears about transient errors, once per kind of error. An error that reading
   // cannot recover from (topic deleted, not authorised, fatal client error) ends it with a Status
   // naming the topic and brokers; `stats` is filled either way.
@@ -82,6 +100,8 @@ class VerifyReader {
 
   VerifyReader(VerifyReaderOptions options, const Clock* clock);
   Status Connect();
+  // Assigns the partitions of read_until that have anything to read.
+  Status AssignBounds();
   // Assigns the gap topic's partitions once it exists; true when it is assigned.
   bool AssignGapTopic(std::chrono::milliseconds timeout);
   std::string Where() const;

@@ -128,7 +128,9 @@ nlohmann::ordered_json VerifyReport::ToJson(const Policy& policy) const {
                  {"stale_boot", totals.stale_boot},
                  {"dropped_by_device", totals.dropped_by_device},
                  {"unexpected", totals.unexpected},
-                 {"foreign", totals.foreign}};
+                 {"foreign", totals.foreign},
+                 {"aborted_records", aborted_records ? nlohmann::ordered_json(*aborted_records)
+                                                     : nlohmann::ordered_json(nullptr)}};
   j["gaps"] = {{"records", gaps.records},
                {"repeats", gaps.repeats},
                {"events", gaps.events},
@@ -252,6 +254,11 @@ std::string VerifyReport::FormatTable(const Policy& policy, size_t max_ranges) c
     out +=
         "note: records without sluice.seq (MQTT 3.1.1 carries no user properties): missing "
         "events next to them were matched to gap records by count only, not by log position\n";
+  }
+  if (aborted_records) {
+    out += "aborted records: " + std::to_string(*aborted_records) +
+           " (of aborted Kafka transactions: seen only by a read_uncommitted read, not counted "
+           "as events or duplicates)\n";
   }
   std::string extras;
   if (totals.stale_boot > 0) {

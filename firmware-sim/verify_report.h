@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -89,9 +90,10 @@ struct ForeignRecord {
 // two renderings depend only on its contents and the policy passed in.
 //
 // JSON document (ToJson), version kFormatVersion:
-//   {"format":2, "passed":bool, "failures":["lost 4 events", ...], "expectation":bool,
+//   {"format":3, "passed":bool, "failures":["lost 4 events", ...], "expectation":bool,
 //    "totals":{"devices","boots","records","unique","lost","dropped_reported","duplicates",
-//              "reordered","stale_boot","dropped_by_device","unexpected","foreign"},
+//              "reordered","stale_boot","dropped_by_device","unexpected","foreign",
+//              "aborted_records"},
 //    "gaps":{"records","repeats","events","accounted","by_count"},
 //    "latency_ms":{"samples","min","p50","p90","p99","p99_9","max"},
 //    "devices":[{"device","expected","records","lost","dropped_reported","duplicates","reordered",
@@ -102,13 +104,13 @@ struct ForeignRecord {
 //                          "reordered","dropped_by_device","unexpected"}]}],
 //    "foreign_examples":[{"partition","offset","reason"}]}
 // Format 2 added dropped_reported, reported_ranges and gaps; "lost" no longer counts the events
-// that gap records account for.
+// that gap records account for. Format 3 added totals.aborted_records (null when not counted).
 // sluice-verify adds "source": Kafka {"kind":"kafka","brokers","topic","gap_topic","partitions",
 // "records_read","gap_records_read","stopped_by","elapsed_ms","transient_errors"}; MQTT
 // {"kind":"mqtt","url","topic","gap_topic","client_id","protocol","records_read",
 // "gap_records_read","stopped_by","elapsed_ms","reconnects","session_lost"}.
 struct VerifyReport {
-  static constexpr int kFormatVersion = 2;
+  static constexpr int kFormatVersion = 3;
 
   struct Policy {
     bool fail_on_duplicates = false;
@@ -139,6 +141,10 @@ struct VerifyReport {
   GapSummary gaps;
   LatencyStats latency;
   std::vector<ForeignRecord> foreign_examples;  // the first few, for the reader of the report
+  // Records of aborted Kafka transactions (AbortedRecords): what a read_uncommitted consumer sees
+  // beside the committed records checked above. They take no part in the checks, so they are
+  // never duplicates, and fail nothing. Unset when not counted (a read_committed or MQTT read).
+  std::optional<uint64_t> aborted_records;
 
   // Why the run fails under `policy`, one phrase per reason; empty when it passes. Loss,
   // reordering and a stream without a single device event always fail it; events that gap

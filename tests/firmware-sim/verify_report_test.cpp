@@ -130,5 +130,39 @@ TEST_CASE("VerifyReport table of a clean run says PASS and mentions allowed dupl
   CHECK(table.find("RESULT: PASS (1 duplicate allowed)") != std::string::npos);
 }
 
+TEST_CASE("VerifyReport counts aborted records apart from duplicates, and fails on neither") {
+  Verifier v;
+  v.Add(Ev("dev-001", 1, 1, 5));
+  v.Add(Ev("dev-001", 1, 2, 5));
+  VerifyReport report = v.Finish();
+  CHECK(report.ToJson({})["totals"]["aborted_records"].is_null());
+  CHECK(report.FormatTable({}).find("aborted records") == std::string::npos);
+
+  report.aborted_records = 3;
+  VerifyReport::Policy no_dups;
+  no_dups.fail_on_duplicates = true;
+  const nlohmann::ordered_json j = report.ToJson(no_dups);
+  CHECK(j["totals"]["aborted_records"] == 3);
+  CHECK(j["totals"]["duplicates"] == 0);
+  CHECK(j["passed"] == true);
+  const std::string table = report.FormatTable(no_dups);
+  CHECK(table.find("aborted records: 3 (") != std::string::npos);
+  CHECK(table.find("RESULT: PASS\n") != std::string::npos);
+}
+
+TEST_CASE("VerifyReport with fail_on_duplicates fails on one duplicate beside aborted records") {
+  Verifier v;
+  v.Add(Ev("dev-001", 1, 1, 5));
+  v.Add(Ev("dev-001", 1, 1, 5));
+  VerifyReport report = v.Finish();
+  report.aborted_records = 2;
+  VerifyReport::Policy no_dups;
+  no_dups.fail_on_duplicates = true;
+  CHECK(report.Failures(no_dups) == std::vector<std::string>{"1 duplicate"});
+  const std::string table = report.FormatTable(no_dups);
+  CHECK(table.find("aborted records: 2 (") != std::string::npos);
+  CHECK(table.find("RESULT: FAIL: 1 duplicate\n") != std::string::npos);
+}
+
 }  // namespace
 }  // namespace sluice::sim
