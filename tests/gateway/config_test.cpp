@@ -653,9 +653,9 @@ TEST_CASE("Every librdkafka setting the sink sets is refused in the configuratio
   for (auto& [key, value] : connectors::OwnedProducerSettings(exactly_once)) {
     if (set_keys.insert(key).second) set.emplace_back(key, value);
   }
-  for (const char* key : {"enable.idempotence", "acks", "message.timeout.ms",
-                          "queue.buffering.max.messages", "log.connection.close",
-                          "transactional.id", "transaction.timeout.ms"}) {
+  for (const char* key :
+       {"enable.idempotence", "acks", "message.timeout.ms", "queue.buffering.max.messages",
+        "log.connection.close", "transactional.id", "transaction.timeout.ms"}) {
     CHECK(set_keys.count(key) == 1);
   }
   for (const auto& [key, value] : set) {
