@@ -338,13 +338,28 @@ class RecordingSink final : public connectors::Sink {
   std::vector<Delivery> reports_;  // GUARDED_BY(mu_)
 };
 
-TEST_CASE("KafkaSink exactly-once aborts on a failed record: all retried, then delivered once") {
-  TempDir dir;
+// A log at `dir` holding `n` QoS 1 events on the route's topic.
+std::unique_ptr<storage::SqliteEventLog> LogWithEvents(const TempDir& dir, int n) {
   storage::SqliteEventLogOptions lo;
   lo.path = dir.File("events.db");
   lo.logger = NullLogger();
   std::unique_ptr<storage::SqliteEventLog> log;
   REQUIRE(storage::SqliteEventLog::Open(lo, &log).ok());
+  std::vector<storage::Event> events(static_cast<size_t>(n));
+  for (auto& e : events) {
+    e.topic = "dev/t/x";
+    e.payload = "p";
+    e.qos = 1;
+  }
+  size_t appended = 0;
+  REQUIRE(log->Append(events, &appended).ok());
+  return log;
+}
+
+TEST_CASE("KafkaSink exactly-once aborts on a failed record: all retried, then delivered once") {
+  constexpr int kEvents = 20;
+  TempDir dir;
+  std::unique_ptr<storage::SqliteEventLog> log = LogWithEvents(dir, kEvents);
 
   EosFixture f;
   f.options.transaction_interval_ms = 50;
@@ -354,16 +369,6 @@ TEST_CASE("KafkaSink exactly-once aborts on a failed record: all retried, then d
   // request is the first transaction's. It fails as a whole, which makes the transaction
   // abortable.
   f.mc.PushProduceErrors(RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID, 1);
-
-  constexpr int kEvents = 20;
-  std::vector<storage::Event> events(kEvents);
-  for (auto& e : events) {
-    e.topic = "dev/t/x";
-    e.payload = "p";
-    e.qos = 1;
-  }
-  size_t appended = 0;
-  REQUIRE(log->Append(events, &appended).ok());
 
   RecordingSink recording(f.sink.get());
   gateway::ForwarderOptions fo;
@@ -404,28 +409,15 @@ TEST_CASE("KafkaSink exactly-once aborts on a failed record: all retried, then d
 TEST_CASE(
     "KafkaSink exactly-once: a broker too slow to answer aborts the transaction, then all is "
     "resent once") {
+  constexpr int kEvents = 2000;
   TempDir dir;
-  storage::SqliteEventLogOptions lo;
-  lo.path = dir.File("events.db");
-  lo.logger = NullLogger();
-  std::unique_ptr<storage::SqliteEventLog> log;
-  REQUIRE(storage::SqliteEventLog::Open(lo, &log).ok());
+  std::unique_ptr<storage::SqliteEventLog> log = LogWithEvents(dir, kEvents);
 
   EosFixture f;
   f.options.transaction_interval_ms = 50;
   f.options.transaction_timeout_ms = 1000;
   f.options.log_id = log->LogId();
   f.Create();
-
-  constexpr int kEvents = 2000;
-  std::vector<storage::Event> events(kEvents);
-  for (auto& e : events) {
-    e.topic = "dev/t/x";
-    e.payload = "p";
-    e.qos = 1;
-  }
-  size_t appended = 0;
-  REQUIRE(log->Append(events, &appended).ok());
 
   gateway::ForwarderOptions fo;
   fo.ack_interval = 10ms;
