@@ -553,6 +553,11 @@ void KafkaSink::AdvanceTransaction(std::vector<Delivery>* out) {
   }
   if (txn_state_ == TxnState::kOpen && txn_doomed_) txn_state_ = TxnState::kAborting;
   if (txn_state_ == TxnState::kCommitting) {
+    if (!txn_doomed_ && !checkpoint_sent_ && txn_seqs_.empty()) {
+      // Begun for an event that produce() then refused at once (too large, a held topic): the
+      // transaction holds nothing, and a checkpoint would claim a position nothing reached.
+      checkpoint_sent_ = true;
+    }
     if (!txn_doomed_ && !checkpoint_sent_) {
       const std::string value = EncodeCheckpoint({options_.log_id, txn_seqs_.back()});
       const RdKafka::ErrorCode rc = producer_->produce(
@@ -578,8 +583,10 @@ void KafkaSink::AdvanceTransaction(std::vector<Delivery>* out) {
           out->push_back(Delivery{seq, Delivery::Outcome::kDelivered, {}});
         }
         in_flight_ -= std::min(in_flight_, txn_seqs_.size());
-        committed_through_ = std::max(committed_through_, txn_seqs_.back());
-        txn_commits_++;
+        if (!txn_seqs_.empty()) {
+          committed_through_ = std::max(committed_through_, txn_seqs_.back());
+          txn_commits_++;
+        }
         txn_seqs_.clear();
         txn_refusals_.clear();
         checkpoint_sent_ = false;

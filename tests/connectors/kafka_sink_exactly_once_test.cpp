@@ -338,22 +338,66 @@ class RecordingSink final : public connectors::Sink {
   std::vector<Delivery> reports_;  // GUARDED_BY(mu_)
 };
 
-// A log at `dir` holding `n` QoS 1 events on the route's topic.
-std::unique_ptr<storage::SqliteEventLog> LogWithEvents(const TempDir& dir, int n) {
+// A log at `dir`, `max_bytes` large, that drops its oldest events when full if `drop_oldest`.
+std::unique_ptr<storage::SqliteEventLog> OpenLog(const TempDir& dir,
+                                                 uint64_t max_bytes = uint64_t{1} << 30,
+                                                 bool drop_oldest = false) {
   storage::SqliteEventLogOptions lo;
   lo.path = dir.File("events.db");
   lo.logger = NullLogger();
+  lo.max_bytes = max_bytes;
+  lo.overflow = drop_oldest ? storage::Overflow::kDropOldest : storage::Overflow::kRejectNew;
   std::unique_ptr<storage::SqliteEventLog> log;
   REQUIRE(storage::SqliteEventLog::Open(lo, &log).ok());
+  return log;
+}
+
+// Appends `n` QoS 1 events on the MQTT `topic`, each with a payload of `bytes`.
+void AppendEvents(storage::SqliteEventLog* log, int n, const std::string& topic = "dev/t/x",
+                  size_t bytes = 1) {
   std::vector<storage::Event> events(static_cast<size_t>(n));
   for (auto& e : events) {
-    e.topic = "dev/t/x";
-    e.payload = "p";
+    e.topic = topic;
+    e.payload = std::string(bytes, 'p');
     e.qos = 1;
   }
   size_t appended = 0;
   REQUIRE(log->Append(events, &appended).ok());
+  REQUIRE(appended == events.size());
+}
+
+// A log at `dir` holding `n` QoS 1 events on the route's topic.
+std::unique_ptr<storage::SqliteEventLog> LogWithEvents(const TempDir& dir, int n) {
+  std::unique_ptr<storage::SqliteEventLog> log = OpenLog(dir);
+  AppendEvents(log.get(), n);
   return log;
+}
+
+// A forwarder that acknowledges, waits and backs off from a hold briefly, for tests of seconds.
+gateway::ForwarderOptions QuickForwarding() {
+  gateway::ForwarderOptions fo;
+  fo.ack_interval = 10ms;
+  fo.idle_wait = 10ms;
+  fo.hold_backoff_min = 20ms;
+  fo.hold_backoff_max = 200ms;
+  return fo;
+}
+
+// Checks that each of `seqs` was reported delivered exactly once and never refused for good.
+void CheckDeliveredOnce(const std::vector<Delivery>& reports, const std::vector<uint64_t>& seqs) {
+  const auto by_seq = BySeq(reports);
+  for (uint64_t seq : seqs) {
+    const auto it = by_seq.find(seq);
+    REQUIRE_MESSAGE(it != by_seq.end(), "seq ", seq, " never reported");
+    const auto& outcomes = it->second;
+    CHECK_MESSAGE(std::count(outcomes.begin(), outcomes.end(), Outcome::kDelivered) == 1, "seq ",
+                  seq);
+    CHECK_MESSAGE(outcomes.back() == Outcome::kDelivered, "seq ", seq);
+    CHECK_MESSAGE(std::count(outcomes.begin(), outcomes.end(), Outcome::kRejected) == 0, "seq ",
+                  seq);
+    CHECK_MESSAGE(std::count(outcomes.begin(), outcomes.end(), Outcome::kTooLarge) == 0, "seq ",
+                  seq);
+  }
 }
 
 TEST_CASE("KafkaSink exactly-once aborts on a failed record: all retried, then delivered once") {
@@ -371,9 +415,7 @@ TEST_CASE("KafkaSink exactly-once aborts on a failed record: all retried, then d
   f.mc.PushProduceErrors(RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID, 1);
 
   RecordingSink recording(f.sink.get());
-  gateway::ForwarderOptions fo;
-  fo.ack_interval = 10ms;
-  fo.idle_wait = 10ms;
+  gateway::ForwarderOptions fo = QuickForwarding();
   gateway::Forwarder fwd(log.get(), &recording, fo, NullLogger());
   fwd.Start();
   REQUIRE(WaitFor([&] { return log->Stats().cursor == kEvents; }, 30s));
@@ -419,9 +461,7 @@ TEST_CASE(
   f.options.log_id = log->LogId();
   f.Create();
 
-  gateway::ForwarderOptions fo;
-  fo.ack_interval = 10ms;
-  fo.idle_wait = 10ms;
+  gateway::ForwarderOptions fo = QuickForwarding();
   fo.max_in_flight = 100;  // several transactions, so that one is open when the broker goes
   gateway::Forwarder fwd(log.get(), f.sink.get(), fo, NullLogger());
   fwd.Start();
@@ -436,6 +476,179 @@ TEST_CASE(
   CHECK(fwd.error().ok());
   CHECK(f.sink->TransactionsCommitted() >= 1);
   CHECK(f.sink->TransactionsAborted() >= 1);
+  const auto checkpoint = f.LastCheckpoint();
+  REQUIRE(checkpoint.has_value());
+  CHECK(checkpoint->seq == kEvents);
+}
+
+// Waits until the forwarder's loop completed a whole pass, a poll of its sink included, that began
+// after this call.
+void WaitForPass(const gateway::Forwarder& fwd) {
+  // Each pass stamps its end: the second stamp after this call is of a pass begun after the first.
+  for (int i = 0; i < 2; ++i) {
+    const int64_t last = fwd.Stats().last_progress_ms;
+    REQUIRE(WaitFor([&] { return fwd.Stats().last_progress_ms != last; }, 10s));
+  }
+}
+
+// The route's topic does not exist and the cluster creates none by itself: the forwarder holds its
+// events, naming the topic, also past the end of a transaction's interval; once the topic is
+// created every event is committed once.
+TEST_CASE("KafkaSink exactly-once holds a missing topic, then delivers every event once") {
+  constexpr int kEvents = 10;
+  TempDir dir;
+  std::unique_ptr<storage::SqliteEventLog> log = OpenLog(dir);
+  AppendEvents(log.get(), kEvents, "dev/missing/x");
+
+  // The sink's time runs with real time, and ahead of it when the test moves it on.
+  ManualClock clock(ManualClock::Mode::kRealTime);
+  EosFixture f(&clock);
+  // The mock cluster creates any topic asked for (with partitions of its own choosing): a topic of
+  // one partition, whose metadata answer is what a cluster without it gives.
+  rd_kafka_mock_topic_create(f.mc.get(), "missing", 1, 1);
+  rd_kafka_mock_topic_set_error(f.mc.get(), "missing", RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  // Long enough that a refused record dooms its transaction before the checkpoint record is
+  // written: the mock would show that record of an aborted transaction to the checkpoint reader.
+  f.options.transaction_interval_ms = 1000;
+  f.options.log_id = log->LogId();
+  f.Create();
+  RecordingSink recording(f.sink.get());
+  gateway::Forwarder fwd(log.get(), &recording, QuickForwarding(), NullLogger());
+  fwd.Start();
+  REQUIRE(
+      WaitFor([&] { return fwd.Stats().hold_reason.find("'missing'") != std::string::npos; }, 15s));
+  REQUIRE(WaitFor([&] { return fwd.Stats().holds >= 3; }, 15s));
+  // Offered again and again while a transaction's interval passes: still nothing is delivered.
+  clock.Advance(2s);
+  WaitForPass(fwd);
+  WaitForPass(fwd);
+  CHECK(fwd.Stats().hold_reason.find("'missing'") != std::string::npos);
+  CHECK(log->Stats().cursor == 0);
+  CHECK(log->Stats().dead_letters == 0);
+  CHECK(Seqs(recording.Reports(), Outcome::kDelivered).empty());
+  CHECK_FALSE(f.LastCheckpoint().has_value());
+  CHECK(f.sink->error().ok());
+
+  // Created.
+  rd_kafka_mock_topic_set_error(f.mc.get(), "missing", RD_KAFKA_RESP_ERR_NO_ERROR);
+  REQUIRE(WaitFor(
+      [&] {
+        clock.Advance(50ms);  // each transaction ends after a few polls
+        return log->Stats().cursor == kEvents;
+      },
+      15s));
+  fwd.Stop();
+  CHECK(fwd.error().ok());
+  CHECK(fwd.Stats().hold_reason.empty());
+  CHECK(log->Stats().dead_letters == 0);
+  CHECK(fwd.Stats().rejected == 0);
+  CheckDeliveredOnce(recording.Reports(), Range(1, kEvents));
+  CHECK(f.Records("missing") == kEvents);
+  const auto checkpoint = f.LastCheckpoint();
+  REQUIRE(checkpoint.has_value());
+  CHECK(checkpoint->log_id == log->LogId());
+  CHECK(checkpoint->seq == kEvents);
+}
+
+// An event larger than message.max.bytes is refused by the producer itself and goes to the
+// dead-letter table; every other event is committed once. It comes alone after a commit, so that
+// it is the first of a transaction, and nothing follows it for longer than the transaction's
+// interval.
+TEST_CASE("KafkaSink exactly-once dead-letters an event too large alone, the rest once") {
+  constexpr uint64_t kLarge = 8;
+  constexpr uint64_t kEvents = 20;
+  TempDir dir;
+  std::unique_ptr<storage::SqliteEventLog> log = OpenLog(dir);
+  AppendEvents(log.get(), kLarge - 1);
+
+  ManualClock clock(ManualClock::Mode::kRealTime);
+  EosFixture f(&clock);
+  f.options.transaction_interval_ms = 1000;
+  f.options.log_id = log->LogId();
+  f.options.properties["message.max.bytes"] = "4096";
+  f.Create();
+  RecordingSink recording(f.sink.get());
+  gateway::Forwarder fwd(log.get(), &recording, QuickForwarding(), NullLogger());
+  fwd.Start();
+  auto settled_through = [&](uint64_t seq) {
+    return WaitFor(
+        [&] {
+          clock.Advance(50ms);  // each transaction ends after a few polls
+          return log->Stats().cursor == seq;
+        },
+        15s);
+  };
+  REQUIRE(settled_through(kLarge - 1));
+  AppendEvents(log.get(), 1, "dev/t/x", 8192);
+  REQUIRE(settled_through(kLarge));
+  CHECK(log->Stats().dead_letters == 1);
+  clock.Advance(2s);
+  WaitForPass(fwd);
+  AppendEvents(log.get(), static_cast<int>(kEvents - kLarge));
+  REQUIRE(settled_through(kEvents));
+  fwd.Stop();
+  CHECK(fwd.error().ok());
+
+  CHECK(log->Stats().dead_letters == 1);
+  CHECK(fwd.Stats().rejected == 1);
+  std::vector<storage::DeadLetterRow> dead;
+  REQUIRE(log->ReadDeadLetters(0, 10, &dead).ok());
+  REQUIRE(dead.size() == 1);
+  CHECK(dead[0].event.seq == kLarge);
+  CHECK(dead[0].upstream == "kafka");
+
+  const auto reports = recording.Reports();
+  CHECK(BySeq(reports).count(kLarge) == 0);  // refused at Send: never in a transaction
+  std::vector<uint64_t> others = Range(1, kEvents);
+  others.erase(others.begin() + static_cast<std::ptrdiff_t>(kLarge - 1));
+  CheckDeliveredOnce(reports, others);
+  CHECK(Seqs(reports, Outcome::kDelivered) == others);
+  CHECK(f.Records("t") == static_cast<int64_t>(kEvents - 1));
+  const auto checkpoint = f.LastCheckpoint();
+  REQUIRE(checkpoint.has_value());
+  CHECK(checkpoint->seq == kEvents);
+}
+
+// The log dropped its oldest events before Kafka took any: the gap marker in their place goes out
+// as one gap record, in a transaction with the events after it.
+TEST_CASE("KafkaSink exactly-once sends a gap marker once as a gap record") {
+  constexpr int kEvents = 30;
+  // "dev/t/x" with payload "p"; room for 10 of them and the gap marker the drop leaves.
+  constexpr uint64_t kEventBytes = 8 + storage::Event::kRowOverheadBytes;
+  TempDir dir;
+  std::unique_ptr<storage::SqliteEventLog> log =
+      OpenLog(dir, 10 * kEventBytes + 200, /*drop_oldest=*/true);
+  for (int i = 0; i < kEvents; ++i) AppendEvents(log.get(), 1);
+  const storage::LogStats before = log->Stats();
+  REQUIRE(before.last_seq == kEvents);
+  REQUIRE(before.dropped_events > 0);
+  REQUIRE(before.cursor == 0);
+  std::vector<storage::Event> head;
+  REQUIRE(log->Read(0, 1, SIZE_MAX, &head).ok());
+  REQUIRE(head.size() == 1);
+  REQUIRE(head[0].kind == storage::EventKind::kGap);
+  const uint64_t marker = head[0].seq;  // the highest dropped seq
+
+  EosFixture f;
+  rd_kafka_mock_topic_create(f.mc.get(), f.options.gap_topic.c_str(), 1, 1);
+  f.options.transaction_interval_ms = 50;
+  f.options.log_id = log->LogId();
+  f.Create();
+  RecordingSink recording(f.sink.get());
+  gateway::Forwarder fwd(log.get(), &recording, QuickForwarding(), NullLogger());
+  fwd.Start();
+  REQUIRE(WaitFor([&] { return log->Stats().cursor == kEvents; }, 15s));
+  fwd.Stop();
+  CHECK(fwd.error().ok());
+
+  CHECK(fwd.Stats().gap_records == 1);
+  CHECK(fwd.Stats().delivered == kEvents - marker);
+  CHECK(log->Stats().dead_letters == 0);
+  CHECK(f.Records(f.options.gap_topic) == 1);
+  CHECK(f.Records("t") == static_cast<int64_t>(kEvents - marker));
+  const auto reports = recording.Reports();
+  CHECK(Seqs(reports, Outcome::kDelivered) == Range(marker, kEvents));
+  CheckDeliveredOnce(reports, Range(marker, kEvents));
   const auto checkpoint = f.LastCheckpoint();
   REQUIRE(checkpoint.has_value());
   CHECK(checkpoint->seq == kEvents);
