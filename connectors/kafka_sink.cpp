@@ -24,10 +24,6 @@ uint64_t OpaqueToSeq(void* p) {
 
 }  // namespace
 
-std::string TransactionalId(const KafkaSinkOptions& options) {
-  return "sluice-" + options.gateway_id + "-" + options.upstream;
-}
-
 // librdkafka calls these from inside poll()/flush() on the forwarder thread only (delivery reports
 // and events are queued and served by poll), so they may touch the sink's state without locks.
 class KafkaSink::Callbacks final : public RdKafka::DeliveryReportCb, public RdKafka::EventCb {

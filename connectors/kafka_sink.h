@@ -67,7 +67,9 @@ struct KafkaSinkOptions {
 
 // The transactional.id of an exactly-once upstream: one per gateway and upstream, so that a second
 // sluice started with the same gateway id fences the first.
-std::string TransactionalId(const KafkaSinkOptions& options);
+inline std::string TransactionalId(const KafkaSinkOptions& options) {
+  return "sluice-" + options.gateway_id + "-" + options.upstream;
+}
 
 // The Kafka sink on librdkafka's C++ producer.
 //
