@@ -33,6 +33,8 @@ constexpr uint64_t kMiB = 1024 * 1024;
 constexpr uint64_t kMinStorageBytes = kMiB;
 // One event must fit in one SQLite row and one Kafka message comfortably.
 constexpr uint64_t kMaxEventBytes = 16 * kMiB;
+// The journal is read whole at start; beyond this it only delays the start and holds memory.
+constexpr uint64_t kMaxJournalBytes = 256 * kMiB;
 // MQTT encodes strings with a 16-bit length prefix.
 constexpr uint64_t kMaxMqttStringBytes = 65535;
 constexpr int64_t kMaxBackoffMs = 3'600'000;
@@ -131,6 +133,8 @@ void ReadStorage(TomlErrors* errors, const toml::table* table, Config* config) {
     // that a larger commit does not make the source wait on a queue sized for a smaller one.
     writer.queue_capacity = std::max<size_t>(writer.commit_max_events * 10, 1000);
   }
+  r.Size("journal_bytes", storage::IngressJournal::kMinCapacityBytes, kMaxJournalBytes,
+         &config->journal.capacity_bytes);
   uint64_t& max_event_bytes = config->mqtt.max_event_bytes;
   r.Size("max_event_bytes", 1, kMaxEventBytes, &max_event_bytes);
   // Only a set max_event_bytes can reach max_bytes: the default is far below the minimum log size.

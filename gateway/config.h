@@ -76,6 +76,8 @@ struct Config {
   // path, max_bytes, overflow, sync, retain_*; cursors = the upstreams' names, in order.
   storage::SqliteEventLogOptions storage;
   storage::LogWriterOptions writer;  // commit_interval, commit_max_events, queue_capacity
+  // capacity_bytes (storage.journal_bytes); the daemon sets the rest from `storage`.
+  storage::IngressJournalOptions journal;
   // The local broker: connection, subscriptions (one per route, in route order), max_event_bytes.
   connectors::MqttSourceOptions mqtt;
   std::vector<UpstreamConfig> upstreams;  // at least one, in configuration order

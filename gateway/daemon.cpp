@@ -80,7 +80,18 @@ Status Daemon::Open() {
   Status s = OpenLog();
   if (!s.ok()) return s;
 
-  writer_ = std::make_unique<storage::LogWriter>(event_log_.get(), config_.writer, log_);
+  // Acknowledged events that a crash left in the journal go into the log before anything new.
+  storage::IngressJournalOptions jo = config_.journal;
+  jo.path = config_.storage.path + storage::IngressJournal::kPathSuffix;
+  jo.vfs = config_.storage.vfs;
+  jo.sync_each_record = config_.storage.sync == storage::Sync::kFull;
+  jo.logger = log_;
+  std::vector<storage::Event> recovered;
+  s = storage::IngressJournal::Open(jo, event_log_->LogId(), event_log_->Stats().ingress_applied,
+                                    &journal_, &recovered);
+  if (!s.ok()) return s;
+  writer_ =
+      std::make_unique<storage::LogWriter>(event_log_.get(), config_.writer, log_, journal_.get());
 
   for (size_t i = 0; i < config_.upstreams.size(); ++i) {
     UpstreamEnvironment env;
@@ -110,6 +121,15 @@ Status Daemon::Open() {
   // What the broker may redeliver after a crash is compared with what the log stored last.
   s = event_log_->RecentIngress(mo.redelivery_window, &mo.recent_ingress);
   if (!s.ok()) return s.WithContext("reading the newest MQTT events of the log");
+  // Those the journal gave back are newer still.
+  for (const storage::Event& e : recovered) {
+    if (e.packet_id != 0) mo.recent_ingress.push_back(e);
+  }
+  if (mo.recent_ingress.size() > mo.redelivery_window) {
+    mo.recent_ingress.erase(
+        mo.recent_ingress.begin(),
+        mo.recent_ingress.end() - static_cast<std::ptrdiff_t>(mo.redelivery_window));
+  }
   mo.failpoint = failpoint_;
   mo.on_ready = on_ready_;
   mo.on_fatal = [this](const Status& st) {
@@ -118,7 +138,7 @@ Status Daemon::Open() {
   };
   source_ = std::make_unique<connectors::MqttSource>(mo, writer_.get(), clock_, log_);
 
-  writer_->Start();
+  writer_->Start(std::move(recovered));
   for (auto& u : upstreams_) u->Start();
   s = source_->Start();
   if (!s.ok()) return s;
@@ -205,6 +225,7 @@ void Daemon::Shutdown() {
   for (std::thread& t : stopping) t.join();
   upstreams_.clear();
   writer_.reset();
+  journal_.reset();
   if (event_log_) {
     const storage::LogStats st = event_log_->Stats();
     log_->info("sluice stopped: {} events left in the log for the next start, cursor {}", st.events,

@@ -93,6 +93,7 @@ class Daemon {
   // upstream would have received).
   std::map<std::string, std::unique_ptr<connectors::Router>, std::less<>> feeds_;
   std::unique_ptr<storage::SqliteEventLog> event_log_;
+  std::unique_ptr<storage::IngressJournal> journal_;  // the log's front door; outlives writer_
   std::unique_ptr<storage::LogWriter> writer_;
   std::vector<std::unique_ptr<Upstream>> upstreams_;  // configuration order
   std::unique_ptr<connectors::MqttSource> source_;

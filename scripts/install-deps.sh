@@ -10,7 +10,7 @@ packages=(
   # libraries the C++ code links against
   libpaho-mqttpp-dev libpaho-mqtt-dev librdkafka-dev libsqlite3-dev
   libspdlog-dev libfmt-dev doctest-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
-  libsystemd-dev libcpp-httplib-dev libssl-dev
+  libsystemd-dev libcpp-httplib-dev libssl-dev zlib1g-dev
   # runtime / test tooling: brokers, CLI clients, Kafka via Maven + Java
   sqlite3 mosquitto mosquitto-clients kcat maven default-jre-headless
   ca-certificates procps iproute2

@@ -38,6 +38,10 @@ struct Event {
   // kGap only, as the forwarder hands it to one upstream's sink: that upstream's part of the
   // marker (the marker row's payload holds every upstream's part; storage/gap_marker.h).
   GapRange gap;
+  // The number of the ingress journal record that made the event durable before it was in the
+  // log (storage/ingress_journal.h); 0 for an event that never went through the journal. Not
+  // stored in the log's rows: the log keeps only the highest number it holds.
+  uint64_t ingress = 0;
 
   // What the event counts for against storage.max_bytes: its bytes plus a fixed per-row overhead
   // that approximates SQLite's record and index cost, so that many tiny events cannot exceed the

@@ -56,8 +56,11 @@ struct LogStats {
   // against max_bytes, and the first to go when room is needed.
   uint64_t retained_events = 0;
   uint64_t retained_bytes = 0;
-  uint64_t first_retained_seq = 0;   // 0 when none is retained
-  uint64_t commits = 0;              // transactions that appended events, since open
+  uint64_t first_retained_seq = 0;  // 0 when none is retained
+  uint64_t commits = 0;             // transactions that appended events, since open
+  // The highest ingress journal record number (Event::ingress) the log holds, stored in the
+  // same transaction as the events: every journal record up to it is in the log.
+  uint64_t ingress_applied = 0;
   uint64_t disk_full_errors = 0;     // appends refused because the disk was full, since open
   std::vector<CursorStats> cursors;  // one per upstream, in configuration order
 };

@@ -1,5 +1,6 @@
 #include "storage/log_writer.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "common/backoff.h"
@@ -7,24 +8,29 @@
 namespace sluice::storage {
 
 LogWriter::LogWriter(EventLog* log, LogWriterOptions options,
-                     std::shared_ptr<spdlog::logger> logger)
-    : log_(log), options_(options), logger_(std::move(logger)) {}
+                     std::shared_ptr<spdlog::logger> logger, IngressJournal* journal)
+    : log_(log), options_(options), logger_(std::move(logger)), journal_(journal) {}
 
 LogWriter::~LogWriter() {
   Stop(std::chrono::milliseconds(0));
 }
 
-void LogWriter::Start() {
+void LogWriter::Start(std::vector<Event> recovered) {
   std::lock_guard<std::mutex> lock(mu_);
   if (thread_.joinable() || stopping_) return;
+  // Ahead of anything new: they were acknowledged before it arrived.
+  for (auto it = recovered.rbegin(); it != recovered.rend(); ++it) {
+    queue_.push_front(std::move(*it));
+    ++enqueued_;
+  }
   thread_ = std::thread([this] { BackgroundLoop(); });
+  if (!queue_.empty()) work_cv_.notify_one();
 }
 
-Status LogWriter::Write(Event event, bool durable) {
-  std::unique_lock<std::mutex> lock(mu_);
-  // A non-durable writer that finds the queue full becomes the committer itself: the source is
-  // slowed to the log's speed and memory stays bounded.
-  while (!durable && queue_.size() >= options_.queue_capacity) {
+Status LogWriter::WaitForQueueRoomLocked(std::unique_lock<std::mutex>& lock) {
+  // A writer that finds the queue full becomes the committer itself: the source is slowed to the
+  // log's speed and memory stays bounded.
+  while (queue_.size() >= options_.queue_capacity) {
     if (!failed_.ok()) return failed_;
     if (give_up_) return Status::Shutdown("event log writer stopped");
     if (!committing_) {
@@ -32,6 +38,82 @@ Status LogWriter::Write(Event event, bool durable) {
     } else {
       cv_.wait(lock);
     }
+  }
+  return Status::Ok();
+}
+
+Status LogWriter::CommitThroughLocked(std::unique_lock<std::mutex>& lock, uint64_t number) {
+  while (journal_->applied() < number) {
+    if (!failed_.ok()) return failed_;
+    if (give_up_) return Status::Shutdown("event log writer stopped");
+    if (committing_) {
+      cv_.wait(lock);
+    } else if (!queue_.empty()) {
+      CommitBatchLocked(lock);
+    } else {
+      // Journal records whose events left the queue without reaching the log: only a restart
+      // recovers them, so the journal cannot start over.
+      return Status::IoError("ingress journal records up to " + std::to_string(number) +
+                             " are not in the log and no longer queued");
+    }
+  }
+  return Status::Ok();
+}
+
+Status LogWriter::WriteThroughJournal(Event* event, bool* bypass) {
+  *bypass = false;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    Status s = WaitForQueueRoomLocked(lock);
+    if (!s.ok()) return s;
+    if (!failed_.ok()) return failed_;
+    if (give_up_ || journal_done_) return Status::Shutdown("event log writer stopped");
+  }
+  Status s = journal_->Append(event);
+  if (s.IsFull()) {
+    // The journal starts over at its front once every record in it is in the log.
+    std::unique_lock<std::mutex> lock(mu_);
+    stats_.journal_waits++;
+    s = CommitThroughLocked(lock, journal_->last_number());
+    lock.unlock();
+    if (s.ok()) s = journal_->Append(event);
+  }
+  if (s.code() == Status::Code::kInvalidArgument) {
+    *bypass = true;
+    return Status::Ok();
+  }
+  if (!s.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (failed_.ok()) {
+      failed_ = s;
+      logger_->critical("cannot write to the ingress journal: {}", s.ToString());
+    }
+    cv_.notify_all();
+    return s;
+  }
+  // Acknowledged from here on: a restart finds the event in the journal if not in the log.
+  std::lock_guard<std::mutex> lock(mu_);
+  queue_.push_back(std::move(*event));
+  ++enqueued_;
+  stats_.journaled++;
+  if (queue_.size() >= options_.commit_max_events) work_cv_.notify_one();
+  return Status::Ok();
+}
+
+Status LogWriter::Write(Event event, bool durable) {
+  if (durable && journal_ != nullptr) {
+    std::lock_guard<std::mutex> journal_lock(journal_mu_);
+    bool bypass = false;
+    // The event is moved only when it goes through the journal.
+    Status s = WriteThroughJournal(&event, &bypass);
+    if (!bypass) return s;
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!durable) {
+    Status s = WaitForQueueRoomLocked(lock);
+    if (!s.ok()) return s;
+  } else if (journal_ != nullptr) {
+    stats_.journal_bypass++;
   }
   if (!failed_.ok()) return failed_;
   if (give_up_) return Status::Shutdown("event log writer stopped");
@@ -87,6 +169,12 @@ void LogWriter::CommitBatchLocked(std::unique_lock<std::mutex>& lock) {
       gave_up = true;
       break;
     }
+  }
+
+  if (journal_ != nullptr && done > 0) {
+    uint64_t applied = 0;
+    for (size_t i = 0; i < done; ++i) applied = std::max(applied, batch[i].ingress);
+    journal_->MarkApplied(applied);
   }
 
   lock.lock();
@@ -145,6 +233,24 @@ void LogWriter::Stop(std::chrono::milliseconds grace) {
   }
   give_up_ = true;
   cv_.notify_all();
+  lock.unlock();
+  if (journal_ == nullptr) return;
+  // No writer is left (the source stopped first); a late one finds give_up_ set.
+  std::lock_guard<std::mutex> journal_lock(journal_mu_);
+  lock.lock();
+  if (journal_done_) return;
+  journal_done_ = true;
+  lock.unlock();
+  if (journal_->applied() >= journal_->last_number()) {
+    // A clean stop leaves nothing to recover.
+    Status s = journal_->Reset();
+    if (!s.ok()) logger_->warn("could not empty the ingress journal at shutdown: {}", s.ToString());
+  } else {
+    logger_->warn(
+        "ingress journal: acknowledged events (records {}..{}) are not in the log; they go in at "
+        "the next start",
+        journal_->applied() + 1, journal_->last_number());
+  }
 }
 
 LogWriterStats LogWriter::Stats() const {

@@ -9,9 +9,11 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "storage/event_log.h"
 #include "storage/event_writer.h"
+#include "storage/ingress_journal.h"
 
 namespace sluice::storage {
 
@@ -27,33 +29,44 @@ struct LogWriterOptions {
 };
 
 struct LogWriterStats {
-  uint64_t written = 0;     // events committed to the log
-  uint64_t full_waits = 0;  // times a commit found the log full and waited for room
+  uint64_t written = 0;         // events committed to the log
+  uint64_t full_waits = 0;      // times a commit found the log full and waited for room
+  uint64_t journaled = 0;       // durable events acknowledged through the ingress journal
+  uint64_t journal_waits = 0;   // times the journal was full and a writer waited for a commit
+  uint64_t journal_bypass = 0;  // durable events too large for the journal, committed directly
 };
 
 // Group commit in front of an EventLog, after LevelDB's writer queue: events from every thread go
 // into one ordered queue and are committed together, so ingest runs at the log's batched speed.
 //
-// Write(event, durable=true) returns only once a transaction holding the event has committed: the
+// Write(event, durable=true) returns only once the event is durable to the log's sync mode: the
 // MQTT source calls it for QoS 1/2 messages inside Paho's callback, so that the broker is
-// acknowledged only for events already in the log. Whoever finds no commit in progress commits
-// the whole queue (leader); the others wait and get the leader's result.
+// acknowledged only for events that survive. With an ingress journal (the daemon always has one)
+// the event is appended to the journal (one write, plus an fdatasync under sync = "full") and
+// queued, and Write returns; the background thread commits the queue like QoS 0 events, and the
+// journal forgets the events once they are in the log. An event too large for the journal, or
+// every durable event without a journal, waits for a transaction holding it instead: whoever
+// finds no commit in progress commits the whole queue (leader); the others wait and get the
+// leader's result.
 // Write(event, durable=false) queues the event and returns at once (QoS 0): the background thread
 // commits the queue every commit_interval, or sooner when commit_max_events are waiting.
 //
 // When the log is full under reject-new, the committing thread waits with backoff until room
-// appears (the upstream acknowledges) or Stop() is called; the source is thereby held back and the
-// broker keeps the events. Thread-safe.
+// appears (the upstream acknowledges) or Stop() is called; the queue and then the journal fill,
+// and the source is thereby held back and the broker keeps the events. Thread-safe.
 class LogWriter final : public EventWriter {
  public:
-  // `log` must outlive the writer.
-  LogWriter(EventLog* log, LogWriterOptions options, std::shared_ptr<spdlog::logger> logger);
+  // `log` and `journal` (null: none) must outlive the writer.
+  LogWriter(EventLog* log, LogWriterOptions options, std::shared_ptr<spdlog::logger> logger,
+            IngressJournal* journal = nullptr);
   ~LogWriter() override;
 
   LogWriter(const LogWriter&) = delete;
   LogWriter& operator=(const LogWriter&) = delete;
 
-  void Start();
+  // `recovered`: the journal's events that were acknowledged but not yet in the log
+  // (IngressJournal::Open's `pending`); they are committed first, before any new event.
+  void Start(std::vector<Event> recovered = {});
 
   // Returns OK once the event is queued (durable=false) or committed (durable=true). Returns
   // Shutdown if Stop() began before the event was committed (it is then not in the log), or the
@@ -71,11 +84,21 @@ class LogWriter final : public EventWriter {
   // lock while the transaction runs.
   void CommitBatchLocked(std::unique_lock<std::mutex>& lock);
   void BackgroundLoop();
+  // Appends a durable event to the journal and queues it. REQUIRES: journal_mu_ held, mu_ not.
+  Status WriteThroughJournal(Event* event, bool* bypass);
+  // REQUIRES: lock held. Commits until every journal record up to `number` is in the log.
+  Status CommitThroughLocked(std::unique_lock<std::mutex>& lock, uint64_t number);
+  // REQUIRES: lock held. Waits while the queue is at capacity, committing it if nobody does.
+  Status WaitForQueueRoomLocked(std::unique_lock<std::mutex>& lock);
 
   EventLog* const log_;
   const LogWriterOptions options_;
   std::shared_ptr<spdlog::logger> logger_;
+  IngressJournal* const journal_;
 
+  // Serialises journal appends and keeps the journal's record order the queue's order. Taken
+  // before mu_, never while holding it.
+  std::mutex journal_mu_;
   mutable std::mutex mu_;
   std::condition_variable cv_;       // committed_ advanced, or stopping
   std::condition_variable work_cv_;  // something to commit for the background thread
@@ -85,12 +108,13 @@ class LogWriter final : public EventWriter {
   // Every queued event up to this position is in the log. Events are written in queue order, and
   // once one cannot be written none after it is, so positions in (ok_through_, committed_] are
   // the ones lost to a failure or shutdown.
-  uint64_t ok_through_ = 0;  // GUARDED_BY(mu_)
-  bool committing_ = false;  // GUARDED_BY(mu_)
-  bool stopping_ = false;    // GUARDED_BY(mu_)
-  bool give_up_ = false;     // GUARDED_BY(mu_) stop waiting for room
-  Status failed_;            // GUARDED_BY(mu_)
-  LogWriterStats stats_;     // GUARDED_BY(mu_)
+  uint64_t ok_through_ = 0;    // GUARDED_BY(mu_)
+  bool committing_ = false;    // GUARDED_BY(mu_)
+  bool stopping_ = false;      // GUARDED_BY(mu_)
+  bool give_up_ = false;       // GUARDED_BY(mu_) stop waiting for room
+  bool journal_done_ = false;  // GUARDED_BY(mu_) Stop() left the journal as it will be found
+  Status failed_;              // GUARDED_BY(mu_)
+  LogWriterStats stats_;       // GUARDED_BY(mu_)
   std::thread thread_;
 };
 

@@ -889,6 +889,8 @@ Status SqliteEventLog::LoadState() {
   ls.dead_letter_bytes = static_cast<uint64_t>(v);
   if (s.ok()) s = MetaValue(&db, "dropped_dead_letters", &v);
   ls.dropped_dead_letters = static_cast<uint64_t>(v);
+  if (s.ok()) s = MetaValue(&db, "ingress_applied", &v);
+  ls.ingress_applied = static_cast<uint64_t>(v);
   if (s.ok() && !options_.read_only) s = LoadIngressLocked(&st.ingress);
   if (!s.ok()) return s;
   state_ = std::move(st);
@@ -1448,14 +1450,22 @@ Status SqliteEventLog::InsertLocked(std::span<Event> events, size_t* taken, bool
     }
   }
   uint64_t seq = state_.stats.last_seq;
+  uint64_t ingress_applied = 0;
   std::deque<uint64_t>& ingress = state_.ingress;
   for (size_t i = 0; s.ok() && i < take; ++i) {
     events[i].seq = ++seq;
     events[i].kind = EventKind::kEvent;
     s = InsertRowLocked(events[i]);
+    if (events[i].ingress > state_.stats.ingress_applied) ingress_applied = events[i].ingress;
     if (events[i].packet_id == 0 || options_.recent_ingress_rows == 0) continue;
     ingress.push_back(seq);
     if (ingress.size() > options_.recent_ingress_rows) ingress.pop_front();
+  }
+  // In the same transaction: after a crash, the journal's records up to here are in the log
+  // exactly when these events are.
+  if (s.ok() && ingress_applied > 0) {
+    s = SetMetaLocked("ingress_applied", static_cast<int64_t>(ingress_applied));
+    state_.stats.ingress_applied = ingress_applied;
   }
   if (s.ok()) s = txn.Commit();
   if (!s.ok()) {
