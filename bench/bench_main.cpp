@@ -5,6 +5,7 @@
 //   kafka-latency  reads a Kafka topic back (read_committed): counts and publish-to-append
 //                  latency; with --visible, run while publishing, also publish-to-receipt
 //   watch-log      samples a running sluice's log: last sequence number and Kafka cursor
+//   fsync-probe    durable appends (pwrite + fdatasync each) to a file: the machine's own limit
 //   report         results.json and results.md from <out>/raw
 // Exit codes: 0 measured, 1 the probe failed (connection, timeout), 2 usage.
 
@@ -18,6 +19,7 @@
 
 #include "bench/bench_payload.h"
 #include "bench/bench_report.h"
+#include "bench/fsync_probe.h"
 #include "bench/latency_recorder.h"
 #include "bench/log_watcher.h"
 #include "bench/mqtt_counter.h"
@@ -187,6 +189,17 @@ int main(int argc, char** argv) {
   wl->add_option("--timeline", w.timeline_csv, "'unix_s last_seq cursor' per sample");
   wl->add_option("--json", json_path);
 
+  sluice::bench::FsyncProbeOptions fp;
+  double fp_seconds = 10;
+  auto* fs = app.add_subcommand(
+      "fsync-probe", "append fixed-size records, fdatasync after each, to a file in DIR");
+  fs->add_option("--dir", fp.dir, "the file system measured")->required();
+  fs->add_option("--record-bytes", fp.record_bytes)->check(CLI::Range(1, 1 << 20));
+  fs->add_option("--seconds", fp_seconds)->check(CLI::PositiveNumber);
+  fs->add_option("--file-bytes", fp.file_bytes, "preallocated size; appends wrap at its end")
+      ->check(CLI::Range(uint64_t{1} << 20, uint64_t{1} << 34));
+  fs->add_option("--json", json_path);
+
   std::string report_dir;
   auto* rep = app.add_subcommand("report", "results.json and results.md from DIR/raw");
   rep->add_option("--dir", report_dir)->required();
@@ -221,6 +234,13 @@ int main(int argc, char** argv) {
         st = Status::Unavailable("watch-log: goal not reached before the timeout");
       }
       return Finish(st, result, json_path, "watch-log");
+    }
+    if (*fs) {
+      fp.duration = Millis(fp_seconds);
+      sluice::SystemClock clock;
+      sluice::bench::FsyncProbe probe_fs(fp, &clock);
+      Status st = probe_fs.Run(&result);
+      return Finish(st, result, json_path, "fsync-probe");
     }
     if (*rep) {
       sluice::bench::BenchReport report(report_dir);
