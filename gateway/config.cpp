@@ -128,6 +128,7 @@ void ReadStorage(TomlErrors* errors, const toml::table* table, Config* config) {
   }
   storage::LogWriterOptions& writer = config->writer;
   r.Duration("commit_interval_ms", 1, 60'000, &writer.commit_interval);
+  r.Integer("commit_after_events", 1, 1'000'000, &writer.commit_after_events);
   if (r.Integer("commit_max_events", 1, 1'000'000, &writer.commit_max_events)) {
     // The writer's queue holds ten commits' worth (the default 20000 for the default 2000), so
     // that a larger commit does not make the source wait on a queue sized for a smaller one.

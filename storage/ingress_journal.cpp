@@ -73,7 +73,81 @@ bool DecodeRecord(const std::string& file, uint64_t at, Record* out) {
   return true;
 }
 
+bool HeaderValid(const std::string& data) {
+  const auto* h = reinterpret_cast<const unsigned char*>(data.data());
+  return data.size() >= IngressJournal::kHeaderBytes && std::memcmp(h, kMagic, 4) == 0 &&
+         GetLe(h + kHeaderCrcOffset, 4) == Crc(h, kHeaderCrcOffset) &&
+         GetLe(h + 4, 4) == IngressJournal::kFormatVersion && GetLe(h + 8, 2) <= kMaxLogIdBytes;
+}
+
+std::string HeaderLogId(const std::string& data) {
+  return data.substr(10, GetLe(reinterpret_cast<const unsigned char*>(data.data()) + 8, 2));
+}
+
+// The chain: consecutive numbers from the front, up to the first torn or older record. Returns
+// the offset after its last record.
+uint64_t ReadChain(const std::string& data, std::vector<Event>* chain) {
+  uint64_t at = IngressJournal::kHeaderBytes;
+  Record r;
+  while (DecodeRecord(data, at, &r)) {
+    if (!chain->empty() && r.event.ingress != chain->back().ingress + 1) break;
+    at += r.size;
+    chain->push_back(std::move(r.event));
+  }
+  return at;
+}
+
+// Reads a whole file through `file`, one page per call (see IngressJournal::Initialise).
+Status ReadWhole(sqlite3_file* file, const std::string& path, std::string* data) {
+  sqlite3_int64 size = 0;
+  int rc = file->pMethods->xFileSize(file, &size);
+  if (rc != SQLITE_OK)
+    return Status::IoError("cannot read the size of the ingress journal " + path);
+  data->assign(static_cast<size_t>(size), '\0');
+  constexpr sqlite3_int64 kPage = 4096;
+  for (sqlite3_int64 at = 0; at < size; at += kPage) {
+    const int n = static_cast<int>(std::min(kPage, size - at));
+    rc = file->pMethods->xRead(file, data->data() + at, n, at);
+    if (rc != SQLITE_OK) {
+      return Status::IoError("cannot read the ingress journal " + path + " (SQLite error " +
+                             std::to_string(rc) + ")");
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
+
+Status IngressJournal::Peek(const std::string& path, const std::string& vfs_name, uint64_t applied,
+                            std::vector<Event>* pending) {
+  pending->clear();
+  sqlite3_vfs* vfs = sqlite3_vfs_find(vfs_name.empty() ? nullptr : vfs_name.c_str());
+  if (vfs == nullptr) return Status::InvalidArgument("unknown SQLite VFS '" + vfs_name + "'");
+  int exists = 0;
+  if (vfs->xAccess(vfs, path.c_str(), SQLITE_ACCESS_EXISTS, &exists) != SQLITE_OK || !exists) {
+    return Status::NotFound("no ingress journal " + path);
+  }
+  std::string name = path;
+  name.append(4, '\0');
+  std::unique_ptr<sqlite3_file, decltype(&std::free)> file(
+      static_cast<sqlite3_file*>(std::calloc(1, static_cast<size_t>(vfs->szOsFile))), &std::free);
+  if (!file) return Status::IoError("out of memory reading the ingress journal");
+  int flags = 0;
+  if (vfs->xOpen(vfs, name.c_str(), file.get(), SQLITE_OPEN_READONLY | SQLITE_OPEN_MAIN_JOURNAL,
+                 &flags) != SQLITE_OK) {
+    return Status::IoError("cannot open the ingress journal " + path);
+  }
+  std::string data;
+  Status s = ReadWhole(file.get(), path, &data);
+  if (file->pMethods != nullptr) file->pMethods->xClose(file.get());
+  if (!s.ok() || !HeaderValid(data)) return s;
+  std::vector<Event> chain;
+  ReadChain(data, &chain);
+  for (Event& e : chain) {
+    if (e.ingress > applied) pending->push_back(std::move(e));
+  }
+  return Status::Ok();
+}
 
 IngressJournal::IngressJournal(IngressJournalOptions options, sqlite3_vfs* vfs)
     : options_(std::move(options)), vfs_(vfs) {
@@ -129,8 +203,15 @@ Status IngressJournal::Fail(Status s) {
 }
 
 Status IngressJournal::Write(const void* data, uint64_t size, uint64_t offset, const char* what) {
-  const int rc = file_->pMethods->xWrite(file_, data, static_cast<int>(size),
-                                         static_cast<sqlite3_int64>(offset));
+  // SQLite's unix VFS writes at most 128 KiB - 1 per call (it never writes more than a page)
+  // and reports a longer write as a full disk.
+  constexpr uint64_t kChunk = 64 << 10;
+  int rc = SQLITE_OK;
+  for (uint64_t done = 0; rc == SQLITE_OK && done < size; done += kChunk) {
+    rc = file_->pMethods->xWrite(file_, static_cast<const char*>(data) + done,
+                                 static_cast<int>(std::min(kChunk, size - done)),
+                                 static_cast<sqlite3_int64>(offset + done));
+  }
   if (rc == SQLITE_OK) return Status::Ok();
   if ((rc & 0xff) == SQLITE_FULL) {
     return Fail(Status::IoError("the disk holding the ingress journal " + options_.path +
@@ -180,28 +261,14 @@ Status IngressJournal::Initialise(std::string_view log_id) {
 
 Status IngressJournal::Load(std::string_view log_id, uint64_t applied,
                             std::vector<Event>* pending) {
-  sqlite3_int64 size = 0;
-  int rc = file_->pMethods->xFileSize(file_, &size);
-  if (rc != SQLITE_OK) {
-    return Status::IoError("cannot read the size of the ingress journal " + options_.path);
-  }
-  std::string data(static_cast<size_t>(size), '\0');
-  constexpr sqlite3_int64 kPage = 4096;  // see Initialise
-  for (sqlite3_int64 at = 0; at < size; at += kPage) {
-    const int n = static_cast<int>(std::min(kPage, size - at));
-    rc = file_->pMethods->xRead(file_, data.data() + at, n, at);
-    if (rc != SQLITE_OK) {
-      return Status::IoError("cannot read the ingress journal " + options_.path +
-                             " (SQLite error " + std::to_string(rc) + ")");
-    }
-  }
+  std::string data;
+  Status rs = ReadWhole(file_, options_.path, &data);
+  if (!rs.ok()) return rs;
+  const uint64_t size = data.size();
   applied_ = applied;
   last_ = applied;
   capacity_ = options_.capacity_bytes;
-  const auto* h = reinterpret_cast<const unsigned char*>(data.data());
-  const bool header_ok = data.size() >= kHeaderBytes && std::memcmp(h, kMagic, 4) == 0 &&
-                         GetLe(h + kHeaderCrcOffset, 4) == Crc(h, kHeaderCrcOffset) &&
-                         GetLe(h + 4, 4) == kFormatVersion && GetLe(h + 8, 2) <= kMaxLogIdBytes;
+  const bool header_ok = HeaderValid(data);
   if (!header_ok) {
     // A cut while the file was being created leaves zeros: nothing was ever acknowledged.
     if (AllZero(data)) return Initialise(log_id);
@@ -210,17 +277,9 @@ Status IngressJournal::Load(std::string_view log_id, uint64_t applied,
         " has no valid header (not a sluice journal, a newer format, or damaged); it may hold "
         "acknowledged events, so it is left as it is: move it away to start");
   }
-  const std::string file_log_id(data, 10, GetLe(h + 8, 2));
-
-  // The chain: consecutive numbers from the front, up to the first torn or older record.
+  const std::string file_log_id = HeaderLogId(data);
   std::vector<Event> chain;
-  uint64_t at = kHeaderBytes;
-  Record r;
-  while (DecodeRecord(data, at, &r)) {
-    if (!chain.empty() && r.event.ingress != chain.back().ingress + 1) break;
-    at += r.size;
-    chain.push_back(std::move(r.event));
-  }
+  const uint64_t at = ReadChain(data, &chain);
   if (file_log_id != log_id) {
     if (!chain.empty()) {
       return Status::Corruption(
@@ -240,11 +299,11 @@ Status IngressJournal::Load(std::string_view log_id, uint64_t applied,
   if (pending->empty()) {
     // Everything is in the log: writing starts at the front again. A size changed in the
     // configuration takes effect now, when no record needs the old one.
-    if (static_cast<uint64_t>(size) != options_.capacity_bytes) return Initialise(log_id);
+    if (size != options_.capacity_bytes) return Initialise(log_id);
     tail_ = kHeaderBytes;
     return Status::Ok();
   }
-  capacity_ = static_cast<uint64_t>(size);
+  capacity_ = size;
   if (capacity_ != options_.capacity_bytes) {
     options_.logger->info(
         "ingress journal {} keeps its size of {} bytes until its {} events are in the log",

@@ -65,6 +65,11 @@ class IngressJournal {
   // is (it may hold acknowledged events of that log), as is a file that is not a journal.
   static Status Open(IngressJournalOptions options, std::string_view log_id, uint64_t applied,
                      std::unique_ptr<IngressJournal>* out, std::vector<Event>* pending);
+  // Reads the journal at `path` without changing it (read-only, for `sluice status` and tests):
+  // the events of its records numbered above `applied`, oldest first, as Open would return
+  // them. A missing file or one with no valid header holds none; NotFound if it is missing.
+  static Status Peek(const std::string& path, const std::string& vfs, uint64_t applied,
+                     std::vector<Event>* pending);
   ~IngressJournal();
 
   IngressJournal(const IngressJournal&) = delete;

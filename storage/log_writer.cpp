@@ -96,7 +96,7 @@ Status LogWriter::WriteThroughJournal(Event* event, bool* bypass) {
   queue_.push_back(std::move(*event));
   ++enqueued_;
   stats_.journaled++;
-  if (queue_.size() >= options_.commit_max_events) work_cv_.notify_one();
+  if (queue_.size() >= CommitSoonEvents()) work_cv_.notify_one();
   return Status::Ok();
 }
 
@@ -120,7 +120,7 @@ Status LogWriter::Write(Event event, bool durable) {
   queue_.push_back(std::move(event));
   const uint64_t pos = ++enqueued_;
   if (!durable) {
-    if (queue_.size() >= options_.commit_max_events) work_cv_.notify_one();
+    if (queue_.size() >= CommitSoonEvents()) work_cv_.notify_one();
     return Status::Ok();
   }
   while (ok_through_ < pos) {
@@ -203,7 +203,7 @@ void LogWriter::BackgroundLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     work_cv_.wait_for(lock, options_.commit_interval,
-                      [&] { return stopping_ || queue_.size() >= options_.commit_max_events; });
+                      [&] { return stopping_ || queue_.size() >= CommitSoonEvents(); });
     if (committing_) {
       // A durable writer is committing the queue; look again once it is done.
       cv_.wait_for(lock, options_.commit_interval);

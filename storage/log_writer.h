@@ -2,6 +2,7 @@
 
 #include <spdlog/logger.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -18,8 +19,13 @@
 namespace sluice::storage {
 
 struct LogWriterOptions {
-  std::chrono::milliseconds commit_interval{10};  // longest a non-durable event waits
-  size_t commit_max_events = 2000;                // events per transaction at most
+  // Longest a queued event waits before a commit starts, unless commit_after_events are queued
+  // sooner. With the ingress journal this bounds only how soon the forwarder sees an event, not
+  // its durability: each commit rewrites the log's last pages (about 12 KiB in the WAL whatever
+  // it holds), so rarer commits write less per event (docs/performance.md, "Flash wear").
+  std::chrono::milliseconds commit_interval{100};
+  size_t commit_after_events = 100;  // a commit starts once this many events are queued
+  size_t commit_max_events = 2000;   // events per transaction at most
   // Non-durable events queued at most; a writer that finds the queue full commits it itself, which
   // slows the source down instead of growing memory.
   size_t queue_capacity = 20000;
@@ -84,6 +90,9 @@ class LogWriter final : public EventWriter {
   // lock while the transaction runs.
   void CommitBatchLocked(std::unique_lock<std::mutex>& lock);
   void BackgroundLoop();
+  size_t CommitSoonEvents() const {
+    return std::min(options_.commit_after_events, options_.commit_max_events);
+  }
   // Appends a durable event to the journal and queues it. REQUIRES: journal_mu_ held, mu_ not.
   Status WriteThroughJournal(Event* event, bool* bypass);
   // REQUIRES: lock held. Commits until every journal record up to `number` is in the log.
