@@ -6,6 +6,7 @@
 //                  latency; with --visible, run while publishing, also publish-to-receipt
 //   watch-log      samples a running sluice's log: last sequence number and Kafka cursor
 //   fsync-probe    durable appends (pwrite + fdatasync each) to a file: the machine's own limit
+//   produce-probe  a bare idempotent producer with the sink's settings: the drain ceiling
 //   report         results.json and results.md from <out>/raw
 // Exit codes: 0 measured, 1 the probe failed (connection, timeout), 2 usage.
 
@@ -23,6 +24,7 @@
 #include "bench/latency_recorder.h"
 #include "bench/log_watcher.h"
 #include "bench/mqtt_counter.h"
+#include "bench/produce_probe.h"
 #include "bench/rate_publisher.h"
 #include "common/clock.h"
 #include "firmware-sim/verify_reader.h"
@@ -199,6 +201,16 @@ int main(int argc, char** argv) {
   fs->add_option("--file-bytes", fp.file_bytes, "preallocated size; appends wrap at its end")
       ->check(CLI::Range(uint64_t{1} << 20, uint64_t{1} << 34));
   fs->add_option("--json", json_path);
+  sluice::bench::ProduceProbeOptions pp;
+  auto* pr = app.add_subcommand(
+      "produce-probe", "bare idempotent producer with the Kafka sink's settings: records/s");
+  pr->add_option("--brokers", pp.brokers);
+  pr->add_option("--topic", pp.topic, "a fresh topic")->required();
+  pr->add_option("--count", pp.count)->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));
+  pr->add_option("--record-bytes", pp.record_bytes)->check(CLI::Range(1, 1 << 20));
+  pr->add_option("--devices", pp.devices, "distinct keys")->check(CLI::Range(1, 100000));
+  pr->add_option("--timeout", pp.timeout_s);
+  pr->add_option("--json", json_path);
 
   std::string report_dir;
   auto* rep = app.add_subcommand("report", "results.json and results.md from DIR/raw");
@@ -241,6 +253,12 @@ int main(int argc, char** argv) {
       sluice::bench::FsyncProbe probe_fs(fp, &clock);
       Status st = probe_fs.Run(&result);
       return Finish(st, result, json_path, "fsync-probe");
+    }
+    if (*pr) {
+      sluice::SystemClock clock;
+      sluice::bench::ProduceProbe probe_run(pp, &clock);
+      Status st = probe_run.Run(&result);
+      return Finish(st, result, json_path, "produce-probe");
     }
     if (*rep) {
       sluice::bench::BenchReport report(report_dir);

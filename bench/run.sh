@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # sluice benchmarks, side by side with Mosquitto's bridge, in one run (see bench/README.md).
 #
-# Usage: bench/run.sh [--smoke] [--eos|--no-eos] [--outage-events N] [--out DIR] [--build-dir DIR]
-#                     [--keep-work]
+# Usage: bench/run.sh [--smoke] [--eos|--no-eos] [--outage-events N] [--repetitions N]
+#                     [--stages LIST] [--data-dir DIR] [--out DIR] [--build-dir DIR] [--keep-work]
 #   --smoke      tiny sizes: checks that every stage produces its figures (CI)
+#   --repetitions N  alternating ceiling/sluice repetitions per ingest figure (default 3; smoke 2)
+#   --stages LIST  comma-separated, of ingest (ceiling, ingest, fsync probe), drain (latency,
+#                outage, drain, bare-producer probe), bridge (Mosquitto's bridge); default all
+#   --data-dir DIR  where sluice's logs, the edge bridge's persistence and the fsync probe's file
+#                live, in a fresh directory under DIR (default: the --out directory's work/data),
+#                e.g. on a throttled block device
 #   --eos, --no-eos  run the online, outage and drain stages a second time with delivery =
 #                "exactly-once" (default: in the full run, not in the smoke run)
 #   --outage-events N  events buffered during the outage (default 1,000,000; smoke 20,000)
@@ -24,6 +30,9 @@ build_dir=""
 keep_work=0
 eos=""
 outage_override=""
+reps_override=""
+stages=ingest,drain,bridge
+data_dir=""
 while (($#)); do
   case $1 in
   --smoke) smoke=1; shift ;;
@@ -33,7 +42,10 @@ while (($#)); do
   --outage-events) outage_override=${2:?}; shift 2 ;;
   --eos) eos=1; shift ;;
   --no-eos) eos=0; shift ;;
-  -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+  --repetitions) reps_override=${2:?}; shift 2 ;;
+  --stages) stages=${2:?}; shift 2 ;;
+  --data-dir) data_dir=${2:?}; shift 2 ;;
+  -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
   *) echo "bench/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -41,19 +53,38 @@ done
 # The exactly-once pass repeats stages 3-5 (two Kafka restarts): the smoke run leaves it out to
 # stay short, unless asked.
 [[ -n "$eos" ]] || eos=$((!smoke))
-# Sizes. The full run takes about 15-20 minutes on a 2-core machine.
+# Sizes, per repetition for the ingest figures. The full run takes about 15-20 minutes on a
+# 2-core machine.
 if ((smoke)); then
-  ceil_n0=3000 ceil_n1=2000 ingest_full_q1=300
+  reps=2 ceil_n0=3000 ceil_n1=2000 ingest_full_q1=300 fsync_secs=1
   lat_secs_1k=3 lat_secs_10k=1
   outage_n=20000 live_rate=200 live_secs=5
 else
-  ceil_n0=200000 ceil_n1=100000 ingest_full_q1=5000
+  reps=3 ceil_n0=100000 ceil_n1=50000 ingest_full_q1=4000 fsync_secs=3
   lat_secs_1k=20 lat_secs_10k=10
   outage_n=1000000 live_rate=1000 live_secs=30
 fi
 if [[ -n "$outage_override" ]]; then
   [[ "$outage_override" =~ ^[1-9][0-9]*$ ]] || { echo "bench/run.sh: bad --outage-events" >&2; exit 2; }
   outage_n=$outage_override
+fi
+if [[ -n "$reps_override" ]]; then
+  [[ "$reps_override" =~ ^[1-9][0-9]?$ ]] || { echo "bench/run.sh: bad --repetitions" >&2; exit 2; }
+  reps=$reps_override
+fi
+declare -A run_stage=()
+IFS=, read -r -a stage_list <<<"$stages"
+for st in "${stage_list[@]}"; do
+  case $st in
+  ingest | drain | bridge) run_stage[$st]=1 ;;
+  *) echo "bench/run.sh: unknown stage '$st' (ingest, drain, bridge)" >&2; exit 2 ;;
+  esac
+done
+((${#run_stage[@]})) || { echo "bench/run.sh: --stages names no stage" >&2; exit 2; }
+want() { [[ -n "${run_stage[$1]:-}" ]]; }
+if [[ -n "$data_dir" && ! -d "$data_dir" ]]; then
+  echo "bench/run.sh: --data-dir $data_dir is not a directory" >&2
+  exit 2
 fi
 autosave=${BENCH_BRIDGE_AUTOSAVE:-1800}
 base=${BENCH_PORT_BASE:-47010}
@@ -85,6 +116,13 @@ raw=$out/raw
 work=$out/work
 rm -rf "$raw" "$work"
 mkdir -p "$raw" "$work"
+# sluice's logs, the edge bridge's persistence and the fsync probe's file: the disk under test.
+if [[ -n "$data_dir" ]]; then
+  data=$(mktemp -d "$(cd "$data_dir" && pwd)/sluice-bench.XXXXXX")
+else
+  data=$work/data
+  mkdir -p "$data"
+fi
 
 sluice_pid=""
 bg_pids=()
@@ -93,14 +131,16 @@ cleanup() {
   for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
   [[ -n "$sluice_pid" ]] && kill -TERM "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null
   scripts/kafka.sh stop --dir "$work/kafka" >/dev/null 2>&1
-  for d in mosquitto edge upstream; do scripts/mosquitto.sh stop --dir "$work/$d" >/dev/null 2>&1; done
-  ((keep_work)) || rm -rf "$work"
+  for d in "$work/mosquitto" "$data/edge" "$work/upstream"; do
+    scripts/mosquitto.sh stop --dir "$d" >/dev/null 2>&1
+  done
+  ((keep_work)) || rm -rf "$work" "$data"
 }
 trap cleanup EXIT
 trap 'say "interrupted; stopping everything"; exit 130' INT TERM
 
 # ---- the machine -------------------------------------------------------------------------------
-disk_dev=$(df --output=source "$out" | tail -1)
+disk_dev=$(df --output=source "$data" | tail -1)
 disk_parent=$(lsblk -no PKNAME "$disk_dev" 2>/dev/null | head -1)
 [[ -n "$disk_parent" ]] || disk_parent=$(basename "$disk_dev")
 json_str() { printf '"%s"' "$(printf '%s' "$1" | tr -d '"\\' | tr -s ' ')"; }
@@ -111,14 +151,23 @@ cat >"$raw/machine.json" <<JSON
   "ram_mib": $(awk '/MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo),
   "kernel": $(json_str "$(uname -sr)"),
   "os": $(json_str "$(. /etc/os-release && echo "$PRETTY_NAME")"),
-  "disk": $(json_str "$disk_dev ($(df --output=fstype "$out" | tail -1), $(lsblk -dno MODEL,ROTA,SIZE "/dev/$disk_parent" 2>/dev/null | awk '{ r = $(NF-1) == 1 ? "rotational" : "non-rotational"; print $0 " " r }'))"),
+  "data_dir": $(json_str "$data"),
+  "disk": $(json_str "$disk_dev ($(df --output=fstype "$data" | tail -1), $(lsblk -dno MODEL,ROTA,SIZE "/dev/$disk_parent" 2>/dev/null | awk '{ r = $(NF-1) == 1 ? "rotational" : "non-rotational"; print $0 " " r }'))"),
   "loadavg_at_start": $(json_str "$(cut -d' ' -f1-3 /proc/loadavg)"),
   "mosquitto": $(json_str "$(mosquitto -h 2>/dev/null | head -1)"),
   "smoke": $( ((smoke)) && echo true || echo false)
 }
 JSON
+# The fsync probe is another helper's subcommand: without it the sync = "full" ratio is n/a.
+fsync_probe=false
+# (Not `fsync-probe --help`: CLI11 answers the app's --help before it looks at the subcommand.)
+bench_help=$("$bench" --help 2>/dev/null || true)
+[[ $bench_help =~ $'\n'\ *fsync-probe\  ]] && fsync_probe=true
+json_stages=$(printf '"%s", ' "${stage_list[@]}")
 cat >"$raw/sizes.json" <<JSON
-{ "ceiling_qos0": $ceil_n0, "ceiling_qos1": $ceil_n1, "ingest_full_qos1": $ingest_full_q1,
+{ "repetitions": $reps, "stages": [${json_stages%, }], "fsync_probe": $fsync_probe,
+  "fsync_probe_seconds": $fsync_secs, "produce_probe_records": $outage_n,
+  "ceiling_qos0": $ceil_n0, "ceiling_qos1": $ceil_n1, "ingest_full_qos1": $ingest_full_q1,
   "latency_seconds": [$lat_secs_1k, $lat_secs_10k], "outage_events": $outage_n,
   "live_rate": $live_rate, "live_seconds": $live_secs, "bridge_autosave_s": $autosave,
   "exactly_once": $( ((eos)) && echo true || echo false) }
@@ -153,20 +202,29 @@ field_in() { sed -n "/\"$2\": /,\$p" "$1" | grep -o "\"$3\": [-0-9.e+]*" | head 
 
 # ---- brokers and sluice ------------------------------------------------------------------------
 mosq() { scripts/mosquitto.sh "$@" >/dev/null; }
-pid_of() { cat "$work/$1/mosquitto.pid"; }
+# wait_file FILE WHAT PID: polls for FILE, written by process PID, for up to 10 s.
+wait_file() {
+  for _ in $(seq 1 200); do
+    [[ -f "$1" ]] && return 0
+    kill -0 "$3" 2>/dev/null || die "$2 (it exited)"
+    sleep 0.05
+  done
+  die "$2"
+}
 
-# start_sluice NAME SYNC [DELIVERY [TOPIC_PREFIX]]: one Kafka upstream named "kafka" (its cursor is
+# start_sluice NAME SYNC [DELIVERY [TOPIC_PREFIX]]: config and output in $work/NAME, the log in
+# $data/NAME/events.db; one Kafka upstream named "kafka" (its cursor is
 # what watch-log follows), delivery at-least-once unless given; stage S goes to Kafka topic
 # TOPIC_PREFIX-S (default bench-S). Every instance has the same MQTT client id, so each one takes
 # over the persistent session of the one before instead of leaving it to queue.
 start_sluice() {
   local name=$1 sync=$2 delivery=${3:-at-least-once} topics=${4:-bench}
-  mkdir -p "$work/$name"
+  mkdir -p "$work/$name" "$data/$name"
   cat >"$work/$name/sluice.toml" <<TOML
 [gateway]
 id = "bench"
 [storage]
-path = "$work/$name/events.db"
+path = "$data/$name/events.db"
 max_bytes = "8GiB"
 sync = "$sync"
 [mqtt]
@@ -198,8 +256,6 @@ stop_sluice() {
   wait "$sluice_pid" || die "sluice exited with an error (see $work/*/sluice.log)"
   sluice_pid=""
 }
-# The ingest instances' logs are thrown away: a clean stop would only wait (up to 10 s) for the
-# events in flight to an upstream that is not running.
 kill_sluice() {
   kill -KILL "$sluice_pid"
   wait "$sluice_pid" 2>/dev/null || true
@@ -212,65 +268,111 @@ publish() {  # publish TAG PREFIX QOS BYTES COUNT RATE URL JSON
     --rate "$6" --url "$7" --client-id "bench-pub-$1" --json "$8" >/dev/null
 }
 
-# ---- 1. the no-gateway ceiling ------------------------------------------------------------------
+# ---- 1-2. ingest into the durable log against the no-gateway ceiling -----------------------------
+# Every figure is measured $reps times, alternating: the ceiling (publisher -> Mosquitto -> plain
+# subscriber, on topics sluice does not subscribe to), then sluice (publisher -> Mosquitto ->
+# sluice's log, uplink down: only the log is measured), so that each ratio compares neighbours in
+# time; the report takes the medians and shows the spread. Under sync = "full", QoS 1, the fsync
+# probe runs before sluice in each repetition, in the directory of sluice's log.
+
+# rate_of N FROM_US TO_US: events/s
+rate_of() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", (b > a ? n / ((b - a) / 1e6) : 0) }'; }
+
+# ceiling NAME QOS BYTES COUNT: raw/ceiling-NAME.{pub,sub}.json; the rate in c_rate.
+ceiling() {
+  local c=$1 qos=$2 bytes=$3 n=$4 sub
+  rm -f "$work/ready"
+  "$bench" subscribe --url "tcp://127.0.0.1:$mqtt_port" --client-id bench-ceiling \
+    --filter 'bench/ceiling/#' --qos "$qos" --tag "$c" --count "$n" --idle-timeout 5 \
+    --timeout 300 --ready-file "$work/ready" --json "$raw/ceiling-$c.sub.json" &
+  sub=$!
+  bg_pids+=("$sub")
+  wait_file "$work/ready" "ceiling subscriber did not subscribe" "$sub"
+  publish "$c" bench/ceiling "$qos" "$bytes" "$n" 0 "tcp://127.0.0.1:$mqtt_port" \
+    "$raw/ceiling-$c.pub.json"
+  wait "$sub" || die "ceiling subscriber failed"
+  bg_pids=()
+  c_rate=$(rate_of "$(field "$raw/ceiling-$c.sub.json" unique)" \
+    "$(field "$raw/ceiling-$c.pub.json" start_us)" "$(field "$raw/ceiling-$c.sub.json" last_us)")
+}
+
+# ingest NAME DB QOS BYTES COUNT: into the running sluice; raw/ingest-NAME.{pub,log,proc}.json;
+# the rate in i_rate.
+ingest() {
+  local s=$1 db=$2 qos=$3 bytes=$4 n=$5 before_seq before after watcher in_log
+  before_seq=$(last_seq "$db")
+  before=$(proc_sample "$sluice_pid")
+  "$bench" watch-log --db "$db" --until-last-seq $((before_seq + n)) --interval-ms 5 \
+    --timeout 300 --json "$raw/ingest-$s.log.json" &
+  watcher=$!
+  bg_pids+=("$watcher")
+  publish "$s" bench/ingest "$qos" "$bytes" "$n" 0 "tcp://127.0.0.1:$mqtt_port" \
+    "$raw/ingest-$s.pub.json"
+  wait "$watcher" || say "warning: not every event of ingest $s reached the log"
+  bg_pids=()
+  after=$(proc_sample "$sluice_pid")
+  in_log=$(($(field "$raw/ingest-$s.log.json" last_seq) - before_seq))
+  proc_json "$before" "$after" "\"events_in_log\": $in_log" >"$raw/ingest-$s.proc.json"
+  i_rate=$(rate_of "$in_log" "$(field "$raw/ingest-$s.pub.json" start_us)" \
+    "$(field "$raw/ingest-$s.log.json" reached_us)")
+}
+
 say "starting Mosquitto on 127.0.0.1:$mqtt_port"
 mosq start --dir "$work/mosquitto" --port "$mqtt_port" --persistence
-for qos in 0 1; do
-  for bytes in 100 1024; do
-    n=$ceil_n1
-    ((qos == 0)) && n=$ceil_n0
-    c=q$qos-b$bytes
-    rm -f "$work/ready"
-    "$bench" subscribe --url "tcp://127.0.0.1:$mqtt_port" --client-id bench-ceiling \
-      --filter 'bench/ingest/#' --qos "$qos" --tag "$c" --count "$n" --idle-timeout 5 \
-      --timeout 300 --ready-file "$work/ready" --json "$raw/ceiling-$c.sub.json" &
-    sub=$!
-    for _ in $(seq 1 200); do [[ -f "$work/ready" ]] && break; sleep 0.05; done
-    [[ -f "$work/ready" ]] || die "ceiling subscriber did not subscribe"
-    publish "$c" bench/ingest "$qos" "$bytes" "$n" 0 "tcp://127.0.0.1:$mqtt_port" \
-      "$raw/ceiling-$c.pub.json"
-    wait "$sub" || die "ceiling subscriber failed"
-    first=$(field "$raw/ceiling-$c.pub.json" start_us)
-    lastus=$(field "$raw/ceiling-$c.sub.json" last_us)
-    got=$(field "$raw/ceiling-$c.sub.json" unique)
-    say "ceiling QoS $qos ${bytes} B: $got of $n events, $(awk -v n="$got" -v a="$first" -v b="$lastus" 'BEGIN { printf "%.0f", n / ((b - a) / 1e6) }') ev/s"
-  done
-done
-
-# ---- 2. ingest into the durable log (uplink down: only the log is measured) ---------------------
-for sync in normal full; do
-  start_sluice "ingest-$sync" "$sync"
-  db=$work/ingest-$sync/events.db
-  for qos in 0 1; do
-    for bytes in 100 1024; do
-      n=$ceil_n1
-      ((qos == 0)) && n=$ceil_n0
-      [[ $sync == full && $qos == 1 ]] && n=$ingest_full_q1
-      s=$sync-q$qos-b$bytes
-      before_seq=$(last_seq "$db")
-      before=$(proc_sample "$sluice_pid")
-      "$bench" watch-log --db "$db" --until-last-seq $((before_seq + n)) --interval-ms 5 \
-        --timeout 300 --json "$raw/ingest-$s.log.json" &
-      watcher=$!
-      publish "$s" bench/ingest "$qos" "$bytes" "$n" 0 "tcp://127.0.0.1:$mqtt_port" \
-        "$raw/ingest-$s.pub.json"
-      wait "$watcher" || say "warning: not every event of ingest $s reached the log"
-      after=$(proc_sample "$sluice_pid")
-      in_log=$(($(field "$raw/ingest-$s.log.json" last_seq) - before_seq))
-      proc_json "$before" "$after" "\"events_in_log\": $in_log" >"$raw/ingest-$s.proc.json"
-      say "ingest sync=$sync QoS $qos ${bytes} B: $in_log of $n events in the log, $(awk -v n="$in_log" -v a="$(field "$raw/ingest-$s.pub.json" start_us)" -v b="$(field "$raw/ingest-$s.log.json" reached_us)" 'BEGIN { printf "%.0f", n / ((b - a) / 1e6) }') ev/s"
+if want ingest; then
+  say "ingest: $reps alternating repetitions (ceiling, sluice) per figure; fsync probe: $fsync_probe"
+  for sync in normal full; do
+    start_sluice "ingest-$sync" "$sync"
+    db=$data/ingest-$sync/events.db
+    for qos in 0 1; do
+      for bytes in 100 1024; do
+        n=$ceil_n1
+        ((qos == 0)) && n=$ceil_n0
+        sn=$n
+        [[ $sync == full && $qos == 1 ]] && sn=$ingest_full_q1
+        line=""
+        for r in $(seq 1 "$reps"); do
+          s=$sync-q$qos-b$bytes-r$r
+          ceiling "$s" "$qos" "$bytes" "$n"
+          probe=""
+          if [[ $sync == full && $qos == 1 && $fsync_probe == true ]]; then
+            "$bench" fsync-probe --dir "$data/ingest-$sync" --record-bytes $((bytes + 50)) \
+              --seconds "$fsync_secs" --json "$raw/fsync-$s.json" >/dev/null ||
+              die "fsync probe failed"
+            probe=" fsync probe $(field "$raw/fsync-$s.json" records_per_s | cut -d. -f1) rec/s,"
+          fi
+          ingest "$s" "$db" "$qos" "$bytes" "$sn"
+          line+=" | ceiling $c_rate,$probe sluice $i_rate"
+        done
+        say "ingest sync=$sync QoS $qos ${bytes} B (ev/s)${line}"
+      done
     done
+    # The log is thrown away: a clean stop would only wait (up to 10 s) for the events in flight
+    # to an upstream that is not running.
+    kill_sluice
+    rm -rf "${data:?}/ingest-$sync"
   done
-  kill_sluice
-  rm -rf "$work/ingest-$sync"
-done
+fi
 
 # ---- 3-5. online latency, outage, drain: once per delivery mode ---------------------------------
+# produce_probe N: the drain ceiling, $outage_n records of 100 B from a bare idempotent producer
+# with the Kafka sink's settings into the fresh topic bench-probe-N; raw/produce-probe-N.json.
+produce_probe() {
+  say "  bare idempotent producer ($1): $outage_n records of 100 B into bench-probe-$1"
+  "$bench" produce-probe --brokers "127.0.0.1:$kafka_port" --topic "bench-probe-$1" \
+    --count "$outage_n" --record-bytes 100 --timeout 600 --json "$raw/produce-probe-$1.json" \
+    >/dev/null 2>"$work/produce-probe-$1.err" || {
+    cat "$work/produce-probe-$1.err" >&2
+    die "the bare-producer probe failed"
+  }
+  say "  bare idempotent producer ($1): $(field "$raw/produce-probe-$1.json" records_per_s | cut -d. -f1) records/s"
+}
 # online_pass PREFIX DELIVERY: raw figures in $raw/PREFIX*, Kafka topics bench-PREFIX*; starts
-# Kafka and a sluice of its own, and stops both.
+# Kafka and a sluice of its own, and stops both. In the at-least-once pass the bare-producer probe
+# (the drain ceiling) runs before the outage and after the drain, on the same broker.
 online_pass() {
   local px=$1 delivery=$2
-  local db=$work/${px}online/events.db topic=bench-$px idle_rss load_hwm rate secs n probe
+  local db=$data/${px}online/events.db topic=bench-$px idle_rss load_hwm rate secs n probe
   local base_seq before after watcher t0 live_pub
   say "[$delivery] starting Kafka on 127.0.0.1:$kafka_port"
   scripts/kafka.sh start --dir "$work/kafka" --port "$kafka_port" --controller-port "$kafka_ctl" >/dev/null
@@ -314,6 +416,7 @@ online_pass() {
     [[ -z "$probe" ]] || say "  visible to a read_committed consumer: p50 $(field_in "$raw/${px}latency-$rate.kafka.json" visible p50) ms, p99 $(field_in "$raw/${px}latency-$rate.kafka.json" visible p99) ms"
   done
   load_hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$sluice_pid/status")
+  [[ -n "$px" ]] || produce_probe 1
 
   # ---- 4. outage: the uplink goes away, the backlog builds up ----------------------------------
   say "[$delivery] uplink down: stopping Kafka, then $outage_n events (QoS 1, 100 B) into the log"
@@ -358,20 +461,24 @@ online_pass() {
     --json "$raw/${px}drain.kafka.json" >/dev/null
   say "  Kafka holds $(field "$raw/${px}drain.kafka.json" unique) of $outage_n outage events ($(field "$raw/${px}drain.kafka.json" duplicates) duplicates), live p99 during the drain $(field "$raw/${px}live.kafka.json" p99) ms"
   printf '{ "idle_rss_kib": %s, "load_hwm_kib": %s }\n' "$idle_rss" "$load_hwm" >"$raw/${px}sluice.proc.json"
+  [[ -n "$px" ]] || produce_probe 2
   stop_sluice
   scripts/kafka.sh stop --dir "$work/kafka" >/dev/null
 }
 
 live_n=$((live_rate * live_secs))
-online_pass "" at-least-once
-# The chart below is of the at-least-once drain.
-chart_outage_last=$outage_last
-((eos)) && online_pass eos- exactly-once
+if want drain; then
+  online_pass "" at-least-once
+  # The chart below is of the at-least-once drain.
+  chart_outage_last=$outage_last
+  ((eos)) && online_pass eos- exactly-once
+fi
 mosq stop --dir "$work/mosquitto"
 
 # ---- 6. the same outage through Mosquitto's bridge ---------------------------------------------
-say "Mosquitto bridge: edge 127.0.0.1:$edge_port -> upstream 127.0.0.1:$upstream_port (autosave ${autosave}s)"
-cat >"$work/bridge.conf" <<CONF
+if want bridge; then
+  say "Mosquitto bridge: edge 127.0.0.1:$edge_port -> upstream 127.0.0.1:$upstream_port (autosave ${autosave}s)"
+  cat >"$work/bridge.conf" <<CONF
 autosave_interval $autosave
 connection bench-upstream
 address 127.0.0.1:$upstream_port
@@ -381,58 +488,62 @@ clientid bench-bridge
 bridge_protocol_version mqttv311
 restart_timeout 1
 CONF
-mosq start --dir "$work/upstream" --port "$upstream_port" --persistence
-mosq start --dir "$work/edge" --port "$edge_port" --persistence --extra-conf "$work/bridge.conf"
-rm -f "$work/ready"
-"$bench" subscribe --url "tcp://127.0.0.1:$upstream_port" --client-id bench-upstream-sub \
-  --persistent --filter 'bench/#' --qos 1 --tag drain --count "$outage_n" --live-tag live \
-  --live-count "$live_n" --idle-timeout 30 --timeout 1800 --ready-file "$work/ready" \
-  --timeline "$raw/bridge-drain.csv" --json "$raw/bridge-drain.sub.json" &
-bsub=$!
-bg_pids+=("$bsub")
-for _ in $(seq 1 200); do [[ -f "$work/ready" ]] && break; sleep 0.05; done
-[[ -f "$work/ready" ]] || die "upstream subscriber did not subscribe"
-# Idle figures and the outage start once the bridge has connected to the upstream.
-for _ in $(seq 1 300); do grep -q "as bench-bridge" "$work/upstream/mosquitto.log" && break; sleep 0.05; done
-grep -q "as bench-bridge" "$work/upstream/mosquitto.log" || die "the bridge did not connect"
-edge=$(pid_of edge)
-idle=$(awk '/^VmRSS/ { print $2 }' "/proc/$edge/status")
-say "uplink down: stopping the upstream Mosquitto, then $outage_n events into the edge"
-mosq stop --dir "$work/upstream"
-before=$(proc_sample "$edge")
-publish drain bench/drain 1 100 "$outage_n" 0 "tcp://127.0.0.1:$edge_port" \
-  "$raw/bridge-outage.pub.json"
-after=$(proc_sample "$edge")
-proc_json "$before" "$after" "\"idle_rss_kib\": $idle" >"$raw/bridge-outage.proc.json"
-say "  edge holds $outage_n events, RSS $(field "$raw/bridge-outage.proc.json" rss_kib) KiB"
-before=$(proc_sample "$edge")
-say "uplink back: starting the upstream Mosquitto; live traffic at $live_rate ev/s"
-mosq start --dir "$work/upstream" --port "$upstream_port" --persistence
-t0=$(now_us)
-publish live bench/live 1 100 "$live_n" "$live_rate" "tcp://127.0.0.1:$edge_port" \
-  "$raw/bridge-live.pub.json" &
-live_pub=$!
-bg_pids+=("$live_pub")
-# The subscriber ends once every outage and live event arrived (or 30 s without any).
-wait "$bsub" || die "upstream subscriber failed"
-after=$(proc_sample "$edge")
-proc_json "$before" "$after" "\"t0_us\": $t0" >"$raw/bridge-drain.proc.json"
-wait "$live_pub" || die "live publisher failed"
-bg_pids=()
-say "  upstream got $(field "$raw/bridge-drain.sub.json" unique) of $outage_n outage events in $(awk -v a="$t0" -v b="$(field "$raw/bridge-drain.sub.json" last_us)" 'BEGIN { printf "%.1f", (b - a) / 1e6 }') s"
-mosq stop --dir "$work/edge"
-mosq stop --dir "$work/upstream"
+  mosq start --dir "$work/upstream" --port "$upstream_port" --persistence
+  mosq start --dir "$data/edge" --port "$edge_port" --persistence --extra-conf "$work/bridge.conf"
+  rm -f "$work/ready"
+  "$bench" subscribe --url "tcp://127.0.0.1:$upstream_port" --client-id bench-upstream-sub \
+    --persistent --filter 'bench/#' --qos 1 --tag drain --count "$outage_n" --live-tag live \
+    --live-count "$live_n" --idle-timeout 30 --timeout 1800 --ready-file "$work/ready" \
+    --timeline "$raw/bridge-drain.csv" --json "$raw/bridge-drain.sub.json" &
+  bsub=$!
+  bg_pids+=("$bsub")
+  wait_file "$work/ready" "upstream subscriber did not subscribe" "$bsub"
+  # Idle figures and the outage start once the bridge has connected to the upstream.
+  for _ in $(seq 1 300); do grep -q "as bench-bridge" "$work/upstream/mosquitto.log" && break; sleep 0.05; done
+  grep -q "as bench-bridge" "$work/upstream/mosquitto.log" || die "the bridge did not connect"
+  edge=$(cat "$data/edge/mosquitto.pid")
+  idle=$(awk '/^VmRSS/ { print $2 }' "/proc/$edge/status")
+  say "uplink down: stopping the upstream Mosquitto, then $outage_n events into the edge"
+  mosq stop --dir "$work/upstream"
+  before=$(proc_sample "$edge")
+  publish drain bench/drain 1 100 "$outage_n" 0 "tcp://127.0.0.1:$edge_port" \
+    "$raw/bridge-outage.pub.json"
+  after=$(proc_sample "$edge")
+  proc_json "$before" "$after" "\"idle_rss_kib\": $idle" >"$raw/bridge-outage.proc.json"
+  say "  edge holds $outage_n events, RSS $(field "$raw/bridge-outage.proc.json" rss_kib) KiB"
+  before=$(proc_sample "$edge")
+  say "uplink back: starting the upstream Mosquitto; live traffic at $live_rate ev/s"
+  mosq start --dir "$work/upstream" --port "$upstream_port" --persistence
+  t0=$(now_us)
+  publish live bench/live 1 100 "$live_n" "$live_rate" "tcp://127.0.0.1:$edge_port" \
+    "$raw/bridge-live.pub.json" &
+  live_pub=$!
+  bg_pids+=("$live_pub")
+  # The subscriber ends once every outage and live event arrived (or 30 s without any).
+  wait "$bsub" || die "upstream subscriber failed"
+  after=$(proc_sample "$edge")
+  proc_json "$before" "$after" "\"t0_us\": $t0" >"$raw/bridge-drain.proc.json"
+  wait "$live_pub" || die "live publisher failed"
+  bg_pids=()
+  say "  upstream got $(field "$raw/bridge-drain.sub.json" unique) of $outage_n outage events in $(awk -v a="$t0" -v b="$(field "$raw/bridge-drain.sub.json" last_us)" 'BEGIN { printf "%.1f", (b - a) / 1e6 }') s"
+  mosq stop --dir "$data/edge"
+  mosq stop --dir "$work/upstream"
+fi
 
 # ---- report and chart ---------------------------------------------------------------------------
 "$bench" report --dir "$out" || die "report failed"
-s_t0=$(field "$raw/drain.proc.json" t0_us)
-b_t0=$(field "$raw/bridge-drain.proc.json" t0_us)
-# Backlog = outage events not yet confirmed upstream, against seconds since the uplink returned.
-awk -v t0="$s_t0" -v last="$chart_outage_last" '{ b = last - $3; if (b < 0) b = 0; printf "%.2f %d\n", $1 - t0 / 1e6, b }' \
-  "$raw/drain.csv" | awk '$1 >= -5' >"$work/sluice.dat"
-awk -v t0="$b_t0" -v n="$outage_n" '{ printf "%.2f %d\n", $1 - t0 / 1e6, n - $2 }' \
-  "$raw/bridge-drain.csv" | awk '$1 >= -5' >"$work/bridge.dat"
-gnuplot <<GP || die "gnuplot failed"
+# The chart needs both drains.
+outputs=(results.md results.json)
+if want drain && want bridge; then
+  outputs+=(drain.png)
+  s_t0=$(field "$raw/drain.proc.json" t0_us)
+  b_t0=$(field "$raw/bridge-drain.proc.json" t0_us)
+  # Backlog = outage events not yet confirmed upstream, against seconds since the uplink returned.
+  awk -v t0="$s_t0" -v last="$chart_outage_last" '{ b = last - $3; if (b < 0) b = 0; printf "%.2f %d\n", $1 - t0 / 1e6, b }' \
+    "$raw/drain.csv" | awk '$1 >= -5' >"$work/sluice.dat"
+  awk -v t0="$b_t0" -v n="$outage_n" '{ printf "%.2f %d\n", $1 - t0 / 1e6, n - $2 }' \
+    "$raw/bridge-drain.csv" | awk '$1 >= -5' >"$work/bridge.dat"
+  gnuplot <<GP || die "gnuplot failed"
 set terminal pngcairo size 900,500 noenhanced
 set output "$out/drain.png"
 set title "Backlog after a $outage_n-event outage, with $live_rate ev/s live traffic"
@@ -443,10 +554,12 @@ set key top right
 plot "$work/sluice.dat" using 1:2 with lines lw 2 title "sluice (-> Kafka)", \
      "$work/bridge.dat" using 1:2 with lines lw 2 title "Mosquitto bridge (-> upstream Mosquitto)"
 GP
-for f in results.md results.json drain.png; do [[ -s "$out/$f" ]] || die "$out/$f is missing"; done
+fi
+for f in "${outputs[@]}"; do [[ -s "$out/$f" ]] || die "$out/$f is missing"; done
 # A benchmark that lost events through sluice would measure the wrong thing: every event sent
 # through sluice must have reached Kafka.
-checked=(latency-1000.kafka.json latency-10000.kafka.json drain.kafka.json live.kafka.json)
+checked=()
+want drain && checked=(latency-1000.kafka.json latency-10000.kafka.json drain.kafka.json live.kafka.json)
 if ((eos)); then
   for f in "${checked[@]}"; do checked+=("eos-$f"); done
 fi
@@ -460,4 +573,4 @@ fi
 echo
 cat "$out/results.md"
 echo
-say "done: $out/results.md, $out/results.json, $out/drain.png, raw figures in $out/raw"
+say "done: ${outputs[*]/#/$out/}, raw figures in $out/raw"
