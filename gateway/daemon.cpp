@@ -335,6 +335,13 @@ void Daemon::RegisterMetrics() {
   m.AddCounterFunction("sluice_events_committed_total",
                        "Events committed to the local log by this process.", {},
                        [this, d] { return d(writer_ ? writer_->Stats().written : 0); });
+  m.AddCounterFunction("sluice_journal_records_total",
+                       "QoS 1/2 events acknowledged once in the ingress journal, by this process.",
+                       {}, [this, d] { return d(writer_ ? writer_->Stats().journaled : 0); });
+  m.AddCounterFunction("sluice_journal_waits_total",
+                       "Times the ingress journal was full of events not yet in the log and an "
+                       "acknowledgement waited for a commit.",
+                       {}, [this, d] { return d(writer_ ? writer_->Stats().journal_waits : 0); });
   m.AddCounterFunction(
       "sluice_events_dropped_total",
       "Events dropped by overflow = drop-oldest since the log file was created (kept in the log).",

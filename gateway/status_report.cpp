@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "storage/ingress_journal.h"
 #include "storage/sqlite_event_log.h"
 
 namespace sluice::gateway {
@@ -74,6 +75,11 @@ Status ReadStatus(const std::string& path, uint64_t max_bytes, const Clock& cloc
   r.now_ms = clock.NowUnixMillis();
   r.daemon_running = LockHeld(path + ".lock");
   r.file_bytes = FileSize(path) + FileSize(path + "-wal");
+  std::vector<storage::Event> pending;
+  s = storage::IngressJournal::Peek(path + storage::IngressJournal::kPathSuffix, "",
+                                    r.stats.ingress_applied, &pending);
+  if (!s.ok() && s.code() != Status::Code::kNotFound) return s;
+  r.journal_pending = pending.size();
   *out = std::move(r);
   return Status::Ok();
 }
@@ -117,6 +123,11 @@ std::string StatusReport::ToText() const {
         << r.through_seq << ", confirmed through " << r.position << "\n";
   }
   out << "dropped      " << st.dropped_events << " events (by the drop-oldest policy)\n";
+  if (journal_pending > 0) {
+    out << "ingress journal: " << journal_pending
+        << " acknowledged events not yet in the log (they go in first at the next commit or "
+           "start)\n";
+  }
   out << "dead letters " << st.dead_letters << ", " << Bytes(st.dead_letter_bytes) << " ("
       << st.dropped_dead_letters << " dropped by the drop-oldest policy)\n";
   out << "identity     " << (log_id.empty() ? "-" : log_id) << "\n";
@@ -157,6 +168,7 @@ std::string StatusReport::ToJson() const {
                             {"done", r.done}});
   }
   j["dropped_events"] = stats.dropped_events;
+  j["journal_pending"] = journal_pending;
   j["dead_letters"] = stats.dead_letters;
   j["dead_letter_bytes"] = stats.dead_letter_bytes;
   j["dropped_dead_letters"] = stats.dropped_dead_letters;

@@ -20,6 +20,9 @@ struct StatusReport {
   uint64_t file_bytes = 0;      // the database file plus its WAL, on disk
   storage::LogStats stats;      // stats.cursors: one entry per upstream
   std::vector<storage::ReplayRequest> replays;  // every replay requested, done or not
+  // Acknowledged events in the ingress journal that are not in the log yet: a running daemon's
+  // next commit, or what a crashed one left for its next start.
+  uint64_t journal_pending = 0;
   int64_t now_ms = 0;
 
   // Human-readable lines.

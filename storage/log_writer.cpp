@@ -23,8 +23,28 @@ void LogWriter::Start(std::vector<Event> recovered) {
     queue_.push_front(std::move(*it));
     ++enqueued_;
   }
+  oldest_at_ = std::chrono::steady_clock::now();
   thread_ = std::thread([this] { BackgroundLoop(); });
-  if (!queue_.empty()) work_cv_.notify_one();
+}
+
+uint64_t LogWriter::EnqueueLocked(Event event) {
+  if (queue_.empty()) oldest_at_ = std::chrono::steady_clock::now();
+  queue_.push_back(std::move(event));
+  // The background thread sleeps until the next commit is due; these change when it is.
+  const size_t n = queue_.size();
+  if (n == 1 || n == options_.commit_after_events || n >= options_.commit_max_events) {
+    work_cv_.notify_one();
+  }
+  return ++enqueued_;
+}
+
+std::chrono::steady_clock::time_point LogWriter::CommitDueLocked() const {
+  // A high rate fills a batch quickly: commit it after the short gather time, so that upstreams
+  // see events soon. A low rate would commit a handful of events each time, rewriting the log's
+  // last pages for them; it waits up to commit_interval for more.
+  if (queue_.size() >= options_.commit_max_events) return oldest_at_;
+  if (queue_.size() >= options_.commit_after_events) return oldest_at_ + options_.commit_gather;
+  return oldest_at_ + options_.commit_interval;
 }
 
 Status LogWriter::WaitForQueueRoomLocked(std::unique_lock<std::mutex>& lock) {
@@ -93,10 +113,8 @@ Status LogWriter::WriteThroughJournal(Event* event, bool* bypass) {
   }
   // Acknowledged from here on: a restart finds the event in the journal if not in the log.
   std::lock_guard<std::mutex> lock(mu_);
-  queue_.push_back(std::move(*event));
-  ++enqueued_;
+  EnqueueLocked(std::move(*event));
   stats_.journaled++;
-  if (queue_.size() >= CommitSoonEvents()) work_cv_.notify_one();
   return Status::Ok();
 }
 
@@ -117,12 +135,8 @@ Status LogWriter::Write(Event event, bool durable) {
   }
   if (!failed_.ok()) return failed_;
   if (give_up_) return Status::Shutdown("event log writer stopped");
-  queue_.push_back(std::move(event));
-  const uint64_t pos = ++enqueued_;
-  if (!durable) {
-    if (queue_.size() >= CommitSoonEvents()) work_cv_.notify_one();
-    return Status::Ok();
-  }
+  const uint64_t pos = EnqueueLocked(std::move(event));
+  if (!durable) return Status::Ok();
   while (ok_through_ < pos) {
     if (!failed_.ok()) return failed_;
     if (committed_ >= pos || give_up_) {
@@ -202,15 +216,25 @@ void LogWriter::CommitBatchLocked(std::unique_lock<std::mutex>& lock) {
 void LogWriter::BackgroundLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    work_cv_.wait_for(lock, options_.commit_interval,
-                      [&] { return stopping_ || queue_.size() >= CommitSoonEvents(); });
+    if (stopping_ && !committing_ && (queue_.empty() || give_up_ || !failed_.ok())) break;
     if (committing_) {
-      // A durable writer is committing the queue; look again once it is done.
+      // A writer is committing the queue itself; look again once it is done.
       cv_.wait_for(lock, options_.commit_interval);
       continue;
     }
-    while (!queue_.empty() && !committing_ && failed_.ok() && !give_up_) CommitBatchLocked(lock);
-    if (stopping_ && !committing_ && (queue_.empty() || give_up_ || !failed_.ok())) break;
+    if (queue_.empty() || !failed_.ok() || give_up_) {
+      work_cv_.wait_for(lock, options_.commit_interval);
+      continue;
+    }
+    if (!stopping_ && std::chrono::steady_clock::now() < CommitDueLocked()) {
+      work_cv_.wait_until(lock, CommitDueLocked());
+      continue;
+    }
+    CommitBatchLocked(lock);
+    // What is left came after the batch: its wait starts now, give or take the commit.
+    if (!queue_.empty() && queue_.size() < options_.commit_after_events) {
+      oldest_at_ = std::chrono::steady_clock::now();
+    }
   }
 }
 

@@ -19,13 +19,16 @@
 namespace sluice::storage {
 
 struct LogWriterOptions {
-  // Longest a queued event waits before a commit starts, unless commit_after_events are queued
-  // sooner. With the ingress journal this bounds only how soon the forwarder sees an event, not
-  // its durability: each commit rewrites the log's last pages (about 12 KiB in the WAL whatever
-  // it holds), so rarer commits write less per event (docs/performance.md, "Flash wear").
+  // When the background thread commits the queue: once its oldest event has waited
+  // commit_interval; sooner, after commit_gather, once commit_after_events are queued; at once
+  // at commit_max_events. With the ingress journal this bounds only how soon upstreams see an
+  // event, not its durability. Each commit rewrites the log's last pages (about 12 KiB in the
+  // WAL, whatever it holds), so batches of a hundred events or more write little per event
+  // (docs/performance.md, "Flash wear"), and a low rate waits for them.
   std::chrono::milliseconds commit_interval{100};
-  size_t commit_after_events = 100;  // a commit starts once this many events are queued
-  size_t commit_max_events = 2000;   // events per transaction at most
+  std::chrono::milliseconds commit_gather{10};
+  size_t commit_after_events = 100;
+  size_t commit_max_events = 2000;  // events per transaction at most
   // Non-durable events queued at most; a writer that finds the queue full commits it itself, which
   // slows the source down instead of growing memory.
   size_t queue_capacity = 20000;
@@ -90,9 +93,11 @@ class LogWriter final : public EventWriter {
   // lock while the transaction runs.
   void CommitBatchLocked(std::unique_lock<std::mutex>& lock);
   void BackgroundLoop();
-  size_t CommitSoonEvents() const {
-    return std::min(options_.commit_after_events, options_.commit_max_events);
-  }
+  // REQUIRES: mu_ held. Queues the event, wakes the background thread when the next commit's time
+  // changes; returns the event's queue position.
+  uint64_t EnqueueLocked(Event event);
+  // REQUIRES: mu_ held, queue not empty. When the background thread commits next.
+  std::chrono::steady_clock::time_point CommitDueLocked() const;
   // Appends a durable event to the journal and queues it. REQUIRES: journal_mu_ held, mu_ not.
   Status WriteThroughJournal(Event* event, bool* bypass);
   // REQUIRES: lock held. Commits until every journal record up to `number` is in the log.
@@ -112,8 +117,10 @@ class LogWriter final : public EventWriter {
   std::condition_variable cv_;       // committed_ advanced, or stopping
   std::condition_variable work_cv_;  // something to commit for the background thread
   std::deque<Event> queue_;          // GUARDED_BY(mu_)
-  uint64_t enqueued_ = 0;            // GUARDED_BY(mu_) events ever queued
-  uint64_t committed_ = 0;           // GUARDED_BY(mu_) events ever taken off the queue
+  // GUARDED_BY(mu_) when the oldest queued event (or the rest left by the last commit) arrived
+  std::chrono::steady_clock::time_point oldest_at_;
+  uint64_t enqueued_ = 0;   // GUARDED_BY(mu_) events ever queued
+  uint64_t committed_ = 0;  // GUARDED_BY(mu_) events ever taken off the queue
   // Every queued event up to this position is in the log. Events are written in queue order, and
   // once one cannot be written none after it is, so positions in (ok_through_, committed_] are
   // the ones lost to a failure or shutdown.
