@@ -36,7 +36,8 @@ struct KafkaSinkOptions {
   std::string compression = "lz4";
   int linger_ms = 5;
   int batch_bytes = 1000000;
-  int max_in_flight = 50000;
+  // About 900 bytes of librdkafka memory each for a 100-byte event (docs/performance.md).
+  int max_in_flight = 10000;
   int retry_backoff_ms = 250;
   int reconnect_max_ms = 10000;
   std::string gateway_id;

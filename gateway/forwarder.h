@@ -40,7 +40,7 @@ struct ForwarderOptions {
   // Set: send this range again instead of forwarding live; the position goes to
   // EventLog::AdvanceReplay and the cursor is not touched. The loop ends once the range is done.
   ReplayRange replay;
-  size_t max_in_flight = 50000;  // events handed to the sink and not yet confirmed
+  size_t max_in_flight = 10000;  // events handed to the sink and not yet confirmed
   size_t read_batch = 2000;      // events read from the log at a time
   size_t read_batch_bytes = 4 << 20;
   // The cursor is written at most this often while events flow: each write is a transaction, and
@@ -151,10 +151,11 @@ class Forwarder {
   std::shared_ptr<spdlog::logger> logger_;
 
   // Owned by the loop thread.
-  std::deque<Pending> window_;         // sent events in seq order, settled or not
-  std::deque<storage::Event> unsent_;  // read from the log, not yet accepted by the sink
-  bool replay_done_ = false;           // a replay read past its range: nothing more to read
-  uint64_t next_read_after_ = 0;       // highest seq read from the log
+  std::deque<Pending> window_;              // sent events in seq order, settled or not
+  std::deque<storage::Event> unsent_;       // read from the log, not yet accepted by the sink
+  std::vector<storage::Event> read_batch_;  // the last read from the log, moved into unsent_
+  bool replay_done_ = false;                // a replay read past its range: nothing more to read
+  uint64_t next_read_after_ = 0;            // highest seq read from the log
   uint64_t acked_ = 0;
   // The disk was too full to record a dead letter, the upstream refused an event with nothing
   // in flight, or the window reached its bound, on this pass.

@@ -291,7 +291,8 @@ SqliteEventLog::~SqliteEventLog() {
           &upsert_cursor_,   &insert_dead_,         &oldest_waiting_,        &oldest_retained_,
           &oldest_dead_,     &delete_dead_through_, &delete_dead_seq_,       &delete_dead_one_,
           &event_exists_,    &upsert_meta_,         &count_range_,           &first_after_,
-          &pending_replays_, &advance_replay_,      &stored_cursors_,        &last_seq_}) {
+          &pending_replays_, &advance_replay_,      &stored_cursors_,        &last_seq_,
+          &count_retained_,  &delete_retained_}) {
       *st = Statement();
     }
     writer_.Close();
@@ -627,6 +628,17 @@ Status SqliteEventLog::PrepareStatements() {
         "RETURNING " +
             bytes + ", " + kDeadCopiesSql,
         &delete_unkept_through_);
+  // Without dead letters no row has copies to hand its bytes to, and a plain DELETE after a
+  // count is about twice as fast as one with RETURNING, which SQLite buffers row by row in a
+  // temporary table first (measured on 100,000 rows: 0.09 s against 0.18 s of CPU). ?2 as in
+  // delete_unkept_through_, INT64_MAX to keep nothing.
+  if (s.ok())
+    s = writer_.Prepare("SELECT count(*), COALESCE(sum(" + bytes +
+                            "), 0) FROM events WHERE seq <= ?1 AND (packet_id = 0 OR seq < ?2)",
+                        &count_retained_);
+  if (s.ok())
+    s = writer_.Prepare("DELETE FROM events WHERE seq <= ?1 AND (packet_id = 0 OR seq < ?2)",
+                        &delete_retained_);
   if (s.ok())
     s = writer_.Prepare(
         "DELETE FROM events WHERE seq > ?1 AND seq <= ?2 RETURNING seq, kind, "
@@ -1066,22 +1078,44 @@ Status SqliteEventLog::TrimRetainedLocked() {
 }
 
 Status SqliteEventLog::DeleteRetainedLocked(uint64_t through, bool keep_ingress) {
-  sqlite3_stmt* del = keep_ingress ? delete_unkept_through_.get() : delete_through_.get();
-  sqlite3_reset(del);
-  BindU64(del, 1, through);
-  if (keep_ingress) BindU64(del, 2, IngressFloorLocked());
   uint64_t rows = 0;
   uint64_t bytes = 0;
   uint64_t moved = 0;  // handed over to the dead-letter rows that keep a copy
-  int rc;
-  while ((rc = sqlite3_step(del)) == SQLITE_ROW) {
-    const uint64_t b = ColumnU64(del, 0) + Event::kRowOverheadBytes;
-    bytes += b;
-    moved += b * ColumnU64(del, 1);
-    ++rows;
+  if (state_.stats.dead_letters == 0) {
+    const uint64_t floor = keep_ingress ? IngressFloorLocked() : UINT64_MAX;
+    sqlite3_stmt* count = count_retained_.get();
+    sqlite3_reset(count);
+    BindU64(count, 1, through);
+    BindU64(count, 2, floor);
+    int rc = sqlite3_step(count);
+    if (rc == SQLITE_ROW) {
+      rows = ColumnU64(count, 0);
+      bytes = ColumnU64(count, 1) + rows * Event::kRowOverheadBytes;
+    }
+    sqlite3_reset(count);
+    if (rc != SQLITE_ROW) return writer_.Error(rc, "counting confirmed events");
+    sqlite3_stmt* del = delete_retained_.get();
+    sqlite3_reset(del);
+    BindU64(del, 1, through);
+    BindU64(del, 2, floor);
+    rc = sqlite3_step(del);
+    sqlite3_reset(del);
+    if (rc != SQLITE_DONE) return writer_.Error(rc, "removing confirmed events");
+  } else {
+    sqlite3_stmt* del = keep_ingress ? delete_unkept_through_.get() : delete_through_.get();
+    sqlite3_reset(del);
+    BindU64(del, 1, through);
+    if (keep_ingress) BindU64(del, 2, IngressFloorLocked());
+    int rc;
+    while ((rc = sqlite3_step(del)) == SQLITE_ROW) {
+      const uint64_t b = ColumnU64(del, 0) + Event::kRowOverheadBytes;
+      bytes += b;
+      moved += b * ColumnU64(del, 1);
+      ++rows;
+    }
+    sqlite3_reset(del);
+    if (rc != SQLITE_DONE) return writer_.Error(rc, "removing confirmed events");
   }
-  sqlite3_reset(del);
-  if (rc != SQLITE_DONE) return writer_.Error(rc, "removing confirmed events");
   // The caller puts state_ back as it was if the transaction does not commit.
   LogStats& ls = state_.stats;
   ls.retained_events = Sub(ls.retained_events, rows);

@@ -361,6 +361,8 @@ class SqliteEventLog final : public EventLog {
   Statement insert_event_;                     // GUARDED_BY(write_mu_)
   Statement delete_through_;                   // GUARDED_BY(write_mu_)
   Statement delete_unkept_through_;            // GUARDED_BY(write_mu_)
+  Statement count_retained_;                   // GUARDED_BY(write_mu_)
+  Statement delete_retained_;                  // GUARDED_BY(write_mu_)
   Statement delete_range_;                     // GUARDED_BY(write_mu_)
   Statement upsert_cursor_;                    // GUARDED_BY(write_mu_)
   Statement insert_dead_;                      // GUARDED_BY(write_mu_)

@@ -232,7 +232,7 @@ TEST_CASE("ParseConfig fills in the documented defaults for a minimal configurat
   CHECK(kafka.compression == "lz4");
   CHECK(kafka.linger_ms == 5);
   CHECK(kafka.batch_bytes == 1000000);
-  CHECK(kafka.max_in_flight == 50000);
+  CHECK(kafka.max_in_flight == 10000);
   CHECK(kafka.retry_backoff_ms == 250);
   CHECK(kafka.reconnect_max_ms == 10000);
   CHECK(kafka.gap_topic == "sluice.gaps");
