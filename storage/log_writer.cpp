@@ -242,8 +242,9 @@ void LogWriter::Stop(std::chrono::milliseconds grace) {
   std::unique_lock<std::mutex> lock(mu_);
   stopping_ = true;
   work_cv_.notify_all();
-  // Let the queue drain; if the log stays full, give up after the grace period.
-  cv_.wait_for(lock, grace, [&] { return queue_.empty() && !committing_; });
+  // Let the queue drain; if the log stays full, give up after the grace period. After a failure
+  // nothing commits any more (a failed journal append leaves the queue as it was): no wait.
+  cv_.wait_for(lock, grace, [&] { return (queue_.empty() || !failed_.ok()) && !committing_; });
   if (!queue_.empty() || committing_) give_up_ = true;
   cv_.notify_all();
   work_cv_.notify_all();
