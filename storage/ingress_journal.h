@@ -63,6 +63,8 @@ class IngressJournal {
   // stay in the file until MarkApplied covers them. `log_id` is the log's identity: a journal
   // written for another log that still holds records is refused with Corruption and left as it
   // is (it may hold acknowledged events of that log), as is a file that is not a journal.
+  // REQUIRES: the log's database file exists (SQLite's unix VFS opens a journal only beside the
+  // database its name leads to, whose permissions it copies).
   static Status Open(IngressJournalOptions options, std::string_view log_id, uint64_t applied,
                      std::unique_ptr<IngressJournal>* out, std::vector<Event>* pending);
   // Reads the journal at `path` without changing it (read-only, for `sluice status` and tests):
