@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # sluice on a Raspberry-Pi-class SD card (bench/throttled-disk.sh): the card's own limit for
 # durable appends, the proof that the throttle holds, and how much sluice writes to the card per
-# event at steady rates. Prints markdown tables (docs/sd-card-notes.md explains them).
+# event at steady rates. Prints markdown tables (docs/performance.md, "Flash wear", explains them).
 #
 # Usage: bench/sd-card.sh BUILD_DIR [--seconds S] [--rates "100 1000"] [--syncs "normal full"]
 #                         [--probe-seconds P] [--write-iops N] [--write-mbps M]

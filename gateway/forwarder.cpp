@@ -423,6 +423,14 @@ void Forwarder::HandleDeliveries(std::vector<Delivery>& deliveries) {
     if (p == nullptr || p->state != State::kOpen) continue;  // settled before a rewind
     if (d.outcome == Outcome::kTooLarge && !p->alone) {
       // A batch-level answer: try each event on its own before concluding.
+      if (!too_large_batch_reported_) {
+        too_large_batch_reported_ = true;
+        logger_->error(
+            "upstream {}: a batch was refused as too large ({}); its events are sent again one "
+            "at a time, but batches already in flight behind it may have landed first, out of "
+            "order. Set batch_bytes below the topic's max.message.bytes (docs/configuration.md)",
+            options_.cursor, d.error);
+      }
       too_large = true;
       rewind = true;
       continue;

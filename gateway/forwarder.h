@@ -162,6 +162,7 @@ class Forwarder {
   bool stalled_ = false;
   // A rewind happened: nothing is read or sent until the sink has nothing in flight.
   bool resend_wait_ = false;
+  bool too_large_batch_reported_ = false;  // said once: the remedy does not change
   // The upstream holds events: nothing is sent before hold_until_, then only the first open event,
   // alone (probe_seq_), until it is confirmed.
   bool held_ = false;

@@ -86,7 +86,9 @@ max_bytes = "512MiB"
 overflow = "drop-oldest"
 sync = "full"
 commit_interval_ms = 20
+commit_after_events = 50
 commit_max_events = 500
+journal_bytes = "1MiB"
 max_event_bytes = 65536
 
 [mqtt]
@@ -143,8 +145,10 @@ qos = 2
   CHECK(c.storage.overflow == storage::Overflow::kDropOldest);
   CHECK(c.storage.sync == storage::Sync::kFull);
   CHECK(c.writer.commit_interval == std::chrono::milliseconds(20));
+  CHECK(c.writer.commit_after_events == 50);
   CHECK(c.writer.commit_max_events == 500);
   CHECK(c.writer.queue_capacity == 5000);
+  CHECK(c.journal.capacity_bytes == 1024 * 1024);
   CHECK(c.mqtt.max_event_bytes == 65536);
 
   CHECK(c.mqtt.connection.url == "mqtts://broker.example:8883");
@@ -210,8 +214,10 @@ TEST_CASE("ParseConfig fills in the documented defaults for a minimal configurat
   CHECK(c.storage.max_bytes == 1ull << 30);
   CHECK(c.storage.overflow == storage::Overflow::kRejectNew);
   CHECK(c.storage.sync == storage::Sync::kNormal);
-  CHECK(c.writer.commit_interval == std::chrono::milliseconds(10));
+  CHECK(c.writer.commit_interval == std::chrono::milliseconds(100));
+  CHECK(c.writer.commit_after_events == 100);
   CHECK(c.writer.commit_max_events == 2000);
+  CHECK(c.journal.capacity_bytes == 4 * 1024 * 1024);
   CHECK(c.writer.queue_capacity == 20000);
   CHECK(c.storage.retain_bytes == 0);
   CHECK(c.storage.retain_age == std::chrono::seconds(0));
@@ -426,6 +432,15 @@ TEST_CASE("ParseConfig rejects malformed and out-of-range sizes") {
   SUBCASE("an empty event limit") {
     const std::string msg = ErrorFor(std::string("[storage]\nmax_event_bytes = 0\n") + kRoute);
     CHECK(Contains(msg, "storage.max_event_bytes"));
+  }
+  SUBCASE("an ingress journal below 64 KiB or above 256 MiB") {
+    for (const char* bad : {"\"32KiB\"", "\"257MiB\""}) {
+      CAPTURE(bad);
+      const std::string msg =
+          ErrorFor(std::string("[storage]\njournal_bytes = ") + bad + "\n" + kRoute);
+      CHECK(Contains(msg, "storage.journal_bytes"));
+      CHECK(Contains(msg, "out of range"));
+    }
   }
   SUBCASE("an event limit not below the log size") {
     const std::string msg = ErrorFor(
