@@ -61,6 +61,11 @@ struct LogStats {
   // The highest ingress journal record number (Event::ingress) the log holds, stored in the
   // same transaction as the events: every journal record up to it is in the log.
   uint64_t ingress_applied = 0;
+  // Under sync = "full": appends committed without an fsync of their own because the ingress
+  // journal had synced their events (EventLog::Sync), and the fsyncs that made them durable, since
+  // open.
+  uint64_t deferred_commits = 0;
+  uint64_t deferred_syncs = 0;
   uint64_t disk_full_errors = 0;     // appends refused because the disk was full, since open
   std::vector<CursorStats> cursors;  // one per upstream, in configuration order
 };
@@ -81,11 +86,13 @@ struct ReplayRequest {
 // The durable, ordered event log between the MQTT source and the upstreams.
 //
 // Contract: Append assigns each event the next sequence number and makes the events durable (to
-// the degree of the configured sync mode) before it returns OK. Read returns rows in sequence
-// order. Each upstream has a cursor of its own: Acknowledge(cursor, n) records that the upstream
-// confirmed every event up to n, and survives restarts. An event leaves the log once every cursor
-// passed it (and storage.retain no longer keeps it). Once an operation fails with an I/O error or
-// corruption, the log is failed for good and every later call returns that error (fail-stop).
+// the degree of the configured sync mode) before it returns OK, with one exception: events the
+// ingress journal has made durable already (Event::ingress set) may be committed without a sync
+// of their own (see Sync). Read returns rows in sequence order, and only rows that are durable.
+// Each upstream has a cursor of its own: Acknowledge(cursor, n) records that the upstream confirmed
+// every event up to n, and survives restarts. An event leaves the log once every cursor passed it
+// (and storage.retain no longer keeps it). Once an operation fails with an I/O error or corruption,
+// the log is failed for good and every later call returns that error (fail-stop).
 //
 // Thread-safety: Append/Acknowledge/DeadLetter/replay calls may be made from any thread; Read
 // from one thread per cursor at a time.
@@ -138,6 +145,19 @@ class EventLog {
     out->clear();
     return Status::Ok();
   }
+
+  // Makes every committed change durable to the sync mode. Under sync = "full" an append that
+  // holds only events the ingress journal has synced (and QoS 0 events, which were never
+  // promised to survive a power cut) is committed without an fsync: the journal keeps those
+  // events until this has run, so a power cut that takes the commit leaves them to recovery.
+  // Read calls it before it returns rows, so that no upstream gets an event whose seq a power cut
+  // could hand out again; the LogWriter calls it before the journal starts over at its front and
+  // at a clean stop.
+  virtual Status Sync() = 0;
+
+  // The highest ingress journal record number (Event::ingress) the log holds durably to its sync
+  // mode: LogStats::ingress_applied once Sync has run. The journal may forget records up to it.
+  virtual uint64_t SyncedIngress() const = 0;
 
   virtual LogStats Stats() const = 0;
 };

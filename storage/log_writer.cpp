@@ -68,16 +68,35 @@ Status LogWriter::CommitThroughLocked(std::unique_lock<std::mutex>& lock, uint64
     if (give_up_) return Status::Shutdown("event log writer stopped");
     if (committing_) {
       cv_.wait(lock);
-    } else if (!queue_.empty()) {
-      CommitBatchLocked(lock);
-    } else {
-      // Journal records whose events left the queue without reaching the log: only a restart
-      // recovers them, so the journal cannot start over.
-      return Status::IoError("ingress journal records up to " + std::to_string(number) +
-                             " are not in the log and no longer queued");
+      continue;
     }
+    if (!queue_.empty()) {
+      CommitBatchLocked(lock);
+      continue;
+    }
+    // Everything queued is in the log, but under sync = "full" perhaps not durable yet.
+    Status s = SyncLogLocked(lock);
+    if (!s.ok()) return s;
+    if (journal_->applied() >= number) break;
+    // Journal records whose events left the queue without reaching the log: only a restart
+    // recovers them, so the journal cannot start over.
+    return Status::IoError("ingress journal records up to " + std::to_string(number) +
+                           " are not in the log and no longer queued");
   }
   return Status::Ok();
+}
+
+Status LogWriter::SyncLogLocked(std::unique_lock<std::mutex>& lock) {
+  lock.unlock();
+  Status s = log_->Sync();
+  if (s.ok()) journal_->MarkApplied(log_->SyncedIngress());
+  lock.lock();
+  if (!s.ok() && failed_.ok()) {
+    failed_ = s;
+    logger_->critical("cannot sync the event log: {}", s.ToString());
+    cv_.notify_all();
+  }
+  return s;
 }
 
 Status LogWriter::WriteThroughJournal(Event* event, bool* bypass) {
@@ -185,11 +204,9 @@ void LogWriter::CommitBatchLocked(std::unique_lock<std::mutex>& lock) {
     }
   }
 
-  if (journal_ != nullptr && done > 0) {
-    uint64_t applied = 0;
-    for (size_t i = 0; i < done; ++i) applied = std::max(applied, batch[i].ingress);
-    journal_->MarkApplied(applied);
-  }
+  // Under sync = "full" the commit may not be durable yet (EventLog::Sync): the journal keeps
+  // its records until it is.
+  if (journal_ != nullptr && done > 0) journal_->MarkApplied(log_->SyncedIngress());
 
   lock.lock();
   committing_ = false;
@@ -265,6 +282,7 @@ void LogWriter::Stop(std::chrono::milliseconds grace) {
   lock.lock();
   if (journal_done_) return;
   journal_done_ = true;
+  if (failed_.ok()) (void)SyncLogLocked(lock);
   lock.unlock();
   if (journal_->applied() >= journal_->last_number()) {
     // A clean stop leaves nothing to recover.

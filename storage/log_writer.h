@@ -102,6 +102,9 @@ class LogWriter final : public EventWriter {
   Status WriteThroughJournal(Event* event, bool* bypass);
   // REQUIRES: lock held. Commits until every journal record up to `number` is in the log.
   Status CommitThroughLocked(std::unique_lock<std::mutex>& lock, uint64_t number);
+  // REQUIRES: lock held, journal set. Makes what the log committed durable (EventLog::Sync) and
+  // lets the journal forget it; a failure fails the writer. Releases the lock meanwhile.
+  Status SyncLogLocked(std::unique_lock<std::mutex>& lock);
   // REQUIRES: lock held. Waits while the queue is at capacity, committing it if nobody does.
   Status WaitForQueueRoomLocked(std::unique_lock<std::mutex>& lock);
 

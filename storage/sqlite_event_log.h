@@ -2,6 +2,7 @@
 
 #include <spdlog/logger.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -159,6 +160,8 @@ class SqliteEventLog final : public EventLog {
   Status AdvanceReplay(int64_t id, uint64_t position, bool done) override;
   bool WaitForEventsAfter(uint64_t after_seq, std::chrono::milliseconds timeout) override;
   Status RecentIngress(size_t max_rows, std::vector<Event>* out) override;
+  Status Sync() override;
+  uint64_t SyncedIngress() const override;
   LogStats Stats() const override;
 
   // Read-only logs: re-reads the last assigned seq and every cursor's position from the file (a
@@ -258,7 +261,11 @@ class SqliteEventLog final : public EventLog {
   // under reject-new), appends the longest prefix of `events` that fits (all of them under
   // drop-oldest) and sets *taken. Full with *log_full if not even one fits under max_bytes; Full
   // without it if the disk is full. On failure nothing is appended and state_ is unchanged.
+  // Under sync = "full", commits a batch that the ingress journal covers without an fsync
+  // (EventLog::Sync); the transaction itself is InsertTxnLocked.
   Status InsertLocked(std::span<Event> events, size_t* taken, bool* log_full);
+  Status InsertTxnLocked(std::span<Event> events, size_t* taken, bool* log_full);
+  uint64_t SyncedIngressLocked() const;
   // Inside a transaction: frees room until the used bytes are at most target_used, in this
   // order: retained rows, then (if allow_dead) dead letters, then (if allow_waiting) the oldest
   // waiting rows, leaving a gap marker. `reason` starts the warning that names the dropped range.
@@ -357,30 +364,36 @@ class SqliteEventLog final : public EventLog {
 
   mutable std::mutex write_mu_;
   std::condition_variable appended_cv_;
-  SqliteHandle writer_;                        // GUARDED_BY(write_mu_)
-  Statement insert_event_;                     // GUARDED_BY(write_mu_)
-  Statement delete_through_;                   // GUARDED_BY(write_mu_)
-  Statement delete_unkept_through_;            // GUARDED_BY(write_mu_)
-  Statement count_retained_;                   // GUARDED_BY(write_mu_)
-  Statement delete_retained_;                  // GUARDED_BY(write_mu_)
-  Statement delete_range_;                     // GUARDED_BY(write_mu_)
-  Statement upsert_cursor_;                    // GUARDED_BY(write_mu_)
-  Statement insert_dead_;                      // GUARDED_BY(write_mu_)
-  Statement oldest_waiting_;                   // GUARDED_BY(write_mu_)
-  Statement oldest_retained_;                  // GUARDED_BY(write_mu_)
-  Statement oldest_dead_;                      // GUARDED_BY(write_mu_)
-  Statement delete_dead_through_;              // GUARDED_BY(write_mu_)
-  Statement delete_dead_seq_;                  // GUARDED_BY(write_mu_)
-  Statement delete_dead_one_;                  // GUARDED_BY(write_mu_)
-  Statement event_exists_;                     // GUARDED_BY(write_mu_)
-  Statement upsert_meta_;                      // GUARDED_BY(write_mu_)
-  Statement count_range_;                      // GUARDED_BY(write_mu_)
-  Statement first_after_;                      // GUARDED_BY(write_mu_)
-  Statement pending_replays_;                  // GUARDED_BY(write_mu_)
-  Statement advance_replay_;                   // GUARDED_BY(write_mu_)
-  Statement stored_cursors_;                   // GUARDED_BY(write_mu_)
-  Statement last_seq_;                         // GUARDED_BY(write_mu_)
-  State state_;                                // GUARDED_BY(write_mu_)
+  SqliteHandle writer_;              // GUARDED_BY(write_mu_)
+  Statement insert_event_;           // GUARDED_BY(write_mu_)
+  Statement delete_through_;         // GUARDED_BY(write_mu_)
+  Statement delete_unkept_through_;  // GUARDED_BY(write_mu_)
+  Statement count_retained_;         // GUARDED_BY(write_mu_)
+  Statement delete_retained_;        // GUARDED_BY(write_mu_)
+  Statement delete_range_;           // GUARDED_BY(write_mu_)
+  Statement upsert_cursor_;          // GUARDED_BY(write_mu_)
+  Statement insert_dead_;            // GUARDED_BY(write_mu_)
+  Statement oldest_waiting_;         // GUARDED_BY(write_mu_)
+  Statement oldest_retained_;        // GUARDED_BY(write_mu_)
+  Statement oldest_dead_;            // GUARDED_BY(write_mu_)
+  Statement delete_dead_through_;    // GUARDED_BY(write_mu_)
+  Statement delete_dead_seq_;        // GUARDED_BY(write_mu_)
+  Statement delete_dead_one_;        // GUARDED_BY(write_mu_)
+  Statement event_exists_;           // GUARDED_BY(write_mu_)
+  Statement upsert_meta_;            // GUARDED_BY(write_mu_)
+  Statement count_range_;            // GUARDED_BY(write_mu_)
+  Statement first_after_;            // GUARDED_BY(write_mu_)
+  Statement pending_replays_;        // GUARDED_BY(write_mu_)
+  Statement advance_replay_;         // GUARDED_BY(write_mu_)
+  Statement stored_cursors_;         // GUARDED_BY(write_mu_)
+  Statement last_seq_;               // GUARDED_BY(write_mu_)
+  State state_;                      // GUARDED_BY(write_mu_)
+  // Sync = "full": an append was committed without an fsync (EventLog::Sync) and nothing has
+  // synced the WAL since; synced_ingress_ is what ingress_applied was before that append.
+  // Written under write_mu_; read without it too, so that Read waits behind a group commit only
+  // when it has to sync.
+  std::atomic<bool> unsynced_{false};
+  uint64_t synced_ingress_ = 0;                // GUARDED_BY(write_mu_)
   Status failed_;                              // GUARDED_BY(write_mu_)
   std::optional<DropRange> uncommitted_drop_;  // GUARDED_BY(write_mu_)
   DropRange unreported_drop_;                  // GUARDED_BY(write_mu_)

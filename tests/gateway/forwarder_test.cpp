@@ -112,6 +112,8 @@ class ForwardingLog : public storage::EventLog {
   Status AdvanceReplay(int64_t id, uint64_t position, bool done) override {
     return log_->AdvanceReplay(id, position, done);
   }
+  Status Sync() override { return log_->Sync(); }
+  uint64_t SyncedIngress() const override { return log_->SyncedIngress(); }
   storage::LogStats Stats() const override { return log_->Stats(); }
 
  protected:

@@ -42,6 +42,7 @@ class RecordingLog final : public EventLog {
       if (room == 0) return Status::Full("no room");
       --room;
       e.seq = ++last;
+      ingress = std::max(ingress, e.ingress);
       stored.push_back(e);
       ++*appended;
     }
@@ -62,6 +63,11 @@ class RecordingLog final : public EventLog {
   }
   Status AdvanceReplay(int64_t, uint64_t, bool) override { return Status::Ok(); }
   bool WaitForEventsAfter(uint64_t, std::chrono::milliseconds) override { return false; }
+  Status Sync() override { return Status::Ok(); }
+  uint64_t SyncedIngress() const override {
+    std::lock_guard<std::mutex> lock(mu);
+    return ingress;
+  }
   LogStats Stats() const override { return {}; }
 
   size_t StoredCount() {
@@ -78,7 +84,7 @@ class RecordingLog final : public EventLog {
     room = n;
   }
 
-  std::mutex mu;
+  mutable std::mutex mu;
   std::condition_variable unblocked;
   bool blocked = false;
   std::vector<size_t> batches;
@@ -86,6 +92,7 @@ class RecordingLog final : public EventLog {
   size_t room = SIZE_MAX;
   bool fail = false;
   uint64_t last = 0;
+  uint64_t ingress = 0;  // the highest journal record stored
 };
 
 Event Ev(const std::string& payload) {
@@ -232,10 +239,12 @@ std::string JournalPath(const TempDir& dir) {
 
 std::unique_ptr<IngressJournal> OpenJournal(const std::string& path, std::string_view log_id,
                                             uint64_t applied, std::vector<Event>* pending,
-                                            uint64_t capacity = IngressJournal::kMinCapacityBytes) {
+                                            uint64_t capacity = IngressJournal::kMinCapacityBytes,
+                                            bool sync_each_record = false) {
   IngressJournalOptions jo;
   jo.path = path;
   jo.capacity_bytes = capacity;
+  jo.sync_each_record = sync_each_record;
   jo.logger = NullLogger();
   std::unique_ptr<IngressJournal> j;
   const Status s = IngressJournal::Open(jo, log_id, applied, &j, pending);
@@ -314,16 +323,20 @@ TEST_CASE("LogWriter with a journal commits recovered events first, then new one
   CHECK(journal->applied() == 5);
 }
 
-TEST_CASE("LogWriter with a tiny journal wraps it many times under many writers, losing nothing") {
+// Under sync = "full" the log commits journaled events without an fsync (EventLog::Sync): the
+// journal may start over only after a sync, and a clean stop syncs.
+void WrapTinyJournalManyTimes(Sync sync) {
   TempDir dir;
   SqliteEventLogOptions lo;
   lo.path = dir.File("events.db");
   lo.logger = NullLogger();
+  lo.sync = sync;
   std::unique_ptr<SqliteEventLog> log;
   REQUIRE(SqliteEventLog::Open(lo, &log).ok());
   std::vector<Event> pending;
-  auto journal = OpenJournal(lo.path + IngressJournal::kPathSuffix, log->LogId(),
-                             log->Stats().ingress_applied, &pending);
+  auto journal =
+      OpenJournal(lo.path + IngressJournal::kPathSuffix, log->LogId(), log->Stats().ingress_applied,
+                  &pending, IngressJournal::kMinCapacityBytes, sync == Sync::kFull);
   LogWriterOptions o;
   o.commit_interval = 2ms;
   o.commit_max_events = 100;
@@ -341,6 +354,7 @@ TEST_CASE("LogWriter with a tiny journal wraps it many times under many writers,
         // Every 5th event is QoS 0 and shares the queue with the journaled ones.
         const bool durable = i % 5 != 0;
         Event e = Durable(std::to_string(t) + ":" + std::to_string(i), 100 + (i * 37 + t) % 700);
+        if (!durable) e.qos = 0;
         if (durable)
           bytes += IngressJournal::kRecordHeaderBytes + e.topic.size() + e.payload.size();
         if (!writer.Write(std::move(e), durable).ok()) ++failures;
@@ -366,6 +380,13 @@ TEST_CASE("LogWriter with a tiny journal wraps it many times under many writers,
   writer.Stop();
   CHECK(log->Stats().ingress_applied == durable_count);
   CHECK(journal->applied() == durable_count);
+  CHECK(log->SyncedIngress() == durable_count);
+  if (sync == Sync::kFull) {
+    CHECK(log->Stats().deferred_commits > 0);
+    CHECK(log->Stats().deferred_syncs >= 20);  // before each wrap at least
+  } else {
+    CHECK(log->Stats().deferred_commits == 0);
+  }
 
   std::vector<Event> stored;
   REQUIRE(log->Read(0, SIZE_MAX, SIZE_MAX, &stored).ok());
@@ -380,6 +401,16 @@ TEST_CASE("LogWriter with a tiny journal wraps it many times under many writers,
   OpenJournal(lo.path + IngressJournal::kPathSuffix, log->LogId(), log->Stats().ingress_applied,
               &pending);
   CHECK(pending.empty());
+}
+
+TEST_CASE("LogWriter with a tiny journal wraps it many times under many writers, losing nothing") {
+  WrapTinyJournalManyTimes(Sync::kNormal);
+}
+
+TEST_CASE(
+    "LogWriter with a tiny journal under sync = full: commits without fsyncs, a sync before each "
+    "wrap, nothing lost") {
+  WrapTinyJournalManyTimes(Sync::kFull);
 }
 
 TEST_CASE("LogWriter with a journal holds durable writers once the journal fills a full log") {

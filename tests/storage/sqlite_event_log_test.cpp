@@ -234,6 +234,64 @@ TEST_CASE("SqliteEventLog maps the sync setting onto SQLite's synchronous pragma
   }
 }
 
+TEST_CASE(
+    "SqliteEventLog under sync = full commits journaled events without an fsync and syncs them "
+    "before an upstream reads them") {
+  TempDir dir;
+  auto o = Options(dir.File("events.db"));
+  o.sync = Sync::kFull;
+  auto log = OpenOrDie(o);
+  // A QoS 1 event the journal does not hold (too large for it) gets a synced commit.
+  std::vector<Event> direct = {MakeEvent("t", "direct")};
+  AppendAll(log.get(), direct);
+  CHECK(log->Stats().deferred_commits == 0);
+  // Journaled events, with a QoS 0 event in the same batch: no fsync of their own.
+  std::vector<Event> journaled = {MakeEvent("t", "a"), MakeEvent("t", "b", 0)};
+  journaled[0].ingress = 7;
+  AppendAll(log.get(), journaled);
+  CHECK(log->Stats().deferred_commits == 1);
+  CHECK(log->Stats().ingress_applied == 7);
+  CHECK(log->SyncedIngress() == 0);  // the journal must keep record 7
+  int64_t level = -1;
+  REQUIRE(log->WriterPragma("synchronous", &level).ok());
+  CHECK(level == 2);  // every other commit still syncs
+
+  // An upstream gets durable rows only: Read syncs first, once.
+  std::vector<Event> read;
+  REQUIRE(log->Read(0, 10, SIZE_MAX, &read).ok());
+  CHECK(read.size() == 3);
+  CHECK(log->Stats().deferred_syncs == 1);
+  CHECK(log->SyncedIngress() == 7);
+  read.clear();
+  REQUIRE(log->Read(0, 10, SIZE_MAX, &read).ok());
+  REQUIRE(log->Sync().ok());
+  CHECK(log->Stats().deferred_syncs == 1);
+
+  // A synced commit syncs the deferred ones before it.
+  journaled = {MakeEvent("t", "c")};
+  journaled[0].ingress = 8;
+  AppendAll(log.get(), journaled);
+  CHECK(log->SyncedIngress() == 7);
+  direct = {MakeEvent("t", "d")};
+  AppendAll(log.get(), direct);
+  CHECK(log->SyncedIngress() == 8);
+  REQUIRE(log->Sync().ok());
+  CHECK(log->Stats().deferred_syncs == 1);
+  CHECK(log->Stats().deferred_commits == 2);
+}
+
+TEST_CASE("SqliteEventLog under sync = normal holds journaled events as durable at their commit") {
+  TempDir dir;
+  auto log = OpenOrDie(Options(dir.File("events.db")));
+  std::vector<Event> journaled = {MakeEvent("t", "a")};
+  journaled[0].ingress = 3;
+  AppendAll(log.get(), journaled);
+  CHECK(log->SyncedIngress() == 3);
+  REQUIRE(log->Sync().ok());
+  CHECK(log->Stats().deferred_commits == 0);
+  CHECK(log->Stats().deferred_syncs == 0);
+}
+
 TEST_CASE("SqliteEventLog refuses a file that is not a database and leaves it untouched") {
   TempDir dir;
   const std::string path = dir.File("events.db");
