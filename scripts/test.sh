@@ -9,7 +9,10 @@
 #   6. builds the Debian package and installs it into a throwaway Debian 12 root
 #      (scripts/package-test.sh); cross-builds for arm64, runs the unit tests under qemu and checks
 #      the arm64 package (scripts/cross-arm64.sh).
-# Usage: scripts/test.sh            (SLUICE_TEST_QUICK=1 skips steps 4, 5 and the arm64 build)
+# Steps 4, 5 and the arm64 build are CPU work, while CTest and the steps after it mostly wait on
+# brokers: they run beside those, at the lowest CPU priority, and their log follows at the end.
+# Usage: scripts/test.sh            (SLUICE_TEST_QUICK=1 skips steps 4, 5 and the arm64 build;
+#                                    SLUICE_TEST_SERIAL=1 runs them after the others instead)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -34,9 +37,12 @@ step() {
   printf '\n==> %s\n' "$*"
 }
 
+quick=${SLUICE_TEST_QUICK:-0}
 step "installing dependencies"
 scripts/install-deps.sh
 scripts/kafka.sh fetch
+# Before anything runs beside the tests: apt holds a lock that the package test also takes.
+[[ "$quick" == 1 ]] || scripts/cross-arm64.sh --deps-only
 
 step "clang-format check"
 unformatted=$(git ls-files '*.cpp' '*.h' | xargs clang-format --dry-run 2>&1 | grep -c warning || true)
@@ -57,20 +63,9 @@ build() {  # build DIR [cmake args...] [-- targets...]
 
 step "release build (-Werror)"
 build build/ci -DCMAKE_BUILD_TYPE=RelWithDebInfo
-step "unit and integration tests"
-(cd build/ci && ctest --output-on-failure --timeout 900)
 
-step "the demo, shortened (so that the README's main command cannot rot)"
-# The suite has built every target in build/ci already; the demo reuses it.
-scripts/demo.sh --short --build-dir build/ci
-
-step "benchmark smoke run, tiny sizes (so that bench/run.sh cannot rot)"
-bench/run.sh --smoke --build-dir build/ci --out build/ci/bench-smoke
-
-step "Debian package (amd64): contents, install/reinstall/remove/purge in a Debian 12 root"
-scripts/package-test.sh --build-dir build/ci
-
-if [[ "${SLUICE_TEST_QUICK:-0}" != 1 ]]; then
+# Sanitizers, fuzzing and arm64: builds and CPU-bound tests, with step durations of their own.
+extra_steps() {
   step "ASan+UBSan build: unit tests and the power-loss simulation"
   # Only what the unit tests and the power-loss simulation run: the broker tests need no second
   # and third build, and building them would cost CI minutes.
@@ -85,6 +80,53 @@ if [[ "${SLUICE_TEST_QUICK:-0}" != 1 ]]; then
   tests/fuzz/run.sh
   step "arm64 (Raspberry Pi): cross build, unit tests under qemu-aarch64, arm64 package"
   scripts/cross-arm64.sh --build-dir build/arm64
+}
+extra_pid=""
+extra_log=build/extra-steps.log
+if [[ "$quick" != 1 && "${SLUICE_TEST_SERIAL:-0}" != 1 ]]; then
+  mkdir -p build
+  # A process group of its own (job control), so that an early exit stops all of it.
+  set -m
+  (
+    step_name=""
+    durations=()
+    renice -n 19 -p "$BASHPID" >/dev/null
+    extra_steps
+    end_step
+    printf '\n==> step durations beside the others (m:ss)\n'
+    printf '%s\n' "${durations[@]}"
+  ) >"$extra_log" 2>&1 &
+  extra_pid=$!
+  set +m
+  trap '[[ -n "$extra_pid" ]] && kill -- -"$extra_pid" 2>/dev/null || true' EXIT
+  echo "sanitizers, fuzzing and arm64 run beside the next steps at nice 19: $extra_log"
+fi
+
+step "unit and integration tests"
+(cd build/ci && ctest --output-on-failure --timeout 900)
+
+step "the demo, shortened (so that the README's main command cannot rot)"
+# The suite has built every target in build/ci already; the demo reuses it.
+scripts/demo.sh --short --build-dir build/ci
+
+step "benchmark smoke run, tiny sizes (so that bench/run.sh cannot rot)"
+bench/run.sh --smoke --build-dir build/ci --out build/ci/bench-smoke
+
+step "Debian package (amd64): contents, install/reinstall/remove/purge in a Debian 12 root"
+scripts/package-test.sh --build-dir build/ci
+
+if [[ -n "$extra_pid" ]]; then
+  step "waiting for the sanitizer, fuzz and arm64 steps (running beside the steps above)"
+  extra_rc=0
+  wait "$extra_pid" || extra_rc=$?
+  extra_pid=""
+  cat "$extra_log"
+  if ((extra_rc != 0)); then
+    echo "the sanitizer, fuzz or arm64 steps failed (exit $extra_rc); their log is above" >&2
+    exit 1
+  fi
+elif [[ "$quick" != 1 ]]; then
+  extra_steps
 fi
 end_step
 step_name=""
