@@ -2,7 +2,7 @@
 #
 #   cmake --install BUILD            /usr/bin/sluice, sluice-sim, sluice-verify; /etc/sluice/sluice.toml;
 #                                    the systemd unit and sysusers file (systemd/CMakeLists.txt);
-#                                    /usr/share/doc/sluice
+#                                    /usr/share/doc/sluice; /usr/share/sluice/monitoring
 #   scripts/package-deb.sh           build/.../sluice_<version>_<arch>.deb (runs cpack)
 #
 # Included from the top-level CMakeLists.txt after every target exists. Tests, benchmarks and fuzzers
@@ -54,6 +54,13 @@ if(NOT _sluice_gzip_rc EQUAL 0)
 endif()
 install(FILES ${_sluice_changelog}.gz DESTINATION ${CMAKE_INSTALL_DOCDIR})
 
+# The Grafana dashboard and the Prometheus alerting rules (docs/operations.md), as files to copy
+# to the monitoring system, so not under /usr/share/doc, which minimal systems leave out. Their
+# unit tests stay in the source tree.
+install(FILES ${PROJECT_SOURCE_DIR}/monitoring/sluice-dashboard.json
+              ${PROJECT_SOURCE_DIR}/monitoring/sluice-alerts.yml
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/sluice/monitoring)
+
 # --- Debian package ----------------------------------------------------------------------------
 # The architecture of the package is the one the binaries are built for: the cross toolchain file
 # sets SLUICE_DEB_ARCHITECTURE (cmake/aarch64-linux-gnu.cmake), a native build asks dpkg.
@@ -88,8 +95,9 @@ pile up on disk and are drained in order when it returns.
 
 The package installs the daemon (sluice), its configuration in /etc/sluice,
 a systemd unit that is not enabled, the system user sluice and the state
-directory /var/lib/sluice, the device fleet simulator (sluice-sim) and the
-end-to-end verifier (sluice-verify).]=])
+directory /var/lib/sluice, the device fleet simulator (sluice-sim), the
+end-to-end verifier (sluice-verify), and a Grafana dashboard and Prometheus
+alerting rules in /usr/share/sluice/monitoring.]=])
 set(CPACK_PACKAGING_INSTALL_PREFIX "${CMAKE_INSTALL_PREFIX}")
 set(CPACK_STRIP_FILES ON)
 # One package for every install() rule; nothing built but not installed (tests) goes in.

@@ -106,6 +106,8 @@ expect -rw-r--r-- usr/share/doc/sluice/configuration.md
 expect -rw-r--r-- usr/share/doc/sluice/install.md
 expect -rw-r--r-- usr/share/doc/sluice/copyright
 expect -rw-r--r-- usr/share/doc/sluice/changelog.gz
+expect -rw-r--r-- usr/share/sluice/monitoring/sluice-dashboard.json
+expect -rw-r--r-- usr/share/sluice/monitoring/sluice-alerts.yml
 if grep -Ei '(test|fuzz|bench)[^/]*$' <<<"$(awk '{ print $6 }' <<<"$listing")" | grep -v '\.md$'; then
   fail "package contains test, fuzz or benchmark files (above)"
 fi

@@ -37,6 +37,10 @@ packages+=(clang libclang-rt-14-dev)
 # openssl(1) makes the test certificates of the MQTT upstream's TLS broker
 # (tests/integration/cloud_broker.sh); a host tool too.
 packages+=(openssl)
+# promtool checks and unit-tests the alerting rules in monitoring/ and jq reads the dashboard
+# there (tests/monitoring/check.sh). Debian ships promtool only inside the Prometheus server's
+# package, whose service is kept from starting below.
+packages+=(prometheus jq)
 
 # Only list packages that are not fully installed ("ii"), so re-runs are fast
 # and do not need the network.
@@ -58,26 +62,46 @@ else
     sudo=(sudo -n)
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # The packages' maintainer scripts start their services through invoke-rc.d (without systemd:
+  # prometheus's would serve on 9090 from then on, mosquitto's on 1883) and deb-systemd-invoke.
+  # Both ask policy-rc.d(8) first; exit status 101 forbids every action. Put one in place for this
+  # installation only, unless the machine has its own (containers often do).
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\n# scripts/install-deps.sh: no service starts while it installs.\nexit 101\n' |
+      "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod 755 "$policy"
+    own_policy=1
+    trap '"${sudo[@]}" rm -f "$policy"' EXIT
+  fi
   "${sudo[@]}" apt-get update
   # Keep existing config files without asking if a package is upgraded.
   "${sudo[@]}" apt-get install -y --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
     "${missing[@]}" </dev/null
+  if ((own_policy)); then
+    "${sudo[@]}" rm -f "$policy"
+    trap - EXIT
+  fi
 fi
 
-# Debian's mosquitto package enables and starts a system broker on 1883.
-# Tests and demos run their own brokers (scripts/mosquitto.sh), so turn it off
-# to keep 1883 free and avoid confusion. Only possible when systemd is PID 1
-# (not in most containers); failure here is harmless because our tests use
+# Debian's mosquitto and prometheus packages enable their services (a system broker on 1883, a
+# Prometheus server on 9090), which systemd starts at the next boot even though policy-rc.d kept
+# them from starting now. Tests and demos run their own brokers (scripts/mosquitto.sh) and need
+# only promtool, so turn both off to keep the ports free and avoid confusion. Only possible when
+# systemd is PID 1 (not in most containers); failure here is harmless because our tests use
 # other ports anyway.
 if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
-  if systemctl is-enabled --quiet mosquitto.service 2>/dev/null ||
-    systemctl is-active --quiet mosquitto.service 2>/dev/null; then
-    echo "install-deps: stopping and disabling system mosquitto.service"
-    if ((EUID == 0)); then
-      systemctl disable --now mosquitto.service || true
-    else
-      sudo -n systemctl disable --now mosquitto.service || true
+  for service in mosquitto.service prometheus.service; do
+    if systemctl is-enabled --quiet "$service" 2>/dev/null ||
+      systemctl is-active --quiet "$service" 2>/dev/null; then
+      echo "install-deps: stopping and disabling system $service"
+      if ((EUID == 0)); then
+        systemctl disable --now "$service" || true
+      else
+        sudo -n systemctl disable --now "$service" || true
+      fi
     fi
-  fi
+  done
 fi
