@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // sluice-bench: the probes behind bench/run.sh. Each subcommand measures one thing and writes its
 // figures as JSON (--json FILE); `report` turns a run's JSON files into results.{json,md}.
 //   publish        stamped events at a precise rate over one MQTT connection (the devices)

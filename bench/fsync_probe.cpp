@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "bench/fsync_probe.h"
 
 #include <fcntl.h>

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "bench/log_watcher.h"
 
 #include <spdlog/sinks/null_sink.h>

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "bench/produce_probe.h"
 
 #include <librdkafka/rdkafkacpp.h>

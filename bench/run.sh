@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # sluice benchmarks, side by side with Mosquitto's bridge, in one run (see bench/README.md).
 #
 # Usage: bench/run.sh [--smoke] [--eos|--no-eos] [--outage-events N] [--repetitions N]
@@ -45,7 +46,7 @@ while (($#)); do
   --repetitions) reps_override=${2:?}; shift 2 ;;
   --stages) stages=${2:?}; shift 2 ;;
   --data-dir) data_dir=${2:?}; shift 2 ;;
-  -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+  -h | --help) sed -n '3,23p' "$0"; exit 0 ;;
   *) echo "bench/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # sluice on a Raspberry-Pi-class SD card (bench/throttled-disk.sh): the card's own limit for
 # durable appends, the proof that the throttle holds, and how much sluice writes to the card per
 # event at steady rates. Prints markdown tables (docs/performance.md, "Flash wear", explains them).
@@ -20,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-usage() { sed -n '6,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '7,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 (($#)) || usage
 build_dir=$(realpath "$1")
 shift

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A Raspberry-Pi-class SD card on this machine: a file-backed loop device with ext4 on it, mounted
 # at DIR, every write to it throttled to a cheap card's IOPS and bandwidth.
 #
@@ -44,7 +45,7 @@
 set -euo pipefail
 
 blkio=/sys/fs/cgroup/blkio
-usage() { sed -n '5,/^# Defaults:/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '6,/^# Defaults:/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "throttled-disk.sh: $*" >&2; exit 1; }
 skip() { echo "throttled-disk.sh: SKIP: $*" >&2; exit 77; }
 

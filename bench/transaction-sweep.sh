@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The drain rate of a backlog (N events, 100,000 by default) into a private Kafka, at-least-once
 # and exactly-once with several transaction intervals and sizes: the measurement behind the
 # defaults of transaction_interval_ms and transaction_max_events (docs/performance.md).

@@ -1,8 +1,11 @@
+# SPDX-License-Identifier: Apache-2.0
 # The install layout beyond the executables, and the Debian package (CPack DEB).
 #
 #   cmake --install BUILD            /usr/bin/sluice, sluice-sim, sluice-verify; /etc/sluice/sluice.toml;
 #                                    the systemd unit and sysusers file (systemd/CMakeLists.txt);
-#                                    /usr/share/doc/sluice; /usr/share/sluice/monitoring
+#                                    /usr/share/doc/sluice; /usr/share/sluice/monitoring; the manual
+#                                    pages sluice(1) and sluice.toml(5) (cmake/ManPages.cmake); the
+#                                    bash completion
 #   scripts/package-deb.sh           build/.../sluice_<version>_<arch>.deb (runs cpack)
 #
 # Included from the top-level CMakeLists.txt after every target exists. Tests, benchmarks and fuzzers
@@ -60,6 +63,13 @@ install(FILES ${_sluice_changelog}.gz DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(FILES ${PROJECT_SOURCE_DIR}/monitoring/sluice-dashboard.json
               ${PROJECT_SOURCE_DIR}/monitoring/sluice-alerts.yml
         DESTINATION ${CMAKE_INSTALL_DATADIR}/sluice/monitoring)
+
+# The manual pages, gzipped by cmake/ManPages.cmake.
+install(FILES ${SLUICE_MAN_DIR}/sluice.1.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+install(FILES ${SLUICE_MAN_DIR}/sluice.toml.5.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
+# Where bash-completion loads a command's completion from when it is first completed.
+install(FILES ${PROJECT_SOURCE_DIR}/gateway/sluice.bash-completion
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions RENAME sluice)
 
 # --- Debian package ----------------------------------------------------------------------------
 # The architecture of the package is the one the binaries are built for: the cross toolchain file

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Cross-compiles for 64-bit ARM Linux (Raspberry Pi 3/4/5 with a 64-bit OS, other aarch64 boards)
 # with Debian's cross toolchain (g++-aarch64-linux-gnu) against arm64 libraries installed beside the
 # native ones through multiarch (libfoo-dev:arm64 in /usr/lib/aarch64-linux-gnu). No sysroot: the

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "connectors/kafka_conf.h"
 
 #include <librdkafka/rdkafka.h>

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Paho C++ 1.2 (Debian 12) declares message::c_struct() only under UNIT_TESTS. The macro adds that
 // one inline accessor and changes nothing else in the class (no member, no layout), so this file
 // alone defines it, before any Paho header, and no other file may.

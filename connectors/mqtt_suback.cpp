@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "connectors/mqtt_suback.h"
 
 #include <fmt/format.h>

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "connectors/redelivery_filter.h"
 
 #include <openssl/evp.h>

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // sluice-sim: a simulated fleet of IoT devices publishing over MQTT. This is where the options are
 // read, the fleet is assembled on Paho links and the system clock, signals are taken, and
 // exceptions are caught for good; the behaviour lives in the sluice_sim library (Fleet).

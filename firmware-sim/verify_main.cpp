@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // sluice-verify: reads what sluice forwarded back, a Kafka topic from its beginning as a
 // read_committed consumer (the default; --read-uncommitted also counts the records of aborted
 // transactions) or an MQTT upstream through a persistent session, and proves that every device

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "firmware-sim/verify_mqtt_reader.h"
 
 #include <mqtt/connect_options.h>

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "gateway/config.h"
 
 #include <unistd.h>
@@ -1216,6 +1218,16 @@ Status LoadConfigFile(const std::string& path, Config* out, const ConfigEnvironm
   Status s = ReadConfigText(path, &text);
   if (!s.ok()) return s;
   return ParseConfig(text, path, out, env);
+}
+
+Status ListConfigKeys(const std::string& toml_text, std::vector<std::string>* keys,
+                      const ConfigEnvironment& env) {
+  TomlErrors errors("");
+  errors.RecordKeysIn(keys);
+  toml::table doc;
+  if (!ParseTomlText(toml_text, "", &errors, &doc)) return errors.status();
+  Config config;
+  return ParseDocument(doc, &errors, env, &config);
 }
 
 const UpstreamConfig* FindUpstream(const Config& config, std::string_view name) {

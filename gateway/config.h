@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #pragma once
 
 #include <cstdint>
@@ -16,7 +18,8 @@
 namespace sluice::gateway {
 
 // The daemon's configuration, parsed from TOML: the schema. Every key, its default and its meaning
-// are in docs/configuration.md; keep the two in step. The parser fills the components' own options
+// are in docs/configuration.md; keep the two in step (tests/gateway/config_documented_test.cpp
+// holds the page to the keys ListConfigKeys names). The parser fills the components' own options
 // structs, which hold the defaults; what the daemon alone decides (logger, log id, clock) is left
 // for it to set. Unknown keys are errors.
 
@@ -103,6 +106,13 @@ Status ParseConfig(const std::string& toml_text, const std::string& origin, Conf
 // Reads the file (ReadConfigText) and calls ParseConfig. A missing or unreadable file is an error
 // naming the path.
 Status LoadConfigFile(const std::string& path, Config* out, const ConfigEnvironment& env = {});
+
+// Parses `toml_text` as ParseConfig does and appends to *keys the dotted name of every key the
+// parser asked for, present in the text or not ("gateway.id", "upstream.central.tls.ca_file",
+// "route[1].qos"): the schema as the parser states it, which the tests hold docs/configuration.md
+// to. The parse stops at the first error, so only a valid text lists every table.
+Status ListConfigKeys(const std::string& toml_text, std::vector<std::string>* keys,
+                      const ConfigEnvironment& env = {});
 
 // The upstream named `name`, or null.
 const UpstreamConfig* FindUpstream(const Config& config, std::string_view name);

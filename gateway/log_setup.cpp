@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "gateway/log_setup.h"
 
 #include <spdlog/sinks/stdout_sinks.h>

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // The sluice command: `run`, `check-config`, `status`, `dead-letters`, `replay`, `--version`. This
 // is the one place where the object graph is assembled (through Daemon) and where exceptions are
 // caught for good.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "gateway/metrics_server.h"
 
 // Why an accept loop of our own rather than cpp-httplib (Debian 12 ships 0.11 as a shared

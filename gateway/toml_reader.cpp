@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "gateway/toml_reader.h"
 
 #include <algorithm>
@@ -228,6 +230,7 @@ std::string TableReader::Name(std::string_view key) const {
 
 const toml::node* TableReader::Get(std::string_view key) {
   known_.emplace_back(key);
+  if (errors_->recording_keys()) errors_->RecordKey(Name(key));
   return table_ ? table_->get(key) : nullptr;
 }
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #pragma once
 
 #include <chrono>
@@ -7,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <toml++/toml.h>
@@ -41,7 +44,7 @@ std::string DescribeType(const toml::node& node);
 
 // Collects the first error of a parse, prefixed with "origin:line:column: " (or "line L, column
 // C: " without an origin). Later failures are dropped: one precise message beats a cascade of
-// follow-on complaints.
+// follow-on complaints. The state one parse shares between its TableReaders.
 class TomlErrors {
  public:
   explicit TomlErrors(std::string_view origin) : origin_(origin) {}
@@ -52,11 +55,19 @@ class TomlErrors {
   // `where` may be null for a value that came from a default or from another file.
   void Fail(const toml::source_region* where, std::string_view message);
 
+  // For the tests that hold docs/configuration.md to the schema: from now on the dotted name of
+  // every key a TableReader of this parse asks for, present or not, is appended to *keys, which
+  // must outlive the parse. Off (null) by default.
+  void RecordKeysIn(std::vector<std::string>* keys) { keys_ = keys; }
+  bool recording_keys() const { return keys_ != nullptr; }
+  void RecordKey(std::string name) { keys_->push_back(std::move(name)); }
+
  private:
   std::string Locate(const toml::source_region* where) const;
 
   std::string origin_;
   Status status_;
+  std::vector<std::string>* keys_ = nullptr;
 };
 
 // Parses TOML text into *out. A syntax error goes to `errors` with its position; toml++'s own

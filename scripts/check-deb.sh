@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Checks a sluice .deb without installing it: the control fields, the maintainer scripts and the
 # conffile, the contents list (every file the install layout promises, with owner and mode; no test,
-# fuzz or benchmark binary; stripped executables), and that the packaged programs run: sluice
-# --version and check-config of the packaged configuration, sluice-sim and sluice-verify --help.
+# fuzz or benchmark binary; stripped executables), that the packaged programs run: sluice
+# --version and check-config of the packaged configuration, sluice-sim and sluice-verify --help,
+# that the manual pages render without warnings and the bash completion loads, and that the
+# copyright file is machine-readable (DEP-5) and complete.
 # For a foreign architecture, --run-with names the emulator (qemu-aarch64 for arm64).
 # Usage: scripts/check-deb.sh [--run-with EMULATOR] [--lintian] FILE.deb
 set -euo pipefail
@@ -108,6 +111,9 @@ expect -rw-r--r-- usr/share/doc/sluice/copyright
 expect -rw-r--r-- usr/share/doc/sluice/changelog.gz
 expect -rw-r--r-- usr/share/sluice/monitoring/sluice-dashboard.json
 expect -rw-r--r-- usr/share/sluice/monitoring/sluice-alerts.yml
+expect -rw-r--r-- usr/share/man/man1/sluice.1.gz
+expect -rw-r--r-- usr/share/man/man5/sluice.toml.5.gz
+expect -rw-r--r-- usr/share/bash-completion/completions/sluice
 if grep -Ei '(test|fuzz|bench)[^/]*$' <<<"$(awk '{ print $6 }' <<<"$listing")" | grep -v '\.md$'; then
   fail "package contains test, fuzz or benchmark files (above)"
 fi
@@ -140,9 +146,56 @@ done
 ok "sluice-sim and sluice-verify start${run_with:+ under ${run_with[*]}}"
 echo "check-deb: $(basename "$deb"): $(stat -c %s "$deb") bytes; /usr/bin/sluice $(stat -c %s "$tree/usr/bin/sluice") bytes (stripped)"
 
+# --- manual pages, bash completion, copyright ----------------------------------------------------
+before=$failures
+for page in man1/sluice.1.gz man5/sluice.toml.5.gz; do
+  if ! gzip -t "$tree/usr/share/man/$page" 2>/dev/null; then
+    fail "/usr/share/man/$page is not gzip-compressed"
+  elif ! warnings=$(MANWIDTH=80 man --warnings -l "$tree/usr/share/man/$page" 2>&1 >/dev/null); then
+    fail "man -l /usr/share/man/$page failed: $warnings"
+  elif [[ -n "$warnings" ]]; then
+    fail "man --warnings -l /usr/share/man/$page: $warnings"
+  fi
+done
+completion=$tree/usr/share/bash-completion/completions/sluice
+if [[ "$(bash -c 'source "$1" && complete -p sluice' _ "$completion" 2>&1)" != "complete -F _sluice sluice" ]]; then
+  fail "sourcing /usr/share/bash-completion/completions/sluice does not set up the completion of sluice"
+fi
+((failures > before)) ||
+  ok "manual pages sluice(1) and sluice.toml(5) render without warnings; bash completion loads"
+# Machine-readable (DEP-5): the format line, sluice's own files under Apache-2.0, and a stand-alone
+# License paragraph for every licence name a License field uses. Prints what is wrong.
+dep5=$(awk '
+  NR == 1 && $0 != "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/" {
+    print "the first line is not the DEP-5 Format field"
+  }
+  /^$/ { first = ""; files = ""; next }
+  /^[A-Za-z-]+:/ {
+    field = substr($0, 1, index($0, ":") - 1)
+    value = substr($0, index($0, ":") + 1)
+    gsub(/^[ \t]+|[ \t]+$/, "", value)
+    if (first == "") first = field
+    if (field == "Files") files = value
+    if (field == "License") {
+      if (first == "License") defined[value] = 1
+      if (files == "*") own = value
+      n = split(value, names, /[ ()]+/)
+      for (i = 1; i <= n; i++) if (names[i] != "" && names[i] != "and" && names[i] != "or") used[names[i]] = 1
+    }
+  }
+  END {
+    if (own != "Apache-2.0") print "Files: * is under \"" own "\", not Apache-2.0"
+    for (name in used) if (!(name in defined)) print "no stand-alone License paragraph for " name
+  }' "$tree/usr/share/doc/sluice/copyright")
+if [[ -n "$dep5" ]]; then
+  fail "/usr/share/doc/sluice/copyright: $dep5"
+else
+  ok "copyright: DEP-5, sluice under Apache-2.0, every licence named has its text"
+fi
+
 if ((lintian)); then
-  # Errors and warnings fail the check. Accepted: no-manual-page (sluice --help and docs/ are the
-  # manual).
+  # Errors and warnings fail the check. Accepted: no-manual-page, for sluice-sim and sluice-verify
+  # (their --help and docs/firmware-sim.md are their manual; sluice's own pages are checked above).
   if lintian --fail-on error,warning --suppress-tags no-manual-page "$deb"; then
     ok "lintian: no errors or warnings"
   else

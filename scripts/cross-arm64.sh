@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Cross-builds sluice for arm64 (Raspberry Pi 3/4/5 with a 64-bit OS, other aarch64 boards) on an
 # amd64 Debian 12 machine, and proves the result runs:
 #   1. installs Debian's cross toolchain, qemu-user and the arm64 variant of every library in

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The sluice demo: a simulated device fleet (sluice-sim) -> Mosquitto -> sluice -> two upstreams
 # fed from one log: "central", a Kafka cluster, and "cloud", a second Mosquitto standing for a
 # cloud MQTT broker. First the cloud broker is cut while Kafka keeps receiving, then Kafka is cut

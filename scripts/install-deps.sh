@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Install every Debian 12 package sluice needs to build, test and demo.
 # Usage: scripts/install-deps.sh [--print-packages]
 # Idempotent: when everything is already installed apt is not touched at all.
@@ -7,6 +8,8 @@ set -euo pipefail
 packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config clang-format
+  # the manual pages (scdoc turns docs/man/*.scd into roff: cmake/ManPages.cmake)
+  scdoc
   # libraries the C++ code links against
   libpaho-mqttpp-dev libpaho-mqtt-dev librdkafka-dev libsqlite3-dev
   libspdlog-dev libfmt-dev doctest-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev

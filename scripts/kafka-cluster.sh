@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A Kafka cluster of N combined broker+controller nodes (KRaft) on one host, for tests of broker
 # failures. Each node is a scripts/kafka.sh broker in DIR/nodeI: node I listens on
 # PORT+2(I-1) and its controller on PORT+2(I-1)+1. Every topic is replicated N times with

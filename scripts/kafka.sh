@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Single-node Apache Kafka broker (KRaft, combined broker+controller) for
 # development, tests and demos. The jars come from Maven Central via mvn, so
 # no Kafka tarball or Debian package is needed.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Private Mosquitto MQTT broker for development, tests and demos, fully
 # contained in DIR (config, log, persistence DB, pid file).
 #

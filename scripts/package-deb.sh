@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds sluice's Debian package from a configured and built build directory (cpack -G DEB; the
 # package is described in cmake/Packaging.cmake) and prints the path of the .deb on stdout.
 # Usage: scripts/package-deb.sh [--build-dir DIR]   (default DIR: build/ci)

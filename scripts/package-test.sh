@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds sluice's .deb from a build directory and installs it the way an operator would, with apt,
 # into a throwaway Debian 12 root (a minimal debootstrap, cached in ~/.cache/sluice): apt resolves
 # the declared Depends from the Debian archive, and the maintainer scripts run for real (chroot).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Sets up a fresh Debian 12 machine and runs sluice's whole test suite:
 #   1. installs the Debian packages (scripts/install-deps.sh) and fetches the Kafka broker's jars,
 #   2. builds with warnings as errors and runs every test: unit tests and the integration tests
@@ -44,13 +45,14 @@ scripts/kafka.sh fetch
 # Before anything runs beside the tests: apt holds a lock that the package test also takes.
 [[ "$quick" == 1 ]] || scripts/cross-arm64.sh --deps-only
 
-step "clang-format check"
+step "clang-format and licence header check"
 unformatted=$(git ls-files '*.cpp' '*.h' | xargs clang-format --dry-run 2>&1 | grep -c warning || true)
 if [[ "$unformatted" != 0 ]]; then
   git ls-files '*.cpp' '*.h' | xargs clang-format --dry-run 2>&1 | head -20
   echo "clang-format: $unformatted places differ from .clang-format" >&2
   exit 1
 fi
+scripts/check-spdx.sh
 
 build() {  # build DIR [cmake args...] [-- targets...]
   local dir=$1 args=() targets=()

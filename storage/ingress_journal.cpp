@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "storage/ingress_journal.h"
 
 #include <sqlite3.h>

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "storage/sqlite_handle.h"
 
 namespace sluice::storage {

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# SPDX-License-Identifier: Apache-2.0
 # Process management shared by scripts/kafka.sh and scripts/mosquitto.sh. Each
 # runs at most one broker per state directory DIR and tracks it with a pid file
 # in DIR, so tests and demos can run side by side on different DIRs and ports.

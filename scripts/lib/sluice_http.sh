@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# SPDX-License-Identifier: Apache-2.0
 # Reads a running sluice's HTTP endpoint ([metrics] listen) from scripts, so that they wait for
 # readiness the way an operator's probe does rather than by grepping the daemon's log. Needs no
 # curl (scripts/install-deps.sh does not install it): bash's /dev/tcp, one request per connection,

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "common/metrics_registry.h"
 
 #include <doctest/doctest.h>

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // KafkaSink with delivery = exactly-once against librdkafka's mock cluster.
 //
 // What the mock (librdkafka 2.0.2) cannot serve, and how these tests live with it:

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #pragma once
 
 // What the Kafka sink's tests share: a librdkafka mock cluster, the routes and options they run

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "connectors/mqtt_endpoint.h"
 
 #include <doctest/doctest.h>

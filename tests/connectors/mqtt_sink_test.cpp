@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // The MQTT upstream against a real "cloud" Mosquitto with TLS and passwords
 // (tests/integration/cloud_broker.sh, started by a CTest fixture). Label "integration".
 #include "connectors/mqtt_sink.h"

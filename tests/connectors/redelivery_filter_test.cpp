@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // RedeliveryFilter: which DUP messages are taken for an event already in the log.
 
 #include "connectors/redelivery_filter.h"

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "firmware-sim/event_schedule.h"
 
 #include <doctest/doctest.h>

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "firmware-sim/verify_expectation.h"
 
 #include <fstream>

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Fuzzes the configuration parser (gateway/config.h ParseConfig) with arbitrary text. Beyond "no
 // crash, no leak, no undefined behaviour", it checks the promises the rest of sluice builds on:
 // a rejected configuration gets a message that names where it came from, and an accepted one

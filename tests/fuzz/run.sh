@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the libFuzzer targets of tests/fuzz with clang, ASan and UBSan and runs each one for a
 # bounded time, starting from the seed corpus in tests/fuzz/corpus/<target>. Fails on any crash,
 # leak, sanitizer report, broken invariant, timeout or memory blow-up, and prints the input that

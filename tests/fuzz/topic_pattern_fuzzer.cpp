@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Fuzzes MQTT topic filter validation and matching and key pattern capture
 // (connectors/topic_pattern.h) against a straightforward reference implementation, and checks the
 // properties routing relies on: a valid filter matches every topic built from it, and a capture is

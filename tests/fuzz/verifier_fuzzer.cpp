@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Fuzzes what sluice-verify reads from outside: the simulator's summary (VerifyExpectation::Parse),
 // every record value on the topic (Verifier::AddPayload, which decodes DeviceEvent JSON) with its
 // sluice.seq / sluice.log, and gap records (Verifier::AddGapPayload, which decodes VerifyGap JSON).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # `sluice check-config` and `sluice run` refuse each kind of bad configuration with exit status 2
 # and a message on stderr that names the key. Usage: cli_bad_config_test.sh SLUICE_BINARY
 set -uo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # `sluice dead-letters list|show|replay|purge` end to end: output, exit codes (0 ok, 1 error,
 # 2 bad usage), and replay/purge refused while another process holds the log's lock.
 # Usage: cli_dead_letters_test.sh SLUICE_BINARY

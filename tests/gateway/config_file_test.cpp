@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // gateway/config_file.h, and the parts of gateway/config.h that systemd deployments rely on:
 // ${CREDENTIALS_DIRECTORY} in file keys (LoadCredential=) and gateway.stop_timeout_s.
 #include "gateway/config_file.h"

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // [[route]] retained and [mqtt] protocol (docs/configuration.md).
 #include <doctest/doctest.h>
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // [upstream.NAME] blocks, route.to, forward_retain, storage.retain_*, and the old form ([kafka],
 // route.kafka_topic) with its rewrite (docs/configuration.md).
 #include <doctest/doctest.h>

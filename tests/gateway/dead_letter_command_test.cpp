@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "gateway/dead_letter_command.h"
 
 #include <doctest/doctest.h>

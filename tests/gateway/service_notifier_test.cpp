@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "gateway/service_notifier.h"
 
 #include <doctest/doctest.h>

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # CTest fixture for the Kafka authentication and authorization tests: a Kafka broker of their own
 # with a SASL_PLAINTEXT listener (mechanism PLAIN, users admin and sluice) and the KRaft ACL
 # authorizer. The PLAINTEXT and controller listeners stay open (ANONYMOUS is a super user there),

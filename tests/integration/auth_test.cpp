@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Kafka authorization and authentication failures against a real broker (auth_brokers.sh): a
 // SASL_PLAINTEXT listener with PLAIN users and the KRaft ACL authorizer. sluice must say clearly
 // what is wrong, keep every event in its log (an ACL or a password is the operator's to fix, not

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # CTest fixture: starts (or stops) the Mosquitto and Kafka brokers shared by the integration tests.
 # Usage: brokers.sh start|stop STATE_DIR MQTT_PORT KAFKA_PORT
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # CTest fixtures of the chaos tests: brokers that the tests may cut off or kill.
 #
 # Usage:

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Kafka broker failures and maintenance in a real three-node cluster (KRaft; every topic
 // replicated three times, min.insync.replicas 2; scripts/kafka-cluster.sh): the partition leader
 // is killed with SIGKILL while sluice forwards, and started again later; and a rolling restart,

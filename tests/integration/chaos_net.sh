@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A network namespace joined to this host by a veth pair, and the faults a real uplink has: the
 # link going down, a partition that swallows every packet, a slow and lossy line.
 #

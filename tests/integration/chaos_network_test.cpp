@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Outages that behave like real networks, and MQTT broker failures, against real brokers:
 // - Kafka in its own network namespace behind a veth pair (tests/integration/chaos_net.sh): the
 //   link goes down, or a partition swallows every packet, so that sluice's TCP connections hang

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A "cloud" Mosquitto for the MQTT upstream's tests: TLS only (a client certificate required),
 # user names and passwords, an ACL, contained in DIR. Certificates and passwords are made on the
 # first start in DIR (nothing secret is committed) and kept across restarts, so that a test can

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // delivery = "exactly-once" against real Kafka (label "integration"): what a consumer reading
 // read_committed sees when a second sluice takes over a gateway id, when the log is re-created
 // under the same gateway id, and when Kafka stays away longer than a transaction may last.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // End-to-end tests of the forwarding path against a real Mosquitto and a real Kafka broker:
 // Paho publisher -> Mosquitto -> sluice (child process) -> Kafka -> librdkafka consumer.
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #pragma once
 
 // Helpers for the integration tests: a real sluice process, a real MQTT publisher (Paho) and a

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # CTest fixture for the limits tests: a Kafka broker of their own that creates no topics
 # (auto.create.topics.enable=false), for the unknown-topic scenario.
 # Usage: limits_brokers.sh start|stop STATE_DIR KAFKA_PORT CONTROLLER_PORT

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Limits and bad input against real brokers: a full disk, storage.max_bytes during a long Kafka
 // outage under each overflow policy, payloads and topics of every shape, and a Kafka topic that
 // does not exist on a broker that creates none. Each scenario prints one line

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // The metrics endpoint of a real sluice against a real Mosquitto and a real Kafka broker: the
 // counters match what was published, and during a Kafka outage the gauges and /readyz say so.
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "tests/integration/mqtt_reader.h"
 
 #include <mqtt/properties.h>

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #pragma once
 
 // A persistent-session MQTT subscriber for tests: reads back what an MQTT upstream received

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // The MQTT source alone, against the real Mosquitto of the integration fixture, writing through a
 // fake EventWriter: what it builds from each message. (That a QoS 1 message is acknowledged only
 // once written is proven with the real log by the failpoint tests around the commit.)

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #pragma once
 
 // systemd's side of the notification protocol (sd_notify(3)) for the integration tests: a real

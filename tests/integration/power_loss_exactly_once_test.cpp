@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Power loss under exactly-once delivery (issue #11), one level below the daemon: the durable log
 // (SqliteEventLog, sync = full) on the power-loss VFS (tests/storage/power_loss_vfs.h), and a
 // Forwarder with a KafkaSink in exactly-once mode, put together as gateway/upstream.cpp does,

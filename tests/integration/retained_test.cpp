@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Retained messages and SUBACK checks against the real Mosquitto of the CTest fixture (issue 10,
 // item 4): a retained message enters the log once, never again because sluice restarted and
 // subscribed again; a route can skip them; a refused subscription keeps /readyz not ready.

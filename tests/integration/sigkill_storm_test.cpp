@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // SIGKILL storm: a simulated fleet (sluice-sim) publishes steadily into the shared Mosquitto
 // (persistence on, max_queued_messages 0) while sluice is killed with SIGKILL at random moments
 // and restarted, again and again. At the end the fleet stops, sluice drains, and the verifier

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "tests/integration/sluice_fixture.h"
 
 #include <doctest/doctest.h>

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #pragma once
 
 // One integration test's own sluice daemon, configuration and temporary directory against the

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // sluice under a service manager, against a real Mosquitto and a real Kafka broker: the
 // notification protocol (sd_notify(3)) seen from a real AF_UNIX datagram socket standing in for
 // systemd, the watchdog with a wedged forwarder, the bounded shutdown, and SIGHUP reloads.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // One log, several upstreams, at the level of the daemon: a real `sluice run` reads a real local
 // Mosquitto (the brokers fixture), logs every event and forwards the log to two upstreams at
 // once, each over its own cursor: "central", the fixture's Kafka, and "cloud", a second Mosquitto

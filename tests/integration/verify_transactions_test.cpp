@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // sluice-verify against Kafka transactions, on the shared broker of the integration fixture: a
 // transactional producer (librdkafka, as sluice's exactly-once sink is) writes device events in
 // committed, aborted and still open transactions, each with a checkpoint record on a topic of its

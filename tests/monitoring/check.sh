@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Checks monitoring/ (the Grafana dashboard, the Prometheus alerting rules and their unit tests)
 # against itself, Prometheus' own tool and a running sluice:
 #   1. `promtool check rules` accepts the rules and `promtool test rules` passes their unit tests;

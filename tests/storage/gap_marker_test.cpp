@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "storage/gap_marker.h"
 
 #include <doctest/doctest.h>

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Power loss against the real storage path (SqliteEventLog + IngressJournal + LogWriter, as the
 // daemon assembles them): a fault-injecting VFS (PowerLossVfs) cuts the power at a random file
 // operation, throws away what was not fsynced, and the next start recovers what is left: a fresh

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "tests/storage/power_loss_vfs.h"
 
 #include <fcntl.h>

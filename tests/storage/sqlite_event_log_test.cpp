@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 #include "storage/sqlite_event_log.h"
 
 #include <doctest/doctest.h>

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // SqliteEventLog with several upstreams: a cursor each, retention for replays, gap markers, dead
 // letters per upstream and replay requests (docs/log-format.md, format 3).
 

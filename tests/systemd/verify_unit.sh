@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Checks systemd/sluice.service and systemd/sluice.sysusers with systemd's own tools:
 #   1. `systemd-analyze verify` accepts the unit without a single warning (verify exits 0 on an
 #      unknown key or an unparsable value and only prints a warning, so any output fails),
