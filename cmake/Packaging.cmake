@@ -126,9 +126,11 @@ endif()
 # arm64 libraries' symbols files of the multiarch packages). postinst creates the system user with
 # systemd-sysusers where systemd is installed and with adduser otherwise; adduser is on every
 # standard Debian system anyway, and depending on it alone keeps apt from installing systemd into
-# a container that has none.
+# a container that has none. procps brings /bin/kill, the unit's ExecReload (systemctl reload):
+# it is "important", not essential, and a minimal root (debootstrap minbase, a slim container
+# image) lacks it, where the reload then fails with status 203/EXEC (scripts/systemd-test.sh).
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser, procps")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "mosquitto")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${_sluice_deb_dir}/postinst ${_sluice_deb_dir}/prerm ${_sluice_deb_dir}/postrm

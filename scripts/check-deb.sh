@@ -53,9 +53,9 @@ for f in Section Priority Maintainer Description Installed-Size; do
 done
 depends=$(field Depends)
 # Every shared library sluice links must be a dependency (dpkg-shlibdeps), and so must a way to
-# create the system user.
+# create the system user and the unit's ExecReload, /bin/kill (procps).
 for dep in libc6 libstdc++6 libpaho-mqttpp3-1 libpaho-mqtt1.3 'librdkafka++1' libsqlite3-0 \
-  libspdlog1.10 libfmt9 libsystemd0 adduser; do
+  libspdlog1.10 libfmt9 libsystemd0 adduser procps; do
   [[ ",$depends" == *", $dep"* || ",$depends" == *",$dep"* ]] ||
     fail "Depends lacks $dep: $depends"
 done

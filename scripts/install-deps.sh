@@ -24,8 +24,9 @@ packages=(
   # systemd-analyze and systemd-sysusers check the unit file (tests/systemd/verify_unit.sh)
   systemd
   # the Debian package: lintian checks it, debootstrap makes the root it is installed into
-  # (scripts/package-test.sh)
-  lintian debootstrap
+  # (scripts/package-test.sh), systemd-nspawn boots that root with systemd as PID 1
+  # (scripts/systemd-test.sh)
+  lintian debootstrap systemd-container
 )
 
 # scripts/cross-arm64.sh installs the arm64 variants of the libraries listed here.

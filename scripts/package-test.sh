@@ -1,89 +1,72 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Builds sluice's .deb from a build directory and installs it the way an operator would, with apt,
-# into a throwaway Debian 12 root (a minimal debootstrap, cached in ~/.cache/sluice): apt resolves
-# the declared Depends from the Debian archive, and the maintainer scripts run for real (chroot).
-# Then, inside that root:
+# into a throwaway Debian 12 root (a minimal debootstrap, cached in ~/.cache/sluice; see
+# scripts/lib/debian_root.sh): apt resolves the declared Depends from the Debian archive, and the
+# maintainer scripts run for real (chroot). Then, inside that root:
 #   - sluice --version and sluice check-config of the installed /etc/sluice/sluice.toml, as root and
 #     as the sluice user (who must be able to read the configuration),
 #   - the system user, the state directory and the configuration's owner and mode,
 #   - a reinstall (postinst a second time) keeps an edited configuration,
 #   - remove keeps the configuration and the event log; purge deletes both, and the stat override.
 # The .deb is first checked on its own by scripts/check-deb.sh (fields, contents, stripped, runs).
-# Usage: scripts/package-test.sh [--build-dir DIR]   (default DIR: build/ci; must be built already)
+# Usage: scripts/package-test.sh [--build-dir DIR | --deb FILE]
+#   (default: build the .deb from build/ci, which must be built already; --deb tests FILE instead)
 # Needs root (chroot) and the Debian mirror (SLUICE_DEBIAN_MIRROR, default deb.debian.org).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=build/ci
+deb=""
 while (($#)); do
   case "$1" in
     --build-dir)
       build_dir=$2
       shift
       ;;
+    --deb)
+      deb=$(realpath "$2")
+      shift
+      ;;
     *)
-      echo "usage: $0 [--build-dir DIR]" >&2
+      echo "usage: $0 [--build-dir DIR | --deb FILE]" >&2
       exit 2
       ;;
   esac
   shift
 done
 if ((EUID != 0)); then
-  exec sudo -n "$0" --build-dir "$build_dir"
+  exec sudo -n "$0" --build-dir "$build_dir" ${deb:+--deb "$deb"}
 fi
+# shellcheck source-path=SCRIPTDIR source=lib/debian_root.sh
+source scripts/lib/debian_root.sh
 
 step() { printf '\n==> package-test: %s\n' "$*"; }
 
 scripts/install-deps.sh >/dev/null
 
-step "building the .deb"
-deb=$(scripts/package-deb.sh --build-dir "$build_dir")
+if [[ -z "$deb" ]]; then
+  step "building the .deb"
+  deb=$(scripts/package-deb.sh --build-dir "$build_dir")
+fi
 scripts/check-deb.sh --lintian "$deb"
 version=$(dpkg-deb --field "$deb" Version)
 
-# --- the throwaway root --------------------------------------------------------------------------
-# debootstrap --variant=minbase is Debian's essential set plus apt: no adduser, no systemd, so the
-# package's own Depends must bring what its scripts need. The pristine root is cached; each run
-# works on a copy.
-mirror=${SLUICE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/sluice/rootfs-bookworm-amd64
-if [[ ! -f "$cache/.complete" ]]; then
-  step "creating the cached Debian 12 root $cache (once)"
-  rm -rf "$cache.new"
-  mkdir -p "$(dirname "$cache")"
-  debootstrap --variant=minbase bookworm "$cache.new" "$mirror" >"$cache.new.log" 2>&1 || {
-    tail -20 "$cache.new.log" >&2
-    echo "package-test: debootstrap failed (log: $cache.new.log)" >&2
-    exit 1
-  }
-  # The same suites as a Debian 12 system: security fixes and updates, not only the release.
-  cat >"$cache.new/etc/apt/sources.list" <<EOF
-deb $mirror bookworm main
-deb $mirror bookworm-updates main
-deb ${SLUICE_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security} bookworm-security main
-EOF
-  touch "$cache.new/.complete"
-  rm -rf "$cache" && mv "$cache.new" "$cache"
-fi
-
+# --- the throwaway roots: copies of the cached pristine root -------------------------------------
+cache=$(debian_root_base)
 work=$(mktemp -d /tmp/sluice-package-test.XXXXXX)
 cleanup() {
   local r
-  for r in "$work"/*/; do
-    if mountpoint -q "$r/proc"; then umount "$r/proc"; fi
-  done
+  for r in "$work"/*/; do debian_root_release "$r"; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 new_root() {  # new_root DIR: a fresh copy of the cached root, with the .deb in its /tmp
   root=$1
   step "copying the root to $root"
-  cp -a "$cache" "$root"
-  cp /etc/resolv.conf "$root/etc/resolv.conf"
-  mount -t proc proc "$root/proc"
+  debian_root_copy "$cache" "$root"
   cp "$deb" "$root/tmp/"
 }
-in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 "$@"; }
+in_root() { debian_root_run "$root" "$@"; }
 new_root "$work/adduser"
 
 failures=0
@@ -97,14 +80,7 @@ expect_eq() {  # expect_eq WHAT GOT WANT
 }
 
 step "apt-get install ./$(basename "$deb") in the root"
-in_root apt-get -qq update
-# DEBIAN_FRONTEND only keeps debconf (adduser's dependency) from asking questions.
-in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-  "/tmp/$(basename "$deb")" >"$work/install.log" 2>&1 || {
-  cat "$work/install.log" >&2
-  echo "package-test: apt-get install of the .deb failed" >&2
-  exit 1
-}
+debian_root_install "$root" "$work/install.log" "/tmp/$(basename "$deb")"
 grep -E '^(Need to get|Setting up sluice)' "$work/install.log" || true
 
 step "checks in the installed root"
@@ -186,12 +162,8 @@ in_root getent passwd sluice >/dev/null && ok "system user sluice kept (Debian p
 # from the package's sysusers.d entry instead; systemd-standalone-sysusers is that tool alone.
 step "install where systemd-sysusers exists"
 new_root "$work/sysusers"
-in_root apt-get -qq update
-in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-  systemd-standalone-sysusers "/tmp/$(basename "$deb")" >"$work/install-sysusers.log" 2>&1 || {
-  cat "$work/install-sysusers.log" >&2
-  fail "apt-get install with systemd-sysusers failed"
-}
+debian_root_install "$root" "$work/install-sysusers.log" systemd-standalone-sysusers \
+  "/tmp/$(basename "$deb")" || fail "apt-get install with systemd-sysusers failed"
 IFS=: read -r _ _ uid _ gecos home shell <<<"$(in_root getent passwd sluice)"
 expect_eq "user sluice from sysusers.d" "$gecos:$home:$shell" \
   "sluice edge event gateway:/var/lib/sluice:/usr/sbin/nologin"

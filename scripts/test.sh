@@ -8,8 +8,9 @@
 #   4. builds with ASan+UBSan and with TSan and runs the unit tests under each,
 #   5. fuzzes the parsers of outside input for a bounded time (tests/fuzz/run.sh),
 #   6. builds the Debian package and installs it into a throwaway Debian 12 root
-#      (scripts/package-test.sh); cross-builds for arm64, runs the unit tests under qemu and checks
-#      the arm64 package (scripts/cross-arm64.sh).
+#      (scripts/package-test.sh), then boots such a root with systemd as PID 1 in a container and
+#      drives the installed unit with systemctl (scripts/systemd-test.sh); cross-builds for arm64,
+#      runs the unit tests under qemu and checks the arm64 package (scripts/cross-arm64.sh).
 # Steps 4, 5 and the arm64 build are CPU work, while CTest and the steps after it mostly wait on
 # brokers: they run beside those, at the lowest CPU priority, and their log follows at the end.
 # Usage: scripts/test.sh            (SLUICE_TEST_QUICK=1 skips steps 4, 5 and the arm64 build;
@@ -115,7 +116,18 @@ step "benchmark smoke run, tiny sizes (so that bench/run.sh cannot rot)"
 bench/run.sh --smoke --build-dir build/ci --out build/ci/bench-smoke
 
 step "Debian package (amd64): contents, install/reinstall/remove/purge in a Debian 12 root"
-scripts/package-test.sh --build-dir build/ci
+deb=$(scripts/package-deb.sh --build-dir build/ci)
+scripts/package-test.sh --deb "$deb"
+
+step "the package under systemd as PID 1: a Debian 12 container driven with systemctl"
+# Exit code 77: the kernel cannot make the container here (never under CI=true, where it fails).
+rc=0
+scripts/systemd-test.sh --deb "$deb" || rc=$?
+if ((rc == 77)); then
+  echo "systemd-test skipped"
+elif ((rc != 0)); then
+  exit "$rc"
+fi
 
 if [[ -n "$extra_pid" ]]; then
   step "waiting for the sanitizer, fuzz and arm64 steps (running beside the steps above)"
