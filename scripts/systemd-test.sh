@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # sluice's Debian package under a real systemd as PID 1: boots a throwaway Debian 12 root in a
 # container (systemd-nspawn -b, sharing the host's network), installs the .deb there with apt, and
 # drives the unit as shipped (systemd/sluice.service) with systemctl against a Mosquitto and a

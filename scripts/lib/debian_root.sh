@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash
 # Throwaway Debian 12 roots for the package tests (scripts/package-test.sh, scripts/systemd-test.sh):
 # a minimal debootstrap cached in ~/.cache/sluice, roots derived from it with more packages (cached
