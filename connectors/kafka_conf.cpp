@@ -5,6 +5,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 
@@ -146,6 +147,34 @@ KafkaSettings OwnedProducerSettings(const KafkaSinkOptions& options) {
     if (std::string v = s.value(options); !v.empty()) out.emplace_back(std::string(s.key), v);
   }
   return out;
+}
+
+KafkaSettings ProducerSettings(const KafkaSinkOptions& options) {
+  KafkaSettings settings = OwnedProducerSettings(options);
+  if (options.properties.count("client.id") == 0) {
+    settings.emplace_back("client.id", "sluice-" + options.gateway_id);
+  }
+  return settings;
+}
+
+std::string WithoutPropertyValues(const std::map<std::string, std::string>& properties,
+                                  std::string msg) {
+  auto is_word = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' || c == '-';
+  };
+  for (const auto& [key, value] : properties) {
+    if (value.empty()) continue;
+    for (size_t at = msg.find(value); at != std::string::npos; at = msg.find(value, at + 1)) {
+      const size_t end = at + value.size();
+      if ((at > 0 && is_word(msg[at - 1]) && is_word(value.front())) ||
+          (end < msg.size() && is_word(msg[end]) && is_word(value.back()))) {
+        continue;
+      }
+      msg.replace(at, value.size(), "<" + key + ">");
+      at += key.size() + 1;
+    }
+  }
+  return msg;
 }
 
 Status BuildKafkaConf(const std::map<std::string, std::string>& user, const KafkaSettings& fixed,

@@ -49,6 +49,18 @@ const OwnedKafkaSetting* FindOwnedKafkaSetting(std::string_view name);
 // The settings the producer gets from the table, in table order.
 KafkaSettings OwnedProducerSettings(const KafkaSinkOptions& options);
 
+// Everything the sink's producer gets besides the user's properties: OwnedProducerSettings, then
+// client.id "sluice-<gateway id>" unless the properties name one. What `sluice check-config
+// --probe` connects with too, so that it connects as the daemon does.
+KafkaSettings ProducerSettings(const KafkaSinkOptions& options);
+
+// `msg` with every value of `properties` that stands as a word of its own replaced by "<key>":
+// librdkafka's texts may quote a property's value (a path, a password), and none may reach a log
+// line, systemd's STATUS= or the probe's output. (Inside a longer word, "ssl" of
+// "ssl.ca.location" say, it is the text, not the value.)
+std::string WithoutPropertyValues(const std::map<std::string, std::string>& properties,
+                                  std::string msg);
+
 // Builds a librdkafka global configuration: the user's properties first, then `fixed`, so that
 // the settings a component's guarantees rest on always win. The error names the key but never a
 // user property's value, nor librdkafka's own text for it (which quotes the value): a property may

@@ -8,7 +8,6 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <unordered_map>
@@ -165,12 +164,8 @@ Status KafkaSink::Create(KafkaSinkOptions options, const Router* router, const C
 
 Status KafkaSink::BuildProducer() {
   // The settings sluice owns, from the one table that the configuration also refuses.
-  connectors::KafkaSettings settings = OwnedProducerSettings(options_);
-  if (options_.properties.count("client.id") == 0) {
-    settings.emplace_back("client.id", "sluice-" + options_.gateway_id);
-  }
   std::unique_ptr<RdKafka::Conf> conf;
-  Status s = BuildKafkaConf(options_.properties, settings, &conf);
+  Status s = BuildKafkaConf(options_.properties, ProducerSettings(options_), &conf);
   if (!s.ok()) return s;
   std::string err;
   if (conf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(callbacks_.get()), err) !=
@@ -183,7 +178,8 @@ Status KafkaSink::BuildProducer() {
   if (!producer_) {
     // At creation librdkafka checks the properties together (e.g. sasl.oauthbearer.config) and
     // may quote one.
-    return Status::InvalidArgument("cannot create Kafka producer: " + WithoutPropertyValues(err));
+    return Status::InvalidArgument("cannot create Kafka producer: " +
+                                   WithoutPropertyValues(options_.properties, err));
   }
   callbacks_->fatal_ = false;
   return Status::Ok();
@@ -683,29 +679,6 @@ bool KafkaSink::Resync(std::vector<Delivery>* out) {
   txn_refusals_.clear();
   txn_doomed_ = false;
   return true;
-}
-
-std::string KafkaSink::WithoutPropertyValues(std::string msg) const {
-  // librdkafka's message may quote a property's value (a path, a password): replace each value of
-  // [kafka.properties] that stands as a token of its own with its key before the message reaches
-  // a log or the service manager. (Inside a longer word, "ssl" of "ssl.ca.location" say, it is
-  // the text, not the value.)
-  auto is_word = [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' || c == '-';
-  };
-  for (const auto& [key, value] : options_.properties) {
-    if (value.empty()) continue;
-    for (size_t at = msg.find(value); at != std::string::npos; at = msg.find(value, at + 1)) {
-      const size_t end = at + value.size();
-      if ((at > 0 && is_word(msg[at - 1]) && is_word(value.front())) ||
-          (end < msg.size() && is_word(msg[end]) && is_word(value.back()))) {
-        continue;
-      }
-      msg.replace(at, value.size(), "<" + key + ">");
-      at += key.size() + 1;
-    }
-  }
-  return msg;
 }
 
 void KafkaSink::FailForGood(const Status& s) {

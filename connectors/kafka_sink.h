@@ -175,9 +175,6 @@ class KafkaSink final : public Sink {
   bool TransactionError(const char* what, const RdKafka::Error* error, std::vector<Delivery>* out);
   bool Fenced(RdKafka::ErrorCode err) const;
   std::chrono::milliseconds UntilCommitDue() const;
-  // `msg` with every [kafka.properties] value that stands as a word of its own replaced by
-  // "<key>", so that no secret reaches a log line or systemd's STATUS=.
-  std::string WithoutPropertyValues(std::string msg) const;
 
   const KafkaSinkOptions options_;
   const Router* const router_;

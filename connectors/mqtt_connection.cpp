@@ -7,15 +7,21 @@
 namespace sluice::connectors {
 
 mqtt::connect_options PersistentSessionOptions(const MqttConnection& c) {
+  return ConnectOptions(c, MqttSession::kPersistent);
+}
+
+mqtt::connect_options ConnectOptions(const MqttConnection& c, MqttSession session) {
   const bool v5 = c.protocol == MqttProtocol::kV5;
+  const bool persistent = session == MqttSession::kPersistent;
   auto builder =
       mqtt::connect_options_builder()
           .mqtt_version(v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1)
           .keep_alive_interval(c.keepalive)
           .connect_timeout(std::chrono::duration_cast<std::chrono::seconds>(c.connect_timeout));
-  // Both flags off whatever the version: Paho keeps its own session state by the 3.1.1 flag.
-  builder.clean_session(false);
-  if (v5) builder.clean_start(false);
+  // Paho C refuses the 3.1.1 flag set under MQTT 5 and the MQTT 5 flag under 3.1.1: each version
+  // says it with its own. A persistent session has both off, so Paho keeps its own session state.
+  builder.clean_session(!persistent && !v5);
+  if (v5) builder.clean_start(!persistent);
   if (!c.username.empty()) builder.user_name(c.username);
   if (!c.password.empty()) builder.password(c.password);
   if (c.tls) {
@@ -32,8 +38,8 @@ mqtt::connect_options PersistentSessionOptions(const MqttConnection& c) {
     // Set on the finished options: with Paho C++ 1.2 (Debian 12), properties given to the builder
     // never reach the CONNECT packet, and the broker then keeps no session (session present 0
     // on every reconnect).
-    opts.set_properties(
-        {{mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int32_t>(kSessionNeverExpires)}});
+    opts.set_properties({{mqtt::property::SESSION_EXPIRY_INTERVAL,
+                          static_cast<int32_t>(persistent ? kSessionNeverExpires : 0)}});
   }
   return opts;
 }

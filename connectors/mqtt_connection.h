@@ -38,8 +38,21 @@ struct MqttConnection {
 // session off (the broker's own limit, e.g. Mosquitto's persistent_client_expiration, applies).
 inline constexpr uint32_t kSessionNeverExpires = 0xFFFFFFFF;
 
-// Paho connect options for `c` with a persistent session (MQTT 5: clean start off and a session
-// that never expires; MQTT 3.1.1: clean session off).
+// What the broker keeps of a connection's session.
+enum class MqttSession {
+  // MQTT 5: clean start off and a session that never expires; MQTT 3.1.1: clean session off. The
+  // daemon's connections: the broker queues events for sluice while it is away.
+  kPersistent,
+  // A clean session that ends with the connection (MQTT 5: session expiry 0). `sluice
+  // check-config --probe`: it must neither resume nor leave behind a session of its own.
+  kTransient,
+};
+
+// Paho connect options for `c`: protocol, keepalive, connect timeout, credentials and TLS, with
+// the session `session`. Every connection sluice makes to an MQTT broker takes its options here.
+mqtt::connect_options ConnectOptions(const MqttConnection& c, MqttSession session);
+
+// ConnectOptions(c, MqttSession::kPersistent).
 mqtt::connect_options PersistentSessionOptions(const MqttConnection& c);
 
 }  // namespace sluice::connectors

@@ -109,9 +109,6 @@ class MqttSink final : public Sink {
   // Records a refusal that an operator must fix: `key` is a topic, or "" for the broker.
   std::string Hold(const std::string& key, const std::string& reason);
   void ClearHold(const std::string& key);
-  // A TLS failure's cause in words (trust, host name, client certificate), learnt by a TLS
-  // handshake of its own, since Paho reports only "TCP/TLS connect failure".
-  std::string DiagnoseTls() const;
 
   const MqttSinkOptions options_;
   const Router* const router_;

@@ -341,23 +341,16 @@ bool MqttSource::SubscribePending(bool session_new, std::string* error) {
     const size_t i = pending[k];
     const MqttSubscription& sub = options_.subscriptions[i];
     int code = -1;
-    try {
-      if (!tokens[k]->wait_until(deadline)) {
+    std::string failure;
+    switch (AwaitSubackCode(tokens[k], deadline, &code, &failure)) {
+      case SubackWait::kAnswered:
+        break;
+      case SubackWait::kTimedOut:
         *error = "subscribe to '" + sub.filter + "' timed out";
         return false;
-      }
-      const mqtt::subscribe_response response = tokens[k]->get_subscribe_response();
-      if (!response.get_reason_codes().empty()) code = response.get_reason_codes().front();
-    } catch (const mqtt::exception& e) {
-      // A refused filter: MQTT 5 puts its reason code in the failure, MQTT 3.1.1 returns 0x80.
-      if (e.get_reason_code() >= 0x80) {
-        code = e.get_reason_code();
-      } else if (e.get_return_code() == 0x80) {
-        code = 0x80;
-      } else {
-        *error = "subscribe to '" + sub.filter + "': " + e.what();
+      case SubackWait::kFailed:
+        *error = "subscribe to '" + sub.filter + "': " + failure;
         return false;
-      }
     }
     const SubackVerdict verdict = JudgeSuback(sub.filter, sub.qos, code);
     std::lock_guard<std::mutex> lock(mu_);

@@ -3,6 +3,7 @@
 #include "connectors/mqtt_suback.h"
 
 #include <fmt/format.h>
+#include <mqtt/exception.h>
 
 namespace sluice::connectors {
 
@@ -55,6 +56,31 @@ SubackVerdict JudgeSuback(const std::string& filter, int requested_qos, int retu
         filter, return_code, requested_qos);
   }
   return v;
+}
+
+SubackWait AwaitSubackCode(const mqtt::token_ptr& token,
+                           std::chrono::steady_clock::time_point deadline, int* code,
+                           std::string* error) {
+  *code = -1;
+  try {
+    if (!token->wait_until(deadline)) return SubackWait::kTimedOut;
+    const mqtt::subscribe_response response = token->get_subscribe_response();
+    if (!response.get_reason_codes().empty()) *code = response.get_reason_codes().front();
+    return SubackWait::kAnswered;
+  } catch (const mqtt::exception& e) {
+    if (e.get_reason_code() >= 0x80) {
+      *code = e.get_reason_code();
+      return SubackWait::kAnswered;
+    }
+    if (e.get_return_code() == 0x80) {
+      *code = 0x80;
+      return SubackWait::kAnswered;
+    }
+    *error = e.what();
+  } catch (const std::exception& e) {
+    *error = e.what();
+  }
+  return SubackWait::kFailed;
 }
 
 }  // namespace sluice::connectors

@@ -2,6 +2,9 @@
 
 #pragma once
 
+#include <mqtt/token.h>
+
+#include <chrono>
 #include <string>
 
 namespace sluice::connectors {
@@ -23,5 +26,19 @@ struct SubackVerdict {
 
 // Judges one filter's SUBACK return code against the QoS sluice asked for.
 SubackVerdict JudgeSuback(const std::string& filter, int requested_qos, int return_code);
+
+// How waiting for a SUBACK ended.
+enum class SubackWait {
+  kAnswered,  // *code holds the SUBACK's return code
+  kTimedOut,  // no SUBACK by the deadline
+  kFailed,    // the SUBSCRIBE failed otherwise (the connection was lost): *error says how
+};
+
+// Waits until `deadline` for the SUBACK of a one-filter SUBSCRIBE and sets *code to its return
+// code for JudgeSuback. Paho reports a refusal as a failed token: MQTT 5 with the reason code,
+// MQTT 3.1.1 with return code 0x80; both count as answered.
+SubackWait AwaitSubackCode(const mqtt::token_ptr& token,
+                           std::chrono::steady_clock::time_point deadline, int* code,
+                           std::string* error);
 
 }  // namespace sluice::connectors

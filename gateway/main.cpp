@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// The sluice command: `run`, `check-config`, `status`, `dead-letters`, `replay`, `--version`. This
-// is the one place where the object graph is assembled (through Daemon) and where exceptions are
-// caught for good.
+// The sluice command: `run`, `check-config [--probe]`, `status`, `dead-letters`, `replay`,
+// `--version`. This is the one place where the object graph is assembled (through Daemon) and where
+// exceptions are caught for good.
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -23,6 +23,7 @@
 #include "gateway/dead_letter_command.h"
 #include "gateway/failpoint.h"
 #include "gateway/log_setup.h"
+#include "gateway/probe_command.h"
 #include "gateway/replay_command.h"
 #include "gateway/service_notifier.h"
 #include "gateway/status_report.h"
@@ -37,6 +38,8 @@ constexpr int kExitConfig = 2;
 // Another sluice with this gateway id took over an exactly-once Kafka upstream. The unit does not
 // restart on it (RestartPreventExitStatus): a restart would fence the other one in turn.
 constexpr int kExitFenced = 3;
+// `check-config --probe`: the file is valid, but a check against the brokers failed.
+constexpr int kExitProbeFailed = 4;
 
 std::string Join(const std::vector<std::string>& items) {
   std::string out;
@@ -78,7 +81,8 @@ void Reload(sluice::gateway::ConfigFile* file, spdlog::logger* logger,
   }
 }
 
-int CheckConfig(const std::string& path) {
+// `probe_timeout` > 0: also run the probe (ProbeCommand), each check waiting at most that long.
+int CheckConfig(const std::string& path, std::chrono::milliseconds probe_timeout) {
   sluice::gateway::Config config;
   sluice::Status s = sluice::gateway::LoadConfigFile(
       path, &config, sluice::gateway::ConfigEnvironment::FromProcess());
@@ -95,7 +99,10 @@ int CheckConfig(const std::string& path) {
         "tables and every [[route]] block become:\n\n%s",
         path.c_str(), config.legacy_rewrite.c_str());
   }
-  return kExitOk;
+  if (probe_timeout.count() <= 0) return kExitOk;
+  std::fflush(stdout);
+  sluice::gateway::ProbeCommand probe(config, probe_timeout, std::cout);
+  return probe.Run().failed == 0 ? kExitOk : kExitProbeFailed;
 }
 
 // The log a read-beside-the-daemon command works on: `log_path` when given, else the one the
@@ -275,8 +282,26 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
 
   std::string check_path;
-  auto* check = app.add_subcommand("check-config", "Validate a configuration file and exit");
+  bool check_probe = false;
+  unsigned check_probe_timeout = 5;
+  auto* check = app.add_subcommand(
+      "check-config",
+      "Validate a configuration file and exit. Exit code 0: valid (and, with --probe, every "
+      "check passed); 2: invalid; 4: valid, but a --probe check failed");
   check->add_option("-c,--config", check_path, "Configuration file (TOML)")->required();
+  auto* probe_flag = check->add_flag(
+      "--probe", check_probe,
+      "Also connect to the MQTT broker and to every upstream with the configured credentials "
+      "and TLS, and print one line per check (ok, warn, FAIL): broker reachable, authentication "
+      "and TLS (host name too) accepted, each subscription allowed, each Kafka topic present, "
+      "producing allowed. Never disturbs a running sluice: own client ids and transactional "
+      "ids, no message or record sent, no topic created");
+  check
+      ->add_option("--probe-timeout", check_probe_timeout,
+                   "Seconds each --probe check waits at most")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 300u))
+      ->needs(probe_flag);
 
   std::string status_config = "/etc/sluice/sluice.toml";
   std::string status_log;
@@ -349,7 +374,10 @@ int main(int argc, char** argv) {
   }
   try {
     if (*run) return Run(config_path, level);
-    if (*check) return CheckConfig(check_path);
+    if (*check) {
+      return CheckConfig(check_path, check_probe ? std::chrono::seconds(check_probe_timeout)
+                                                 : std::chrono::milliseconds(0));
+    }
     if (*status) return ShowStatus(status_config, status_log, status_json);
     if (*dead) {
       return DeadLetters(dl_config, dl_log, [&](sluice::gateway::DeadLetterCommand& c) {

@@ -199,6 +199,52 @@ expect_refused_log garbage "not an SQLite database"
 sqlite3 "$dir/foreign.db" "CREATE TABLE t(x); INSERT INTO t VALUES(1);"
 expect_refused_log foreign "not a sluice event log"
 
+# `check-config --probe`: an invalid file exits 2 and probes nothing; the probe's options are
+# checked; a valid file whose brokers refuse connections (closed ports) exits 4 with a FAIL line
+# per broker (the checks themselves run against real brokers: tests/integration, "probe: ...").
+printf '[mqtt]\nurl = "tcp://127.0.0.1:1"\n[storage]\nmax_byte = 5\n%s\n' "$route" \
+  >"$dir/probe-invalid.toml"
+# MQTT only: a refused connection fails at once (librdkafka would retry until the timeout).
+printf '[mqtt]\nurl = "tcp://127.0.0.1:1"\n[upstream.cloud]\nkind = "mqtt"\nurl = "%s"\n%s\n' \
+  "tcp://127.0.0.1:1" '[[route]]
+mqtt = "devices/+/data"
+to = { cloud = "x/{mqtt_topic}" }' >"$dir/probe-refused.toml"
+# expect_probe NAME EXIT WANTED_TEXT UNWANTED_TEXT ARGS...
+# Leaves the output in $out.
+expect_probe() {
+  local name=$1 want_rc=$2 want=$3 unwanted=$4 rc
+  shift 4
+  out=$(timeout 60 "$sluice" check-config "$@" 2>&1)
+  rc=$?
+  if [[ $rc != "$want_rc" || "$out" != *"$want"* || ( -n "$unwanted" && "$out" == *"$unwanted"* ) ]]; then
+    echo "FAIL $name: exit $rc, wanted $want_rc and '$want' (not '$unwanted') in: $out"
+    failures=$((failures + 1))
+  else
+    echo "ok   $name: exit $rc"
+  fi
+}
+expect_probe probe-invalid-config 2 "storage.max_byte" "probe:" --probe --config "$dir/probe-invalid.toml"
+expect_probe probe-timeout-alone 2 "--probe-timeout requires --probe" "" --probe-timeout 3 \
+  --config "$dir/probe-refused.toml"
+expect_probe probe-timeout-zero 2 "--probe-timeout" "probe:" --probe --probe-timeout 0 \
+  --config "$dir/probe-refused.toml"
+expect_probe probe-refused 4 "FAIL  mqtt: cannot connect to tcp://127.0.0.1:1" "" --probe \
+  --config "$dir/probe-refused.toml"
+if [[ "$out" != *"FAIL  upstream cloud (mqtt): cannot connect to tcp://127.0.0.1:1"* ]]; then
+  echo "FAIL probe-refused-upstream: no FAIL line for the upstream in: $out"
+  failures=$((failures + 1))
+fi
+
+# Every option `check-config --help` lists is documented in docs/operations.md.
+operations=$(dirname "$0")/../../docs/operations.md
+for option in $("$sluice" check-config --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+  [[ $option == --help ]] && continue
+  if ! grep -qE -- "$option([^a-z-]|\$)" "$operations"; then
+    echo "FAIL check-config option $option is not in docs/operations.md"
+    failures=$((failures + 1))
+  fi
+done
+
 # Nothing was created for a configuration that was refused.
 if [[ -e "$dir/events.db" ]]; then
   echo "FAIL: a refused configuration created the log"
@@ -208,4 +254,4 @@ if ((failures)); then
   echo "$failures failed"
   exit 1
 fi
-echo "every bad configuration refused with exit 2, every foreign log with exit 1"
+echo "every bad configuration refused with exit 2, every foreign log with exit 1, every failed probe with exit 4"

@@ -242,5 +242,73 @@ TEST_CASE("a wrong SASL password: events kept, delivered after the password is f
   CHECK(f.process->Terminate() == 0);
 }
 
+// `sluice check-config --probe` on the SASL listener: the right password passes every check; a
+// wrong one fails the connection at once (no waiting out the timeout), naming what to fix and
+// showing no password. The file form is the old one, so the upstream is "kafka" in [kafka].
+TEST_CASE("probe: the right SASL password passes, a wrong one fails naming the credentials") {
+  AuthFixture f("probe-sasl");
+  f.admin.CreateTopic(f.cfg.kafka_topic);
+  f.admin.Allow("User:sluice", f.cfg.kafka_topic,
+                {RD_KAFKA_ACL_OPERATION_WRITE, RD_KAFKA_ACL_OPERATION_DESCRIBE});
+  f.admin.Allow("User:sluice", "", {RD_KAFKA_ACL_OPERATION_IDEMPOTENT_WRITE});
+  f.SetPassword(kSluicePassword);
+  const std::string path = f.cfg.Write(f.env);
+  const std::string subject = "upstream kafka (kafka): ";
+
+  const ProbeRun ok = RunProbe(f.env.sluice_bin, path, 5, f.cfg.dir);
+  std::printf("scenario=probe-sasl-right rc=%d seconds=%.2f\n%s", ok.rc, ok.seconds,
+              ok.output.c_str());
+  {
+    INFO(ok.output);
+    CHECK(ok.rc == 0);
+    CHECK_FALSE(ok.Line("ok", subject + "connected to " + f.env.kafka_brokers +
+                                  ": 1 broker(s) in the cluster (security.protocol "
+                                  "sasl_plaintext, SASL PLAIN user 'sluice' accepted)")
+                    .empty());
+    CHECK_FALSE(ok.Line("ok", subject + "topic '" + f.cfg.kafka_topic + "' exists").empty());
+    CHECK_FALSE(ok.Line("ok", subject + "idempotent producer id").empty());
+    CHECK(ok.Count("FAIL") == 0);
+  }
+
+  const std::string wrong = "not-the-password-4711";
+  f.SetPassword(wrong);
+  const ProbeRun bad = RunProbe(f.env.sluice_bin, path, 5, f.cfg.dir);
+  std::printf("scenario=probe-sasl-wrong rc=%d seconds=%.2f\n%s", bad.rc, bad.seconds,
+              bad.output.c_str());
+  INFO(bad.output);
+  CHECK(bad.rc == 4);
+  const std::string line =
+      bad.Line("FAIL", subject + f.env.kafka_brokers + " refuses sluice's credentials (");
+  CHECK_FALSE(line.empty());
+  CHECK(line.find("SASL authentication") != std::string::npos);
+  CHECK(line.find("sasl_password_file (or sasl.password) in [kafka]") != std::string::npos);
+  CHECK(bad.Count("FAIL") == 1);
+  // A refusal is final: the probe says so at once rather than after its 5 s timeout.
+  CHECK(bad.seconds < 5);
+  for (const std::string& secret : {wrong, std::string(kSluicePassword)}) {
+    CHECK(bad.output.find(secret) == std::string::npos);
+    CHECK(ok.output.find(secret) == std::string::npos);
+  }
+}
+
+// A topic that exists but that the ACLs do not open to sluice's user: the probe fails on that
+// topic, and only there (the cluster grants the idempotent producer).
+TEST_CASE("probe: a topic the Kafka ACLs do not open to sluice fails, naming the topic") {
+  AuthFixture f("probe-acl");
+  f.admin.CreateTopic(f.cfg.kafka_topic);
+  f.admin.Allow("User:sluice", "", {RD_KAFKA_ACL_OPERATION_IDEMPOTENT_WRITE});
+  f.SetPassword(kSluicePassword);
+  const ProbeRun probe = RunProbe(f.env.sluice_bin, f.cfg.Write(f.env), 5, f.cfg.dir);
+  std::printf("scenario=probe-kafka-acl rc=%d seconds=%.2f\n%s", probe.rc, probe.seconds,
+              probe.output.c_str());
+  INFO(probe.output);
+  CHECK(probe.rc == 4);
+  CHECK_FALSE(
+      probe
+          .Line("FAIL", "upstream kafka (kafka): topic '" + f.cfg.kafka_topic + "': not authorized")
+          .empty());
+  CHECK(probe.Count("FAIL") == 1);
+}
+
 }  // namespace
 }  // namespace sluice::itest

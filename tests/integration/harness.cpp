@@ -6,9 +6,11 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafkacpp.h>
 #include <mqtt/async_client.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spdlog/sinks/null_sink.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -90,6 +92,79 @@ void ReportScenario(const std::string& scenario, size_t sent, const Verdict& v,
 
 double Seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
+}
+
+// --- sluice check-config --probe -------------------------------------------------------------
+
+ProbeRun RunProbe(const std::string& sluice_bin, const std::string& config_path, int timeout_s,
+                  const std::string& log_dir) {
+  static std::atomic<int> runs{0};
+  const std::string log = log_dir + "/probe-" + std::to_string(++runs) + ".log";
+  ProbeRun r;
+  const auto started = std::chrono::steady_clock::now();
+  {
+    ChildProcess probe(sluice_bin,
+                       {"check-config", "--probe", "--probe-timeout", std::to_string(timeout_s),
+                        "--config", config_path},
+                       log);
+    const std::optional<int> status = probe.Wait(std::chrono::seconds(120));
+    r.rc = status.value_or(-1);
+  }
+  r.seconds = Seconds(std::chrono::steady_clock::now() - started);
+  r.output = ReadFile(log);
+  return r;
+}
+
+std::string ProbeRun::Line(const std::string& verdict, const std::string& text) const {
+  std::istringstream in(output);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(verdict + " ", 0) == 0 && line.find(text) != std::string::npos) return line;
+  }
+  return "";
+}
+
+size_t ProbeRun::Count(const std::string& verdict) const {
+  std::istringstream in(output);
+  std::string line;
+  size_t n = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind(verdict + " ", 0) == 0) n++;
+  }
+  return n;
+}
+
+std::optional<bool> TopicExists(const std::string& brokers, const std::string& topic) {
+  std::string err;
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  if (conf->set("bootstrap.servers", brokers, err) != RdKafka::Conf::CONF_OK) return std::nullopt;
+  std::unique_ptr<RdKafka::Producer> producer(RdKafka::Producer::create(conf.get(), err));
+  if (!producer) return std::nullopt;
+  RdKafka::Metadata* raw = nullptr;
+  if (producer->metadata(true, nullptr, &raw, 10000) != RdKafka::ERR_NO_ERROR) return std::nullopt;
+  std::unique_ptr<RdKafka::Metadata> metadata(raw);
+  for (const RdKafka::TopicMetadata* t : *metadata->topics()) {
+    if (t->topic() == topic && t->err() == RdKafka::ERR_NO_ERROR) return true;
+  }
+  return false;
+}
+
+SilentListener::SilentListener() {
+  fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      listen(fd_, 64) != 0 || getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (fd_ >= 0) close(fd_);
+    throw std::runtime_error("cannot listen on 127.0.0.1");
+  }
+  port_ = ntohs(addr.sin_port);
+}
+
+SilentListener::~SilentListener() {
+  close(fd_);
 }
 
 std::vector<std::string> Devices(int n) {

@@ -216,6 +216,40 @@ void ReportScenario(const std::string& scenario, size_t sent, const Verdict& v,
 
 double Seconds(std::chrono::steady_clock::duration d);
 
+// `sluice check-config --probe --probe-timeout <timeout_s> --config <config_path>` run to its end
+// (at most 120 s), its stdout and stderr in <log_dir>/probe-N.log.
+struct ProbeRun {
+  int rc = -1;  // the exit status; -1 if it did not end in time (then killed)
+  std::string output;
+  double seconds = 0;
+  // The output's line that starts with `verdict` ("ok", "warn", "FAIL") and holds `text`; "" if
+  // none does.
+  std::string Line(const std::string& verdict, const std::string& text) const;
+  // How many lines start with `verdict`.
+  size_t Count(const std::string& verdict) const;
+};
+ProbeRun RunProbe(const std::string& sluice_bin, const std::string& config_path, int timeout_s,
+                  const std::string& log_dir);
+
+// Whether the cluster at `brokers` has `topic`, from a listing of every topic (which, unlike
+// asking for the topic, never makes a broker create it); nullopt if the cluster did not answer.
+std::optional<bool> TopicExists(const std::string& brokers, const std::string& topic);
+
+// A TCP port on 127.0.0.1 that accepts connections (the kernel completes the handshake) but
+// never answers: a broker that hangs, or a network that swallows replies.
+class SilentListener {
+ public:
+  SilentListener();  // throws std::runtime_error if it cannot listen
+  ~SilentListener();
+  SilentListener(const SilentListener&) = delete;
+  SilentListener& operator=(const SilentListener&) = delete;
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
 std::vector<std::string> Devices(int n);
 std::string UniqueSuffix();
 

@@ -467,6 +467,38 @@ const char* LimitsBrokers() {
   return brokers;
 }
 
+// `sluice check-config --probe` before that roll-out: the missing topic fails the probe, naming
+// it and why the broker will not create it; once the topic exists, the probe passes. The probe
+// itself never creates the topic (it asks with auto-creation off).
+TEST_CASE("probe: a Kafka topic missing on a broker that creates none fails until it is created") {
+  SluiceFixture f("limits", "probe-topic");
+  const std::string brokers = LimitsBrokers();
+  const std::string path = f.cfg.dir + "/sluice.toml";
+  std::ofstream(path) << RouteConfig(f, brokers, "");
+
+  const ProbeRun missing = RunProbe(f.env.sluice_bin, path, 5, f.cfg.dir);
+  std::printf("scenario=probe-missing-topic rc=%d seconds=%.2f\n%s", missing.rc, missing.seconds,
+              missing.output.c_str());
+  INFO(missing.output);
+  CHECK(missing.rc == 4);
+  CHECK_FALSE(missing
+                  .Line("FAIL", "upstream kafka (kafka): topic '" + f.cfg.kafka_topic +
+                                    "' does not exist (auto-create is off)")
+                  .empty());
+  CHECK(missing.Count("FAIL") == 1);
+  CHECK(TopicExists(brokers, f.cfg.kafka_topic) == false);
+
+  REQUIRE(CreateTopic(brokers, f.cfg.kafka_topic, 1, 1).empty());
+  const ProbeRun created = RunProbe(f.env.sluice_bin, path, 5, f.cfg.dir);
+  INFO(created.output);
+  CHECK(created.rc == 0);
+  CHECK_FALSE(created
+                  .Line("ok", "upstream kafka (kafka): topic '" + f.cfg.kafka_topic +
+                                  "' exists (1 partition(s))")
+                  .empty());
+  CHECK(created.Count("FAIL") == 0);
+}
+
 // A fleet rolled out before the central team created its topic: the events wait in the log, the
 // probe says why, and once the topic exists every event arrives, in order, none dead-lettered.
 TEST_CASE("a Kafka topic created after sluice started: events held, then all arrive in order") {

@@ -2,7 +2,8 @@
 
 // Retained messages and SUBACK checks against the real Mosquitto of the CTest fixture (issue 10,
 // item 4): a retained message enters the log once, never again because sluice restarted and
-// subscribed again; a route can skip them; a refused subscription keeps /readyz not ready.
+// subscribed again; a route can skip them; a refused subscription keeps /readyz not ready
+// and fails `sluice check-config --probe`.
 
 #include <doctest/doctest.h>
 #include <mqtt/async_client.h>
@@ -196,7 +197,9 @@ HttpResponse WaitForReadyzReason(int metrics_port, const std::string& reason,
   return ready;
 }
 
-TEST_CASE("a refused subscription is an error and keeps /readyz not ready, naming the filter") {
+TEST_CASE(
+    "a refused subscription is an error, keeps /readyz not ready and fails the probe, naming the "
+    "filter") {
   SluiceFixture f("itest", "suback");
   // The dynamic-security plugin refuses to subscribe to refused/# (MQTT 5 reason 0x87, MQTT
   // 3.1.1 0x80); the fixture's broker allows everything.
@@ -218,14 +221,31 @@ TEST_CASE("a refused subscription is an error and keeps /readyz not ready, namin
                                 (protocol == "5" ? std::string("v5") : std::string("v311")) + "/#";
     const std::string path = f.dir.File("sluice-" + protocol + ".toml");
     std::ofstream(path) << TwoRouteConfig(f, broker.url(), protocol, refused, metrics);
+    const std::string reason = "refused the subscription to '" + refused + "'";
+    const std::string code = protocol == "5" ? "0x87 not authorized" : "0x80";
+
+    // `sluice check-config --probe` names the refusal before sluice ever runs, and passes the
+    // other route's filter.
+    {
+      const ProbeRun probe = RunProbe(f.env.sluice_bin, path, 5, f.cfg.dir);
+      std::printf("scenario=probe-refused-subscription-mqtt-%s rc=%d seconds=%.2f\n%s",
+                  protocol.c_str(), probe.rc, probe.seconds, probe.output.c_str());
+      INFO("MQTT ", protocol, ": probe output\n", probe.output);
+      CHECK(probe.rc == 4);
+      CHECK_FALSE(probe.Line("FAIL", "mqtt: the MQTT broker " + reason + " (" + code).empty());
+      CHECK_FALSE(
+          probe.Line("ok", "mqtt: subscribe to '" + f.cfg.mqtt_prefix + "/+/data' allowed (QoS 1)")
+              .empty());
+      CHECK(probe.Count("FAIL") == 1);
+    }
+
     SluiceProcess sluice(f.env.sluice_bin, path, f.cfg.dir);
     sluice.Start();
 
-    const std::string reason = "refused the subscription to '" + refused + "'";
     HttpResponse ready = WaitForReadyzReason(metrics, reason, sluice);
     INFO("MQTT ", protocol, ": /readyz ", ready.status, " ", ready.body);
     CHECK(ready.status == 503);
-    CHECK(ready.body.find(protocol == "5" ? "0x87 not authorized" : "0x80") != std::string::npos);
+    CHECK(ready.body.find(code) != std::string::npos);
 
     // The other route works: the connection is up and only the refusal keeps sluice unready.
     Publisher pub(broker.url(), "pub-" + f.cfg.gateway_id);

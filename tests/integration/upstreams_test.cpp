@@ -10,7 +10,8 @@
 // --source mqtt where the test is about what an operator would run.
 //
 // The cases stop, kill and restart the cloud broker and sluice; they wait only on conditions
-// (log cursors, metrics, /readyz, what the readers got) with deadlines.
+// (log cursors, metrics, /readyz, what the readers got) with deadlines. The last cases run
+// `sluice check-config --probe` against the same brokers (and against ports that never answer).
 
 #include <doctest/doctest.h>
 #include <signal.h>
@@ -1147,6 +1148,199 @@ TEST_CASE("routes that feed one upstream each: each gets exactly its route's eve
   CHECK(cloud.foreign == 0);
   CHECK(reader->Count() == door);
   CHECK(site.f.process->Terminate() == 0);
+}
+
+// --- sluice check-config --probe -------------------------------------------------------------
+//
+// The probe against the same brokers: the shared Mosquitto, the shared Kafka (which creates
+// missing topics) and the TLS cloud broker. Each case asserts the exit code and the line that
+// names what works or fails.
+
+constexpr int kProbeTimeoutSeconds = 5;
+
+// A route from the fixture's own MQTT filter (the Publisher's topics) to both upstreams.
+std::string ProbeRoute(const Site& site) {
+  const std::string& prefix = site.f.cfg.mqtt_prefix;
+  return "[[route]]\nmqtt = \"" + prefix + "/+/data\"\nkey = \"" + prefix +
+         "/{device}/#\"\nto = { central = \"" + site.kafka_topic +
+         "\", cloud = \"site/{gateway}/{device}/data\" }\n";
+}
+
+// The site's configuration with `from` replaced by `to` (a wrong password file, another URL).
+void ConfigureWith(Site& site, const SiteOptions& o, const std::string& from,
+                   const std::string& to) {
+  std::string text = site.ConfigText(o);
+  const size_t at = text.find(from);
+  REQUIRE(at != std::string::npos);
+  text.replace(at, from.size(), to);
+  std::ofstream(site.ConfigPath()) << text;
+}
+
+ProbeRun Probe(const Site& site, const std::string& scenario) {
+  ProbeRun r =
+      RunProbe(site.f.env.sluice_bin, site.ConfigPath(), kProbeTimeoutSeconds, site.f.cfg.dir);
+  std::printf("scenario=%s rc=%d seconds=%.2f\n%s", scenario.c_str(), r.rc, r.seconds,
+              r.output.c_str());
+  std::fflush(stdout);
+  return r;
+}
+
+size_t Occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) n++;
+  return n;
+}
+
+TEST_CASE("probe: every check passes against the brokers, and a running sluice is not disturbed") {
+  Site site("probe-ok");
+  CloudBack back{site.cloud};
+  REQUIRE(CreateTopic(site.f.env.kafka_brokers, site.kafka_topic, 2, 1).empty());
+  SiteOptions o;
+  // drop-oldest makes gap records, so the probe asks about the gap topic too: missing on a broker
+  // that creates topics, which is a warning, not a failure.
+  o.storage = "overflow = \"drop-oldest\"\n";
+  o.central = "delivery = \"exactly-once\"\n";
+  o.routes = ProbeRoute(site);
+  site.Configure(o);
+  site.Start();
+  RequireCloudUp(site);
+  // Events through both upstreams first: the daemon's transactional producer is initialised and
+  // its MQTT connections are up, so that a probe taking their ids would fence or kick them.
+  Publisher pub(site.f.env.mqtt_url, "pub-" + site.gateway);
+  pub.Publish(site.f.cfg.mqtt_prefix, Devices(2), 1, 5, 1);
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Drained(10); }, 60s, 20ms), site.Diagnostics());
+
+  const ProbeRun probe = Probe(site, "probe-all-ok");
+  const std::string password = ReadFile(site.cloud.dir + "/sluice.password");
+  {
+    INFO(probe.output);
+    CHECK(probe.rc == 0);
+    CHECK(probe.Count("FAIL") == 0);
+    CHECK_FALSE(probe
+                    .Line("ok", "mqtt: connected to " + site.f.env.mqtt_url + " as 'sluice-" +
+                                    site.gateway + "-probe' (MQTT 3.1.1)")
+                    .empty());
+    CHECK_FALSE(probe
+                    .Line("ok", "mqtt: subscribe to '" + site.f.cfg.mqtt_prefix +
+                                    "/+/data' allowed (QoS 1)")
+                    .empty());
+    CHECK_FALSE(
+        probe.Line("ok", "upstream central (kafka): connected to " + site.f.env.kafka_brokers)
+            .empty());
+    CHECK_FALSE(probe
+                    .Line("ok", "upstream central (kafka): topic '" + site.kafka_topic +
+                                    "' exists (2 partition(s))")
+                    .empty());
+    CHECK_FALSE(probe
+                    .Line("warn", "upstream central (kafka): topic '" + site.kafka_gap_topic +
+                                      "' does not exist yet")
+                    .empty());
+    CHECK_FALSE(probe
+                    .Line("ok",
+                          "upstream central (kafka): transactions initialised under the probe's "
+                          "own transactional id 'sluice-" +
+                              site.gateway + "-central.probe'")
+                    .empty());
+    CHECK_FALSE(
+        probe.Line("ok", "upstream central (kafka): checkpoint topic 'sluice.checkpoints' exists")
+            .empty());
+    CHECK_FALSE(probe
+                    .Line("ok", "upstream cloud (mqtt): connected to " + site.cloud.Url() +
+                                    " as 'sluice-" + site.gateway +
+                                    "-cloud-probe' (MQTT 5, user 'sluice', TLS, certificate and "
+                                    "host name verified, client certificate accepted)")
+                    .empty());
+    REQUIRE(password.size() > 8);
+    CHECK(probe.output.find(password.substr(0, password.find('\n'))) == std::string::npos);
+  }
+  // The probe asked about the gap topic without creating it.
+  CHECK(TopicExists(site.f.env.kafka_brokers, site.kafka_gap_topic) == false);
+
+  // The running sluice was neither fenced nor disconnected, and forwards on to both upstreams.
+  pub.Publish(site.f.cfg.mqtt_prefix, Devices(2), 6, 5, 1);
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Drained(20); }, 60s, 20ms), site.Diagnostics());
+  CHECK(site.f.process->Running());
+  const std::string log = site.Diagnostics();
+  CHECK_MESSAGE(log.find("took over") == std::string::npos, log);
+  CHECK_MESSAGE(Occurrences(log, "connected to MQTT broker ") == 1, log);
+  CHECK_MESSAGE(Occurrences(log, "MQTT upstream 'cloud': connected to") == 1, log);
+  CHECK(site.f.process->Terminate() == 0);
+}
+
+TEST_CASE("probe: a wrong password for the cloud broker fails its connection, never showing it") {
+  Site site("probe-pw");
+  const std::string wrong = "not-the-cloud-password-4711";
+  const std::string wrong_file = site.f.dir.File("wrong.password");
+  std::ofstream(wrong_file) << wrong << "\n";
+  SiteOptions o;
+  o.routes = ProbeRoute(site);
+  ConfigureWith(site, o, site.cloud.dir + "/sluice.password", wrong_file);
+
+  const ProbeRun probe = Probe(site, "probe-mqtt-wrong-password");
+  INFO(probe.output);
+  CHECK(probe.rc == 4);
+  const std::string line =
+      probe.Line("FAIL", "upstream cloud (mqtt): MQTT broker " + site.cloud.Url());
+  CHECK_FALSE(line.empty());
+  CHECK(line.find("user 'sluice'") != std::string::npos);
+  CHECK(line.find("check username and password (or password_file) in [upstream.cloud]") !=
+        std::string::npos);
+  // Only the cloud fails: the local broker and Kafka answer as ever.
+  CHECK(probe.Count("FAIL") == 1);
+  CHECK_FALSE(probe.Line("ok", "mqtt: connected to").empty());
+  CHECK(probe.output.find(wrong) == std::string::npos);
+}
+
+TEST_CASE("probe: a certificate that does not name the host fails the TLS check, naming the host") {
+  Site site("probe-tls");
+  SiteOptions o;
+  o.routes = ProbeRoute(site);
+  // The cloud broker's second listener: 127.0.0.2, which its certificate does not name.
+  const std::string url = "ssl://127.0.0.2:" + std::to_string(site.cloud.port + 1);
+  ConfigureWith(site, o, site.cloud.Url(), url);
+
+  const ProbeRun probe = Probe(site, "probe-tls-host-name");
+  INFO(probe.output);
+  CHECK(probe.rc == 4);
+  CHECK_FALSE(probe
+                  .Line("FAIL", "upstream cloud (mqtt): TLS connection to MQTT broker " + url +
+                                    " failed: the broker's certificate does not verify for host "
+                                    "'127.0.0.2'")
+                  .empty());
+  CHECK(probe.Count("FAIL") == 1);
+}
+
+// No fixture: two ports that accept connections and never answer, one as the MQTT broker, one as
+// Kafka. Each check gives up after --probe-timeout and says so; the whole run takes about that
+// long, since the brokers are probed at once.
+TEST_CASE("probe: brokers that never answer time out within --probe-timeout, saying so") {
+  sluice::testing::TempDir dir;
+  SilentListener mqtt_port;
+  SilentListener kafka_port;
+  const std::string mqtt_url = "tcp://127.0.0.1:" + std::to_string(mqtt_port.port());
+  const std::string brokers = "127.0.0.1:" + std::to_string(kafka_port.port());
+  const std::string path = dir.File("sluice.toml");
+  std::ofstream(path) << "[gateway]\nid = \"probe-silent\"\n[storage]\npath = \""
+                      << dir.File("events.db") << "\"\n[mqtt]\nurl = \"" << mqtt_url
+                      << "\"\n[upstream.central]\nkind = \"kafka\"\nbrokers = \"" << brokers
+                      << "\"\n[[route]]\nmqtt = \"probe/+/data\"\nto = { central = \"probe\" }\n";
+  constexpr int kTimeout = 2;
+  const ProbeRun probe = RunProbe(MustEnv("SLUICE_BIN"), path, kTimeout, dir.path().string());
+  std::printf("scenario=probe-unreachable rc=%d seconds=%.2f\n%s", probe.rc, probe.seconds,
+              probe.output.c_str());
+  INFO(probe.output);
+  CHECK(probe.rc == 4);
+  CHECK_FALSE(
+      probe.Line("FAIL", "mqtt: no answer from " + mqtt_url + " within 2 s (connect timed out")
+          .empty());
+  CHECK_FALSE(probe
+                  .Line("FAIL", "upstream central (kafka): no broker of " + brokers +
+                                    " answered within 2 s (connect timed out")
+                  .empty());
+  CHECK(probe.Count("FAIL") == 2);
+  // It waited for the timeout (nothing refused it sooner), and not much longer.
+  CHECK(probe.seconds >= kTimeout);
+  CHECK(probe.seconds < kTimeout + 2);
 }
 
 }  // namespace
