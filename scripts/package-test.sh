@@ -15,30 +15,12 @@
 # Needs root (chroot) and the Debian mirror (SLUICE_DEBIAN_MIRROR, default deb.debian.org).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build_dir=build/ci
-deb=""
-while (($#)); do
-  case "$1" in
-    --build-dir)
-      build_dir=$2
-      shift
-      ;;
-    --deb)
-      deb=$(realpath "$2")
-      shift
-      ;;
-    *)
-      echo "usage: $0 [--build-dir DIR | --deb FILE]" >&2
-      exit 2
-      ;;
-  esac
-  shift
-done
+# shellcheck source-path=SCRIPTDIR source=lib/debian_root.sh
+source scripts/lib/debian_root.sh
+debian_root_package_args "$0" "$@"
 if ((EUID != 0)); then
   exec sudo -n "$0" --build-dir "$build_dir" ${deb:+--deb "$deb"}
 fi
-# shellcheck source-path=SCRIPTDIR source=lib/debian_root.sh
-source scripts/lib/debian_root.sh
 
 step() { printf '\n==> package-test: %s\n' "$*"; }
 

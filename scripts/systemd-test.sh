@@ -30,25 +30,9 @@
 # scripts/package-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build_dir=build/ci
-deb=""
-while (($#)); do
-  case "$1" in
-    --build-dir)
-      build_dir=$2
-      shift
-      ;;
-    --deb)
-      deb=$(realpath "$2")
-      shift
-      ;;
-    *)
-      echo "usage: $0 [--build-dir DIR | --deb FILE]" >&2
-      exit 2
-      ;;
-  esac
-  shift
-done
+# shellcheck source-path=SCRIPTDIR source=lib/debian_root.sh
+source scripts/lib/debian_root.sh
+debian_root_package_args "$0" "$@"
 
 skip() {
   if [[ "${CI:-}" == true ]]; then
@@ -62,8 +46,6 @@ if ((EUID != 0)); then
   sudo -n true 2>/dev/null || skip "needs root (or sudo -n) for the container"
   exec sudo -n "$0" --build-dir "$build_dir" ${deb:+--deb "$deb"}
 fi
-# shellcheck source-path=SCRIPTDIR source=lib/debian_root.sh
-source scripts/lib/debian_root.sh
 
 started=$SECONDS
 say() { printf '%4ds systemd-test: %s\n' $((SECONDS - started)) "$*"; }

@@ -26,6 +26,32 @@
 debian_root_mirror=${SLUICE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 debian_root_cache=${XDG_CACHE_HOME:-$HOME/.cache}/sluice
 
+# The package tests' arguments, [--build-dir DIR | --deb FILE], into build_dir (default build/ci)
+# and deb (an absolute path; empty: build the .deb from build_dir). $1 is the script, for usage.
+debian_root_package_args() {
+  local script=$1
+  shift
+  build_dir=build/ci
+  deb=""
+  while (($#)); do
+    case "$1" in
+      --build-dir)
+        build_dir=$2
+        shift
+        ;;
+      --deb)
+        deb=$(realpath "$2")
+        shift
+        ;;
+      *)
+        echo "usage: $script [--build-dir DIR | --deb FILE]" >&2
+        exit 2
+        ;;
+    esac
+    shift
+  done
+}
+
 debian_root_base() {
   local cache=$debian_root_cache/rootfs-bookworm-amd64
   if [[ ! -f "$cache/.complete" ]]; then
