@@ -74,7 +74,8 @@ extra_steps() {
   # and third build, and building them would cost CI minutes.
   build build/asan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=address \
     -- sluice sluice_unit_tests sluice_power_loss_tests
-  (cd build/asan && ctest -R "^(unit|cli_bad_config|chaos_power_loss)$" --output-on-failure)
+  (cd build/asan && LSAN_OPTIONS="suppressions=$root/tests/lsan.supp" \
+    ctest -R "^(unit|cli_bad_config|chaos_power_loss)$" --output-on-failure)
   step "TSan build: unit tests"
   build build/tsan -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=thread -- sluice sluice_unit_tests
   (cd build/tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
