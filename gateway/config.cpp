@@ -599,7 +599,9 @@ std::string UpstreamNameProblem(std::string_view name) {
   return "";
 }
 
-// Keys only one kind has, to say so when the other kind is given them.
+// Keys only one kind has, to say so when the other kind is given them. The keys each kind reads
+// are stated by its reader below; tests/gateway/config_documented_test.cpp fails when a key only
+// one kind reads is missing here.
 constexpr std::string_view kKafkaOnlyKeys[] = {"brokers",
                                                "compression",
                                                "linger_ms",

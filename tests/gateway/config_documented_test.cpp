@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "gateway/config.h"
@@ -289,6 +290,46 @@ TEST_CASE("A key missing from docs/configuration.md, or in the wrong kind's tabl
   const DocKeys docs = ReadDocKeys(moved_in);
   CHECK(Unread(recorded, docs) ==
         std::vector<std::string>{"upstream.NAME kind=kafka: max_in_flight"});
+}
+
+// The parser names a key of the other upstream kind as such (gateway/config.cpp keeps a list per
+// kind for that message): every key only one kind reads must be on its list, or an operator who
+// gives it to the other kind gets "unknown key" instead.
+TEST_CASE("Every key only one upstream kind reads is named as that kind's when the other gets it") {
+  std::vector<std::string> keys;
+  REQUIRE(ListConfigKeys(kNewForm, &keys).ok());
+  // The first part of each key below [upstream.central] (kafka) and [upstream.cloud] (mqtt).
+  auto own = [&](const std::string& prefix) {
+    std::set<std::string> out;
+    for (const std::string& k : keys) {
+      if (k.rfind(prefix, 0) != 0) continue;
+      const std::string rest = k.substr(prefix.size());
+      out.insert(rest.substr(0, rest.find_first_of(".[")));
+    }
+    return out;
+  };
+  const std::set<std::string> kafka = own("upstream.central.");
+  const std::set<std::string> mqtt = own("upstream.cloud.");
+  REQUIRE(kafka.count("brokers") == 1);
+  REQUIRE(mqtt.count("url") == 1);
+  int checked = 0;
+  for (const auto& [mine, theirs, kind, other] :
+       {std::tuple{&kafka, &mqtt, "kafka", "mqtt"}, std::tuple{&mqtt, &kafka, "mqtt", "kafka"}}) {
+    for (const std::string& key : *mine) {
+      if (theirs->count(key) != 0) continue;
+      CAPTURE(key);
+      const std::string text =
+          std::string(kNewForm) + "\n[upstream.extra]\nkind = \"" + other + "\"\n" + key + " = 1\n";
+      Config c;
+      const Status s = ParseConfig(text, "t.toml", &c);
+      REQUIRE_FALSE(s.ok());
+      CHECK_MESSAGE(
+          s.message().find(std::string("is a key of kind \"") + kind + "\"") != std::string::npos,
+          s.message());
+      ++checked;
+    }
+  }
+  CHECK(checked >= 20);
 }
 
 }  // namespace sluice::gateway
