@@ -92,8 +92,9 @@ Status Daemon::Open() {
   s = storage::IngressJournal::Open(jo, event_log_->LogId(), event_log_->Stats().ingress_applied,
                                     &journal_, &recovered);
   if (!s.ok()) return s;
-  writer_ =
-      std::make_unique<storage::LogWriter>(event_log_.get(), config_.writer, log_, journal_.get());
+  storage::LogWriterOptions wo = config_.writer;
+  wo.clock = clock_;
+  writer_ = std::make_unique<storage::LogWriter>(event_log_.get(), wo, log_, journal_.get());
 
   for (size_t i = 0; i < config_.upstreams.size(); ++i) {
     UpstreamEnvironment env;

@@ -9,9 +9,17 @@
 
 namespace sluice::storage {
 
+namespace {
+constexpr std::chrono::milliseconds kClockRecheck{50};
+}  // namespace
+
 LogWriter::LogWriter(EventLog* log, LogWriterOptions options,
                      std::shared_ptr<spdlog::logger> logger, IngressJournal* journal)
-    : log_(log), options_(options), logger_(std::move(logger)), journal_(journal) {}
+    : log_(log),
+      options_(options),
+      clock_(options_.clock != nullptr ? options_.clock : &system_clock_),
+      logger_(std::move(logger)),
+      journal_(journal) {}
 
 LogWriter::~LogWriter() {
   Stop(std::chrono::milliseconds(0));
@@ -25,12 +33,12 @@ void LogWriter::Start(std::vector<Event> recovered) {
     queue_.push_front(std::move(*it));
     ++enqueued_;
   }
-  oldest_at_ = std::chrono::steady_clock::now();
+  oldest_at_ = clock_->Now();
   thread_ = std::thread([this] { BackgroundLoop(); });
 }
 
 uint64_t LogWriter::EnqueueLocked(Event event) {
-  if (queue_.empty()) oldest_at_ = std::chrono::steady_clock::now();
+  if (queue_.empty()) oldest_at_ = clock_->Now();
   queue_.push_back(std::move(event));
   // The background thread sleeps until the next commit is due; these change when it is.
   const size_t n = queue_.size();
@@ -245,14 +253,18 @@ void LogWriter::BackgroundLoop() {
       work_cv_.wait_for(lock, options_.commit_interval);
       continue;
     }
-    if (!stopping_ && std::chrono::steady_clock::now() < CommitDueLocked()) {
-      work_cv_.wait_until(lock, CommitDueLocked());
+    const auto now = clock_->Now();
+    if (!stopping_ && now < CommitDueLocked()) {
+      // Measured on the injected clock, which moves without waking anyone: look again at least
+      // every kClockRecheck. An Enqueue that brings the commit forward wakes it at once.
+      work_cv_.wait_for(lock, std::min<std::chrono::steady_clock::duration>(CommitDueLocked() - now,
+                                                                            kClockRecheck));
       continue;
     }
     CommitBatchLocked(lock);
     // What is left came after the batch: its wait starts now, give or take the commit.
     if (!queue_.empty() && queue_.size() < options_.commit_after_events) {
-      oldest_at_ = std::chrono::steady_clock::now();
+      oldest_at_ = clock_->Now();
     }
   }
 }

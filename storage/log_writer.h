@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "storage/event_log.h"
 #include "storage/event_writer.h"
 #include "storage/ingress_journal.h"
@@ -37,6 +38,8 @@ struct LogWriterOptions {
   // Backoff while the log is full under reject-new.
   std::chrono::milliseconds full_retry_min{50};
   std::chrono::milliseconds full_retry_max{2000};
+  // Times the commits; the system clock if null. Must outlive the writer.
+  const Clock* clock = nullptr;
 };
 
 struct LogWriterStats {
@@ -112,6 +115,8 @@ class LogWriter final : public EventWriter {
 
   EventLog* const log_;
   const LogWriterOptions options_;
+  SystemClock system_clock_;
+  const Clock* const clock_;
   std::shared_ptr<spdlog::logger> logger_;
   IngressJournal* const journal_;
 

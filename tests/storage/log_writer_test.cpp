@@ -19,11 +19,13 @@
 
 #include "storage/ingress_journal.h"
 #include "storage/sqlite_event_log.h"
+#include "tests/manual_clock.h"
 #include "tests/test_util.h"
 
 namespace sluice::storage {
 namespace {
 
+using sluice::testing::ManualClock;
 using sluice::testing::NullLogger;
 using sluice::testing::TempDir;
 using sluice::testing::WaitFor;
@@ -133,6 +135,22 @@ TEST_CASE("LogWriter flushes non-durable events within the commit interval") {
   CHECK(WaitFor([&] { return log.StoredCount() == 100; }, 10s));
   writer.Stop();
   CHECK(writer.Stats().written == 100);
+}
+
+TEST_CASE("LogWriter times its commits on the injected clock") {
+  RecordingLog log;
+  ManualClock clock;
+  LogWriterOptions o;
+  o.commit_interval = std::chrono::hours(1);
+  o.clock = &clock;
+  LogWriter writer(&log, o, NullLogger());
+  writer.Start();
+  for (int i = 0; i < 3; ++i) REQUIRE(writer.Write(Ev(std::to_string(i)), false).ok());
+  CHECK(log.StoredCount() == 0);
+  // An hour on the writer's clock, none on the real one: the commit is due now.
+  clock.Advance(std::chrono::hours(1));
+  CHECK(WaitFor([&] { return log.StoredCount() == 3; }, 10s));
+  writer.Stop();
 }
 
 TEST_CASE("LogWriter keeps arrival order across many threads and flushes everything on Stop") {
