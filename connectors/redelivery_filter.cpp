@@ -8,14 +8,34 @@
 
 namespace sluice::connectors {
 
-RedeliveryFilter::Digest RedeliveryFilter::Hash(std::string_view payload) {
+RedeliveryFilter::RedeliveryFilter(size_t window)
+    : window_(window), md_(EVP_MD_fetch(nullptr, "SHA256", nullptr)), ctx_(EVP_MD_CTX_new()) {
+  if (md_ == nullptr || ctx_ == nullptr) {
+    EVP_MD_free(md_);
+    EVP_MD_CTX_free(ctx_);
+    throw std::runtime_error("OpenSSL has no SHA-256 for the MQTT redelivery filter");
+  }
+}
+
+RedeliveryFilter::~RedeliveryFilter() {
+  EVP_MD_CTX_free(ctx_);
+  EVP_MD_free(md_);
+}
+
+RedeliveryFilter::Digest RedeliveryFilter::HashLocked(std::string_view topic,
+                                                      std::string_view payload) {
   Digest d{};
   unsigned int n = 0;
-  // A cryptographic hash, so that two different payloads of one topic and packet id are never
-  // taken for each other by chance (a 64-bit hash would make that rare, not impossible).
-  if (EVP_Digest(payload.data(), payload.size(), d.data(), &n, EVP_sha256(), nullptr) != 1 ||
-      n != d.size()) {
-    throw std::runtime_error("SHA-256 of an MQTT payload failed (OpenSSL EVP_Digest)");
+  // A cryptographic hash, so that two different messages of one packet id are never taken for
+  // each other by chance (a 64-bit hash would make that rare, not impossible). The topic's length
+  // goes first, so that no topic and payload pair reads as another.
+  const uint64_t topic_bytes = topic.size();
+  if (EVP_DigestInit_ex2(ctx_, md_, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx_, &topic_bytes, sizeof(topic_bytes)) != 1 ||
+      EVP_DigestUpdate(ctx_, topic.data(), topic.size()) != 1 ||
+      EVP_DigestUpdate(ctx_, payload.data(), payload.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx_, d.data(), &n) != 1 || n != d.size()) {
+    throw std::runtime_error("SHA-256 of an MQTT message failed (OpenSSL EVP_Digest)");
   }
   return d;
 }
@@ -26,9 +46,8 @@ void RedeliveryFilter::AddLocked(uint16_t packet_id, std::string_view topic,
   Entry e;
   e.packet_id = packet_id;
   e.connection = connection_;
-  e.topic.assign(topic);
   e.payload_bytes = payload.size();
-  e.digest = Hash(payload);
+  e.digest = HashLocked(topic, payload);
   entries_.push_back(std::move(e));
   if (entries_.size() > window_) entries_.pop_front();
 }
@@ -62,8 +81,7 @@ bool RedeliveryFilter::IsRedelivery(uint16_t packet_id, std::string_view topic,
     // Stored on this connection: brokers resend only on a new connection (MQTT 3.1.1 4.4, MQTT 5
     // 4.4), so this DUP copy is not a resend of it; storing it again risks a duplicate only.
     if (e.consumed || e.connection >= connection_) return false;
-    if (e.topic != topic || e.payload_bytes != payload.size() || e.digest != Hash(payload))
-      return false;
+    if (e.payload_bytes != payload.size() || e.digest != HashLocked(topic, payload)) return false;
     e.consumed = true;
     return true;
   }

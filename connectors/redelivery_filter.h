@@ -2,6 +2,8 @@
 
 #pragma once
 
+#include <openssl/types.h>
+
 #include <array>
 #include <cstdint>
 #include <deque>
@@ -19,18 +21,21 @@ namespace sluice::connectors {
 // commit and before the broker read the PUBACK. When and why this is sound is in
 // docs/ARCHITECTURE.md, "Redeliveries from the broker".
 //
-// It remembers the last `window` stored messages by packet id, topic, payload length and a
-// SHA-256 of the payload (the payloads themselves are not kept), each with the connection it came
-// on. A message matches an entry only if it has DUP set, was stored on an earlier connection (or
-// before this process started: Load), and has the same packet id, topic and payload. A matched
-// entry is consumed: a further DUP copy is stored again (at worst a duplicate, never a loss; see
-// the architecture page for why).
+// It remembers the last `window` stored messages by packet id, payload length and a SHA-256 of
+// the topic and payload (neither is kept), each with the connection it came on. A message matches
+// an entry only if it has DUP set, was stored on an earlier connection (or before this process
+// started: Load), and has the same packet id, topic and payload. A matched entry is consumed: a
+// further DUP copy is stored again (at worst a duplicate, never a loss; see the architecture page
+// for why).
 //
 // Thread-safe: Paho's callback thread stores and matches, the connector thread starts
 // connections.
 class RedeliveryFilter {
  public:
-  explicit RedeliveryFilter(size_t window) : window_(window) {}
+  explicit RedeliveryFilter(size_t window);
+  ~RedeliveryFilter();
+  RedeliveryFilter(const RedeliveryFilter&) = delete;
+  RedeliveryFilter& operator=(const RedeliveryFilter&) = delete;
 
   // The events the log stored before this process started, oldest first
   // (EventLog::RecentIngress); events without a packet id are ignored.
@@ -51,16 +56,20 @@ class RedeliveryFilter {
   struct Entry {
     uint16_t packet_id = 0;
     uint64_t connection = 0;  // 0: stored before this process started
-    std::string topic;
     size_t payload_bytes = 0;
     Digest digest{};
     bool consumed = false;
   };
-  static Digest Hash(std::string_view payload);
+  // REQUIRES: mu_ held (the context is reused: every message is hashed once, in Paho's callback).
+  Digest HashLocked(std::string_view topic, std::string_view payload);
   void AddLocked(uint16_t packet_id, std::string_view topic, std::string_view payload);
 
   const size_t window_;
+  // Fetched and made once: OpenSSL's implicit fetch and a context per message cost three times
+  // the hash of a 100-byte payload.
+  EVP_MD* const md_;
   mutable std::mutex mu_;
+  EVP_MD_CTX* const ctx_;      // GUARDED_BY(mu_)
   std::deque<Entry> entries_;  // GUARDED_BY(mu_) oldest first, at most window_
   uint64_t connection_ = 0;    // GUARDED_BY(mu_) the current connection, counted from 1
 };
