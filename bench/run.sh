@@ -7,7 +7,8 @@
 #   --smoke      tiny sizes: checks that every stage produces its figures (CI)
 #   --repetitions N  alternating ceiling/sluice repetitions per ingest figure (default 3; smoke 2)
 #   --stages LIST  comma-separated, of ingest (ceiling, ingest, fsync probe), drain (latency,
-#                outage, drain, bare-producer probe), bridge (Mosquitto's bridge); default all
+#                outage, drain, bare-producer probe), bridge (Mosquitto's bridge), drain-kinesis
+#                (the outage and drain against kinesalite, the Kinesis upstream); default all
 #   --data-dir DIR  where sluice's logs, the edge bridge's persistence and the fsync probe's file
 #                live, in a fresh directory under DIR (default: the --out directory's work/data),
 #                e.g. on a throttled block device
@@ -18,7 +19,7 @@
 #                machine.json and the raw measurements in DIR/raw
 #   --build-dir  use sluice, sluice-bench from this build instead of building build/bench
 #   --keep-work  keep the brokers' and sluice's state (DIR/work) for inspection
-# Environment: BENCH_PORT_BASE (default 47010) takes ports BASE..BASE+6 on 127.0.0.1;
+# Environment: BENCH_PORT_BASE (default 47010) takes ports BASE..BASE+7 on 127.0.0.1;
 #   BENCH_BRIDGE_AUTOSAVE (default 1800, Mosquitto's own default) seconds between the edge
 #   Mosquitto's persistence saves.
 set -euo pipefail
@@ -32,7 +33,7 @@ keep_work=0
 eos=""
 outage_override=""
 reps_override=""
-stages=ingest,drain,bridge
+stages=ingest,drain,bridge,drain-kinesis
 data_dir=""
 while (($#)); do
   case $1 in
@@ -77,8 +78,8 @@ declare -A run_stage=()
 IFS=, read -r -a stage_list <<<"$stages"
 for st in "${stage_list[@]}"; do
   case $st in
-  ingest | drain | bridge) run_stage[$st]=1 ;;
-  *) echo "bench/run.sh: unknown stage '$st' (ingest, drain, bridge)" >&2; exit 2 ;;
+  ingest | drain | bridge | drain-kinesis) run_stage[$st]=1 ;;
+  *) echo "bench/run.sh: unknown stage '$st' (ingest, drain, bridge, drain-kinesis)" >&2; exit 2 ;;
   esac
 done
 ((${#run_stage[@]})) || { echo "bench/run.sh: --stages names no stage" >&2; exit 2; }
@@ -91,6 +92,7 @@ autosave=${BENCH_BRIDGE_AUTOSAVE:-1800}
 base=${BENCH_PORT_BASE:-47010}
 mqtt_port=$base kafka_port=$((base + 2)) kafka_ctl=$((base + 3))
 edge_port=$((base + 4)) upstream_port=$((base + 5)) metrics_port=$((base + 6))
+kinesis_port=$((base + 7))
 
 started=$(date +%s)
 say() { printf '[bench %s +%4ss] %s\n' "$(date +%H:%M:%S)" "$(($(date +%s) - started))" "$*"; }
@@ -102,6 +104,7 @@ source scripts/lib/sluice_http.sh
 say "setting up: packages, Kafka jars, build"
 scripts/install-deps.sh >/dev/null
 scripts/kafka.sh fetch >/dev/null
+! want drain-kinesis || scripts/kinesis.sh fetch >/dev/null
 if [[ -z "$build_dir" ]]; then
   build_dir=$root/build/bench
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLUICE_BUILD_TESTS=OFF >/dev/null
@@ -132,6 +135,7 @@ cleanup() {
   for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
   [[ -n "$sluice_pid" ]] && kill -TERM "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null
   scripts/kafka.sh stop --dir "$work/kafka" >/dev/null 2>&1
+  scripts/kinesis.sh stop --dir "$work/kinesis" >/dev/null 2>&1
   for d in "$work/mosquitto" "$data/edge" "$work/upstream"; do
     scripts/mosquitto.sh stop --dir "$d" >/dev/null 2>&1
   done
@@ -479,6 +483,86 @@ if want drain; then
   chart_outage_last=$outage_last
   ((eos)) && online_pass eos- exactly-once
 fi
+# ---- 5b. drain-kinesis: the outage and drain of stages 4-5 against the Kinesis upstream ----------
+# kinesalite (scripts/kinesis.sh, HTTPS with verification) stands in for Kinesis: a stream of 4
+# shards, $outage_n events of 100 B from 100 devices (one partition key each, so that a request
+# can carry up to 100 records: one per key, docs/ARCHITECTURE.md "(d3)"), buffered while the
+# endpoint is down, then drained without live traffic. kinesalite is a Node.js process on this
+# machine, so the figure is a lower bound of what the upstream drains, not Kinesis's rate.
+if want drain-kinesis; then
+  say "drain-kinesis: starting kinesalite on https://127.0.0.1:$kinesis_port"
+  scripts/kinesis.sh start --dir "$work/kinesis" --port "$kinesis_port" >/dev/null
+  printf '[default]\naws_access_key_id = bench\naws_secret_access_key = bench\n' >"$work/aws-credentials"
+  curl -sS --fail --cacert "$work/kinesis/tls/ca.pem" --aws-sigv4 "aws:amz:us-east-1:kinesis" \
+    --user bench:bench -H "Content-Type: application/x-amz-json-1.1" \
+    -H "X-Amz-Target: Kinesis_20131202.CreateStream" \
+    -d '{"StreamName":"bench-drain","ShardCount":4}' "https://127.0.0.1:$kinesis_port/" >/dev/null ||
+    die "kinesalite did not create the stream"
+  kname=kinesis-drain
+  kdb=$data/$kname/events.db
+  mkdir -p "$work/$kname" "$data/$kname"
+  cat >"$work/$kname/sluice.toml" <<TOML
+[gateway]
+id = "bench"
+[storage]
+path = "$kdb"
+max_bytes = "8GiB"
+[mqtt]
+url = "tcp://127.0.0.1:$mqtt_port"
+client_id = "bench-sluice"
+reconnect_max_ms = 1000
+[upstream.kinesis]
+kind = "kinesis"
+region = "us-east-1"
+endpoint = "https://127.0.0.1:$kinesis_port"
+credentials_file = "$work/aws-credentials"
+reconnect_max_ms = 500
+[upstream.kinesis.tls]
+ca_file = "$work/kinesis/tls/ca.pem"
+[metrics]
+enabled = true
+listen = "127.0.0.1:$metrics_port"
+[[route]]
+mqtt = "bench/kdrain/#"
+key = "bench/kdrain/{device}/#"
+to = { kinesis = "bench-drain" }
+qos = 1
+TOML
+  "$sluice" run --config "$work/$kname/sluice.toml" >"$work/$kname/sluice.log" 2>&1 &
+  sluice_pid=$!
+  sluice_wait_ready 127.0.0.1 "$metrics_port" 10 "$sluice_pid" sluice_mqtt_connected ||
+    { cat "$work/$kname/sluice.log" >&2; die "sluice ($kname) did not connect to Mosquitto"; }
+  say "drain-kinesis: endpoint down, then $outage_n events (QoS 1, 100 B, 100 devices) into the log"
+  scripts/kinesis.sh stop --dir "$work/kinesis" >/dev/null
+  "$bench" watch-log --db "$kdb" --until-last-seq "$outage_n" --interval-ms 20 --timeout 1800 \
+    --json "$raw/kinesis-outage.log.json" &
+  watcher=$!
+  "$bench" publish --tag kdrain --topic-prefix bench/kdrain --devices 100 --qos 1 \
+    --payload-bytes 100 --count "$outage_n" --rate 0 --url "tcp://127.0.0.1:$mqtt_port" \
+    --client-id bench-pub-kdrain --json "$raw/kinesis-outage.pub.json" >/dev/null
+  wait "$watcher" || die "the outage events did not all reach the log"
+  "$bench" watch-log --db "$kdb" --until-cursor "$outage_n" --interval-ms 100 --timeout 1800 \
+    --json "$raw/kinesis-drain.log.json" &
+  watcher=$!
+  bg_pids+=("$watcher")
+  before=$(proc_sample "$sluice_pid")
+  say "drain-kinesis: endpoint back"
+  scripts/kinesis.sh start --dir "$work/kinesis" --port "$kinesis_port" >/dev/null
+  t0=$(now_us)
+  wait "$watcher" || die "the Kinesis backlog did not drain"
+  bg_pids=()
+  after=$(proc_sample "$sluice_pid")
+  proc_json "$before" "$after" "\"t0_us\": $t0" >"$raw/kinesis-drain.proc.json"
+  kd_secs=$(awk -v a="$(field "$raw/kinesis-drain.log.json" cursor_moved_us)" \
+    -v b="$(field "$raw/kinesis-drain.log.json" reached_us)" 'BEGIN { printf "%.2f", (b - a) / 1e6 }')
+  kd_rate=$(awk -v n="$outage_n" -v s="$kd_secs" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
+  printf '{ "events": %s, "seconds": %s, "events_per_s": %s }\n' "$outage_n" "$kd_secs" \
+    "$kd_rate" >"$raw/kinesis-drain.json"
+  say "  Kinesis backlog drained: $outage_n events confirmed by kinesalite in $kd_secs s from the first confirmation ($kd_rate events/s), sluice CPU $(field "$raw/kinesis-drain.proc.json" cpu_s) s"
+  stop_sluice
+  scripts/kinesis.sh stop --dir "$work/kinesis" >/dev/null
+fi
+
 mosq stop --dir "$work/mosquitto"
 
 # ---- 6. the same outage through Mosquitto's bridge ---------------------------------------------

@@ -40,8 +40,9 @@ struct Delivery {
 // reported exactly once by Poll, in any order. Transient upstream failures are retried inside the
 // sink without limit; only permanent refusals come back as kRejected.
 //
-// Thread-safety: one thread (the forwarder) calls every method, except Connected() and
-// HoldReason(), which any thread may call (readiness, metrics, status).
+// Thread-safety: one thread (the forwarder) calls every method, except Connected(), HoldReason()
+// and the counters (Holds(), Throttled(), Transactions*()), which any thread may call (readiness,
+// metrics, status).
 class Sink {
  public:
   virtual ~Sink() = default;
@@ -68,6 +69,11 @@ class Sink {
   // How often a refusal that an operator must fix began (a topic, or the whole upstream, became
   // held), since the sink was made.
   virtual uint64_t Holds() const { return 0; }
+
+  // Records the upstream refused for lack of throughput and that the sink sent again, since the
+  // sink was made (Kinesis: ProvisionedThroughputExceededException; 0 for sinks whose client
+  // retries on its own).
+  virtual uint64_t Throttled() const { return 0; }
 
   // Transactions committed and aborted, since the sink was made (a Kafka upstream with delivery =
   // "exactly-once"; 0 for every other sink).

@@ -31,6 +31,7 @@
 #include "firmware-sim/consumed_record.h"
 #include "firmware-sim/verifier.h"
 #include "firmware-sim/verify_expectation.h"
+#include "firmware-sim/verify_kinesis_reader.h"
 #include "firmware-sim/verify_mqtt_reader.h"
 #include "firmware-sim/verify_reader.h"
 #include "firmware-sim/verify_report.h"
@@ -45,6 +46,7 @@ constexpr int kExitError = 2;
 // (docs/configuration.md), the MQTT one with + for the gateway.
 constexpr const char* kDefaultKafkaGapTopic = "sluice.gaps";
 constexpr const char* kDefaultMqttGapTopic = "sluice/+/gaps";
+constexpr const char* kDefaultKinesisGapStream = "sluice-gaps";
 
 struct Args {
   std::string source = "kafka";
@@ -62,6 +64,10 @@ struct Args {
   std::string key_file;
   bool insecure = false;
   bool subscribe_only = false;
+  // Kinesis
+  std::string endpoint;
+  std::string region = "us-east-1";
+  sluice::AwsCredentials credentials;
   uint64_t count = 0;
   double idle_timeout_s = 10;
   double timeout_s = 300;
@@ -322,6 +328,59 @@ int ReadMqtt(const Args& args, const sluice::Clock& clock, FILE* human,
   return kExitPassed;
 }
 
+// Reads every shard of the Kinesis stream (and gap stream) from TRIM_HORIZON into `verifier`.
+int ReadKinesis(const Args& args, const sluice::Clock& clock, FILE* human,
+                sluice::sim::Verifier* verifier, ReadOutcome* out) {
+  using sluice::sim::VerifyKinesisReader;
+  sluice::sim::VerifyKinesisReaderOptions o;
+  o.endpoint = args.endpoint;
+  o.region = args.region;
+  o.credentials = args.credentials;
+  o.ca_file = args.ca_file;
+  o.insecure = args.insecure;
+  o.stream = args.topic;
+  o.gap_stream = args.gap_topic;
+  o.max_records = args.count;
+  o.idle_timeout = Millis(args.idle_timeout_s);
+  o.timeout = Millis(args.timeout_s);
+  o.connect_timeout = Millis(args.connect_timeout_s);
+  std::unique_ptr<VerifyKinesisReader> reader;
+  sluice::Status s = VerifyKinesisReader::Open(o, &clock, &reader);
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice-verify: %s\n", s.message().c_str());
+    return kExitError;
+  }
+  std::string what = "stream '" + args.topic + "'";
+  if (!args.gap_topic.empty()) what += " and gap stream '" + args.gap_topic + "'";
+  std::fprintf(human, "reading %s on %s from TRIM_HORIZON, shard by shard...\n", what.c_str(),
+               args.endpoint.c_str());
+  std::fflush(human);
+  VerifyKinesisReader::Stats stats;
+  s = reader->Read([&](const sluice::sim::ConsumedRecord& r) { Feed(verifier, r); }, Warn, &stats);
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice-verify: %s (after %llu records)\n", s.message().c_str(),
+                 static_cast<unsigned long long>(stats.records));
+    return kExitError;
+  }
+  out->records = stats.records;
+  out->gap_records = stats.gap_records;
+  out->stop = stats.stop;
+  out->elapsed = stats.elapsed;
+  out->timeout_detail = std::to_string(stats.requests) + " requests";
+  out->source = {{"kind", "kinesis"},
+                 {"endpoint", args.endpoint},
+                 {"region", args.region},
+                 {"stream", args.topic},
+                 {"gap_stream", args.gap_topic},
+                 {"shards", stats.shards},
+                 {"records_read", stats.records},
+                 {"gap_records_read", stats.gap_records},
+                 {"stopped_by", StopText(stats.stop)},
+                 {"elapsed_ms", stats.elapsed.count()},
+                 {"requests", stats.requests}};
+  return kExitPassed;
+}
+
 // --subscribe-only: creates (or refreshes) the persistent session and its subscriptions, so that
 // the broker queues everything published from now on for a later run with the same client id.
 int SubscribeOnly(const Args& args, const sluice::Clock& clock) {
@@ -365,8 +424,9 @@ int Run(const Args& args) {
                       ? std::make_unique<sluice::sim::Verifier>()
                       : std::make_unique<sluice::sim::Verifier>(std::move(expectation));
   ReadOutcome read;
-  const int rc = args.source == "mqtt" ? ReadMqtt(args, clock, human, verifier.get(), &read)
-                                       : ReadKafka(args, clock, human, verifier.get(), &read);
+  const int rc = args.source == "mqtt"      ? ReadMqtt(args, clock, human, verifier.get(), &read)
+                 : args.source == "kinesis" ? ReadKinesis(args, clock, human, verifier.get(), &read)
+                                            : ReadKafka(args, clock, human, verifier.get(), &read);
   if (rc != kExitPassed) return rc;
 
   sluice::sim::VerifyReport report = verifier->Finish();
@@ -426,24 +486,26 @@ bool ReadPasswordFile(const std::string& path, std::string* out, std::string* er
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "sluice-verify: read back what sluice forwarded (a Kafka topic from the beginning, or an "
-      "MQTT upstream through a persistent session) and check that every device event arrived "
+      "sluice-verify: read back what sluice forwarded (a Kafka topic from the beginning, an "
+      "MQTT upstream through a persistent session, or every shard of a Kinesis stream) and check "
+      "that every device event arrived "
       "exactly once and in order, per device and boot; report loss, events sluice dropped and "
       "reported in gap records, duplicates, reordering and end-to-end latency.\n"
       "Exit code: 0 passed, 1 loss/reordering found, 2 usage or connection error."};
   Args args;
-  app.add_option("--source", args.source, "Where to read: kafka or mqtt")
+  app.add_option("--source", args.source, "Where to read: kafka, mqtt or kinesis")
       ->capture_default_str()
-      ->check(CLI::IsMember({"kafka", "mqtt"}));
+      ->check(CLI::IsMember({"kafka", "mqtt", "kinesis"}));
   auto* brokers_opt =
       app.add_option("--brokers", args.brokers, "Kafka bootstrap servers")->capture_default_str();
-  app.add_option("--topic", args.topic, "Kafka topic, or MQTT topic filter, of the device events")
+  app.add_option("--topic", args.topic,
+                 "Kafka topic, MQTT topic filter or Kinesis stream of the device events")
       ->required();
-  auto* gap_opt =
-      app.add_option("--gap-topic", args.gap_topic,
-                     std::string("Where sluice's gap records are read: a Kafka topic (default ") +
-                         kDefaultKafkaGapTopic + ") or an MQTT filter (default " +
-                         kDefaultMqttGapTopic + "); '' for none");
+  auto* gap_opt = app.add_option(
+      "--gap-topic", args.gap_topic,
+      std::string("Where sluice's gap records are read: a Kafka topic (default ") +
+          kDefaultKafkaGapTopic + "), an MQTT filter (default " + kDefaultMqttGapTopic +
+          ") or a Kinesis stream (default " + kDefaultKinesisGapStream + "); '' for none");
   app.add_option("--count", args.count, "Stop after this many records; fewer is a failure");
   app.add_option("--idle-timeout", args.idle_timeout_s,
                  "Stop when no record arrived for this many seconds")
@@ -494,15 +556,30 @@ int main(int argc, char** argv) {
                                      "File holding the MQTT password (a trailing newline is "
                                      "ignored)")
                           ->check(CLI::ExistingFile));
-  mqtt_opts.push_back(app.add_option("--ca-file", args.ca_file, "CA certificates (PEM); TLS on")
-                          ->check(CLI::ExistingFile));
+  // MQTT and Kinesis.
+  auto* ca_opt = app.add_option("--ca-file", args.ca_file, "CA certificates (PEM); TLS on")
+                     ->check(CLI::ExistingFile);
   mqtt_opts.push_back(
       app.add_option("--cert-file", args.cert_file, "Client certificate (PEM), with --key-file")
           ->check(CLI::ExistingFile));
   mqtt_opts.push_back(app.add_option("--key-file", args.key_file, "Client private key (PEM)")
                           ->check(CLI::ExistingFile));
-  mqtt_opts.push_back(app.add_flag("--insecure", args.insecure,
-                                   "TLS without verifying the broker's certificate and host name"));
+  auto* insecure_opt = app.add_flag("--insecure", args.insecure,
+                                    "TLS without verifying the peer's certificate and host name");
+  // Kinesis source only.
+  std::vector<CLI::Option*> kinesis_opts;
+  kinesis_opts.push_back(app.add_option("--endpoint", args.endpoint,
+                                        "Kinesis endpoint (https://...); required with --source "
+                                        "kinesis"));
+  kinesis_opts.push_back(
+      app.add_option("--region", args.region, "AWS region the requests are signed for")
+          ->capture_default_str());
+  std::string credentials_file;
+  kinesis_opts.push_back(app.add_option("--credentials-file", credentials_file,
+                                        "AWS credentials file (aws_access_key_id, "
+                                        "aws_secret_access_key, aws_session_token); required "
+                                        "with --source kinesis")
+                             ->check(CLI::ExistingFile));
   mqtt_opts.push_back(app.add_flag("--subscribe-only", args.subscribe_only,
                                    "Create the persistent session and its subscriptions, then "
                                    "exit: the broker queues for a later run with this client id"));
@@ -510,12 +587,17 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
     const bool mqtt = args.source == "mqtt";
-    if (mqtt) {
-      if (args.url.empty()) throw CLI::ValidationError("--url", "required with --source mqtt");
+    const bool kinesis = args.source == "kinesis";
+    if (mqtt || kinesis) {
       if (brokers_opt->count() > 0 || props_opt->count() > 0 || uncommitted_opt->count() > 0) {
         throw CLI::ValidationError("--brokers/--property/--read-uncommitted",
-                                   "Kafka options; not with --source mqtt");
+                                   "Kafka options; not with --source " + args.source);
       }
+    } else if (ca_opt->count() > 0 || insecure_opt->count() > 0) {
+      throw CLI::ValidationError("--ca-file/--insecure", "need --source mqtt or kinesis");
+    }
+    if (mqtt) {
+      if (args.url.empty()) throw CLI::ValidationError("--url", "required with --source mqtt");
       if (args.cert_file.empty() != args.key_file.empty()) {
         throw CLI::ValidationError("--cert-file/--key-file", "give both or neither");
       }
@@ -532,7 +614,32 @@ int main(int argc, char** argv) {
         }
       }
     }
-    if (gap_opt->count() == 0) args.gap_topic = mqtt ? kDefaultMqttGapTopic : kDefaultKafkaGapTopic;
+    if (kinesis) {
+      if (args.endpoint.empty()) {
+        throw CLI::ValidationError("--endpoint", "required with --source kinesis");
+      }
+      if (credentials_file.empty()) {
+        throw CLI::ValidationError("--credentials-file", "required with --source kinesis");
+      }
+      std::ifstream in(credentials_file, std::ios::binary);
+      const std::string text((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
+      const std::string problem = sluice::ParseAwsCredentials(text, &args.credentials);
+      if (!problem.empty()) {
+        throw CLI::ValidationError("--credentials-file", credentials_file + " " + problem);
+      }
+    } else {
+      for (const CLI::Option* o : kinesis_opts) {
+        if (o->count() > 0) {
+          throw CLI::ValidationError(o->get_name(), "a Kinesis option; needs --source kinesis");
+        }
+      }
+    }
+    if (gap_opt->count() == 0) {
+      args.gap_topic = mqtt      ? kDefaultMqttGapTopic
+                       : kinesis ? kDefaultKinesisGapStream
+                                 : kDefaultKafkaGapTopic;
+    }
     for (const std::string& p : props) {
       const auto eq = p.find('=');
       if (eq == std::string::npos || eq == 0) {

@@ -21,6 +21,7 @@
 
 #include <toml++/toml.h>
 
+#include "common/aws_credentials.h"
 #include "connectors/kafka_conf.h"
 #include "connectors/topic_pattern.h"
 #include "gateway/toml_reader.h"
@@ -599,25 +600,142 @@ std::string UpstreamNameProblem(std::string_view name) {
   return "";
 }
 
-// Keys only one kind has, to say so when the other kind is given them. The keys each kind reads
-// are stated by its reader below; tests/gateway/config_documented_test.cpp fails when a key only
-// one kind reads is missing here.
-constexpr std::string_view kKafkaOnlyKeys[] = {"brokers",
-                                               "compression",
-                                               "linger_ms",
-                                               "batch_bytes",
-                                               "max_in_flight_events",
-                                               "retry_backoff_ms",
-                                               "properties",
-                                               "sasl_password_file",
-                                               "delivery",
-                                               "transaction_max_events",
-                                               "transaction_interval_ms",
-                                               "transaction_timeout_ms",
-                                               "checkpoint_topic"};
-constexpr std::string_view kMqttOnlyKeys[] = {
-    "url",         "protocol",         "client_id", "username",      "password", "password_file",
-    "keepalive_s", "reconnect_min_ms", "tls",       "max_in_flight", "topic"};
+// Every key of each kind of upstream but `kind`, to say which kind a key belongs to when another
+// kind is given it. The keys each kind reads are stated by its reader below;
+// tests/gateway/config_documented_test.cpp fails when a reader asks for a key missing from its
+// kind's list (it would be named as another kind's) or when a key some kinds lack is not named.
+constexpr std::string_view kKafkaKeys[] = {"brokers",
+                                           "compression",
+                                           "linger_ms",
+                                           "batch_bytes",
+                                           "max_in_flight_events",
+                                           "retry_backoff_ms",
+                                           "reconnect_max_ms",
+                                           "gap_topic",
+                                           "properties",
+                                           "sasl_password_file",
+                                           "delivery",
+                                           "transaction_max_events",
+                                           "transaction_interval_ms",
+                                           "transaction_timeout_ms",
+                                           "checkpoint_topic"};
+constexpr std::string_view kMqttKeys[] = {
+    "url",           "protocol",    "client_id",        "username",         "password",
+    "password_file", "keepalive_s", "reconnect_min_ms", "reconnect_max_ms", "tls",
+    "max_in_flight", "topic",       "gap_topic"};
+constexpr std::string_view kKinesisKeys[] = {"region",
+                                             "endpoint",
+                                             "credentials_file",
+                                             "tls",
+                                             "gap_stream",
+                                             "batch_records",
+                                             "reconnect_min_ms",
+                                             "reconnect_max_ms",
+                                             "request_timeout_ms"};
+
+struct KindKeys {
+  UpstreamKind kind;
+  std::span<const std::string_view> keys;
+};
+constexpr KindKeys kKindKeys[] = {{UpstreamKind::kKafka, kKafkaKeys},
+                                  {UpstreamKind::kMqtt, kMqttKeys},
+                                  {UpstreamKind::kKinesis, kKinesisKeys}};
+
+bool KindHasKey(UpstreamKind kind, std::string_view key) {
+  for (const KindKeys& k : kKindKeys) {
+    if (k.kind == kind) return std::find(k.keys.begin(), k.keys.end(), key) != k.keys.end();
+  }
+  return false;
+}
+
+// "is a key of kind "mqtt" or "kinesis"" when `key` is no key of `kind` but another kind's;
+// empty otherwise.
+std::string OtherKindsKey(UpstreamKind kind, std::string_view key) {
+  if (KindHasKey(kind, key)) return "";
+  std::string owners;
+  for (const KindKeys& k : kKindKeys) {
+    if (k.kind == kind || !KindHasKey(k.kind, key)) continue;
+    owners += (owners.empty() ? "\"" : " or \"") + std::string(ToString(k.kind)) + "\"";
+  }
+  return owners.empty() ? "" : "is a key of kind " + owners;
+}
+
+// ---- Kinesis upstreams ----
+
+// Kinesis stream names: 1..128 of a-z, A-Z, 0-9, '_', '.', '-'.
+std::string KinesisStreamProblem(std::string_view stream) {
+  if (stream.empty() || stream.size() > 128) return "must be 1..128 characters long";
+  for (char c : stream) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) return "may contain only a-z, A-Z, 0-9, '.', '_' and '-' (a Kinesis stream name)";
+  }
+  return "";
+}
+
+void ReadKinesisOptions(TableReader* r, const ConfigEnvironment& env,
+                        connectors::KinesisSinkOptions* out,
+                        std::map<std::string, std::string>* secret_files) {
+  TomlErrors* errors = r->errors();
+  if (!r->Has("region")) {
+    errors->Fail(r->TableSource(),
+                 r->Name("region") + " is required for kind \"kinesis\", e.g. \"eu-west-1\"");
+    return;
+  }
+  if (r->NonEmptyString("region", &out->region)) {
+    const bool ok = std::all_of(out->region.begin(), out->region.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+    });
+    if (!ok) r->Fail("region", Quote(out->region) + " is not a region name, e.g. \"eu-west-1\"");
+  }
+  if (r->String("endpoint", &out->endpoint)) {
+    if (!out->endpoint.starts_with("https://")) {
+      r->Fail("endpoint", Quote(out->endpoint) + " must start with https://");
+    } else if (out->endpoint.size() == 8 || out->endpoint[8] == '/' || out->endpoint[8] == ':') {
+      r->Fail("endpoint",
+              Quote(out->endpoint) + " names no host, e.g. \"https://kinesis.example\"");
+    }
+    while (out->endpoint.ends_with('/')) out->endpoint.pop_back();
+  }
+  if (!r->Has("credentials_file")) {
+    errors->Fail(r->TableSource(),
+                 r->Name("credentials_file") +
+                     " is required for kind \"kinesis\": a file with aws_access_key_id and "
+                     "aws_secret_access_key (docs/configuration.md)");
+    return;
+  }
+  std::string path;
+  std::string text;
+  if (ReadSecretFileKey(r, env, "credentials_file", &path, &text)) {
+    const std::string problem = ParseAwsCredentials(text, &out->credentials);
+    if (!problem.empty()) {
+      r->Fail("credentials_file", "file " + Quote(path) + " " + problem);
+    } else {
+      (*secret_files)[r->Name("credentials_file")] = text;
+    }
+  }
+  const toml::table* tls_table = r->Table("tls");
+  TableReader tls(errors, tls_table, r->Name("tls"));
+  ReadFilePath(&tls, env, "ca_file", &out->ca_file);
+  tls.Bool("verify", &out->tls_verify);
+  tls.RejectUnknownKeys();
+  if (r->String("gap_stream", &out->gap_stream)) {
+    const std::string problem = KinesisStreamProblem(out->gap_stream);
+    if (!problem.empty()) r->Fail("gap_stream", Quote(out->gap_stream) + " " + problem);
+  }
+  r->Integer("batch_records", 1, 500, &out->batch_records);
+  r->Duration("reconnect_min_ms", 1, kMaxBackoffMs, &out->retry_min);
+  r->Duration("reconnect_max_ms", 1, kMaxBackoffMs, &out->retry_max);
+  if (r->ok() && out->retry_min > out->retry_max) {
+    r->Fail(r->Has("reconnect_min_ms") ? "reconnect_min_ms" : "reconnect_max_ms",
+            std::to_string(out->retry_min.count()) + " ms must not exceed " +
+                r->Name("reconnect_max_ms") + " (" + std::to_string(out->retry_max.count()) +
+                " ms)");
+  }
+  // The request runs on the forwarder's thread: a longer wait would look like a wedged forwarder
+  // to the watchdog (Daemon::kStallLimit, 30 s).
+  r->Duration("request_timeout_ms", 1000, 20'000, &out->request_timeout);
+}
 
 // The MQTT upstreams' `topic` keys: the template a route's `NAME = true` stands for.
 using DefaultTopics = std::map<std::string, std::string>;
@@ -641,19 +759,18 @@ void ReadUpstream(TomlErrors* errors, const ConfigEnvironment& env, const std::s
   upstream.name = name;
   std::string kind;
   if (!r.Has("kind")) {
-    errors->Fail(&table->source(), path + ".kind is required: \"kafka\" or \"mqtt\"");
+    errors->Fail(&table->source(), path + ".kind is required: \"kafka\", \"mqtt\" or \"kinesis\"");
     return;
   }
-  if (!r.Choice("kind", {"kafka", "mqtt"}, &kind)) return;
-  upstream.kind = kind == "mqtt" ? UpstreamKind::kMqtt : UpstreamKind::kKafka;
-  // A key of the other kind would be "unknown" below; say what it is instead.
-  for (std::string_view key : upstream.kind == UpstreamKind::kMqtt
-                                  ? std::span<const std::string_view>(kKafkaOnlyKeys)
-                                  : std::span<const std::string_view>(kMqttOnlyKeys)) {
-    if (r.Has(key)) {
-      r.Fail(key, std::string("is a key of kind \"") +
-                      (upstream.kind == UpstreamKind::kMqtt ? "kafka" : "mqtt") + "\", but " +
-                      path + " is kind \"" + kind + "\"");
+  if (!r.Choice("kind", {"kafka", "mqtt", "kinesis"}, &kind)) return;
+  upstream.kind = kind == "mqtt"      ? UpstreamKind::kMqtt
+                  : kind == "kinesis" ? UpstreamKind::kKinesis
+                                      : UpstreamKind::kKafka;
+  // A key of another kind would be "unknown" below; say what it is instead.
+  for (auto&& [key, value] : *table) {
+    const std::string other = OtherKindsKey(upstream.kind, key.str());
+    if (!other.empty()) {
+      r.Fail(key.str(), other + ", but " + path + " is kind \"" + kind + "\"");
       return;
     }
   }
@@ -661,6 +778,10 @@ void ReadUpstream(TomlErrors* errors, const ConfigEnvironment& env, const std::s
     upstream.kafka.gateway_id = gateway.id;
     upstream.kafka.upstream = name;
     ReadKafkaOptions(&r, env, /*legacy=*/false, &upstream.kafka, &config->secret_files);
+  } else if (upstream.kind == UpstreamKind::kKinesis) {
+    upstream.kinesis.name = name;
+    upstream.kinesis.gateway_id = gateway.id;
+    ReadKinesisOptions(&r, env, &upstream.kinesis, &config->secret_files);
   } else {
     connectors::MqttSinkOptions& mqtt = upstream.mqtt;
     mqtt.name = name;
@@ -938,6 +1059,19 @@ void ReadTarget(TableReader* to, const RouteContext& rc, const std::string& upst
     const std::string problem = KafkaTopicProblem(target.target);
     if (!problem.empty()) {
       to->Fail(upstream_name, "Kafka topic " + Quote(target.target) + " " + problem);
+      return;
+    }
+  } else if (upstream->kind == UpstreamKind::kKinesis) {
+    if (node.is_boolean()) {
+      to->Fail(upstream_name, "upstream." + upstream_name +
+                                  " is kind \"kinesis\" and needs a stream name here, e.g. " +
+                                  upstream_name + " = \"telemetry\"");
+      return;
+    }
+    if (!to->String(upstream_name, &target.target)) return;
+    const std::string problem = KinesisStreamProblem(target.target);
+    if (!problem.empty()) {
+      to->Fail(upstream_name, "Kinesis stream " + Quote(target.target) + " " + problem);
       return;
     }
   } else {
@@ -1245,6 +1379,8 @@ const char* ToString(UpstreamKind k) {
       return "kafka";
     case UpstreamKind::kMqtt:
       return "mqtt";
+    case UpstreamKind::kKinesis:
+      return "kinesis";
   }
   return "unknown";
 }

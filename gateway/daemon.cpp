@@ -11,6 +11,19 @@
 namespace sluice::gateway {
 
 namespace {
+// An upstream kind as log lines and /readyz name it.
+const char* KindName(UpstreamKind kind) {
+  switch (kind) {
+    case UpstreamKind::kKafka:
+      return "Kafka";
+    case UpstreamKind::kMqtt:
+      return "MQTT";
+    case UpstreamKind::kKinesis:
+      return "Kinesis";
+  }
+  return "?";
+}
+
 // How often the replay thread looks for new requests (`sluice replay` writes them into the log).
 constexpr std::chrono::seconds kReplayPollInterval{1};
 
@@ -149,8 +162,8 @@ Status Daemon::Open() {
   if (metrics_server_) metrics_server_->Start();
   std::string names;
   for (const auto& u : upstreams_) {
-    names += fmt::format("{}{} ({} {})", names.empty() ? "" : ", ", u->name(),
-                         u->kind() == UpstreamKind::kKafka ? "Kafka" : "MQTT", u->endpoint());
+    names += fmt::format("{}{} ({} {})", names.empty() ? "" : ", ", u->name(), KindName(u->kind()),
+                         u->endpoint());
   }
   log_->info("sluice started: gateway '{}', {} route(s), MQTT {}, upstreams: {}",
              config_.gateway.id, config_.routes.size(), config_.mqtt.connection.url, names);
@@ -302,9 +315,9 @@ Status Daemon::Readiness() const {
     if (!held.empty()) {
       missing.push_back("upstream " + u->name() + ": " + held);
     } else if (!u->sink().Connected()) {
-      missing.push_back(fmt::format("upstream {}: {} {} not reachable", u->name(),
-                                    u->kind() == UpstreamKind::kKafka ? "Kafka" : "MQTT broker",
-                                    u->endpoint()));
+      missing.push_back(fmt::format(
+          "upstream {}: {} {} not reachable", u->name(),
+          u->kind() == UpstreamKind::kMqtt ? "MQTT broker" : KindName(u->kind()), u->endpoint()));
     }
   }
   if (missing.empty()) return Status::Ok();
@@ -476,6 +489,13 @@ void Daemon::RegisterUpstreamMetrics(size_t i) {
                        label, [=] {
                          const connectors::Sink* s = sink();
                          return d(s != nullptr ? s->Holds() : 0);
+                       });
+  m.AddCounterFunction("sluice_upstream_throttled_total",
+                       "Records the upstream refused for lack of throughput and that were sent "
+                       "again after a backoff (Kinesis).",
+                       label, [=] {
+                         const connectors::Sink* s = sink();
+                         return d(s != nullptr ? s->Throttled() : 0);
                        });
   m.AddCounterFunction("sluice_kafka_transactions_committed_total",
                        "Kafka transactions committed, each with its checkpoint (delivery = "

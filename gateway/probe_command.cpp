@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "connectors/kafka_probe.h"
+#include "connectors/kinesis_probe.h"
 #include "connectors/mqtt_probe.h"
 
 namespace sluice::gateway {
@@ -51,7 +52,8 @@ std::vector<std::string> KafkaTopicsOf(const Config& config, const std::string& 
   }
   const UpstreamConfig* upstream = FindUpstream(config, name);
   if (upstream != nullptr && config.storage.overflow == storage::Overflow::kDropOldest) {
-    add(upstream->kafka.gap_topic);
+    add(upstream->kind == UpstreamKind::kKinesis ? upstream->kinesis.gap_stream
+                                                 : upstream->kafka.gap_topic);
   }
   return topics;
 }
@@ -83,6 +85,13 @@ ProbeCounts ProbeCommand::Run() {
                       [options = u.kafka, topics = KafkaTopicsOf(config_, u.name), where, timeout] {
                         return connectors::ProbeKafka(options, topics, where, timeout);
                       })});
+    } else if (u.kind == UpstreamKind::kKinesis) {
+      targets.push_back(
+          {subject, std::async(std::launch::async,
+                               [options = u.kinesis, streams = KafkaTopicsOf(config_, u.name),
+                                where, timeout] {
+                                 return connectors::ProbeKinesis(options, streams, where, timeout);
+                               })});
     } else {
       targets.push_back({subject, std::async(std::launch::async, [connection = u.mqtt.connection,
                                                                   where, timeout] {

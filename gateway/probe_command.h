@@ -43,7 +43,8 @@ class ProbeCommand {
   std::ostream& out_;
 };
 
-// The Kafka topics the upstream `name` produces to: each route's topic for it, in route order,
+// The Kafka topics (Kinesis streams) the upstream `name` produces to: each route's target on it, in
+// route order,
 // each once, and the gap topic when storage.overflow = "drop-oldest" (the only policy that makes
 // gap records).
 std::vector<std::string> KafkaTopicsOf(const Config& config, const std::string& name);

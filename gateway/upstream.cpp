@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "connectors/kafka_sink.h"
+#include "connectors/kinesis_sink.h"
 #include "connectors/mqtt_sink.h"
 
 namespace sluice::gateway {
@@ -28,7 +29,11 @@ Status RoutesFor(const std::string& upstream, const std::vector<RouteConfig>& ro
 }
 
 Upstream::Upstream(UpstreamConfig config, const UpstreamEnvironment& env)
-    : config_(std::move(config)), env_(env) {}
+    : config_(std::move(config)),
+      env_(env),
+      kinesis_endpoint_(config_.kinesis.endpoint.empty()
+                            ? connectors::KinesisSink::DefaultEndpoint(config_.kinesis.region)
+                            : config_.kinesis.endpoint) {}
 
 Upstream::~Upstream() {
   Stop();
@@ -50,7 +55,15 @@ Status Upstream::Create(const UpstreamConfig& config, const std::vector<RouteCon
 }
 
 const std::string& Upstream::endpoint() const {
-  return config_.kind == UpstreamKind::kKafka ? config_.kafka.brokers : config_.mqtt.connection.url;
+  switch (config_.kind) {
+    case UpstreamKind::kKafka:
+      return config_.kafka.brokers;
+    case UpstreamKind::kKinesis:
+      return kinesis_endpoint_;
+    case UpstreamKind::kMqtt:
+      break;
+  }
+  return config_.mqtt.connection.url;
 }
 
 Status Upstream::MakeSink(bool replay, std::unique_ptr<connectors::Sink>* out) const {
@@ -64,6 +77,18 @@ Status Upstream::MakeSink(bool replay, std::unique_ptr<connectors::Sink>* out) c
     if (replay) o.delivery = connectors::KafkaDelivery::kAtLeastOnce;
     std::unique_ptr<connectors::KafkaSink> sink;
     Status s = connectors::KafkaSink::Create(o, router_.get(), env_.clock, env_.logger, &sink);
+    if (!s.ok()) return s;
+    *out = std::move(sink);
+    return Status::Ok();
+  }
+  if (config_.kind == UpstreamKind::kKinesis) {
+    connectors::KinesisSinkOptions o = config_.kinesis;
+    o.log_id = env_.log_id;
+    // A replay has a client of its own: PutRecords carries no session, so nothing else differs.
+    if (replay) o.name += " (replay)";
+    std::unique_ptr<connectors::KinesisSink> sink;
+    Status s =
+        connectors::KinesisSink::Create(o, router_.get(), env_.clock, env_.logger, nullptr, &sink);
     if (!s.ok()) return s;
     *out = std::move(sink);
     return Status::Ok();
@@ -87,6 +112,8 @@ ForwarderOptions Upstream::MakeForwarderOptions() const {
   fo.cursor = config_.name;
   if (config_.kind == UpstreamKind::kKafka) {
     fo.max_in_flight = static_cast<size_t>(config_.kafka.max_in_flight);
+  } else if (config_.kind == UpstreamKind::kKinesis) {
+    fo.max_in_flight = config_.kinesis.max_pending;
   } else {
     fo.max_in_flight = config_.mqtt.max_in_flight;
   }

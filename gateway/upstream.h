@@ -54,7 +54,7 @@ class Upstream {
 
   const std::string& name() const { return config_.name; }
   UpstreamKind kind() const { return config_.kind; }
-  // Where it sends: the Kafka bootstrap servers or the MQTT broker's URL.
+  // Where it sends: the Kafka bootstrap servers, the MQTT broker's URL or the Kinesis endpoint.
   const std::string& endpoint() const;
   const connectors::Sink& sink() const { return *sink_; }
   ForwarderStats Stats() const { return forwarder_->Stats(); }
@@ -76,6 +76,7 @@ class Upstream {
 
   const UpstreamConfig config_;
   const UpstreamEnvironment env_;
+  const std::string kinesis_endpoint_;  // the configured one, or the region's
   std::unique_ptr<connectors::Router> router_;
   std::unique_ptr<connectors::Sink> sink_;
   std::unique_ptr<Forwarder> forwarder_;

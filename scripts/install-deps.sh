@@ -14,6 +14,8 @@ packages=(
   libpaho-mqttpp-dev libpaho-mqtt-dev librdkafka-dev libsqlite3-dev
   libspdlog-dev libfmt-dev doctest-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
   libsystemd-dev libcpp-httplib-dev libssl-dev zlib1g-dev
+  # the Kinesis upstream's HTTPS client (CURLOPT_AWS_SIGV4 signs its requests)
+  libcurl4-openssl-dev
   # runtime / test tooling: brokers, CLI clients, Kafka via Maven + Java
   sqlite3 mosquitto mosquitto-clients kcat maven default-jre-headless
   ca-certificates procps iproute2
@@ -45,6 +47,13 @@ packages+=(openssl)
 # there (tests/monitoring/check.sh). Debian ships promtool only inside the Prometheus server's
 # package, whose service is kept from starting below.
 packages+=(prometheus jq)
+# The Kinesis upstream's test server, kinesalite, comes from npm (scripts/kinesis.sh); curl(1)
+# tells when it answers. Debian's npm needs Debian's nodejs; a nodejs built elsewhere (NodeSource)
+# brings its own npm and conflicts with Debian's, so npm is asked for only when none is there.
+packages+=(nodejs curl)
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(npm)
+fi
 
 # Only list packages that are not fully installed ("ii"), so re-runs are fast
 # and do not need the network.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Sets up a fresh Debian 12 machine and runs sluice's whole test suite:
-#   1. installs the Debian packages (scripts/install-deps.sh) and fetches the Kafka broker's jars,
+#   1. installs the Debian packages (scripts/install-deps.sh), fetches the Kafka broker's jars
+#      (Maven) and the Kinesis test server, kinesalite (npm),
 #   2. builds with warnings as errors and runs every test: unit tests and the integration tests
 #      against a real Mosquitto and a real Kafka broker (started and stopped by CTest fixtures),
 #   3. runs the demo (scripts/demo.sh --short) and a benchmark smoke run (bench/run.sh --smoke),
@@ -43,6 +44,7 @@ quick=${SLUICE_TEST_QUICK:-0}
 step "installing dependencies"
 scripts/install-deps.sh
 scripts/kafka.sh fetch
+scripts/kinesis.sh fetch
 # Before anything runs beside the tests: apt holds a lock that the package test also takes.
 [[ "$quick" == 1 ]] || scripts/cross-arm64.sh --deps-only
 

@@ -74,6 +74,16 @@ bool LegalKafkaTopic(std::string_view topic) {
   return true;
 }
 
+bool LegalKinesisStream(std::string_view stream) {
+  if (stream.empty() || stream.size() > 128) return false;
+  for (char ch : stream) {
+    const bool legal = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                       (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
+    if (!legal) return false;
+  }
+  return true;
+}
+
 void CheckAccepted(const Config& c) {
   CheckNoNul("gateway.id", c.gateway.id);
   CheckNoNul("storage.path", c.storage.path);
@@ -111,6 +121,16 @@ void CheckAccepted(const Config& c) {
         CheckNoNul("kafka.properties name", name);
         CheckNoNul("kafka.properties value", value);
       }
+    } else if (u.kind == UpstreamKind::kKinesis) {
+      if (u.kinesis.region.empty()) Fail("accepted no region for", u.name);
+      if (!u.kinesis.endpoint.empty() && u.kinesis.endpoint.rfind("https://", 0) != 0) {
+        Fail("accepted an endpoint that is not https://", u.kinesis.endpoint);
+      }
+      if (u.kinesis.credentials.access_key_id.empty() ||
+          u.kinesis.credentials.secret_access_key.empty()) {
+        Fail("accepted no credentials for", u.name);
+      }
+      if (!LegalKinesisStream(u.kinesis.gap_stream)) Fail("bad gap stream", u.kinesis.gap_stream);
     } else {
       CheckConnection("upstream", u.mqtt.connection);
       if (u.mqtt.max_in_flight == 0) Fail("accepted no in-flight window for", u.name);
@@ -134,6 +154,9 @@ void CheckAccepted(const Config& c) {
       if (u == nullptr) Fail("route names an unknown upstream", t.upstream);
       if (u->kind == UpstreamKind::kKafka && !LegalKafkaTopic(t.target)) {
         Fail("illegal Kafka topic", t.target);
+      }
+      if (u->kind == UpstreamKind::kKinesis && !LegalKinesisStream(t.target)) {
+        Fail("illegal Kinesis stream", t.target);
       }
       if (u->kind == UpstreamKind::kMqtt &&
           (t.target.empty() || t.target.find_first_of("+#") != std::string::npos)) {

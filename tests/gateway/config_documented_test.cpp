@@ -7,6 +7,9 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -25,20 +28,42 @@ namespace {
 // The upstream names below, one of each kind, so that a recorded key tells its kind.
 constexpr std::string_view kKafkaUpstream = "upstream.central";
 constexpr std::string_view kMqttUpstream = "upstream.cloud";
+constexpr std::string_view kKinesisUpstream = "upstream.stream";
 
-// The new form with both kinds of upstream. A key is asked for whether it is set or not, so a
+// A Kinesis upstream needs a credentials file that exists; one for every case of this file.
+std::string CredentialsFile() {
+  static const std::string path = [] {
+    const std::string p = std::filesystem::temp_directory_path() /
+                          ("sluice-config-documented-" + std::to_string(::getpid()));
+    std::ofstream(p) << "aws_access_key_id = AKID\naws_secret_access_key = secret\n";
+    return p;
+  }();
+  return path;
+}
+
+// The new form with every kind of upstream. A key is asked for whether it is set or not, so a
 // valid document that reaches every table lists every key; the old form has a table of its own.
-constexpr const char* kNewForm = R"(
+std::string NewForm() {
+  return R"(
 [gateway]
 id = "gw-1"
 [upstream.central]
 kind = "kafka"
 [upstream.cloud]
 kind = "mqtt"
+[upstream.stream]
+kind = "kinesis"
+region = "eu-west-1"
+credentials_file = ")" +
+         CredentialsFile() + R"("
 [[route]]
 mqtt = "devices/#"
-to = { central = "telemetry", cloud = true }
+to = { central = "telemetry", cloud = true, stream = "telemetry" }
 )";
+}
+// The kinds and the upstream of each in NewForm().
+constexpr std::pair<std::string_view, std::string_view> kKinds[] = {
+    {"kafka", kKafkaUpstream}, {"mqtt", kMqttUpstream}, {"kinesis", kKinesisUpstream}};
 constexpr const char* kOldForm = R"(
 [gateway]
 id = "gw-1"
@@ -142,7 +167,8 @@ std::pair<std::string, std::string> DocName(const std::string& dotted) {
   // "The old `[kafka]` table takes these keys too" (of kind = "kafka").
   if (table == kKafkaUpstream || table == "kafka") return {"upstream.NAME kind=kafka", key};
   if (table == kMqttUpstream) return {"upstream.NAME kind=mqtt", key};
-  for (std::string_view upstream : {kKafkaUpstream, kMqttUpstream}) {
+  if (table == kKinesisUpstream) return {"upstream.NAME kind=kinesis", key};
+  for (std::string_view upstream : {kKafkaUpstream, kMqttUpstream, kKinesisUpstream}) {
     if (table.rfind(std::string(upstream) + ".", 0) == 0) {
       table = "upstream.NAME" + table.substr(upstream.size());
     }
@@ -207,7 +233,7 @@ std::vector<std::string> Unread(const std::vector<std::string>& recorded, const 
 // The keys of both forms, each once.
 std::vector<std::string> RecordedKeys() {
   std::vector<std::string> keys;
-  for (const char* text : {kNewForm, kOldForm}) {
+  for (const std::string& text : {NewForm(), std::string(kOldForm)}) {
     Status s = ListConfigKeys(text, &keys);
     REQUIRE_MESSAGE(s.ok(), s.ToString());
   }
@@ -233,17 +259,20 @@ std::string ReadDoc() {
 
 TEST_CASE("ListConfigKeys names every key the parser asks for, set or not") {
   std::vector<std::string> keys;
-  REQUIRE(ListConfigKeys(kNewForm, &keys).ok());
+  REQUIRE(ListConfigKeys(NewForm(), &keys).ok());
   const std::set<std::string> set(keys.begin(), keys.end());
   for (const char* key :
        {"gateway.id", "storage.max_bytes", "mqtt.tls.ca_file", "metrics.listen",
         "upstream.central.brokers", "upstream.central.properties", "upstream.cloud.tls.verify",
-        "upstream.cloud.max_in_flight", "route[1].qos", "route[1].to.central", "kafka"}) {
+        "upstream.cloud.max_in_flight", "upstream.stream.region", "upstream.stream.tls.ca_file",
+        "route[1].qos", "route[1].to.central", "kafka"}) {
     CHECK_MESSAGE(set.count(key) == 1, key);
   }
   // A key of the other kind is no key of that upstream.
   CHECK(set.count("upstream.central.max_in_flight") == 0);
   CHECK(set.count("upstream.cloud.brokers") == 0);
+  CHECK(set.count("upstream.stream.url") == 0);
+  CHECK(set.count("upstream.stream.tls.cert_file") == 0);
 
   std::vector<std::string> none;
   CHECK_FALSE(ListConfigKeys("[storage]\nmax_bytes = \"tiny\"\n", &none).ok());
@@ -258,6 +287,7 @@ TEST_CASE("docs/configuration.md documents every key the parser reads, and no ot
   CHECK(docs.at("storage").count("max_bytes") == 1);
   CHECK(docs.at("upstream.NAME kind=kafka").count("brokers") == 1);
   CHECK(docs.at("upstream.NAME kind=mqtt").count("max_in_flight") == 1);
+  CHECK(docs.at("upstream.NAME kind=kinesis").count("region") == 1);
   CHECK(docs.at("upstream.NAME.tls").count("ca_file") == 1);
   CHECK(docs.at("route").count("to") == 1);
 
@@ -292,44 +322,61 @@ TEST_CASE("A key missing from docs/configuration.md, or in the wrong kind's tabl
         std::vector<std::string>{"upstream.NAME kind=kafka: max_in_flight"});
 }
 
-// The parser names a key of the other upstream kind as such (gateway/config.cpp keeps a list per
-// kind for that message): every key only one kind reads must be on its list, or an operator who
-// gives it to the other kind gets "unknown key" instead.
-TEST_CASE("Every key only one upstream kind reads is named as that kind's when the other gets it") {
+// The parser names a key of another upstream kind as such (gateway/config.cpp keeps a list per
+// kind for that message): every key some kinds read and another does not must be named as theirs
+// when that other kind gets it, or an operator gets "unknown key" instead; and no key a kind reads
+// may be named as another kind's when that kind gets it.
+TEST_CASE("Every key only some upstream kinds read is named as theirs when another kind gets it") {
   std::vector<std::string> keys;
-  REQUIRE(ListConfigKeys(kNewForm, &keys).ok());
-  // The first part of each key below [upstream.central] (kafka) and [upstream.cloud] (mqtt).
-  auto own = [&](const std::string& prefix) {
-    std::set<std::string> out;
+  REQUIRE(ListConfigKeys(NewForm(), &keys).ok());
+  // The first part of each key below each kind's upstream.
+  std::map<std::string, std::set<std::string>> own;
+  for (const auto& [kind, upstream] : kKinds) {
+    const std::string prefix = std::string(upstream) + ".";
     for (const std::string& k : keys) {
       if (k.rfind(prefix, 0) != 0) continue;
       const std::string rest = k.substr(prefix.size());
-      out.insert(rest.substr(0, rest.find_first_of(".[")));
-    }
-    return out;
-  };
-  const std::set<std::string> kafka = own("upstream.central.");
-  const std::set<std::string> mqtt = own("upstream.cloud.");
-  REQUIRE(kafka.count("brokers") == 1);
-  REQUIRE(mqtt.count("url") == 1);
-  int checked = 0;
-  for (const auto& [mine, theirs, kind, other] :
-       {std::tuple{&kafka, &mqtt, "kafka", "mqtt"}, std::tuple{&mqtt, &kafka, "mqtt", "kafka"}}) {
-    for (const std::string& key : *mine) {
-      if (theirs->count(key) != 0) continue;
-      CAPTURE(key);
-      const std::string text =
-          std::string(kNewForm) + "\n[upstream.extra]\nkind = \"" + other + "\"\n" + key + " = 1\n";
-      Config c;
-      const Status s = ParseConfig(text, "t.toml", &c);
-      REQUIRE_FALSE(s.ok());
-      CHECK_MESSAGE(
-          s.message().find(std::string("is a key of kind \"") + kind + "\"") != std::string::npos,
-          s.message());
-      ++checked;
+      own[std::string(kind)].insert(rest.substr(0, rest.find_first_of(".[")));
     }
   }
-  CHECK(checked >= 20);
+  REQUIRE(own["kafka"].count("brokers") == 1);
+  REQUIRE(own["mqtt"].count("url") == 1);
+  REQUIRE(own["kinesis"].count("region") == 1);
+  auto parse_extra = [](const std::string& kind, const std::string& key) {
+    std::string text = NewForm() + "\n[upstream.extra]\nkind = \"" + kind + "\"\n" + key + " = 1\n";
+    if (kind == "kinesis") {
+      text += "region = \"eu-west-1\"\ncredentials_file = \"" + CredentialsFile() + "\"\n";
+    }
+    Config c;
+    return ParseConfig(text, "t.toml", &c);
+  };
+  int checked = 0;
+  for (const auto& [mine, mine_upstream] : kKinds) {
+    for (const auto& [other, other_upstream] : kKinds) {
+      if (mine == other) continue;
+      for (const std::string& key : own[std::string(mine)]) {
+        if (own[std::string(other)].count(key) != 0) continue;
+        CAPTURE(key);
+        CAPTURE(other);
+        const Status s = parse_extra(std::string(other), key);
+        REQUIRE_FALSE(s.ok());
+        CHECK_MESSAGE(s.message().find("is a key of kind") != std::string::npos, s.message());
+        CHECK_MESSAGE(s.message().find("\"" + std::string(mine) + "\"") != std::string::npos,
+                      s.message());
+        ++checked;
+      }
+    }
+  }
+  CHECK(checked >= 40);
+  // A kind's own key, even one other kinds have too, is never called another kind's.
+  for (const auto& [kind, upstream] : kKinds) {
+    for (const std::string& key : own[std::string(kind)]) {
+      if (key == "region" || key == "credentials_file") continue;  // given by parse_extra
+      CAPTURE(key);
+      const Status s = parse_extra(std::string(kind), key);
+      CHECK_MESSAGE(s.message().find("is a key of kind") == std::string::npos, s.message());
+    }
+  }
 }
 
 }  // namespace sluice::gateway

@@ -232,11 +232,12 @@ TEST_CASE("ParseConfig validates upstream names and kinds") {
   CHECK(Contains(ErrorFor("[upstream." + std::string(65, 'u') + "]\nkind = \"kafka\"\n"),
                  "must be 1..64 characters long"));
   const std::string missing = ErrorFor("[upstream.central]\nbrokers = \"k:9092\"\n");
-  CHECK(
-      Contains(missing, "test.toml:1:1: upstream.central.kind is required: \"kafka\" or \"mqtt\""));
-  CHECK(
-      Contains(ErrorFor("[upstream.central]\nkind = \"kafak\"\n"),
-               "upstream.central.kind: 'kafak' is not one of kafka|mqtt (did you mean 'kafka'?)"));
+  CHECK(Contains(missing,
+                 "test.toml:1:1: upstream.central.kind is required: \"kafka\", \"mqtt\" or "
+                 "\"kinesis\""));
+  CHECK(Contains(ErrorFor("[upstream.central]\nkind = \"kafak\"\n"),
+                 "upstream.central.kind: 'kafak' is not one of kafka|mqtt|kinesis (did you mean "
+                 "'kafka'?)"));
   CHECK(Contains(ErrorFor("[upstream]\ncentral = 5\n" + std::string(kRouteBoth)),
                  "upstream.central: expected a table ([upstream.central]), found an integer (5)"));
   CHECK(Contains(ErrorFor("[upstream]\n" + std::string(kRouteBoth)), "no [upstream.NAME] block"));
@@ -256,6 +257,118 @@ TEST_CASE("ParseConfig names a key of the other kind and suggests known keys") {
   // TLS follows the URL on an upstream; there is no switch to disagree with it.
   CHECK(Contains(ErrorFor(TwoUpstreams("", "[upstream.cloud.tls]\nenabled = true\n")),
                  "unknown key 'upstream.cloud.tls.enabled'"));
+}
+
+// A Kinesis upstream with its credentials file; `keys` are added to its table.
+std::string KinesisUpstream(const std::string& credentials, const std::string& keys = "") {
+  return "[upstream.stream]\nkind = \"kinesis\"\nregion = \"eu-west-1\"\ncredentials_file = \"" +
+         credentials + "\"\n" + keys;
+}
+constexpr const char* kRouteStream = R"(
+[[route]]
+mqtt = "devices/+/telemetry"
+key = "devices/{device}/#"
+to = { stream = "telemetry" }
+)";
+
+TEST_CASE("ParseConfig reads every key of a Kinesis upstream") {
+  TempDir dir;
+  const std::string creds = dir.File("aws");
+  WriteFile(creds, std::string("aws_access_key_id = AKID\naws_secret_access_key = ") + kSecret +
+                       "\naws_session_token = tok\n");
+  WriteFile(dir.File("ca.pem"), "x");
+  Config c;
+  REQUIRE(Parse(KinesisUpstream(creds,
+                                "endpoint = \"https://kinesis.local:4567/\"\n"
+                                "gap_stream = \"gaps\"\nbatch_records = 100\n"
+                                "reconnect_min_ms = 20\nreconnect_max_ms = 2000\n"
+                                "request_timeout_ms = 3000\n[upstream.stream.tls]\n"
+                                "ca_file = \"" +
+                                    dir.File("ca.pem") + "\"\nverify = false\n") +
+                    kRouteStream,
+                &c)
+              .ok());
+  REQUIRE(c.upstreams.size() == 1);
+  const UpstreamConfig& u = c.upstreams[0];
+  CHECK(u.kind == UpstreamKind::kKinesis);
+  CHECK(std::string(ToString(u.kind)) == "kinesis");
+  CHECK(u.kinesis.name == "stream");
+  CHECK(u.kinesis.region == "eu-west-1");
+  CHECK(u.kinesis.endpoint == "https://kinesis.local:4567");
+  CHECK(u.kinesis.credentials.access_key_id == "AKID");
+  CHECK(u.kinesis.credentials.secret_access_key == kSecret);
+  CHECK(u.kinesis.credentials.session_token == "tok");
+  CHECK(u.kinesis.gap_stream == "gaps");
+  CHECK(u.kinesis.batch_records == 100);
+  CHECK(u.kinesis.retry_min == milliseconds(20));
+  CHECK(u.kinesis.retry_max == milliseconds(2000));
+  CHECK(u.kinesis.request_timeout == milliseconds(3000));
+  CHECK(u.kinesis.ca_file == dir.File("ca.pem"));
+  CHECK_FALSE(u.kinesis.tls_verify);
+  REQUIRE(c.routes.size() == 1);
+  CHECK(c.routes[0].targets[0].target == "telemetry");
+  CHECK(c.secret_files.count("upstream.stream.credentials_file") == 1);
+
+  Config d;
+  REQUIRE(Parse(KinesisUpstream(creds) + kRouteStream, &d).ok());
+  CHECK(d.upstreams[0].kinesis.endpoint.empty());  // the region's, made by the sink
+  CHECK(d.upstreams[0].kinesis.tls_verify);
+  CHECK(d.upstreams[0].kinesis.gap_stream == "sluice-gaps");
+  CHECK(d.upstreams[0].kinesis.batch_records == 500);
+}
+
+TEST_CASE("A Kinesis upstream's keys are checked, and its credentials never shown") {
+  TempDir dir;
+  const std::string creds = dir.File("aws");
+  WriteFile(creds,
+            std::string("aws_access_key_id = AKID\naws_secret_access_key = ") + kSecret + "\n");
+  CHECK(Contains(ErrorFor("[upstream.stream]\nkind = \"kinesis\"\n" + std::string(kRouteStream)),
+                 "upstream.stream.region is required"));
+  CHECK(Contains(ErrorFor("[upstream.stream]\nkind = \"kinesis\"\nregion = \"eu-west-1\"\n" +
+                          std::string(kRouteStream)),
+                 "upstream.stream.credentials_file is required"));
+  CHECK(Contains(ErrorFor(KinesisUpstream(creds, "endpoint = \"http://x\"\n") + kRouteStream),
+                 "upstream.stream.endpoint: 'http://x' must start with https://"));
+  CHECK(Contains(ErrorFor("[upstream.stream]\nkind = \"kinesis\"\nregion = \"EU west\"\n"
+                          "credentials_file = \"" +
+                          creds + "\"\n" + kRouteStream),
+                 "upstream.stream.region: 'EU west' is not a region name"));
+  CHECK(Contains(ErrorFor(KinesisUpstream(creds, "batch_records = 501\n") + kRouteStream),
+                 "upstream.stream.batch_records"));
+  CHECK(Contains(ErrorFor(KinesisUpstream(creds, "url = \"tcp://x:1883\"\n") + kRouteStream),
+                 "upstream.stream.url: is a key of kind \"mqtt\", but upstream.stream is kind "
+                 "\"kinesis\""));
+  CHECK(Contains(ErrorFor(KinesisUpstream(creds, "brokers = \"k:9092\"\n") + kRouteStream),
+                 "is a key of kind \"kafka\""));
+  CHECK(Contains(
+      ErrorFor(KinesisUpstream(creds, "[upstream.stream.tls]\ncert_file = \"x\"\n") + kRouteStream),
+      "unknown key 'upstream.stream.tls.cert_file'"));
+  CHECK(Contains(ErrorFor(TwoUpstreams("region = \"eu-west-1\"\n")),
+                 "upstream.central.region: is a key of kind \"kinesis\""));
+  CHECK(Contains(ErrorFor(TwoUpstreams("reconnect_min_ms = 5\n")),
+                 "is a key of kind \"mqtt\" or \"kinesis\""));
+  // A route's target is a stream name.
+  const std::string bool_route = "[[route]]\nmqtt = \"a/#\"\nto = { stream = true }\n";
+  CHECK(Contains(ErrorFor(KinesisUpstream(creds) + bool_route),
+                 "is kind \"kinesis\" and needs a stream name here"));
+  const std::string bad_route = "[[route]]\nmqtt = \"a/#\"\nto = { stream = \"a/b\" }\n";
+  CHECK(Contains(ErrorFor(KinesisUpstream(creds) + bad_route), "Kinesis stream 'a/b' may contain"));
+  // The credentials file: what is wrong, and never a value.
+  WriteFile(creds, std::string("aws_access_key_id = AKID\n") + kSecret + "\n");
+  const std::string garbled = ErrorFor(KinesisUpstream(creds) + kRouteStream);
+  CHECK(Contains(
+      garbled, "upstream.stream.credentials_file: file '" + creds + "' line 2 is not KEY = VALUE"));
+  CHECK_FALSE(Contains(garbled, kSecret));
+  WriteFile(creds, "aws_access_key_id = AKID\n");
+  CHECK(Contains(ErrorFor(KinesisUpstream(creds) + kRouteStream), "sets no aws_secret_access_key"));
+  // systemd's credentials directory.
+  WriteFile(dir.File("kinesis"),
+            std::string("aws_access_key_id = AKID\naws_secret_access_key = ") + kSecret + "\n");
+  ConfigEnvironment env;
+  env.credentials_directory = dir.path().string();
+  Config c;
+  REQUIRE(Parse(KinesisUpstream("${CREDENTIALS_DIRECTORY}/kinesis") + kRouteStream, &c, env).ok());
+  CHECK(c.upstreams[0].kinesis.credentials.secret_access_key == kSecret);
 }
 
 TEST_CASE("route.to names known upstreams, suggesting the closest for a typo") {
