@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "connectors/amqp_sink.h"
 #include "connectors/kafka_sink.h"
 #include "connectors/mqtt_sink.h"
 #include "connectors/mqtt_source.h"
@@ -42,15 +43,16 @@ struct MetricsConfig {
 // subscription are logged. A resubscription never logs them again.
 enum class RetainedPolicy { kIngest, kSkip };
 
-enum class UpstreamKind { kKafka, kMqtt };
+enum class UpstreamKind { kKafka, kMqtt, kRabbitmq };
 
 // One [upstream.NAME] block: where events go, and how to get there.
 struct UpstreamConfig {
   std::string name;  // [A-Za-z0-9_-]{1,64}: the log's cursor name and the metrics label
   UpstreamKind kind = UpstreamKind::kKafka;
   // The options of its kind; the parser sets gateway_id, the daemon log_id.
-  connectors::KafkaSinkOptions kafka;  // kKafka
-  connectors::MqttSinkOptions mqtt;    // kMqtt
+  connectors::KafkaSinkOptions kafka;    // kKafka
+  connectors::MqttSinkOptions mqtt;      // kMqtt
+  connectors::AmqpSinkOptions rabbitmq;  // kRabbitmq
 };
 
 // Where one route's events go on one upstream.
@@ -58,7 +60,8 @@ struct RouteTarget {
   std::string upstream;  // an UpstreamConfig::name
   // Kafka: the topic. MQTT: the topic template, placeholders resolved per event ({gateway},
   // {mqtt_topic} and the captures of the route's key); `true` in the file is the upstream's
-  // `topic`, already substituted here.
+  // `topic`, already substituted here. RabbitMQ: the routing-key template (the same
+  // placeholders); with the default exchange, the name of the stream or queue.
   std::string target;
 
   bool operator==(const RouteTarget&) const = default;
@@ -117,7 +120,8 @@ Status ListConfigKeys(const std::string& toml_text, std::vector<std::string>* ke
 // The upstream named `name`, or null.
 const UpstreamConfig* FindUpstream(const Config& config, std::string_view name);
 
-// The configuration spelling, "kafka" or "mqtt" (storage::ToString spells overflow and sync).
+// The configuration spelling, "kafka", "mqtt" or "rabbitmq" (storage::ToString spells overflow
+// and sync).
 const char* ToString(UpstreamKind k);
 
 }  // namespace sluice::gateway

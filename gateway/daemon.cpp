@@ -11,6 +11,19 @@
 namespace sluice::gateway {
 
 namespace {
+
+// How logs and /readyz name an upstream's kind ("Kafka", "RabbitMQ broker").
+const char* UpstreamLabel(UpstreamKind kind, bool broker) {
+  switch (kind) {
+    case UpstreamKind::kKafka:
+      return "Kafka";
+    case UpstreamKind::kMqtt:
+      return broker ? "MQTT broker" : "MQTT";
+    case UpstreamKind::kRabbitmq:
+      return broker ? "RabbitMQ broker" : "RabbitMQ";
+  }
+  return "upstream";
+}
 // How often the replay thread looks for new requests (`sluice replay` writes them into the log).
 constexpr std::chrono::seconds kReplayPollInterval{1};
 
@@ -149,7 +162,7 @@ Status Daemon::Open() {
   std::string names;
   for (const auto& u : upstreams_) {
     names += fmt::format("{}{} ({} {})", names.empty() ? "" : ", ", u->name(),
-                         u->kind() == UpstreamKind::kKafka ? "Kafka" : "MQTT", u->endpoint());
+                         UpstreamLabel(u->kind(), false), u->endpoint());
   }
   log_->info("sluice started: gateway '{}', {} route(s), MQTT {}, upstreams: {}",
              config_.gateway.id, config_.routes.size(), config_.mqtt.connection.url, names);
@@ -302,8 +315,7 @@ Status Daemon::Readiness() const {
       missing.push_back("upstream " + u->name() + ": " + held);
     } else if (!u->sink().Connected()) {
       missing.push_back(fmt::format("upstream {}: {} {} not reachable", u->name(),
-                                    u->kind() == UpstreamKind::kKafka ? "Kafka" : "MQTT broker",
-                                    u->endpoint()));
+                                    UpstreamLabel(u->kind(), true), u->endpoint()));
     }
   }
   if (missing.empty()) return Status::Ok();

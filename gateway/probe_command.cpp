@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "connectors/amqp_probe.h"
 #include "connectors/kafka_probe.h"
 #include "connectors/mqtt_probe.h"
 
@@ -51,7 +52,8 @@ std::vector<std::string> KafkaTopicsOf(const Config& config, const std::string& 
   }
   const UpstreamConfig* upstream = FindUpstream(config, name);
   if (upstream != nullptr && config.storage.overflow == storage::Overflow::kDropOldest) {
-    add(upstream->kafka.gap_topic);
+    if (upstream->kind == UpstreamKind::kKafka) add(upstream->kafka.gap_topic);
+    if (upstream->kind == UpstreamKind::kRabbitmq) add(upstream->rabbitmq.gap_routing_key);
   }
   return topics;
 }
@@ -83,6 +85,13 @@ ProbeCounts ProbeCommand::Run() {
                       [options = u.kafka, topics = KafkaTopicsOf(config_, u.name), where, timeout] {
                         return connectors::ProbeKafka(options, topics, where, timeout);
                       })});
+    } else if (u.kind == UpstreamKind::kRabbitmq) {
+      targets.push_back(
+          {subject,
+           std::async(std::launch::async, [options = u.rabbitmq,
+                                           keys = KafkaTopicsOf(config_, u.name), where, timeout] {
+             return connectors::ProbeRabbitmq(options, keys, where, timeout);
+           })});
     } else {
       targets.push_back({subject, std::async(std::launch::async, [connection = u.mqtt.connection,
                                                                   where, timeout] {

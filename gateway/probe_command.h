@@ -45,7 +45,7 @@ class ProbeCommand {
 
 // The Kafka topics the upstream `name` produces to: each route's topic for it, in route order,
 // each once, and the gap topic when storage.overflow = "drop-oldest" (the only policy that makes
-// gap records).
+// gap records). For a RabbitMQ upstream, the routing keys (templates) and the gap routing key.
 std::vector<std::string> KafkaTopicsOf(const Config& config, const std::string& name);
 
 }  // namespace sluice::gateway

@@ -4,6 +4,7 @@
 
 #include <utility>
 
+#include "connectors/amqp_sink.h"
 #include "connectors/kafka_sink.h"
 #include "connectors/mqtt_sink.h"
 
@@ -50,7 +51,15 @@ Status Upstream::Create(const UpstreamConfig& config, const std::vector<RouteCon
 }
 
 const std::string& Upstream::endpoint() const {
-  return config_.kind == UpstreamKind::kKafka ? config_.kafka.brokers : config_.mqtt.connection.url;
+  switch (config_.kind) {
+    case UpstreamKind::kKafka:
+      return config_.kafka.brokers;
+    case UpstreamKind::kRabbitmq:
+      return config_.rabbitmq.endpoint.url;
+    case UpstreamKind::kMqtt:
+      break;
+  }
+  return config_.mqtt.connection.url;
 }
 
 Status Upstream::MakeSink(bool replay, std::unique_ptr<connectors::Sink>* out) const {
@@ -64,6 +73,18 @@ Status Upstream::MakeSink(bool replay, std::unique_ptr<connectors::Sink>* out) c
     if (replay) o.delivery = connectors::KafkaDelivery::kAtLeastOnce;
     std::unique_ptr<connectors::KafkaSink> sink;
     Status s = connectors::KafkaSink::Create(o, router_.get(), env_.clock, env_.logger, &sink);
+    if (!s.ok()) return s;
+    *out = std::move(sink);
+    return Status::Ok();
+  }
+  if (config_.kind == UpstreamKind::kRabbitmq) {
+    connectors::AmqpSinkOptions o = config_.rabbitmq;
+    o.log_id = env_.log_id;
+    // A replay publishes on a connection of its own, so that its confirms and channel errors
+    // never touch the live window (rabbitmq-c connections are not shared between threads).
+    if (replay) o.name += " (replay)";
+    std::unique_ptr<connectors::AmqpSink> sink;
+    Status s = connectors::AmqpSink::Create(o, router_.get(), env_.clock, env_.logger, &sink);
     if (!s.ok()) return s;
     *out = std::move(sink);
     return Status::Ok();
@@ -87,6 +108,8 @@ ForwarderOptions Upstream::MakeForwarderOptions() const {
   fo.cursor = config_.name;
   if (config_.kind == UpstreamKind::kKafka) {
     fo.max_in_flight = static_cast<size_t>(config_.kafka.max_in_flight);
+  } else if (config_.kind == UpstreamKind::kRabbitmq) {
+    fo.max_in_flight = config_.rabbitmq.max_in_flight;
   } else {
     fo.max_in_flight = config_.mqtt.max_in_flight;
   }

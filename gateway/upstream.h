@@ -54,7 +54,7 @@ class Upstream {
 
   const std::string& name() const { return config_.name; }
   UpstreamKind kind() const { return config_.kind; }
-  // Where it sends: the Kafka bootstrap servers or the MQTT broker's URL.
+  // Where it sends: the Kafka bootstrap servers, or the MQTT or RabbitMQ broker's URL.
   const std::string& endpoint() const;
   const connectors::Sink& sink() const { return *sink_; }
   ForwarderStats Stats() const { return forwarder_->Stats(); }

@@ -25,8 +25,9 @@ namespace {
 // The upstream names below, one of each kind, so that a recorded key tells its kind.
 constexpr std::string_view kKafkaUpstream = "upstream.central";
 constexpr std::string_view kMqttUpstream = "upstream.cloud";
+constexpr std::string_view kRabbitmqUpstream = "upstream.rabbit";
 
-// The new form with both kinds of upstream. A key is asked for whether it is set or not, so a
+// The new form with every kind of upstream. A key is asked for whether it is set or not, so a
 // valid document that reaches every table lists every key; the old form has a table of its own.
 constexpr const char* kNewForm = R"(
 [gateway]
@@ -35,9 +36,11 @@ id = "gw-1"
 kind = "kafka"
 [upstream.cloud]
 kind = "mqtt"
+[upstream.rabbit]
+kind = "rabbitmq"
 [[route]]
 mqtt = "devices/#"
-to = { central = "telemetry", cloud = true }
+to = { central = "telemetry", cloud = true, rabbit = "telemetry" }
 )";
 constexpr const char* kOldForm = R"(
 [gateway]
@@ -142,7 +145,8 @@ std::pair<std::string, std::string> DocName(const std::string& dotted) {
   // "The old `[kafka]` table takes these keys too" (of kind = "kafka").
   if (table == kKafkaUpstream || table == "kafka") return {"upstream.NAME kind=kafka", key};
   if (table == kMqttUpstream) return {"upstream.NAME kind=mqtt", key};
-  for (std::string_view upstream : {kKafkaUpstream, kMqttUpstream}) {
+  if (table == kRabbitmqUpstream) return {"upstream.NAME kind=rabbitmq", key};
+  for (std::string_view upstream : {kKafkaUpstream, kMqttUpstream, kRabbitmqUpstream}) {
     if (table.rfind(std::string(upstream) + ".", 0) == 0) {
       table = "upstream.NAME" + table.substr(upstream.size());
     }
@@ -258,6 +262,7 @@ TEST_CASE("docs/configuration.md documents every key the parser reads, and no ot
   CHECK(docs.at("storage").count("max_bytes") == 1);
   CHECK(docs.at("upstream.NAME kind=kafka").count("brokers") == 1);
   CHECK(docs.at("upstream.NAME kind=mqtt").count("max_in_flight") == 1);
+  CHECK(docs.at("upstream.NAME kind=rabbitmq").count("exchange") == 1);
   CHECK(docs.at("upstream.NAME.tls").count("ca_file") == 1);
   CHECK(docs.at("route").count("to") == 1);
 
@@ -292,14 +297,16 @@ TEST_CASE("A key missing from docs/configuration.md, or in the wrong kind's tabl
         std::vector<std::string>{"upstream.NAME kind=kafka: max_in_flight"});
 }
 
-// The parser names a key of the other upstream kind as such (gateway/config.cpp keeps a list per
-// kind for that message): every key only one kind reads must be on its list, or an operator who
-// gives it to the other kind gets "unknown key" instead.
-TEST_CASE("Every key only one upstream kind reads is named as that kind's when the other gets it") {
+// The parser names a key of another upstream kind as such (gateway/config.cpp keeps a list per
+// kind for that message): every key some kinds read and another does not must be on the lists of
+// the kinds that read it, or an operator who gives it to the other kind gets "unknown key" instead.
+TEST_CASE("Every key only some upstream kinds read is named as theirs when another kind gets it") {
   std::vector<std::string> keys;
   REQUIRE(ListConfigKeys(kNewForm, &keys).ok());
-  // The first part of each key below [upstream.central] (kafka) and [upstream.cloud] (mqtt).
-  auto own = [&](const std::string& prefix) {
+  // The first part of each key below [upstream.central] (kafka), [upstream.cloud] (mqtt) and
+  // [upstream.rabbit] (rabbitmq).
+  auto own = [&](std::string_view upstream) {
+    const std::string prefix = std::string(upstream) + ".";
     std::set<std::string> out;
     for (const std::string& k : keys) {
       if (k.rfind(prefix, 0) != 0) continue;
@@ -308,28 +315,37 @@ TEST_CASE("Every key only one upstream kind reads is named as that kind's when t
     }
     return out;
   };
-  const std::set<std::string> kafka = own("upstream.central.");
-  const std::set<std::string> mqtt = own("upstream.cloud.");
-  REQUIRE(kafka.count("brokers") == 1);
-  REQUIRE(mqtt.count("url") == 1);
+  const std::map<std::string, std::set<std::string>> kinds = {{"kafka", own(kKafkaUpstream)},
+                                                              {"mqtt", own(kMqttUpstream)},
+                                                              {"rabbitmq", own(kRabbitmqUpstream)}};
+  REQUIRE(kinds.at("kafka").count("brokers") == 1);
+  REQUIRE(kinds.at("mqtt").count("url") == 1);
+  REQUIRE(kinds.at("rabbitmq").count("vhost") == 1);
   int checked = 0;
-  for (const auto& [mine, theirs, kind, other] :
-       {std::tuple{&kafka, &mqtt, "kafka", "mqtt"}, std::tuple{&mqtt, &kafka, "mqtt", "kafka"}}) {
-    for (const std::string& key : *mine) {
-      if (theirs->count(key) != 0) continue;
-      CAPTURE(key);
-      const std::string text =
-          std::string(kNewForm) + "\n[upstream.extra]\nkind = \"" + other + "\"\n" + key + " = 1\n";
-      Config c;
-      const Status s = ParseConfig(text, "t.toml", &c);
-      REQUIRE_FALSE(s.ok());
-      CHECK_MESSAGE(
-          s.message().find(std::string("is a key of kind \"") + kind + "\"") != std::string::npos,
-          s.message());
-      ++checked;
+  for (const auto& [kind, mine] : kinds) {
+    for (const auto& [other, theirs] : kinds) {
+      if (other == kind) continue;
+      for (const std::string& key : mine) {
+        if (theirs.count(key) != 0) continue;
+        CAPTURE(key);
+        CAPTURE(other);
+        const std::string text = std::string(kNewForm) + "\n[upstream.extra]\nkind = \"" + other +
+                                 "\"\n" + key + " = 1\n";
+        Config c;
+        const Status s = ParseConfig(text, "t.toml", &c);
+        REQUIRE_FALSE(s.ok());
+        // "is a key of kind "mqtt" or "rabbitmq", but upstream.extra is kind "kafka""
+        const size_t named = s.message().find("is a key of kind ");
+        const size_t but = s.message().find(", but upstream.extra is kind");
+        CHECK_MESSAGE(named != std::string::npos, s.message());
+        CHECK_MESSAGE(
+            s.message().substr(named, but - named).find("\"" + kind + "\"") != std::string::npos,
+            s.message());
+        ++checked;
+      }
     }
   }
-  CHECK(checked >= 20);
+  CHECK(checked >= 40);
 }
 
 }  // namespace sluice::gateway
