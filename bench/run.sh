@@ -8,7 +8,9 @@
 #   --repetitions N  alternating ceiling/sluice repetitions per ingest figure (default 3; smoke 2)
 #   --stages LIST  comma-separated, of ingest (ceiling, ingest, fsync probe), drain (latency,
 #                outage, drain, bare-producer probe), bridge (Mosquitto's bridge), drain-kinesis
-#                (the outage and drain against kinesalite, the Kinesis upstream); default all
+#                (the outage and drain against kinesalite, the Kinesis upstream), drain-rabbitmq
+#                (the same outage drained to a RabbitMQ stream); default ingest,drain,bridge,
+#                drain-kinesis; with --smoke all five
 #   --data-dir DIR  where sluice's logs, the edge bridge's persistence and the fsync probe's file
 #                live, in a fresh directory under DIR (default: the --out directory's work/data),
 #                e.g. on a throttled block device
@@ -19,7 +21,8 @@
 #                machine.json and the raw measurements in DIR/raw
 #   --build-dir  use sluice, sluice-bench from this build instead of building build/bench
 #   --keep-work  keep the brokers' and sluice's state (DIR/work) for inspection
-# Environment: BENCH_PORT_BASE (default 47010) takes ports BASE..BASE+7 on 127.0.0.1;
+# Environment: BENCH_PORT_BASE (default 47010) takes ports BASE..BASE+6 on 127.0.0.1 (and
+#   BASE+7 for drain-kinesis's kinesalite, BASE+8..BASE+14 for drain-rabbitmq's broker);
 #   BENCH_BRIDGE_AUTOSAVE (default 1800, Mosquitto's own default) seconds between the edge
 #   Mosquitto's persistence saves.
 set -euo pipefail
@@ -33,7 +36,7 @@ keep_work=0
 eos=""
 outage_override=""
 reps_override=""
-stages=ingest,drain,bridge,drain-kinesis
+stages=""
 data_dir=""
 while (($#)); do
   case $1 in
@@ -47,7 +50,7 @@ while (($#)); do
   --repetitions) reps_override=${2:?}; shift 2 ;;
   --stages) stages=${2:?}; shift 2 ;;
   --data-dir) data_dir=${2:?}; shift 2 ;;
-  -h | --help) sed -n '3,23p' "$0"; exit 0 ;;
+  -h | --help) sed -n '3,27p' "$0"; exit 0 ;;
   *) echo "bench/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -74,12 +77,18 @@ if [[ -n "$reps_override" ]]; then
   [[ "$reps_override" =~ ^[1-9][0-9]?$ ]] || { echo "bench/run.sh: bad --repetitions" >&2; exit 2; }
   reps=$reps_override
 fi
+# drain-rabbitmq boots a RabbitMQ broker twice: a full run leaves it out unless asked, the smoke
+# run takes it so that the stage cannot rot.
+if [[ -z "$stages" ]]; then
+  stages=ingest,drain,bridge,drain-kinesis
+  if ((smoke)); then stages+=,drain-rabbitmq; fi
+fi
 declare -A run_stage=()
 IFS=, read -r -a stage_list <<<"$stages"
 for st in "${stage_list[@]}"; do
   case $st in
-  ingest | drain | bridge | drain-kinesis) run_stage[$st]=1 ;;
-  *) echo "bench/run.sh: unknown stage '$st' (ingest, drain, bridge, drain-kinesis)" >&2; exit 2 ;;
+  ingest | drain | bridge | drain-kinesis | drain-rabbitmq) run_stage[$st]=1 ;;
+  *) echo "bench/run.sh: unknown stage '$st' (ingest, drain, bridge, drain-kinesis, drain-rabbitmq)" >&2; exit 2 ;;
   esac
 done
 ((${#run_stage[@]})) || { echo "bench/run.sh: --stages names no stage" >&2; exit 2; }
@@ -93,6 +102,9 @@ base=${BENCH_PORT_BASE:-47010}
 mqtt_port=$base kafka_port=$((base + 2)) kafka_ctl=$((base + 3))
 edge_port=$((base + 4)) upstream_port=$((base + 5)) metrics_port=$((base + 6))
 kinesis_port=$((base + 7))
+# scripts/rabbitmq.sh takes PORT..PORT+6 (AMQP, AMQPS, the node's distribution port, its epmd and
+# the command-line tools' distribution ports): BASE+8..BASE+14, clear of kinesalite's BASE+7.
+rabbitmq_port=$((base + 8))
 
 started=$(date +%s)
 say() { printf '[bench %s +%4ss] %s\n' "$(date +%H:%M:%S)" "$(($(date +%s) - started))" "$*"; }
@@ -136,6 +148,7 @@ cleanup() {
   [[ -n "$sluice_pid" ]] && kill -TERM "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null
   scripts/kafka.sh stop --dir "$work/kafka" >/dev/null 2>&1
   scripts/kinesis.sh stop --dir "$work/kinesis" >/dev/null 2>&1
+  scripts/rabbitmq.sh stop --dir "$work/rabbitmq" >/dev/null 2>&1
   for d in "$work/mosquitto" "$data/edge" "$work/upstream"; do
     scripts/mosquitto.sh stop --dir "$d" >/dev/null 2>&1
   done
@@ -561,6 +574,72 @@ TOML
   say "  Kinesis backlog drained: $outage_n events confirmed by kinesalite in $kd_secs s from the first confirmation ($kd_rate events/s), sluice CPU $(field "$raw/kinesis-drain.proc.json" cpu_s) s"
   stop_sluice
   scripts/kinesis.sh stop --dir "$work/kinesis" >/dev/null
+fi
+# ---- 5c. drain-rabbitmq: the outage of stage 4, drained to a RabbitMQ stream ---------------------
+# sluice with one RabbitMQ upstream (plain AMQP on 127.0.0.1, publisher confirms, default
+# max_in_flight) logs $outage_n events of 100 B while the broker is down; then the broker starts
+# (scripts/rabbitmq.sh, the stream declared by its definitions) and watch-log times the cursor
+# from its first move to the last event: raw/rabbitmq-drain.log.json, rabbitmq-drain.proc.json.
+if want drain-rabbitmq; then
+  rdb=$data/rabbitmq/events.db
+  mkdir -p "$work/rabbitmq-sluice" "$data/rabbitmq"
+  # The broker makes its users on the first start; the password file must exist before sluice
+  # reads its configuration, so start and stop it once.
+  scripts/rabbitmq.sh start --dir "$work/rabbitmq" --port "$rabbitmq_port" --stream bench-drain \
+    >/dev/null
+  scripts/rabbitmq.sh stop --dir "$work/rabbitmq" >/dev/null
+  cat >"$work/rabbitmq-sluice/sluice.toml" <<TOML
+[gateway]
+id = "bench"
+[storage]
+path = "$rdb"
+max_bytes = "8GiB"
+[mqtt]
+url = "tcp://127.0.0.1:$mqtt_port"
+client_id = "bench-sluice"
+reconnect_max_ms = 1000
+[upstream.rabbit]
+kind = "rabbitmq"
+url = "amqp://127.0.0.1:$rabbitmq_port"
+username = "sluice"
+password_file = "$work/rabbitmq/sluice.password"
+reconnect_max_ms = 500
+[metrics]
+enabled = true
+listen = "127.0.0.1:$metrics_port"
+[[route]]
+mqtt = "bench/rdrain/#"
+key = "bench/rdrain/{device}/#"
+to = { rabbit = "bench-drain" }
+qos = 1
+TOML
+  "$sluice" run --config "$work/rabbitmq-sluice/sluice.toml" >"$work/rabbitmq-sluice/sluice.log" 2>&1 &
+  sluice_pid=$!
+  sluice_wait_ready 127.0.0.1 "$metrics_port" 10 "$sluice_pid" sluice_mqtt_connected ||
+    { cat "$work/rabbitmq-sluice/sluice.log" >&2; die "sluice (rabbitmq) did not connect to Mosquitto"; }
+  say "[rabbitmq] broker down: $outage_n events (QoS 1, 100 B) into the log"
+  "$bench" watch-log --db "$rdb" --until-last-seq "$outage_n" --interval-ms 20 --timeout 1800 \
+    --json "$raw/rabbitmq-outage.log.json" &
+  watcher=$!
+  publish rdrain bench/rdrain 1 100 "$outage_n" 0 "tcp://127.0.0.1:$mqtt_port" \
+    "$raw/rabbitmq-outage.pub.json"
+  wait "$watcher" || die "the outage events did not all reach the log"
+  "$bench" watch-log --db "$rdb" --until-cursor "$outage_n" --interval-ms 100 --timeout 1800 \
+    --json "$raw/rabbitmq-drain.log.json" &
+  watcher=$!
+  bg_pids+=("$watcher")
+  before=$(proc_sample "$sluice_pid")
+  t0=$(now_us)
+  say "[rabbitmq] broker back: starting RabbitMQ on 127.0.0.1:$rabbitmq_port"
+  scripts/rabbitmq.sh start --dir "$work/rabbitmq" --port "$rabbitmq_port" --stream bench-drain \
+    >/dev/null
+  wait "$watcher" || die "the backlog did not drain to RabbitMQ"
+  bg_pids=()
+  after=$(proc_sample "$sluice_pid")
+  proc_json "$before" "$after" "\"t0_us\": $t0" >"$raw/rabbitmq-drain.proc.json"
+  say "  backlog drained: $outage_n events confirmed by RabbitMQ in $(awk -v a="$(field "$raw/rabbitmq-drain.log.json" cursor_moved_us)" -v b="$(field "$raw/rabbitmq-drain.log.json" reached_us)" 'BEGIN { printf "%.2f", (b - a) / 1e6 }') s from the first confirmation"
+  stop_sluice
+  scripts/rabbitmq.sh stop --dir "$work/rabbitmq" >/dev/null
 fi
 
 mosq stop --dir "$work/mosquitto"

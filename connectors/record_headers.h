@@ -4,7 +4,8 @@
 
 namespace sluice::connectors {
 
-// Header names on every record an upstream receives: Kafka headers, MQTT 5 user properties.
+// Header names on every record an upstream receives: Kafka headers, MQTT 5 user properties, AMQP
+// headers (RabbitMQ).
 // docs/kafka-records.md describes their formats.
 inline constexpr const char* kHeaderMqttTopic = "mqtt.topic";
 inline constexpr const char* kHeaderMqttQos = "mqtt.qos";

@@ -30,6 +30,7 @@
 #include "firmware-sim/aborted_records.h"
 #include "firmware-sim/consumed_record.h"
 #include "firmware-sim/verifier.h"
+#include "firmware-sim/verify_amqp_reader.h"
 #include "firmware-sim/verify_expectation.h"
 #include "firmware-sim/verify_kinesis_reader.h"
 #include "firmware-sim/verify_mqtt_reader.h"
@@ -47,6 +48,7 @@ constexpr int kExitError = 2;
 constexpr const char* kDefaultKafkaGapTopic = "sluice.gaps";
 constexpr const char* kDefaultMqttGapTopic = "sluice/+/gaps";
 constexpr const char* kDefaultKinesisGapStream = "sluice-gaps";
+constexpr const char* kDefaultAmqpGapStream = "sluice.gaps";
 
 struct Args {
   std::string source = "kafka";
@@ -56,6 +58,7 @@ struct Args {
   // MQTT
   std::string url;
   std::string mqtt_version = "5";
+  std::string vhost = "/";  // AMQP
   std::string client_id = "sluice-verify";
   std::string username;
   std::string password;
@@ -381,6 +384,63 @@ int ReadKinesis(const Args& args, const sluice::Clock& clock, FILE* human,
   return kExitPassed;
 }
 
+// Reads a RabbitMQ stream (and the gap stream) from the first offset into `verifier`.
+int ReadAmqp(const Args& args, const sluice::Clock& clock, FILE* human,
+             sluice::sim::Verifier* verifier, ReadOutcome* out) {
+  using sluice::sim::VerifyAmqpReader;
+  sluice::sim::VerifyAmqpReaderOptions o;
+  o.url = args.url;
+  o.vhost = args.vhost;
+  if (!args.username.empty()) {
+    o.username = args.username;
+    o.password = args.password;
+  }
+  o.ca_file = args.ca_file;
+  o.cert_file = args.cert_file;
+  o.key_file = args.key_file;
+  o.insecure = args.insecure;
+  o.stream = args.topic;
+  o.gap_stream = args.gap_topic;
+  o.max_records = args.count;
+  o.idle_timeout = Millis(args.idle_timeout_s);
+  o.timeout = Millis(args.timeout_s);
+  o.connect_timeout = Millis(args.connect_timeout_s);
+  std::unique_ptr<VerifyAmqpReader> reader;
+  sluice::Status s = VerifyAmqpReader::Open(o, &clock, &reader);
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice-verify: %s\n", s.message().c_str());
+    return kExitError;
+  }
+  std::string what = "stream '" + args.topic + "'";
+  if (!args.gap_topic.empty()) what += " and gap records from stream '" + args.gap_topic + "'";
+  std::fprintf(human, "reading %s on %s (vhost '%s') from the first offset...\n", what.c_str(),
+               args.url.c_str(), args.vhost.c_str());
+  std::fflush(human);
+  VerifyAmqpReader::Stats stats;
+  s = reader->Read([&](const sluice::sim::ConsumedRecord& r) { Feed(verifier, r); }, Warn, &stats);
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice-verify: %s (after %llu records)\n", s.message().c_str(),
+                 static_cast<unsigned long long>(stats.records));
+    return kExitError;
+  }
+  out->records = stats.records;
+  out->gap_records = stats.gap_records;
+  out->stop = stats.stop;
+  out->elapsed = stats.elapsed;
+  out->timeout_detail = std::to_string(stats.reconnects) + " reconnects";
+  out->source = {{"kind", "amqp"},
+                 {"url", args.url},
+                 {"vhost", args.vhost},
+                 {"stream", args.topic},
+                 {"gap_stream", args.gap_topic},
+                 {"records_read", stats.records},
+                 {"gap_records_read", stats.gap_records},
+                 {"stopped_by", StopText(stats.stop)},
+                 {"elapsed_ms", stats.elapsed.count()},
+                 {"reconnects", stats.reconnects}};
+  return kExitPassed;
+}
+
 // --subscribe-only: creates (or refreshes) the persistent session and its subscriptions, so that
 // the broker queues everything published from now on for a later run with the same client id.
 int SubscribeOnly(const Args& args, const sluice::Clock& clock) {
@@ -426,6 +486,7 @@ int Run(const Args& args) {
   ReadOutcome read;
   const int rc = args.source == "mqtt"      ? ReadMqtt(args, clock, human, verifier.get(), &read)
                  : args.source == "kinesis" ? ReadKinesis(args, clock, human, verifier.get(), &read)
+                 : args.source == "amqp"    ? ReadAmqp(args, clock, human, verifier.get(), &read)
                                             : ReadKafka(args, clock, human, verifier.get(), &read);
   if (rc != kExitPassed) return rc;
 
@@ -487,25 +548,28 @@ bool ReadPasswordFile(const std::string& path, std::string* out, std::string* er
 int main(int argc, char** argv) {
   CLI::App app{
       "sluice-verify: read back what sluice forwarded (a Kafka topic from the beginning, an "
-      "MQTT upstream through a persistent session, or every shard of a Kinesis stream) and check "
-      "that every device event arrived "
+      "MQTT upstream through a persistent session, every shard of a Kinesis stream, or a RabbitMQ "
+      "stream from its first offset) and check that every device event arrived "
       "exactly once and in order, per device and boot; report loss, events sluice dropped and "
       "reported in gap records, duplicates, reordering and end-to-end latency.\n"
       "Exit code: 0 passed, 1 loss/reordering found, 2 usage or connection error."};
   Args args;
-  app.add_option("--source", args.source, "Where to read: kafka, mqtt or kinesis")
+  app.add_option("--source", args.source,
+                 "Where to read: kafka, mqtt, kinesis or amqp (a RabbitMQ stream)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"kafka", "mqtt", "kinesis"}));
+      ->check(CLI::IsMember({"kafka", "mqtt", "kinesis", "amqp"}));
   auto* brokers_opt =
       app.add_option("--brokers", args.brokers, "Kafka bootstrap servers")->capture_default_str();
   app.add_option("--topic", args.topic,
-                 "Kafka topic, MQTT topic filter or Kinesis stream of the device events")
+                 "Kafka topic, MQTT topic filter, Kinesis stream or RabbitMQ stream of the device "
+                 "events")
       ->required();
   auto* gap_opt = app.add_option(
       "--gap-topic", args.gap_topic,
       std::string("Where sluice's gap records are read: a Kafka topic (default ") +
           kDefaultKafkaGapTopic + "), an MQTT filter (default " + kDefaultMqttGapTopic +
-          ") or a Kinesis stream (default " + kDefaultKinesisGapStream + "); '' for none");
+          ") or a Kinesis stream (default " + kDefaultKinesisGapStream +
+          ") or a RabbitMQ stream (default " + kDefaultAmqpGapStream + "); '' for none");
   app.add_option("--count", args.count, "Stop after this many records; fewer is a failure");
   app.add_option("--idle-timeout", args.idle_timeout_s,
                  "Stop when no record arrived for this many seconds")
@@ -536,11 +600,16 @@ int main(int argc, char** argv) {
   auto* props_opt =
       app.add_option("-X,--property", props, "Extra librdkafka setting KEY=VALUE (repeatable)");
 
+  // MQTT and AMQP sources.
+  std::vector<CLI::Option*> broker_opts;
   // MQTT source only.
   std::vector<CLI::Option*> mqtt_opts;
-  mqtt_opts.push_back(app.add_option("--url", args.url,
-                                     "MQTT broker URL (tcp://, mqtt://, ssl://, mqtts://); "
-                                     "required with --source mqtt"));
+  broker_opts.push_back(app.add_option("--url", args.url,
+                                       "MQTT broker URL (tcp://, mqtt://, ssl://, mqtts://) or "
+                                       "RabbitMQ URL (amqp://, amqps://); required with --source "
+                                       "mqtt or amqp"));
+  auto* vhost_opt = app.add_option("--vhost", args.vhost, "RabbitMQ vhost (--source amqp)")
+                        ->capture_default_str();
   mqtt_opts.push_back(app.add_option("--mqtt-version", args.mqtt_version,
                                      "MQTT protocol: 5 reads sluice.seq and sluice.log from "
                                      "user properties; 3.1.1 has none")
@@ -550,20 +619,20 @@ int main(int argc, char** argv) {
                                      "Client id of the persistent session; runs with the same id "
                                      "get what the broker queued meanwhile")
                           ->capture_default_str());
-  mqtt_opts.push_back(app.add_option("--username", args.username, "MQTT user name"));
+  broker_opts.push_back(app.add_option("--username", args.username, "MQTT or RabbitMQ user name"));
   std::string password_file;
-  mqtt_opts.push_back(app.add_option("--password-file", password_file,
-                                     "File holding the MQTT password (a trailing newline is "
-                                     "ignored)")
-                          ->check(CLI::ExistingFile));
-  // MQTT and Kinesis.
-  auto* ca_opt = app.add_option("--ca-file", args.ca_file, "CA certificates (PEM); TLS on")
-                     ->check(CLI::ExistingFile);
-  mqtt_opts.push_back(
+  broker_opts.push_back(app.add_option("--password-file", password_file,
+                                       "File holding the MQTT or RabbitMQ password (a trailing "
+                                       "newline is ignored)")
+                            ->check(CLI::ExistingFile));
+  broker_opts.push_back(
       app.add_option("--cert-file", args.cert_file, "Client certificate (PEM), with --key-file")
           ->check(CLI::ExistingFile));
-  mqtt_opts.push_back(app.add_option("--key-file", args.key_file, "Client private key (PEM)")
-                          ->check(CLI::ExistingFile));
+  broker_opts.push_back(app.add_option("--key-file", args.key_file, "Client private key (PEM)")
+                            ->check(CLI::ExistingFile));
+  // MQTT, AMQP and Kinesis.
+  auto* ca_opt = app.add_option("--ca-file", args.ca_file, "CA certificates (PEM); TLS on")
+                     ->check(CLI::ExistingFile);
   auto* insecure_opt = app.add_flag("--insecure", args.insecure,
                                     "TLS without verifying the peer's certificate and host name");
   // Kinesis source only.
@@ -588,16 +657,19 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
     const bool mqtt = args.source == "mqtt";
     const bool kinesis = args.source == "kinesis";
-    if (mqtt || kinesis) {
+    const bool amqp = args.source == "amqp";
+    if (mqtt || amqp || kinesis) {
       if (brokers_opt->count() > 0 || props_opt->count() > 0 || uncommitted_opt->count() > 0) {
         throw CLI::ValidationError("--brokers/--property/--read-uncommitted",
                                    "Kafka options; not with --source " + args.source);
       }
     } else if (ca_opt->count() > 0 || insecure_opt->count() > 0) {
-      throw CLI::ValidationError("--ca-file/--insecure", "need --source mqtt or kinesis");
+      throw CLI::ValidationError("--ca-file/--insecure", "need --source mqtt, amqp or kinesis");
     }
-    if (mqtt) {
-      if (args.url.empty()) throw CLI::ValidationError("--url", "required with --source mqtt");
+    if (mqtt || amqp) {
+      if (args.url.empty()) {
+        throw CLI::ValidationError("--url", "required with --source " + args.source);
+      }
       if (args.cert_file.empty() != args.key_file.empty()) {
         throw CLI::ValidationError("--cert-file/--key-file", "give both or neither");
       }
@@ -608,6 +680,14 @@ int main(int argc, char** argv) {
         }
       }
     } else {
+      for (const CLI::Option* o : broker_opts) {
+        if (o->count() > 0) {
+          throw CLI::ValidationError(o->get_name(),
+                                     "an MQTT or AMQP option; needs --source mqtt or amqp");
+        }
+      }
+    }
+    if (!mqtt) {
       for (const CLI::Option* o : mqtt_opts) {
         if (o->count() > 0) {
           throw CLI::ValidationError(o->get_name(), "an MQTT option; needs --source mqtt");
@@ -635,9 +715,13 @@ int main(int argc, char** argv) {
         }
       }
     }
+    if (!amqp && vhost_opt->count() > 0) {
+      throw CLI::ValidationError("--vhost", "an AMQP option; needs --source amqp");
+    }
     if (gap_opt->count() == 0) {
       args.gap_topic = mqtt      ? kDefaultMqttGapTopic
                        : kinesis ? kDefaultKinesisGapStream
+                       : amqp    ? kDefaultAmqpGapStream
                                  : kDefaultKafkaGapTopic;
     }
     for (const std::string& p : props) {

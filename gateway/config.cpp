@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <limits>
 #include <memory>
@@ -183,6 +184,24 @@ struct MqttConnectionRules {
   std::string default_client_id;
 };
 
+// reconnect_min_ms and reconnect_max_ms, the bounds of a reconnect backoff: min <= max.
+void ReadReconnectRange(TableReader* r, std::chrono::milliseconds* min_out,
+                        std::chrono::milliseconds* max_out) {
+  r->Duration("reconnect_min_ms", 1, kMaxBackoffMs, min_out);
+  r->Duration("reconnect_max_ms", 1, kMaxBackoffMs, max_out);
+  if (r->ok() && *min_out > *max_out) {
+    const std::string min = std::to_string(min_out->count());
+    const std::string max = std::to_string(max_out->count());
+    if (r->Has("reconnect_min_ms")) {
+      r->Fail("reconnect_min_ms",
+              min + " must not exceed " + r->Name("reconnect_max_ms") + " (" + max + ")");
+    } else {
+      r->Fail("reconnect_max_ms",
+              max + " must not be less than " + r->Name("reconnect_min_ms") + " (" + min + ")");
+    }
+  }
+}
+
 void ReadMqttConnection(TableReader* r, const ConfigEnvironment& env,
                         const MqttConnectionRules& rules, connectors::MqttConnection* out,
                         std::map<std::string, std::string>* secret_files) {
@@ -252,19 +271,7 @@ void ReadMqttConnection(TableReader* r, const ConfigEnvironment& env,
         protocol == "3.1.1" ? connectors::MqttProtocol::kV311 : connectors::MqttProtocol::kV5;
   }
   r->Duration("keepalive_s", 0, 65535, &out->keepalive);
-  r->Duration("reconnect_min_ms", 1, kMaxBackoffMs, &out->reconnect_min);
-  r->Duration("reconnect_max_ms", 1, kMaxBackoffMs, &out->reconnect_max);
-  if (r->ok() && out->reconnect_min > out->reconnect_max) {
-    const std::string min = std::to_string(out->reconnect_min.count());
-    const std::string max = std::to_string(out->reconnect_max.count());
-    if (r->Has("reconnect_min_ms")) {
-      r->Fail("reconnect_min_ms",
-              min + " must not exceed " + r->Name("reconnect_max_ms") + " (" + max + ")");
-    } else {
-      r->Fail("reconnect_max_ms",
-              max + " must not be less than " + r->Name("reconnect_min_ms") + " (" + min + ")");
-    }
-  }
+  ReadReconnectRange(r, &out->reconnect_min, &out->reconnect_max);
 
   const toml::table* tls_table = r->Table("tls");
   TableReader tls(errors, tls_table, r->Name("tls"));
@@ -585,6 +592,87 @@ std::optional<std::string> KeyCapture(std::string_view key_pattern) {
   return std::nullopt;
 }
 
+// ---- RabbitMQ upstreams ----
+
+// AMQP 0-9-1 short strings (exchange names, routing keys, vhosts) hold at most 255 bytes.
+constexpr size_t kMaxAmqpShortString = 255;
+
+void ReadRabbitmqOptions(TableReader* r, const ConfigEnvironment& env,
+                         connectors::AmqpSinkOptions* out,
+                         std::map<std::string, std::string>* secret_files) {
+  TomlErrors* errors = r->errors();
+  connectors::AmqpEndpoint& e = out->endpoint;
+  connectors::AmqpAddress address;
+  if (r->String("url", &e.url)) {
+    const Status s = connectors::ParseAmqpUrl(e.url, &address);
+    if (!s.ok()) r->Fail("url", s.message());
+  } else if (!connectors::ParseAmqpUrl(e.url, &address).ok()) {
+    r->Fail("url", "the default " + Quote(e.url) + " does not parse");  // a bug, not the file's
+  }
+  if (r->String("vhost", &e.vhost) && (e.vhost.empty() || e.vhost.size() > kMaxAmqpShortString)) {
+    r->Fail("vhost", "must be 1..255 bytes long (\"/\" is RabbitMQ's default vhost)");
+  }
+  const bool has_username = r->String("username", &e.username);
+  if (has_username && (e.username.empty() || e.username.size() > kMaxAmqpShortString)) {
+    r->Fail("username", "must be 1..255 bytes long");
+  }
+  const bool has_password = r->String("password", &e.password, /*secret=*/true);
+  bool has_password_file = false;
+  if (r->Has("password_file") && has_password) {
+    r->Get("password_file");
+    r->Fail("password_file", r->Name("password") + " and " + r->Name("password_file") +
+                                 " are mutually exclusive; set one");
+  } else {
+    std::string path;
+    has_password_file = ReadSecretFileKey(r, env, "password_file", &path, &e.password);
+    if (has_password_file) (*secret_files)[r->Name("password_file")] = e.password;
+  }
+  // The default password belongs to the default user only.
+  if (r->ok() && has_username && !has_password && !has_password_file) {
+    r->Fail("username", Quote(e.username) + " needs " + r->Name("password_file") + " (or " +
+                            r->Name("password") + ")");
+  }
+
+  const toml::table* tls_table = r->Table("tls");
+  TableReader tls(errors, tls_table, r->Name("tls"));
+  for (std::string_view key : {"ca_file", "cert_file", "key_file"}) {
+    std::string* field = key == "ca_file"     ? &e.ca_file
+                         : key == "cert_file" ? &e.cert_file
+                                              : &e.key_file;
+    if (ReadFilePath(&tls, env, key, field) && !address.tls) {
+      tls.Fail(key, "is set but " + r->Name("url") + " " + Quote(e.url) +
+                        " is not a TLS URL; use amqps://");
+    }
+  }
+  if (tls.Bool("verify", &e.tls_verify) && !address.tls) {
+    tls.Fail("verify", "is set but " + r->Name("url") + " " + Quote(e.url) +
+                           " is not a TLS URL; use amqps://");
+  }
+  if (tls.ok() && e.cert_file.empty() != e.key_file.empty()) {
+    tls.Fail(e.cert_file.empty() ? "key_file" : "cert_file",
+             "needs " + tls.Name(e.cert_file.empty() ? "cert_file" : "key_file") +
+                 " too: a client certificate goes with its key");
+  }
+  tls.RejectUnknownKeys();
+
+  r->Duration("heartbeat_s", 0, 65535, &e.heartbeat);
+  r->Duration("connect_timeout_ms", 100, 600'000, &e.connect_timeout);
+  ReadReconnectRange(r, &e.reconnect_min, &e.reconnect_max);
+  if (r->String("exchange", &out->exchange) && out->exchange.size() > kMaxAmqpShortString) {
+    r->Fail("exchange", "is longer than AMQP's 255 bytes");
+  }
+  r->Integer("max_in_flight", 1, 1'000'000, &out->max_in_flight);
+  if (r->String("gap_routing_key", &out->gap_routing_key)) {
+    // A gap record belongs to no MQTT message and no route.
+    static const std::vector<std::string> kGapPlaceholders = {"gateway"};
+    std::string problem = TopicTemplateProblem(out->gap_routing_key, &kGapPlaceholders);
+    if (problem.empty() && out->gap_routing_key.size() > kMaxAmqpShortString) {
+      problem = "is longer than AMQP's 255 bytes";
+    }
+    if (!problem.empty()) r->Fail("gap_routing_key", problem);
+  }
+}
+
 // ---- [upstream.NAME] ----
 
 std::string UpstreamNameProblem(std::string_view name) {
@@ -633,13 +721,19 @@ constexpr std::string_view kKinesisKeys[] = {"region",
                                              "reconnect_max_ms",
                                              "request_timeout_ms"};
 
+constexpr std::string_view kRabbitmqKeys[] = {
+    "url",      "vhost",         "username",           "password",         "password_file",
+    "tls",      "heartbeat_s",   "connect_timeout_ms", "reconnect_min_ms", "reconnect_max_ms",
+    "exchange", "max_in_flight", "gap_routing_key"};
+
 struct KindKeys {
   UpstreamKind kind;
   std::span<const std::string_view> keys;
 };
 constexpr KindKeys kKindKeys[] = {{UpstreamKind::kKafka, kKafkaKeys},
                                   {UpstreamKind::kMqtt, kMqttKeys},
-                                  {UpstreamKind::kKinesis, kKinesisKeys}};
+                                  {UpstreamKind::kKinesis, kKinesisKeys},
+                                  {UpstreamKind::kRabbitmq, kRabbitmqKeys}};
 
 bool KindHasKey(UpstreamKind kind, std::string_view key) {
   for (const KindKeys& k : kKindKeys) {
@@ -759,13 +853,15 @@ void ReadUpstream(TomlErrors* errors, const ConfigEnvironment& env, const std::s
   upstream.name = name;
   std::string kind;
   if (!r.Has("kind")) {
-    errors->Fail(&table->source(), path + ".kind is required: \"kafka\", \"mqtt\" or \"kinesis\"");
+    errors->Fail(&table->source(),
+                 path + ".kind is required: \"kafka\", \"mqtt\", \"kinesis\" or \"rabbitmq\"");
     return;
   }
-  if (!r.Choice("kind", {"kafka", "mqtt", "kinesis"}, &kind)) return;
-  upstream.kind = kind == "mqtt"      ? UpstreamKind::kMqtt
-                  : kind == "kinesis" ? UpstreamKind::kKinesis
-                                      : UpstreamKind::kKafka;
+  if (!r.Choice("kind", {"kafka", "mqtt", "kinesis", "rabbitmq"}, &kind)) return;
+  upstream.kind = kind == "mqtt"       ? UpstreamKind::kMqtt
+                  : kind == "kinesis"  ? UpstreamKind::kKinesis
+                  : kind == "rabbitmq" ? UpstreamKind::kRabbitmq
+                                       : UpstreamKind::kKafka;
   // A key of another kind would be "unknown" below; say what it is instead.
   for (auto&& [key, value] : *table) {
     const std::string other = OtherKindsKey(upstream.kind, key.str());
@@ -782,6 +878,10 @@ void ReadUpstream(TomlErrors* errors, const ConfigEnvironment& env, const std::s
     upstream.kinesis.name = name;
     upstream.kinesis.gateway_id = gateway.id;
     ReadKinesisOptions(&r, env, &upstream.kinesis, &config->secret_files);
+  } else if (upstream.kind == UpstreamKind::kRabbitmq) {
+    upstream.rabbitmq.name = name;
+    upstream.rabbitmq.gateway_id = gateway.id;
+    ReadRabbitmqOptions(&r, env, &upstream.rabbitmq, &config->secret_files);
   } else {
     connectors::MqttSinkOptions& mqtt = upstream.mqtt;
     mqtt.name = name;
@@ -1072,6 +1172,25 @@ void ReadTarget(TableReader* to, const RouteContext& rc, const std::string& upst
     const std::string problem = KinesisStreamProblem(target.target);
     if (!problem.empty()) {
       to->Fail(upstream_name, "Kinesis stream " + Quote(target.target) + " " + problem);
+      return;
+    }
+  } else if (upstream->kind == UpstreamKind::kRabbitmq) {
+    if (node.is_boolean()) {
+      to->Fail(upstream_name, "upstream." + upstream_name +
+                                  " is kind \"rabbitmq\" and needs a routing key here (with "
+                                  "the default exchange: the stream's name), e.g. " +
+                                  upstream_name + " = \"telemetry\"");
+      return;
+    }
+    if (!to->String(upstream_name, &target.target)) return;
+    std::vector<std::string> placeholders = {"gateway", "mqtt_topic"};
+    if (auto capture = KeyCapture(route.key_pattern)) placeholders.push_back(*capture);
+    std::string problem = TopicTemplateProblem(target.target, &placeholders);
+    if (problem.empty() && target.target.size() > kMaxAmqpShortString) {
+      problem = "routing key " + Quote(target.target) + " is longer than AMQP's 255 bytes";
+    }
+    if (!problem.empty()) {
+      to->Fail(upstream_name, problem);
       return;
     }
   } else {
@@ -1381,6 +1500,8 @@ const char* ToString(UpstreamKind k) {
       return "mqtt";
     case UpstreamKind::kKinesis:
       return "kinesis";
+    case UpstreamKind::kRabbitmq:
+      return "rabbitmq";
   }
   return "unknown";
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "connectors/amqp_sink.h"
 #include "connectors/kafka_sink.h"
 #include "connectors/kinesis_sink.h"
 #include "connectors/mqtt_sink.h"
@@ -43,7 +44,7 @@ struct MetricsConfig {
 // subscription are logged. A resubscription never logs them again.
 enum class RetainedPolicy { kIngest, kSkip };
 
-enum class UpstreamKind { kKafka, kMqtt, kKinesis };
+enum class UpstreamKind { kKafka, kMqtt, kKinesis, kRabbitmq };
 
 // One [upstream.NAME] block: where events go, and how to get there.
 struct UpstreamConfig {
@@ -53,6 +54,7 @@ struct UpstreamConfig {
   connectors::KafkaSinkOptions kafka;      // kKafka
   connectors::MqttSinkOptions mqtt;        // kMqtt
   connectors::KinesisSinkOptions kinesis;  // kKinesis
+  connectors::AmqpSinkOptions rabbitmq;    // kRabbitmq
 };
 
 // Where one route's events go on one upstream.
@@ -60,7 +62,8 @@ struct RouteTarget {
   std::string upstream;  // an UpstreamConfig::name
   // Kafka: the topic. MQTT: the topic template, placeholders resolved per event ({gateway},
   // {mqtt_topic} and the captures of the route's key); `true` in the file is the upstream's
-  // `topic`, already substituted here. Kinesis: the stream.
+  // `topic`, already substituted here. Kinesis: the stream. RabbitMQ: the routing-key template
+  // (the same placeholders); with the default exchange, the name of the stream or queue.
   std::string target;
 
   bool operator==(const RouteTarget&) const = default;
@@ -119,8 +122,8 @@ Status ListConfigKeys(const std::string& toml_text, std::vector<std::string>* ke
 // The upstream named `name`, or null.
 const UpstreamConfig* FindUpstream(const Config& config, std::string_view name);
 
-// The configuration spelling, "kafka", "mqtt" or "kinesis" (storage::ToString spells overflow and
-// sync).
+// The configuration spelling, "kafka", "mqtt", "kinesis" or "rabbitmq" (storage::ToString spells
+// overflow and sync).
 const char* ToString(UpstreamKind k);
 
 }  // namespace sluice::gateway

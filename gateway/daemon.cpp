@@ -11,19 +11,21 @@
 namespace sluice::gateway {
 
 namespace {
-// An upstream kind as log lines and /readyz name it.
-const char* KindName(UpstreamKind kind) {
+
+// How logs and /readyz name an upstream's kind ("Kafka", "RabbitMQ broker").
+const char* UpstreamLabel(UpstreamKind kind, bool broker) {
   switch (kind) {
     case UpstreamKind::kKafka:
       return "Kafka";
     case UpstreamKind::kMqtt:
-      return "MQTT";
+      return broker ? "MQTT broker" : "MQTT";
     case UpstreamKind::kKinesis:
       return "Kinesis";
+    case UpstreamKind::kRabbitmq:
+      return broker ? "RabbitMQ broker" : "RabbitMQ";
   }
-  return "?";
+  return "upstream";
 }
-
 // How often the replay thread looks for new requests (`sluice replay` writes them into the log).
 constexpr std::chrono::seconds kReplayPollInterval{1};
 
@@ -162,8 +164,8 @@ Status Daemon::Open() {
   if (metrics_server_) metrics_server_->Start();
   std::string names;
   for (const auto& u : upstreams_) {
-    names += fmt::format("{}{} ({} {})", names.empty() ? "" : ", ", u->name(), KindName(u->kind()),
-                         u->endpoint());
+    names += fmt::format("{}{} ({} {})", names.empty() ? "" : ", ", u->name(),
+                         UpstreamLabel(u->kind(), false), u->endpoint());
   }
   log_->info("sluice started: gateway '{}', {} route(s), MQTT {}, upstreams: {}",
              config_.gateway.id, config_.routes.size(), config_.mqtt.connection.url, names);
@@ -315,9 +317,8 @@ Status Daemon::Readiness() const {
     if (!held.empty()) {
       missing.push_back("upstream " + u->name() + ": " + held);
     } else if (!u->sink().Connected()) {
-      missing.push_back(fmt::format(
-          "upstream {}: {} {} not reachable", u->name(),
-          u->kind() == UpstreamKind::kMqtt ? "MQTT broker" : KindName(u->kind()), u->endpoint()));
+      missing.push_back(fmt::format("upstream {}: {} {} not reachable", u->name(),
+                                    UpstreamLabel(u->kind(), true), u->endpoint()));
     }
   }
   if (missing.empty()) return Status::Ok();

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "connectors/amqp_probe.h"
 #include "connectors/kafka_probe.h"
 #include "connectors/kinesis_probe.h"
 #include "connectors/mqtt_probe.h"
@@ -40,7 +41,7 @@ const char* Word(ProbeFinding::Verdict v) {
 
 }  // namespace
 
-std::vector<std::string> KafkaTopicsOf(const Config& config, const std::string& name) {
+std::vector<std::string> TargetsOf(const Config& config, const std::string& name) {
   std::vector<std::string> topics;
   auto add = [&topics](const std::string& t) {
     if (std::find(topics.begin(), topics.end(), t) == topics.end()) topics.push_back(t);
@@ -52,8 +53,9 @@ std::vector<std::string> KafkaTopicsOf(const Config& config, const std::string& 
   }
   const UpstreamConfig* upstream = FindUpstream(config, name);
   if (upstream != nullptr && config.storage.overflow == storage::Overflow::kDropOldest) {
-    add(upstream->kind == UpstreamKind::kKinesis ? upstream->kinesis.gap_stream
-                                                 : upstream->kafka.gap_topic);
+    if (upstream->kind == UpstreamKind::kKafka) add(upstream->kafka.gap_topic);
+    if (upstream->kind == UpstreamKind::kKinesis) add(upstream->kinesis.gap_stream);
+    if (upstream->kind == UpstreamKind::kRabbitmq) add(upstream->rabbitmq.gap_routing_key);
   }
   return topics;
 }
@@ -82,16 +84,22 @@ ProbeCounts ProbeCommand::Run() {
       targets.push_back(
           {subject,
            std::async(std::launch::async,
-                      [options = u.kafka, topics = KafkaTopicsOf(config_, u.name), where, timeout] {
+                      [options = u.kafka, topics = TargetsOf(config_, u.name), where, timeout] {
                         return connectors::ProbeKafka(options, topics, where, timeout);
                       })});
     } else if (u.kind == UpstreamKind::kKinesis) {
       targets.push_back(
-          {subject, std::async(std::launch::async,
-                               [options = u.kinesis, streams = KafkaTopicsOf(config_, u.name),
-                                where, timeout] {
-                                 return connectors::ProbeKinesis(options, streams, where, timeout);
-                               })});
+          {subject,
+           std::async(std::launch::async,
+                      [options = u.kinesis, streams = TargetsOf(config_, u.name), where, timeout] {
+                        return connectors::ProbeKinesis(options, streams, where, timeout);
+                      })});
+    } else if (u.kind == UpstreamKind::kRabbitmq) {
+      targets.push_back({subject, std::async(std::launch::async, [options = u.rabbitmq,
+                                                                  keys = TargetsOf(config_, u.name),
+                                                                  where, timeout] {
+                           return connectors::ProbeRabbitmq(options, keys, where, timeout);
+                         })});
     } else {
       targets.push_back({subject, std::async(std::launch::async, [connection = u.mqtt.connection,
                                                                   where, timeout] {

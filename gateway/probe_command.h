@@ -43,10 +43,9 @@ class ProbeCommand {
   std::ostream& out_;
 };
 
-// The Kafka topics (Kinesis streams) the upstream `name` produces to: each route's target on it, in
-// route order,
-// each once, and the gap topic when storage.overflow = "drop-oldest" (the only policy that makes
-// gap records).
-std::vector<std::string> KafkaTopicsOf(const Config& config, const std::string& name);
+// What the upstream `name` sends to: each route's target on it (a Kafka topic, a Kinesis stream, a
+// RabbitMQ routing key or its template), in route order, each once, and the gap topic, stream or
+// routing key when storage.overflow = "drop-oldest" (the only policy that makes gap records).
+std::vector<std::string> TargetsOf(const Config& config, const std::string& name);
 
 }  // namespace sluice::gateway

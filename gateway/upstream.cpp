@@ -4,6 +4,7 @@
 
 #include <utility>
 
+#include "connectors/amqp_sink.h"
 #include "connectors/kafka_sink.h"
 #include "connectors/kinesis_sink.h"
 #include "connectors/mqtt_sink.h"
@@ -60,6 +61,8 @@ const std::string& Upstream::endpoint() const {
       return config_.kafka.brokers;
     case UpstreamKind::kKinesis:
       return kinesis_endpoint_;
+    case UpstreamKind::kRabbitmq:
+      return config_.rabbitmq.endpoint.url;
     case UpstreamKind::kMqtt:
       break;
   }
@@ -93,6 +96,18 @@ Status Upstream::MakeSink(bool replay, std::unique_ptr<connectors::Sink>* out) c
     *out = std::move(sink);
     return Status::Ok();
   }
+  if (config_.kind == UpstreamKind::kRabbitmq) {
+    connectors::AmqpSinkOptions o = config_.rabbitmq;
+    o.log_id = env_.log_id;
+    // A replay publishes on a connection of its own, so that its confirms and channel errors
+    // never touch the live window (rabbitmq-c connections are not shared between threads).
+    if (replay) o.name += " (replay)";
+    std::unique_ptr<connectors::AmqpSink> sink;
+    Status s = connectors::AmqpSink::Create(o, router_.get(), env_.clock, env_.logger, &sink);
+    if (!s.ok()) return s;
+    *out = std::move(sink);
+    return Status::Ok();
+  }
   connectors::MqttSinkOptions o = config_.mqtt;
   o.log_id = env_.log_id;
   if (replay) {
@@ -114,6 +129,8 @@ ForwarderOptions Upstream::MakeForwarderOptions() const {
     fo.max_in_flight = static_cast<size_t>(config_.kafka.max_in_flight);
   } else if (config_.kind == UpstreamKind::kKinesis) {
     fo.max_in_flight = config_.kinesis.max_pending;
+  } else if (config_.kind == UpstreamKind::kRabbitmq) {
+    fo.max_in_flight = config_.rabbitmq.max_in_flight;
   } else {
     fo.max_in_flight = config_.mqtt.max_in_flight;
   }

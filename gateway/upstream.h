@@ -54,7 +54,8 @@ class Upstream {
 
   const std::string& name() const { return config_.name; }
   UpstreamKind kind() const { return config_.kind; }
-  // Where it sends: the Kafka bootstrap servers, the MQTT broker's URL or the Kinesis endpoint.
+  // Where it sends: the Kafka bootstrap servers, the MQTT or RabbitMQ broker's URL, or the
+  // Kinesis endpoint.
   const std::string& endpoint() const;
   const connectors::Sink& sink() const { return *sink_; }
   ForwarderStats Stats() const { return forwarder_->Stats(); }

@@ -55,7 +55,7 @@ depends=$(field Depends)
 # Every shared library sluice links must be a dependency (dpkg-shlibdeps), and so must a way to
 # create the system user and the unit's ExecReload, /bin/kill (procps).
 for dep in libc6 libstdc++6 libpaho-mqttpp3-1 libpaho-mqtt1.3 'librdkafka++1' libsqlite3-0 \
-  libspdlog1.10 libfmt9 libsystemd0 libcurl4 adduser procps; do
+  libspdlog1.10 libfmt9 libsystemd0 libcurl4 librabbitmq4 adduser procps; do
   [[ ",$depends" == *", $dep"* || ",$depends" == *",$dep"* ]] ||
     fail "Depends lacks $dep: $depends"
 done

@@ -13,11 +13,13 @@ packages=(
   # libraries the C++ code links against
   libpaho-mqttpp-dev libpaho-mqtt-dev librdkafka-dev libsqlite3-dev
   libspdlog-dev libfmt-dev doctest-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev
-  libsystemd-dev libcpp-httplib-dev libssl-dev zlib1g-dev
+  libsystemd-dev libcpp-httplib-dev libssl-dev zlib1g-dev librabbitmq-dev
   # the Kinesis upstream's HTTPS client (CURLOPT_AWS_SIGV4 signs its requests)
   libcurl4-openssl-dev
   # runtime / test tooling: brokers, CLI clients, Kafka via Maven + Java
   sqlite3 mosquitto mosquitto-clients kcat maven default-jre-headless
+  # the RabbitMQ upstream's tests run a private broker (scripts/rabbitmq.sh), never the system one
+  rabbitmq-server
   ca-certificates procps iproute2
   # network fault tests: packet loss and partitions inside a test namespace (chaos label)
   nftables
@@ -76,7 +78,8 @@ else
   fi
   export DEBIAN_FRONTEND=noninteractive
   # The packages' maintainer scripts start their services through invoke-rc.d (without systemd:
-  # prometheus's would serve on 9090 from then on, mosquitto's on 1883) and deb-systemd-invoke.
+  # prometheus's would serve on 9090 from then on, mosquitto's on 1883, rabbitmq-server's on
+  # 5672) and deb-systemd-invoke.
   # Both ask policy-rc.d(8) first; exit status 101 forbids every action. Put one in place for this
   # installation only, unless the machine has its own (containers often do).
   policy=/usr/sbin/policy-rc.d
@@ -99,14 +102,14 @@ else
   fi
 fi
 
-# Debian's mosquitto and prometheus packages enable their services (a system broker on 1883, a
-# Prometheus server on 9090), which systemd starts at the next boot even though policy-rc.d kept
-# them from starting now. Tests and demos run their own brokers (scripts/mosquitto.sh) and need
-# only promtool, so turn both off to keep the ports free and avoid confusion. Only possible when
-# systemd is PID 1 (not in most containers); failure here is harmless because our tests use
-# other ports anyway.
+# Debian's mosquitto, rabbitmq-server and prometheus packages enable their services (system
+# brokers on 1883 and 5672, a Prometheus server on 9090), which systemd starts at the next boot
+# even though policy-rc.d kept them from starting now. Tests and demos run their own brokers
+# (scripts/mosquitto.sh, scripts/rabbitmq.sh) and need only promtool, so turn all three off to
+# keep the ports free and avoid confusion. Only possible when systemd is PID 1 (not in most
+# containers); failure here is harmless because our tests use other ports anyway.
 if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
-  for service in mosquitto.service prometheus.service; do
+  for service in mosquitto.service rabbitmq-server.service prometheus.service; do
     if systemctl is-enabled --quiet "$service" 2>/dev/null ||
       systemctl is-active --quiet "$service" 2>/dev/null; then
       echo "install-deps: stopping and disabling system $service"

@@ -131,6 +131,13 @@ void CheckAccepted(const Config& c) {
         Fail("accepted no credentials for", u.name);
       }
       if (!LegalKinesisStream(u.kinesis.gap_stream)) Fail("bad gap stream", u.kinesis.gap_stream);
+    } else if (u.kind == UpstreamKind::kRabbitmq) {
+      const connectors::AmqpEndpoint& e = u.rabbitmq.endpoint;
+      connectors::AmqpAddress address;
+      if (!connectors::ParseAmqpUrl(e.url, &address).ok()) Fail("bad AMQP URL", e.url);
+      if (e.vhost.empty() || e.vhost.size() > 255) Fail("bad vhost", e.vhost);
+      if (u.rabbitmq.exchange.size() > 255) Fail("exchange too long", u.rabbitmq.exchange);
+      if (u.rabbitmq.max_in_flight == 0) Fail("accepted no in-flight window for", u.name);
     } else {
       CheckConnection("upstream", u.mqtt.connection);
       if (u.mqtt.max_in_flight == 0) Fail("accepted no in-flight window for", u.name);
@@ -157,6 +164,10 @@ void CheckAccepted(const Config& c) {
       }
       if (u->kind == UpstreamKind::kKinesis && !LegalKinesisStream(t.target)) {
         Fail("illegal Kinesis stream", t.target);
+      }
+      if (u->kind == UpstreamKind::kRabbitmq &&
+          (t.target.empty() || t.target.size() > 255 || t.target.find('\0') != std::string::npos)) {
+        Fail("illegal RabbitMQ routing key", t.target);
       }
       if (u->kind == UpstreamKind::kMqtt &&
           (t.target.empty() || t.target.find_first_of("+#") != std::string::npos)) {

@@ -29,6 +29,7 @@ namespace {
 constexpr std::string_view kKafkaUpstream = "upstream.central";
 constexpr std::string_view kMqttUpstream = "upstream.cloud";
 constexpr std::string_view kKinesisUpstream = "upstream.stream";
+constexpr std::string_view kRabbitmqUpstream = "upstream.rabbit";
 
 // A Kinesis upstream needs a credentials file that exists; one for every case of this file.
 std::string CredentialsFile() {
@@ -56,14 +57,19 @@ kind = "kinesis"
 region = "eu-west-1"
 credentials_file = ")" +
          CredentialsFile() + R"("
+[upstream.rabbit]
+kind = "rabbitmq"
 [[route]]
 mqtt = "devices/#"
-to = { central = "telemetry", cloud = true, stream = "telemetry" }
+to = { central = "telemetry", cloud = true, stream = "telemetry", rabbit = "telemetry" }
 )";
 }
 // The kinds and the upstream of each in NewForm().
 constexpr std::pair<std::string_view, std::string_view> kKinds[] = {
-    {"kafka", kKafkaUpstream}, {"mqtt", kMqttUpstream}, {"kinesis", kKinesisUpstream}};
+    {"kafka", kKafkaUpstream},
+    {"mqtt", kMqttUpstream},
+    {"kinesis", kKinesisUpstream},
+    {"rabbitmq", kRabbitmqUpstream}};
 constexpr const char* kOldForm = R"(
 [gateway]
 id = "gw-1"
@@ -168,7 +174,9 @@ std::pair<std::string, std::string> DocName(const std::string& dotted) {
   if (table == kKafkaUpstream || table == "kafka") return {"upstream.NAME kind=kafka", key};
   if (table == kMqttUpstream) return {"upstream.NAME kind=mqtt", key};
   if (table == kKinesisUpstream) return {"upstream.NAME kind=kinesis", key};
-  for (std::string_view upstream : {kKafkaUpstream, kMqttUpstream, kKinesisUpstream}) {
+  if (table == kRabbitmqUpstream) return {"upstream.NAME kind=rabbitmq", key};
+  for (std::string_view upstream :
+       {kKafkaUpstream, kMqttUpstream, kKinesisUpstream, kRabbitmqUpstream}) {
     if (table.rfind(std::string(upstream) + ".", 0) == 0) {
       table = "upstream.NAME" + table.substr(upstream.size());
     }
@@ -288,6 +296,7 @@ TEST_CASE("docs/configuration.md documents every key the parser reads, and no ot
   CHECK(docs.at("upstream.NAME kind=kafka").count("brokers") == 1);
   CHECK(docs.at("upstream.NAME kind=mqtt").count("max_in_flight") == 1);
   CHECK(docs.at("upstream.NAME kind=kinesis").count("region") == 1);
+  CHECK(docs.at("upstream.NAME kind=rabbitmq").count("exchange") == 1);
   CHECK(docs.at("upstream.NAME.tls").count("ca_file") == 1);
   CHECK(docs.at("route").count("to") == 1);
 
@@ -342,6 +351,7 @@ TEST_CASE("Every key only some upstream kinds read is named as theirs when anoth
   REQUIRE(own["kafka"].count("brokers") == 1);
   REQUIRE(own["mqtt"].count("url") == 1);
   REQUIRE(own["kinesis"].count("region") == 1);
+  REQUIRE(own["rabbitmq"].count("vhost") == 1);
   auto parse_extra = [](const std::string& kind, const std::string& key) {
     std::string text = NewForm() + "\n[upstream.extra]\nkind = \"" + kind + "\"\n" + key + " = 1\n";
     if (kind == "kinesis") {

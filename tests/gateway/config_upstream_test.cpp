@@ -233,10 +233,11 @@ TEST_CASE("ParseConfig validates upstream names and kinds") {
                  "must be 1..64 characters long"));
   const std::string missing = ErrorFor("[upstream.central]\nbrokers = \"k:9092\"\n");
   CHECK(Contains(missing,
-                 "test.toml:1:1: upstream.central.kind is required: \"kafka\", \"mqtt\" or "
-                 "\"kinesis\""));
+                 "test.toml:1:1: upstream.central.kind is required: \"kafka\", \"mqtt\", "
+                 "\"kinesis\" or \"rabbitmq\""));
   CHECK(Contains(ErrorFor("[upstream.central]\nkind = \"kafak\"\n"),
-                 "upstream.central.kind: 'kafak' is not one of kafka|mqtt|kinesis (did you mean "
+                 "upstream.central.kind: 'kafak' is not one of kafka|mqtt|kinesis|rabbitmq (did "
+                 "you mean "
                  "'kafka'?)"));
   CHECK(Contains(ErrorFor("[upstream]\ncentral = 5\n" + std::string(kRouteBoth)),
                  "upstream.central: expected a table ([upstream.central]), found an integer (5)"));
@@ -336,8 +337,8 @@ TEST_CASE("A Kinesis upstream's keys are checked, and its credentials never show
   CHECK(Contains(ErrorFor(KinesisUpstream(creds, "batch_records = 501\n") + kRouteStream),
                  "upstream.stream.batch_records"));
   CHECK(Contains(ErrorFor(KinesisUpstream(creds, "url = \"tcp://x:1883\"\n") + kRouteStream),
-                 "upstream.stream.url: is a key of kind \"mqtt\", but upstream.stream is kind "
-                 "\"kinesis\""));
+                 "upstream.stream.url: is a key of kind \"mqtt\" or \"rabbitmq\", but "
+                 "upstream.stream is kind \"kinesis\""));
   CHECK(Contains(ErrorFor(KinesisUpstream(creds, "brokers = \"k:9092\"\n") + kRouteStream),
                  "is a key of kind \"kafka\""));
   CHECK(Contains(
@@ -512,6 +513,115 @@ TEST_CASE("An MQTT upstream's password comes from the file or the key, never sho
                               "\"${CREDENTIALS_DIRECTORY}/pw\"\n"));
   CHECK(Contains(msg, "upstream.cloud.password_file"));
   CHECK(Contains(msg, "LoadCredential="));
+}
+
+// A RabbitMQ upstream beside the Kafka one, fed by the same route.
+std::string WithRabbit(const std::string& rabbit_lines, const std::string& target = "telemetry") {
+  return std::string(kCentral) + "[upstream.rabbit]\nkind = \"rabbitmq\"\n" + rabbit_lines +
+         "\n[[route]]\nmqtt = \"devices/+/telemetry\"\nkey = \"devices/{device}/#\"\n"
+         "to = { central = \"telemetry\", rabbit = \"" +
+         target + "\" }\n";
+}
+
+TEST_CASE("A RabbitMQ upstream reads its keys, its defaults, and a password file") {
+  Config d;
+  Status s = Parse(WithRabbit(""), &d);
+  REQUIRE_MESSAGE(s.ok(), s.ToString());
+  const connectors::AmqpSinkOptions& def = d.upstreams.at(1).rabbitmq;
+  CHECK(d.upstreams.at(1).kind == UpstreamKind::kRabbitmq);
+  CHECK(std::string(ToString(UpstreamKind::kRabbitmq)) == "rabbitmq");
+  CHECK(def.endpoint.url == "amqp://127.0.0.1:5672");
+  CHECK(def.endpoint.vhost == "/");
+  CHECK(def.endpoint.username == "guest");
+  CHECK(def.endpoint.tls_verify);
+  CHECK(def.exchange.empty());
+  CHECK(def.max_in_flight == 1000);
+  CHECK(def.gap_routing_key == "sluice.gaps");
+  CHECK(d.routes.at(0).targets.at(1).target == "telemetry");
+
+  TempDir dir;
+  WriteFile(dir.File("pw"), "from-file\n");
+  Config c;
+  s = Parse(WithRabbit("url = \"amqps://rabbit.example:5671\"\nvhost = \"site\"\n"
+                       "username = \"sluice\"\npassword_file = \"" +
+                           dir.File("pw") +
+                           "\"\nheartbeat_s = 10\nconnect_timeout_ms = 2000\n"
+                           "reconnect_min_ms = 50\nreconnect_max_ms = 900\nexchange = \"events\"\n"
+                           "max_in_flight = 7\ngap_routing_key = \"gaps.{gateway}\"\n"
+                           "[upstream.rabbit.tls]\nca_file = \"" +
+                           dir.File("pw") + "\"\nverify = false\n",
+                       "site.{device}"),
+            &c);
+  REQUIRE_MESSAGE(s.ok(), s.ToString());
+  const connectors::AmqpSinkOptions& o = c.upstreams.at(1).rabbitmq;
+  CHECK(o.name == "rabbit");
+  CHECK(o.endpoint.url == "amqps://rabbit.example:5671");
+  CHECK(o.endpoint.vhost == "site");
+  CHECK(o.endpoint.username == "sluice");
+  CHECK(o.endpoint.password == "from-file");
+  CHECK(c.secret_files.at("upstream.rabbit.password_file") == "from-file");
+  CHECK(o.endpoint.heartbeat == seconds(10));
+  CHECK(o.endpoint.connect_timeout == milliseconds(2000));
+  CHECK(o.endpoint.reconnect_min == milliseconds(50));
+  CHECK(o.endpoint.reconnect_max == milliseconds(900));
+  CHECK_FALSE(o.endpoint.tls_verify);
+  CHECK(o.endpoint.ca_file == dir.File("pw"));
+  CHECK(o.exchange == "events");
+  CHECK(o.max_in_flight == 7);
+  CHECK(o.gap_routing_key == "gaps.{gateway}");
+  CHECK(c.routes.at(0).targets.at(1).target == "site.{device}");
+}
+
+TEST_CASE(
+    "A RabbitMQ upstream refuses secrets in the URL, TLS keys without amqps://, and a bare "
+    "user") {
+  CHECK(Contains(ErrorFor(WithRabbit("url = \"amqp://u:" + std::string(kSecret) + "@h\"\n")),
+                 "upstream.rabbit.url: "));
+  CHECK(Contains(ErrorFor(WithRabbit("url = \"amqp://u:p@h\"\n")),
+                 "holds credentials; set username and password_file instead"));
+  CHECK(Contains(ErrorFor(WithRabbit("url = \"amqp://h/vh\"\n")), "set vhost instead"));
+  CHECK(Contains(ErrorFor(WithRabbit("url = \"tcp://h:5672\"\n")),
+                 "must start with amqp:// or amqps://"));
+  CHECK(Contains(ErrorFor(WithRabbit("url = \"amqp://h:99999\"\n")), "bad port"));
+  CHECK(Contains(ErrorFor(WithRabbit("[upstream.rabbit.tls]\nverify = false\n")),
+                 "upstream.rabbit.tls.verify: is set but upstream.rabbit.url "
+                 "'amqp://127.0.0.1:5672' is not a TLS URL; use amqps://"));
+  CHECK(Contains(ErrorFor(WithRabbit("username = \"sluice\"\n")),
+                 "upstream.rabbit.username: 'sluice' needs upstream.rabbit.password_file"));
+  const std::string both = ErrorFor(WithRabbit(
+      "username = \"u\"\npassword = \"" + std::string(kSecret) + "\"\npassword_file = \"/x\"\n"));
+  CHECK(Contains(both, "mutually exclusive"));
+  CHECK_FALSE(Contains(both, kSecret));
+  CHECK(Contains(ErrorFor(WithRabbit("url = \"amqps://h\"\n[upstream.rabbit.tls]\n"
+                                     "cert_file = \"/etc/hostname\"\n")),
+                 "upstream.rabbit.tls.cert_file: needs upstream.rabbit.tls.key_file too"));
+  CHECK(Contains(ErrorFor(WithRabbit("gap_routing_key = \"g.{device}\"\n")),
+                 "upstream.rabbit.gap_routing_key: 'g.{device}': placeholder {device} is not one "
+                 "of {gateway}"));
+  CHECK(Contains(ErrorFor(WithRabbit("", "t.{devce}")), "(did you mean {device}?)"));
+  CHECK(Contains(ErrorFor(WithRabbit("", std::string(256, 'r'))), "longer than AMQP's 255 bytes"));
+  // `true` stands for a default only on an MQTT upstream.
+  const std::string flag = std::string(kCentral) +
+                           "[upstream.rabbit]\nkind = \"rabbitmq\"\n[[route]]\nmqtt = \"d/#\"\n"
+                           "to = { central = \"t\", rabbit = true }\n";
+  CHECK(Contains(ErrorFor(flag), "is kind \"rabbitmq\" and needs a routing key here"));
+}
+
+TEST_CASE(
+    "Keys of other kinds given to a RabbitMQ upstream, and its keys given to others, are "
+    "named") {
+  CHECK(Contains(ErrorFor(WithRabbit("brokers = \"k:9092\"\n")),
+                 "upstream.rabbit.brokers: is a key of kind \"kafka\", but upstream.rabbit is kind "
+                 "\"rabbitmq\""));
+  CHECK(Contains(ErrorFor(WithRabbit("client_id = \"c\"\n")),
+                 "upstream.rabbit.client_id: is a key of kind \"mqtt\""));
+  CHECK(Contains(ErrorFor(WithRabbit("gap_topic = \"g\"\n")),
+                 "upstream.rabbit.gap_topic: is a key of kind \"kafka\" or \"mqtt\""));
+  CHECK(Contains(ErrorFor(TwoUpstreams("vhost = \"v\"\n")),
+                 "upstream.central.vhost: is a key of kind \"rabbitmq\", but upstream.central is "
+                 "kind \"kafka\""));
+  CHECK(Contains(ErrorFor(TwoUpstreams("url = \"tcp://x:1883\"\n")),
+                 "upstream.central.url: is a key of kind \"mqtt\" or \"rabbitmq\""));
 }
 
 TEST_CASE("Two MQTT connections with one client id on one broker are refused") {

@@ -30,24 +30,24 @@ const char* kUpstreams =
     "[upstream.cloud]\nkind = \"mqtt\"\nurl = \"tcp://127.0.0.1:1\"\n"
     "[upstream.archive]\nkind = \"kafka\"\nbrokers = \"127.0.0.1:1\"\ngap_topic = \"arch.gaps\"\n";
 
-TEST_CASE("KafkaTopicsOf lists each route's topic for the upstream once, in route order") {
+TEST_CASE("TargetsOf lists each route's topic for the upstream once, in route order") {
   const Config c = Parse(std::string(kUpstreams) +
                          "[[route]]\nmqtt = \"a/#\"\nto = { central = \"t1\", cloud = true }\n"
                          "[[route]]\nmqtt = \"b/#\"\nto = { archive = \"t2\", central = \"t2\" }\n"
                          "[[route]]\nmqtt = \"c/#\"\nto = { central = \"t1\" }\n");
-  CHECK(KafkaTopicsOf(c, "central") == std::vector<std::string>{"t1", "t2"});
-  CHECK(KafkaTopicsOf(c, "archive") == std::vector<std::string>{"t2"});
-  CHECK(KafkaTopicsOf(c, "nobody").empty());
+  CHECK(TargetsOf(c, "central") == std::vector<std::string>{"t1", "t2"});
+  CHECK(TargetsOf(c, "archive") == std::vector<std::string>{"t2"});
+  CHECK(TargetsOf(c, "nobody").empty());
 }
 
-TEST_CASE("KafkaTopicsOf adds the gap topic only under drop-oldest, the policy that makes gaps") {
+TEST_CASE("TargetsOf adds the gap topic only under drop-oldest, the policy that makes gaps") {
   const std::string routes =
       "[[route]]\nmqtt = \"a/#\"\nto = { archive = \"t\", central = \"u\", cloud = true }\n";
-  CHECK(KafkaTopicsOf(Parse(std::string(kUpstreams) + routes), "archive") ==
+  CHECK(TargetsOf(Parse(std::string(kUpstreams) + routes), "archive") ==
         std::vector<std::string>{"t"});
   const Config dropping =
       Parse("[storage]\noverflow = \"drop-oldest\"\n" + std::string(kUpstreams) + routes);
-  CHECK(KafkaTopicsOf(dropping, "archive") == std::vector<std::string>{"t", "arch.gaps"});
+  CHECK(TargetsOf(dropping, "archive") == std::vector<std::string>{"t", "arch.gaps"});
 }
 
 // A port on 127.0.0.1 where nothing listens: every connection is refused at once.

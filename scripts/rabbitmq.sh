@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# A private RabbitMQ broker (Debian's rabbitmq-server) for tests, benchmarks and demos: its own
+# node name, Erlang cookie, data, logs and ports, all contained in DIR; never the system service.
+# Users, certificates and passwords are made on the first start in DIR (nothing secret is
+# committed) and kept across restarts, so a test can stop, kill and start the broker while its
+# clients keep their settings. Streams need no plugin (AMQP 0-9-1 declares and reads them) and no
+# plugin is enabled, so nothing reaches the network.
+#
+# Usage:
+#   scripts/rabbitmq.sh start  --dir DIR --port PORT [--stream NAME]...
+#   scripts/rabbitmq.sh stop   --dir DIR [--kill]
+#   scripts/rabbitmq.sh status --dir DIR
+#
+# Ports: PORT plain AMQP and PORT+1 AMQP over TLS (client certificate required), both on
+# 127.0.0.1; PORT+2 the node's Erlang distribution port, PORT+3 its epmd, PORT+4..PORT+6 the
+# distribution ports of command-line tools.
+# Files in DIR for clients:
+#   tls/ca.pem, tls/other-ca.pem, tls/client.pem, tls/client.key
+#                     (as tests/integration/cloud_broker.sh makes them)
+#   sluice.password   user "sluice", all permissions on vhost "/"
+#   reader.password   user "reader", all permissions on vhost "/"
+# --stream NAME declares a durable stream (x-queue-type = stream) on vhost "/" at boot, if it does
+# not exist yet (the tests declare theirs over AMQP instead).
+# stop --kill is SIGKILL (a crash); a later start recovers the node's data from DIR.
+#
+# Environment:
+#   RABBITMQ_START_TIMEOUT  seconds to wait for the broker to answer (default 60)
+set -euo pipefail
+
+scripts=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+rabbit_bin=${RABBITMQ_SERVER_BIN:-/usr/lib/rabbitmq/bin/rabbitmq-server}
+
+# Settings for scripts/lib/broker.sh.
+broker_name=rabbitmq.sh
+broker_pidfile=rabbitmq.pid
+# SIGTERM = a clean shutdown of the node (Erlang's init:stop): a few seconds.
+broker_term_secs=30
+broker_poll_slow=0.1
+broker_poll_fast=0.05
+# shellcheck source-path=SCRIPTDIR source=lib/broker.sh
+source "$scripts/lib/broker.sh"
+
+# The Erlang VM runs with -home DIR (its cookie lives there): unique to DIR.
+broker_cmdline() { printf '%s' "-home $1 "; }
+broker_address() {
+  local port
+  port=$(sed -n 's/^listeners.tcp.default = 127.0.0.1:\([0-9]*\)$/\1/p' "$1/rabbitmq.conf")
+  echo "127.0.0.1:$port"
+}
+
+make_certificates() {
+  local tls=$1
+  [[ -s "$tls/client.key" ]] && return 0
+  mkdir -p "$tls"
+  (
+    cd "$tls"
+    umask 077
+    local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    local ca_ext=(-addext "basicConstraints=critical,CA:TRUE"
+      -addext "keyUsage=critical,keyCertSign,cRLSign")
+    openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 7 \
+      -subj "/CN=sluice test CA" "${ca_ext[@]}" 2>/dev/null
+    openssl req -x509 "${ec[@]}" -keyout other-ca.key -out other-ca.pem -days 7 \
+      -subj "/CN=sluice other CA" "${ca_ext[@]}" 2>/dev/null
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+      "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
+      >server.ext
+    printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
+      "extendedKeyUsage=clientAuth" >client.ext
+    local who
+    for who in server client; do
+      openssl req "${ec[@]}" -keyout "$who.key" -out "$who.csr" -subj "/CN=sluice-test-$who" \
+        2>/dev/null
+      openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial \
+        -out "$who.pem" -days 7 -extfile "$who.ext" 2>/dev/null
+    done
+    rm -f ./*.csr ./*.ext ca.srl
+    # The broker reads its key as the user it runs as: this one.
+    chmod 644 ./*.pem
+  ) || die "cannot make the test certificates in $tls (is openssl installed?)"
+}
+
+# RabbitMQ's default password hash (rabbit_password_hashing_sha256): base64(salt ++
+# SHA-256(salt ++ password)) with a 4-byte salt, so that the users exist from the first boot
+# (load_definitions) and no command-line tool has to start an Erlang VM to add them.
+password_hash() {
+  local tmp
+  tmp=$(mktemp -d)
+  openssl rand 4 >"$tmp/salt"
+  { cat "$tmp/salt"; printf '%s' "$1"; } | openssl dgst -sha256 -binary >"$tmp/digest"
+  cat "$tmp/salt" "$tmp/digest" | base64 -w0
+  rm -rf "$tmp"
+}
+
+# The users (their passwords made once per DIR) and the streams to declare, loaded at every boot.
+make_definitions() {
+  local dir=$1 user users="" permissions="" queues="" stream
+  shift
+  for user in sluice reader; do
+    [[ -s "$dir/$user.password" ]] || (umask 077 && openssl rand -hex 12 >"$dir/$user.password")
+    users+="${users:+,}{\"name\":\"$user\",\"password_hash\":\"$(password_hash "$(<"$dir/$user.password")")\",\"hashing_algorithm\":\"rabbit_password_hashing_sha256\",\"tags\":[]}"
+    permissions+="${permissions:+,}{\"user\":\"$user\",\"vhost\":\"/\",\"configure\":\".*\",\"write\":\".*\",\"read\":\".*\"}"
+  done
+  for stream in "$@"; do
+    queues+="${queues:+,}{\"name\":\"$stream\",\"vhost\":\"/\",\"durable\":true,\"auto_delete\":false,\"arguments\":{\"x-queue-type\":\"stream\"}}"
+  done
+  (
+    umask 077
+    printf '{"vhosts":[{"name":"/"}],"users":[%s],"permissions":[%s],"queues":[%s]}\n' \
+      "$users" "$permissions" "$queues" >"$dir/definitions.json"
+  )
+}
+
+# The environment of every Erlang VM of this node: the broker and the command-line tools.
+node_env() {
+  local dir=$1 port=$2
+  export HOME=$dir
+  export RABBITMQ_NODENAME=sluice$port@localhost
+  export RABBITMQ_CONFIG_FILE=$dir/rabbitmq.conf
+  export RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins
+  export RABBITMQ_MNESIA_BASE=$dir/mnesia
+  export RABBITMQ_LOG_BASE=$dir/log
+  export RABBITMQ_LOGS=$dir/log/rabbit.log
+  export RABBITMQ_PID_FILE=$dir/node.pid
+  export RABBITMQ_DIST_PORT=$((port + 2))
+  export ERL_EPMD_PORT=$((port + 3))
+  export RABBITMQ_CTL_DIST_PORT_MIN=$((port + 4))
+  export RABBITMQ_CTL_DIST_PORT_MAX=$((port + 6))
+}
+
+cmd_start() {
+  local dir="" port="" streams=()
+  while (($#)); do
+    case $1 in
+    --dir) dir=${2:?}; shift 2 ;;
+    --port) port=${2:?}; shift 2 ;;
+    --stream) streams+=("${2:?}"); shift 2 ;;
+    *) usage ;;
+    esac
+  done
+  [[ -n "$dir" && -n "$port" ]] || usage
+  [[ "$port" =~ ^[0-9]+$ ]] || die "bad --port '$port'"
+  [[ -x "$rabbit_bin" ]] || die "$rabbit_bin not found (run scripts/install-deps.sh)"
+  command -v openssl >/dev/null || die "openssl not found"
+
+  mkdir -p "$dir/log"
+  dir=$(cd "$dir" && pwd -P)
+  # The epmd of an earlier run of this node may still hold PORT+3: it is ours, and serves again.
+  refuse_if_busy "$dir" "$port" "$((port + 1))" "$((port + 2))"
+  make_certificates "$dir/tls"
+  make_definitions "$dir" "${streams[@]}"
+  echo "[]." >"$dir/enabled_plugins"
+  cat >"$dir/rabbitmq.conf" <<CONF
+# Generated by scripts/rabbitmq.sh; rewritten on every start.
+listeners.tcp.default = 127.0.0.1:$port
+listeners.ssl.default = 127.0.0.1:$((port + 1))
+ssl_options.cacertfile = $dir/tls/ca.pem
+ssl_options.certfile = $dir/tls/server.pem
+ssl_options.keyfile = $dir/tls/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = true
+load_definitions = $dir/definitions.json
+disk_free_limit.absolute = 50MB
+log.file.level = info
+log.console = false
+CONF
+  node_env "$dir" "$port"
+  # RABBITMQ_ALLOW_INPUT: the start script then execs the Erlang VM itself (its PID is the broker,
+  # so stop --kill kills the broker and not a wrapper); -noinput keeps the VM off stdin.
+  export RABBITMQ_ALLOW_INPUT=1
+  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-noinput"
+  local started
+  started=$(date +%s%N)
+  spawn "$dir" "$rabbit_bin"
+  local timeout=${RABBITMQ_START_TIMEOUT:-60}
+  local deadline=$(($(now) + timeout)) pid
+  pid=$(wait_for_pid "$dir" "$deadline")
+  # Ready = the TLS listener accepts connections: RabbitMQ opens its listeners in its last boot
+  # step, after the definitions (users) are loaded.
+  while :; do
+    if ! alive "$pid"; then
+      tail -n 20 "$dir/stdout.log" "$dir/log/rabbit.log" >&2 2>/dev/null || true
+      rm -f "$dir/$broker_pidfile"
+      die "broker exited during startup"
+    fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null; then
+      break
+    fi
+    if (($(now) >= deadline)); then
+      tail -n 20 "$dir/stdout.log" "$dir/log/rabbit.log" >&2 2>/dev/null || true
+      die "broker not ready after ${timeout}s (pid $pid; use: $0 stop --dir $dir)"
+    fi
+    sleep 0.1
+  done
+  echo "rabbitmq.sh: broker up on 127.0.0.1:$port (AMQP) and :$((port + 1)) (AMQPS) after" \
+    "$((($(date +%s%N) - started) / 1000000)) ms (pid $pid, dir $dir)"
+}
+
+# stop, then wait until the node's ports are free, and end its epmd too on a clean stop (epmd
+# outlives the VM by design; a crash leaves it, as a real one would, and the next start registers
+# with it again).
+cmd_stop_node() {
+  local dir="" kill_now=0 args=("$@")
+  while (($#)); do
+    case $1 in
+    --dir) dir=${2:?}; shift 2 ;;
+    --kill) kill_now=1; shift ;;
+    *) usage ;;
+    esac
+  done
+  cmd_stop "${args[@]}"
+  [[ -s "$dir/rabbitmq.conf" ]] || return 0
+  local port
+  port=$(sed -n 's/^listeners.tcp.default = 127.0.0.1:\([0-9]*\)$/\1/p' "$dir/rabbitmq.conf")
+  [[ -n "$port" ]] || return 0
+  # The VM's main thread is reaped before its other threads have closed its sockets (measured:
+  # after a SIGKILL the AMQP port stayed in use for a moment): stopped means the ports are free.
+  local deadline=$(($(now) + 10)) p
+  for p in "$port" "$((port + 1))" "$((port + 2))"; do
+    while port_in_use "$p"; do
+      (($(now) < deadline)) || die "port $p still in use 10 s after the broker stopped"
+      sleep "$broker_poll_fast"
+    done
+  done
+  if ((!kill_now)); then
+    ERL_EPMD_PORT=$((port + 3)) epmd -kill >/dev/null 2>&1 || true
+  fi
+}
+
+(($# >= 1)) || usage
+cmd=$1
+shift
+case $cmd in
+start) cmd_start "$@" ;;
+stop) cmd_stop_node "$@" ;;
+status) cmd_status "$@" ;;
+*) usage ;;
+esac

@@ -1,0 +1,642 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// The RabbitMQ upstream at the level of the daemon: a real `sluice run` reads the local Mosquitto
+// of the brokers fixture and forwards its log to a private RabbitMQ (scripts/rabbitmq.sh, the
+// rabbitmq fixture) over AMQPS, with a client certificate, host-name verification and a password
+// user. Events land in a RabbitMQ stream that each case declares for itself; sluice-verify
+// --source amqp reads it back from the first offset and checks that nothing was lost or reordered
+// per device. The cases stop and SIGKILL the broker and SIGKILL sluice; they wait only on
+// conditions (the log's cursor, metrics, /readyz) with deadlines. Label "integration".
+
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "connectors/amqp_connection.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/sluice_fixture.h"
+#include "tests/test_util.h"
+
+namespace sluice::itest {
+namespace {
+
+using sluice::testing::WaitFor;
+using namespace std::chrono_literals;
+
+std::string Trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+// --- The broker of the rabbitmq fixture -----------------------------------------------------
+
+struct Rabbit {
+  std::string script = MustEnv("SLUICE_RABBITMQ_SCRIPT");
+  std::string dir = MustEnv("SLUICE_RABBITMQ_DIR");
+  int port = std::stoi(MustEnv("SLUICE_RABBITMQ_PORT"));
+
+  // rabbitmq-c checks the host name against the certificate's DNS names only, never its IP
+  // addresses: connect by the name the certificate holds.
+  std::string TlsUrl() const { return "amqps://localhost:" + std::to_string(port + 1); }
+  std::string Tls(const char* file) const { return dir + "/tls/" + file; }
+  int Start() const {
+    return Shell(script + " start --dir " + dir + " --port " + std::to_string(port) +
+                 " >/dev/null");
+  }
+  int Stop(bool kill) const {
+    return Shell(script + " stop --dir " + dir + (kill ? " --kill" : "") + " >/dev/null");
+  }
+  bool Running() const { return Shell(script + " status --dir " + dir + " >/dev/null") == 0; }
+
+  // An administrative connection (plain AMQP, user "sluice"), for declaring what a case needs.
+  std::unique_ptr<connectors::AmqpConnection> Admin() const {
+    connectors::AmqpEndpoint e;
+    e.url = "amqp://127.0.0.1:" + std::to_string(port);
+    e.username = "sluice";
+    e.password = Trimmed(ReadFile(dir + "/sluice.password"));
+    e.connect_timeout = 10s;
+    std::unique_ptr<connectors::AmqpConnection> c;
+    Status s = connectors::AmqpConnection::Open(e, false, &c);
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+    return c;
+  }
+  void DeclareStream(const std::string& name) const {
+    Status s = Admin()->DeclareQueue(name, {{"x-queue-type", std::string("stream")}});
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+  }
+};
+
+// Brings the shared broker back when an assertion left a case with it stopped.
+struct RabbitBack {
+  const Rabbit& rabbit;
+  ~RabbitBack() {
+    if (!rabbit.Running()) rabbit.Start();
+  }
+};
+
+double Metric(int port, const std::string& name, const std::string& upstream) {
+  HttpResponse r = HttpGet(port, "/metrics");
+  const std::string series = name + "{upstream=\"" + upstream + "\"} ";
+  const size_t at = r.body.find(series);
+  if (r.status != 200 || at == std::string::npos) return -1;
+  return std::stod(r.body.substr(at + series.size()));
+}
+
+struct Figures {
+  int rc = -1;
+  uint64_t records = 0, unique = 0, lost = 0, duplicates = 0, reordered = 0;
+  uint64_t dropped_reported = 0, gap_records = 0;
+  std::string text;
+};
+
+// --- One case's site: sluice with one RabbitMQ upstream, "rabbit" ----------------------------
+
+class Site {
+ public:
+  explicit Site(const std::string& name)
+      : f("rmq", name),
+        sim_bin(MustEnv("SLUICE_SIM_BIN")),
+        verify_bin(MustEnv("SLUICE_VERIFY_BIN")),
+        metrics_port(MetricsPortFromEnvironment()),
+        name_(name) {
+    gateway = f.cfg.gateway_id;
+    stream = "sluice-" + gateway;
+    suffix_ = gateway.substr(name.size() + 1);
+  }
+
+  // `upstream`: extra [upstream.rabbit] lines; `target`: the route's routing key; `storage`:
+  // extra [storage] lines.
+  void Configure(const std::string& upstream = "", const std::string& target = "",
+                 const std::string& storage = "") {
+    std::ostringstream c;
+    c << "[gateway]\nid = \"" << gateway << "\"\n"
+      << "[storage]\npath = \"" << f.LogPath() << "\"\n"
+      << storage << "\n"
+      << "[mqtt]\nurl = \"" << f.env.mqtt_url << "\"\nclient_id = \"sluice-" << gateway
+      << "\"\nreconnect_min_ms = 100\nreconnect_max_ms = 1000\n"
+      << "[metrics]\nenabled = true\nlisten = \"127.0.0.1:" << metrics_port << "\"\n"
+      << "[upstream.rabbit]\nkind = \"rabbitmq\"\nurl = \"" << rabbit.TlsUrl() << "\"\n"
+      << "username = \"sluice\"\npassword_file = \"" << rabbit.dir << "/sluice.password\"\n"
+      << "heartbeat_s = 5\nconnect_timeout_ms = 3000\nreconnect_min_ms = 100\n"
+      << "reconnect_max_ms = 1000\n"
+      << upstream << "\n"
+      << "[upstream.rabbit.tls]\nca_file = \"" << rabbit.Tls("ca.pem") << "\"\ncert_file = \""
+      << rabbit.Tls("client.pem") << "\"\nkey_file = \"" << rabbit.Tls("client.key") << "\"\n"
+      << "[[route]]\nmqtt = \"devices/+/telemetry\"\nkey = \"devices/{device}/#\"\n"
+      << "to = { rabbit = \"" << (target.empty() ? stream : target) << "\" }\n";
+    std::ofstream(ConfigPath()) << c.str();
+  }
+  std::string ConfigPath() const { return f.cfg.dir + "/sluice.toml"; }
+
+  void Start() {
+    f.StartSluice({}, ReadFile(ConfigPath()));
+    REQUIRE_MESSAGE(
+        WaitFor([&] { return HttpGet(metrics_port, "/metrics").status == 200; }, 30s, 20ms),
+        f.Log());
+  }
+  void RequireConnected() const {
+    REQUIRE_MESSAGE(
+        WaitFor([&] { return Metric(metrics_port, "sluice_upstream_connected", "rabbit") == 1; },
+                30s, 20ms),
+        f.Log());
+  }
+
+  std::unique_ptr<ChildProcess> StartFleet(uint64_t events, int rate, size_t payload_bytes = 0) {
+    std::vector<std::string> args = {"--url",
+                                     f.env.mqtt_url,
+                                     "--profiles",
+                                     "telemetry:4",
+                                     "--events",
+                                     std::to_string(events),
+                                     "--total-rate",
+                                     std::to_string(rate),
+                                     "--seed",
+                                     std::to_string(events * 37 + rate),
+                                     "--client-prefix",
+                                     "rmq-" + suffix_,
+                                     "--summary-json",
+                                     Summary(),
+                                     "--qos-door",
+                                     "1",
+                                     "--progress-interval",
+                                     "5",
+                                     "--flush-timeout",
+                                     "30"};
+    if (payload_bytes > 0) {
+      args.push_back("--payload-bytes");
+      args.push_back(std::to_string(payload_bytes));
+    }
+    return std::make_unique<ChildProcess>(sim_bin, args, f.dir.File("fleet.log"));
+  }
+  std::string Summary() const { return f.dir.File("fleet.json"); }
+  uint64_t FinishFleet(ChildProcess& fleet) {
+    auto status = fleet.Wait(120s);
+    REQUIRE_MESSAGE(status.has_value(), ReadFile(fleet.log_path()));
+    REQUIRE_MESSAGE(*status == 0, ReadFile(fleet.log_path()));
+    const auto totals = nlohmann::json::parse(ReadFile(Summary()))["totals"];
+    std::printf("scenario=rabbitmq-%s fleet %s\n", name_.c_str(), totals.dump().c_str());
+    return totals["sent"].get<uint64_t>();
+  }
+
+  // The upstream's cursor at the end of a log whose last seq is at least `last`.
+  bool Drained(uint64_t last) const {
+    auto st = f.MaybeStats();
+    if (!st || st->last_seq < last) return false;
+    for (const auto& c : st->cursors) {
+      if (c.cursor != st->last_seq || c.events != 0) return false;
+    }
+    return st->cursors.size() == 1;
+  }
+  uint64_t Cursor() const { return CursorStats().cursor; }
+  storage::CursorStats CursorStats() const {
+    auto st = f.MaybeStats();
+    return st && !st->cursors.empty() ? st->cursors[0] : storage::CursorStats{};
+  }
+
+  // A marker published after the fleet sits behind every fleet event in sluice's session queue
+  // at the local broker: once the cursor reaches the end of a log holding it, the upstream has
+  // everything (also after a SIGKILL, when the broker redelivers and the log grows past `sent`).
+  void PublishMarker() const {
+    REQUIRE(Shell("mosquitto_pub -h 127.0.0.1 -q 1 -p " +
+                  f.env.mqtt_url.substr(f.env.mqtt_url.rfind(':') + 1) + " -t 'devices/zz-marker-" +
+                  gateway + "/telemetry' -m end") == 0);
+  }
+  bool MarkerDrained() const {
+    auto st = f.MaybeStats();
+    return st && marker_seq_ > 0 && st->last_seq >= marker_seq_ && Drained(marker_seq_);
+  }
+  // Waits until the log holds the marker, then until the upstream confirmed through it.
+  void WaitForMarker(uint64_t sent) {
+    PublishMarker();
+    REQUIRE_MESSAGE(WaitFor(
+                        [&] {
+                          auto st = f.MaybeStats();
+                          return st && st->last_seq > sent;
+                        },
+                        60s, 20ms),
+                    f.Log());
+    marker_seq_ = f.LastSeq();
+    REQUIRE_MESSAGE(WaitFor([&] { return MarkerDrained(); }, 120s, 20ms), f.Log());
+  }
+
+  // sluice-verify --source amqp on the case's stream, as user "reader" over AMQPS.
+  Figures Verify(const std::string& extra_args, const std::string& gap_stream = "''") const {
+    const std::string json = f.dir.File("verify.json");
+    const std::string out = f.dir.File("verify.txt");
+    Figures v;
+    v.rc =
+        Shell(verify_bin + " --source amqp --url " + rabbit.TlsUrl() +
+              " --username reader --password-file " + rabbit.dir + "/reader.password" +
+              " --ca-file " + rabbit.Tls("ca.pem") + " --cert-file " + rabbit.Tls("client.pem") +
+              " --key-file " + rabbit.Tls("client.key") + " --topic " + stream + " --gap-topic " +
+              gap_stream + " --expect " + Summary() + " --idle-timeout 3 --max-ranges 8 " +
+              extra_args + " --json " + json + " >" + out + " 2>&1");
+    v.text = ReadFile(out);
+    const std::string j = ReadFile(json);
+    if (j.empty()) return v;
+    const auto t = nlohmann::json::parse(j).at("totals");
+    v.records = t.at("records").get<uint64_t>();
+    v.unique = t.at("unique").get<uint64_t>();
+    v.lost = t.at("lost").get<uint64_t>();
+    v.duplicates = t.at("duplicates").get<uint64_t>();
+    v.reordered = t.at("reordered").get<uint64_t>();
+    v.dropped_reported = t.at("dropped_reported").get<uint64_t>();
+    v.gap_records = nlohmann::json::parse(j).at("gaps").at("records").get<uint64_t>();
+    std::printf(
+        "scenario=rabbitmq-%s records=%llu unique=%llu lost=%llu duplicates=%llu "
+        "reordered=%llu dropped_reported=%llu gap_records=%llu verdict=%d\n",
+        name_.c_str(), static_cast<unsigned long long>(v.records),
+        static_cast<unsigned long long>(v.unique), static_cast<unsigned long long>(v.lost),
+        static_cast<unsigned long long>(v.duplicates), static_cast<unsigned long long>(v.reordered),
+        static_cast<unsigned long long>(v.dropped_reported),
+        static_cast<unsigned long long>(v.gap_records), v.rc);
+    return v;
+  }
+
+  SluiceFixture f;
+  Rabbit rabbit;
+  std::string sim_bin;
+  std::string verify_bin;
+  int metrics_port;
+  std::string gateway;
+  std::string stream;
+
+ private:
+  std::string name_;
+  std::string suffix_;
+  uint64_t marker_seq_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("RabbitMQ: every event reaches the stream once and in order, over verified TLS") {
+  Site site("online");
+  RabbitBack back{site.rabbit};
+  site.rabbit.DeclareStream(site.stream);
+  site.Configure();
+  site.Start();
+  site.RequireConnected();
+  CHECK(HttpGet(site.metrics_port, "/readyz").status == 200);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto fleet = site.StartFleet(4000, 2000);
+  const uint64_t sent = site.FinishFleet(*fleet);
+  REQUIRE(sent == 4000);
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Drained(sent); }, 60s, 20ms), site.f.Log());
+  std::printf("scenario=rabbitmq-online %llu events confirmed in %.2f s\n",
+              static_cast<unsigned long long>(sent),
+              Seconds(std::chrono::steady_clock::now() - t0));
+  CHECK(Metric(site.metrics_port, "sluice_events_forwarded_total", "rabbit") == sent);
+  CHECK(Metric(site.metrics_port, "sluice_upstream_backlog_events", "rabbit") == 0);
+
+  const Figures v = site.Verify("--fail-on-duplicates --count " + std::to_string(sent));
+  CHECK_MESSAGE(v.rc == 0, v.text);
+  CHECK(v.records == sent);
+  CHECK(v.unique == sent);
+  CHECK(v.lost == 0);
+  CHECK(v.duplicates == 0);
+  CHECK(v.reordered == 0);
+  CHECK(site.f.process->Terminate() == 0);
+}
+
+TEST_CASE(
+    "RabbitMQ: events logged while the broker is stopped all arrive, in order, once it is "
+    "back") {
+  Site site("outage");
+  RabbitBack back{site.rabbit};
+  site.rabbit.DeclareStream(site.stream);
+  site.Configure();
+  site.Start();
+  site.RequireConnected();
+
+  REQUIRE(site.rabbit.Stop(false) == 0);
+  REQUIRE_MESSAGE(
+      WaitFor([&] { return Metric(site.metrics_port, "sluice_upstream_connected", "rabbit") == 0; },
+              30s, 20ms),
+      site.f.Log());
+  auto fleet = site.StartFleet(3000, 1500);
+  const uint64_t sent = site.FinishFleet(*fleet);
+  REQUIRE(sent == 3000);
+  REQUIRE(WaitFor([&] { return site.f.LastSeq() >= sent; }, 30s, 20ms));
+  // Logged, not confirmed: all of it waits in the log, and /readyz names the upstream.
+  CHECK(site.Cursor() == 0);
+  CHECK(Metric(site.metrics_port, "sluice_upstream_backlog_events", "rabbit") == sent);
+  const HttpResponse ready = HttpGet(site.metrics_port, "/readyz");
+  CHECK(ready.status == 503);
+  CHECK_MESSAGE(ready.body.find("upstream rabbit") != std::string::npos, ready.body);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(site.rabbit.Start() == 0);
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Drained(sent); }, 90s, 20ms), site.f.Log());
+  std::printf("scenario=rabbitmq-outage backlog of %llu drained %.2f s after the broker started\n",
+              static_cast<unsigned long long>(sent),
+              Seconds(std::chrono::steady_clock::now() - t0));
+  const Figures v = site.Verify("--fail-on-duplicates");
+  CHECK_MESSAGE(v.rc == 0, v.text);
+  CHECK(v.unique == sent);
+  CHECK(v.lost == 0);
+  CHECK(v.duplicates == 0);
+  CHECK(v.reordered == 0);
+  CHECK(site.f.process->Terminate() == 0);
+}
+
+TEST_CASE(
+    "RabbitMQ: the broker killed with SIGKILL under load loses nothing and reorders "
+    "nothing") {
+  Site site("brokerkill");
+  RabbitBack back{site.rabbit};
+  site.rabbit.DeclareStream(site.stream);
+  site.Configure();
+  site.Start();
+  site.RequireConnected();
+  // A backlog, so that the kill finds a full confirm window: the fleet publishes while sluice is
+  // away and the local broker queues it for sluice's session.
+  CHECK(site.f.process->Terminate() == 0);
+  auto fleet = site.StartFleet(20000, 5000);
+  const uint64_t sent = site.FinishFleet(*fleet);
+  REQUIRE(sent == 20000);
+  site.Start();
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Cursor() >= 3000; }, 60s, 1ms), site.f.Log());
+  REQUIRE(site.rabbit.Stop(/*kill=*/true) == 0);
+  const uint64_t at = site.Cursor();
+  std::printf("scenario=rabbitmq-brokerkill broker killed at cursor %llu of %llu\n",
+              static_cast<unsigned long long>(at), static_cast<unsigned long long>(sent));
+  CHECK(at < sent);
+  REQUIRE(site.rabbit.Start() == 0);
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Drained(sent); }, 120s, 20ms), site.f.Log());
+  // Publishes unconfirmed at the kill are sent again: duplicates are allowed, loss and
+  // reordering are not.
+  const Figures v = site.Verify("");
+  CHECK_MESSAGE(v.rc == 0, v.text);
+  CHECK(v.unique == sent);
+  CHECK(v.lost == 0);
+  CHECK(v.reordered == 0);
+  CHECK(site.f.process->Terminate() == 0);
+}
+
+TEST_CASE("RabbitMQ: sluice killed with SIGKILL under load loses nothing and reorders nothing") {
+  Site site("sluicekill");
+  RabbitBack back{site.rabbit};
+  site.rabbit.DeclareStream(site.stream);
+  site.Configure("max_in_flight = 50\n");
+  site.Start();
+  site.RequireConnected();
+
+  auto fleet = site.StartFleet(6000, 1500);
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Cursor() >= 1500; }, 60s, 5ms), site.f.Log());
+  site.f.process->Kill();
+  std::printf("scenario=rabbitmq-sluicekill sluice killed at cursor %llu\n",
+              static_cast<unsigned long long>(site.Cursor()));
+  const uint64_t sent = site.FinishFleet(*fleet);
+  REQUIRE(sent == 6000);
+  site.Configure();
+  site.Start();
+  site.WaitForMarker(sent);
+  const Figures v = site.Verify("");
+  CHECK_MESSAGE(v.rc == 0, v.text);
+  CHECK(v.unique == sent);
+  CHECK(v.lost == 0);
+  CHECK(v.reordered == 0);
+  CHECK(site.f.process->Terminate() == 0);
+}
+
+TEST_CASE(
+    "RabbitMQ: a missing stream holds the log with the fix named, and it drains once the "
+    "stream exists") {
+  Site site("missing");
+  RabbitBack back{site.rabbit};
+  site.Configure();
+  site.Start();
+  site.RequireConnected();
+  auto fleet = site.StartFleet(600, 600);
+  const uint64_t sent = site.FinishFleet(*fleet);
+  REQUIRE(sent == 600);
+  HttpResponse ready;
+  REQUIRE_MESSAGE(WaitFor(
+                      [&] {
+                        ready = HttpGet(site.metrics_port, "/readyz");
+                        return ready.status == 503 &&
+                               ready.body.find("declare the stream '" + site.stream + "'") !=
+                                   std::string::npos;
+                      },
+                      30s, 20ms),
+                  ready.body << "\n"
+                             << site.f.Log());
+  CHECK(site.Cursor() == 0);
+  CHECK(Metric(site.metrics_port, "sluice_upstream_holds_total", "rabbit") >= 1);
+
+  site.rabbit.DeclareStream(site.stream);
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Drained(sent); }, 60s, 20ms), site.f.Log());
+  CHECK(HttpGet(site.metrics_port, "/readyz").status == 200);
+  const Figures v = site.Verify("--fail-on-duplicates");
+  CHECK_MESSAGE(v.rc == 0, v.text);
+  CHECK(v.unique == sent);
+  CHECK(v.lost == 0);
+  CHECK(v.duplicates == 0);
+  CHECK(v.reordered == 0);
+  CHECK(site.f.process->Terminate() == 0);
+}
+
+TEST_CASE(
+    "RabbitMQ: a queue that refuses publishes (basic.nack) holds, and nothing is lost or "
+    "doubled once it has room") {
+  Site site("nack");
+  RabbitBack back{site.rabbit};
+  const std::string queue = "full-" + site.gateway;
+  {
+    Status s = site.rabbit.Admin()->DeclareQueue(
+        queue, {{"x-max-length", int64_t{100}}, {"x-overflow", std::string("reject-publish")}});
+    REQUIRE_MESSAGE(s.ok(), s.ToString());
+  }
+  site.Configure("", queue);
+  site.Start();
+  site.RequireConnected();
+  auto fleet = site.StartFleet(400, 800);
+  const uint64_t sent = site.FinishFleet(*fleet);
+  REQUIRE(sent == 400);
+  HttpResponse ready;
+  REQUIRE_MESSAGE(WaitFor(
+                      [&] {
+                        ready = HttpGet(site.metrics_port, "/readyz");
+                        return ready.status == 503 &&
+                               ready.body.find("basic.nack") != std::string::npos;
+                      },
+                      30s, 20ms),
+                  ready.body << "\n"
+                             << site.f.Log());
+  CHECK(site.Cursor() < sent);
+  // A consumer that catches up: empty the queue until everything is confirmed. With
+  // reject-publish a refused message is not stored, so what the queue took adds up to the
+  // events, each once.
+  auto admin = site.rabbit.Admin();
+  uint64_t taken = 0;
+  REQUIRE_MESSAGE(WaitFor(
+                      [&] {
+                        uint64_t n = 0;
+                        REQUIRE(admin->PurgeQueue(queue, &n).ok());
+                        taken += n;
+                        return site.Drained(sent);
+                      },
+                      90s, 50ms),
+                  site.f.Log());
+  uint64_t rest = 0;
+  REQUIRE(admin->PurgeQueue(queue, &rest).ok());
+  taken += rest;
+  CHECK(taken == sent);
+  CHECK(admin->DeleteQueue(queue).ok());
+  CHECK(site.f.process->Terminate() == 0);
+}
+
+TEST_CASE(
+    "RabbitMQ: drop-oldest while the broker is down puts a gap record in the gap stream, "
+    "and the verifier counts the hole as reported") {
+  Site site("gap");
+  RabbitBack back{site.rabbit};
+  const std::string gaps = "gaps-" + site.gateway;
+  site.rabbit.DeclareStream(site.stream);
+  site.rabbit.DeclareStream(gaps);
+  site.Configure("gap_routing_key = \"" + gaps + "\"\n", "",
+                 "max_bytes = \"1MiB\"\noverflow = \"drop-oldest\"\n");
+  site.Start();
+  site.RequireConnected();
+  // ~1 KiB events: the log holds about a thousand; the outage brings about four thousand.
+  auto fleet = site.StartFleet(6000, 1000, 1000);
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Cursor() >= 1000; }, 60s, 20ms), site.f.Log());
+  REQUIRE(site.rabbit.Stop(false) == 0);
+  const uint64_t sent = site.FinishFleet(*fleet);
+  REQUIRE(sent == 6000);
+  const storage::CursorStats down = site.CursorStats();
+  std::printf("scenario=rabbitmq-gap while down: %llu dropped in %llu gap markers\n",
+              static_cast<unsigned long long>(down.dropped_events),
+              static_cast<unsigned long long>(down.gap_markers));
+  REQUIRE(down.dropped_events > 0);
+  REQUIRE(site.rabbit.Start() == 0);
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Drained(sent); }, 90s, 20ms), site.f.Log());
+  CHECK(Metric(site.metrics_port, "sluice_gap_records_total", "rabbit") >= 1);
+
+  // What arrived plus what the gap records account for is every event, none lost.
+  const Figures v = site.Verify("", gaps);
+  CHECK_MESSAGE(v.rc == 0, v.text);
+  CHECK(v.lost == 0);
+  CHECK(v.reordered == 0);
+  CHECK(v.gap_records >= 1);
+  CHECK(v.dropped_reported > 0);
+  CHECK(v.unique + v.dropped_reported >= sent);
+  CHECK(site.f.process->Terminate() == 0);
+}
+
+TEST_CASE(
+    "RabbitMQ: an exchange and a routing-key template; a missing exchange holds until it is "
+    "declared and bound") {
+  Site site("exchange");
+  RabbitBack back{site.rabbit};
+  const std::string exchange = "ex-" + site.gateway;
+  site.rabbit.DeclareStream(site.stream);
+  site.Configure("exchange = \"" + exchange + "\"\n", "site.{gateway}.{device}");
+  site.Start();
+  site.RequireConnected();
+  auto fleet = site.StartFleet(800, 800);
+  const uint64_t sent = site.FinishFleet(*fleet);
+  REQUIRE(sent == 800);
+  HttpResponse ready;
+  REQUIRE_MESSAGE(WaitFor(
+                      [&] {
+                        ready = HttpGet(site.metrics_port, "/readyz");
+                        return ready.status == 503 &&
+                               ready.body.find("declare exchange '" + exchange + "'") !=
+                                   std::string::npos;
+                      },
+                      30s, 20ms),
+                  ready.body << "\n"
+                             << site.f.Log());
+  CHECK(site.Cursor() == 0);
+
+  auto admin = site.rabbit.Admin();
+  REQUIRE(admin->DeclareExchange(exchange, "topic").ok());
+  REQUIRE(admin->Bind(site.stream, exchange, "site." + site.gateway + ".#").ok());
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Drained(sent); }, 60s, 20ms), site.f.Log());
+  // What the broker discarded with each closed channel never landed: no duplicates.
+  const Figures v = site.Verify("--fail-on-duplicates");
+  CHECK_MESSAGE(v.rc == 0, v.text);
+  CHECK(v.unique == sent);
+  CHECK(v.lost == 0);
+  CHECK(v.duplicates == 0);
+  CHECK(v.reordered == 0);
+  CHECK(site.f.process->Terminate() == 0);
+}
+
+TEST_CASE("RabbitMQ: sluice replay sends a retained range again on a connection of its own") {
+  Site site("replay");
+  RabbitBack back{site.rabbit};
+  site.rabbit.DeclareStream(site.stream);
+  site.Configure("", "", "retain_bytes = \"64MiB\"\n");
+  site.Start();
+  site.RequireConnected();
+  auto fleet = site.StartFleet(2000, 2000);
+  const uint64_t sent = site.FinishFleet(*fleet);
+  REQUIRE(sent == 2000);
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Drained(sent); }, 60s, 20ms), site.f.Log());
+  CHECK(site.f.Stats().retained_events == sent);
+
+  const std::string out = site.f.dir.File("replay.txt");
+  REQUIRE(Shell(site.f.env.sluice_bin + " replay -c " + site.ConfigPath() +
+                " --upstream rabbit --from 1 >" + out + " 2>&1") == 0);
+  std::printf("scenario=rabbitmq-replay %s", ReadFile(out).c_str());
+  // The stream then holds every event twice: the live copy, then the replayed one, each in order.
+  const Figures v = site.Verify("--count " + std::to_string(2 * sent) + " --timeout 60");
+  CHECK_MESSAGE(v.rc == 0, v.text);
+  CHECK(v.records == 2 * sent);
+  CHECK(v.unique == sent);
+  CHECK(v.duplicates == sent);
+  CHECK(v.lost == 0);
+  CHECK(v.reordered == 0);
+  CHECK_MESSAGE(
+      site.f.Log().find("RabbitMQ upstream 'rabbit (replay)': connected") != std::string::npos,
+      site.f.Log());
+  CHECK(site.f.process->Terminate() == 0);
+}
+
+TEST_CASE(
+    "RabbitMQ: check-config --probe logs in as the daemon does and names a missing stream "
+    "and an untrusted CA") {
+  Site site("probe");
+  const std::string existing = site.stream;
+  site.rabbit.DeclareStream(existing);
+  site.Configure("", existing);
+  {
+    const ProbeRun r = RunProbe(site.f.env.sluice_bin, site.ConfigPath(), 10, site.f.cfg.dir);
+    INFO(r.output);
+    CHECK_FALSE(r.Line("ok", "upstream rabbit (rabbitmq): RabbitMQ broker " + site.rabbit.TlsUrl() +
+                                 ": logged in as 'sluice' on vhost '/'")
+                    .empty());
+    CHECK_FALSE(r.Line("ok", "stream or queue '" + existing + "' exists").empty());
+  }
+  site.Configure("", "absent-" + site.gateway);
+  {
+    const ProbeRun r = RunProbe(site.f.env.sluice_bin, site.ConfigPath(), 10, site.f.cfg.dir);
+    INFO(r.output);
+    CHECK(r.rc == 4);
+    CHECK_FALSE(r.Line("FAIL", "declare the stream 'absent-" + site.gateway + "'").empty());
+  }
+  std::string text = ReadFile(site.ConfigPath());
+  text.replace(text.find("tls/ca.pem"), 10, "tls/other-ca.pem");
+  std::ofstream(site.ConfigPath()) << text;
+  {
+    const ProbeRun r = RunProbe(site.f.env.sluice_bin, site.ConfigPath(), 10, site.f.cfg.dir);
+    INFO(r.output);
+    CHECK(r.rc == 4);
+    CHECK_FALSE(
+        r.Line("FAIL", "the broker's TLS certificate is not signed by a trusted CA").empty());
+  }
+}
+
+}  // namespace sluice::itest
