@@ -1124,6 +1124,56 @@ struct RouteContext {
   std::string legacy_rewrite;
 };
 
+// The placeholders a route's template may use: those of every route and its key's capture.
+std::vector<std::string> TemplatePlaceholders(const std::string& key_pattern) {
+  std::vector<std::string> placeholders = {"gateway", "mqtt_topic"};
+  if (auto capture = KeyCapture(key_pattern)) placeholders.push_back(*capture);
+  return placeholders;
+}
+
+// What a route must name on an upstream of `kind` other than MQTT, for "needs ...".
+const char* TargetNoun(UpstreamKind kind) {
+  switch (kind) {
+    case UpstreamKind::kKinesis:
+      return "a stream name here";
+    case UpstreamKind::kRabbitmq:
+      return "a routing key here (with the default exchange: the stream's name)";
+    case UpstreamKind::kKafka:
+    case UpstreamKind::kMqtt:
+      break;
+  }
+  return "a topic name here";
+}
+
+// Why `target` cannot be a route's target on an upstream of `kind` other than MQTT; empty if it
+// can.
+std::string TargetProblem(UpstreamKind kind, const std::string& target,
+                          const std::string& key_pattern) {
+  switch (kind) {
+    case UpstreamKind::kKafka:
+      if (std::string p = KafkaTopicProblem(target); !p.empty()) {
+        return "Kafka topic " + Quote(target) + " " + p;
+      }
+      return "";
+    case UpstreamKind::kKinesis:
+      if (std::string p = KinesisStreamProblem(target); !p.empty()) {
+        return "Kinesis stream " + Quote(target) + " " + p;
+      }
+      return "";
+    case UpstreamKind::kRabbitmq: {
+      std::vector<std::string> placeholders = TemplatePlaceholders(key_pattern);
+      std::string p = TopicTemplateProblem(target, &placeholders);
+      if (p.empty() && target.size() > kMaxAmqpShortString) {
+        p = "routing key " + Quote(target) + " is longer than AMQP's 255 bytes";
+      }
+      return p;
+    }
+    case UpstreamKind::kMqtt:
+      break;
+  }
+  return "";
+}
+
 void ReadTarget(TableReader* to, const RouteContext& rc, const std::string& upstream_name,
                 const toml::node& node, const RouteConfig& route, RouteConfig* out) {
   const std::string key_name = to->Name(upstream_name);
@@ -1148,47 +1198,17 @@ void ReadTarget(TableReader* to, const RouteContext& rc, const std::string& upst
   to->Get(upstream_name);
   RouteTarget target;
   target.upstream = upstream_name;
-  if (upstream->kind == UpstreamKind::kKafka) {
+  if (upstream->kind != UpstreamKind::kMqtt) {
+    // Only an MQTT upstream has a target of its own (`topic`) that `true` can stand for.
     if (node.is_boolean()) {
-      to->Fail(upstream_name, "upstream." + upstream_name +
-                                  " is kind \"kafka\" and needs a topic name here, e.g. " +
-                                  upstream_name + " = \"telemetry\"");
+      to->Fail(upstream_name, "upstream." + upstream_name + " is kind \"" +
+                                  ToString(upstream->kind) + "\" and needs " +
+                                  TargetNoun(upstream->kind) + ", e.g. " + upstream_name +
+                                  " = \"telemetry\"");
       return;
     }
     if (!to->String(upstream_name, &target.target)) return;
-    const std::string problem = KafkaTopicProblem(target.target);
-    if (!problem.empty()) {
-      to->Fail(upstream_name, "Kafka topic " + Quote(target.target) + " " + problem);
-      return;
-    }
-  } else if (upstream->kind == UpstreamKind::kKinesis) {
-    if (node.is_boolean()) {
-      to->Fail(upstream_name, "upstream." + upstream_name +
-                                  " is kind \"kinesis\" and needs a stream name here, e.g. " +
-                                  upstream_name + " = \"telemetry\"");
-      return;
-    }
-    if (!to->String(upstream_name, &target.target)) return;
-    const std::string problem = KinesisStreamProblem(target.target);
-    if (!problem.empty()) {
-      to->Fail(upstream_name, "Kinesis stream " + Quote(target.target) + " " + problem);
-      return;
-    }
-  } else if (upstream->kind == UpstreamKind::kRabbitmq) {
-    if (node.is_boolean()) {
-      to->Fail(upstream_name, "upstream." + upstream_name +
-                                  " is kind \"rabbitmq\" and needs a routing key here (with "
-                                  "the default exchange: the stream's name), e.g. " +
-                                  upstream_name + " = \"telemetry\"");
-      return;
-    }
-    if (!to->String(upstream_name, &target.target)) return;
-    std::vector<std::string> placeholders = {"gateway", "mqtt_topic"};
-    if (auto capture = KeyCapture(route.key_pattern)) placeholders.push_back(*capture);
-    std::string problem = TopicTemplateProblem(target.target, &placeholders);
-    if (problem.empty() && target.target.size() > kMaxAmqpShortString) {
-      problem = "routing key " + Quote(target.target) + " is longer than AMQP's 255 bytes";
-    }
+    const std::string problem = TargetProblem(upstream->kind, target.target, route.key_pattern);
     if (!problem.empty()) {
       to->Fail(upstream_name, problem);
       return;
@@ -1205,8 +1225,7 @@ void ReadTarget(TableReader* to, const RouteContext& rc, const std::string& upst
     } else if (!to->String(upstream_name, &target.target)) {
       return;
     }
-    std::vector<std::string> placeholders = {"gateway", "mqtt_topic"};
-    if (auto capture = KeyCapture(route.key_pattern)) placeholders.push_back(*capture);
+    std::vector<std::string> placeholders = TemplatePlaceholders(route.key_pattern);
     std::string problem = TopicTemplateProblem(target.target, &placeholders);
     if (!problem.empty()) {
       if (node.is_boolean()) problem = "true takes " + topic_key + ", which " + problem;
