@@ -279,6 +279,43 @@ sluice::sim::VerifyMqttReaderOptions MqttOptions(const Args& args) {
   return o;
 }
 
+// Feeds every record `reader` reads to `verifier` and fills in what every source reports:
+// `source` (what was read, where), then its counts. The caller adds the reader's own figures.
+template <typename Reader>
+int ReadAll(Reader* reader, sluice::sim::Verifier* verifier, nlohmann::ordered_json source,
+            typename Reader::Stats* stats, ReadOutcome* out) {
+  sluice::Status s =
+      reader->Read([&](const sluice::sim::ConsumedRecord& r) { Feed(verifier, r); }, Warn, stats);
+  if (!s.ok()) {
+    std::fprintf(stderr, "sluice-verify: %s (after %llu records)\n", s.message().c_str(),
+                 static_cast<unsigned long long>(stats->records));
+    return kExitError;
+  }
+  out->records = stats->records;
+  out->gap_records = stats->gap_records;
+  out->stop = stats->stop;
+  out->elapsed = stats->elapsed;
+  source["records_read"] = stats->records;
+  source["gap_records_read"] = stats->gap_records;
+  source["stopped_by"] = StopText(stats->stop);
+  source["elapsed_ms"] = stats->elapsed.count();
+  out->source = std::move(source);
+  return kExitPassed;
+}
+
+// The options a Kinesis and an AMQP stream reader share, from the arguments.
+template <typename Options>
+void SetStreamOptions(const Args& args, Options* o) {
+  o->ca_file = args.ca_file;
+  o->insecure = args.insecure;
+  o->stream = args.topic;
+  o->gap_stream = args.gap_topic;
+  o->max_records = args.count;
+  o->idle_timeout = Millis(args.idle_timeout_s);
+  o->timeout = Millis(args.timeout_s);
+  o->connect_timeout = Millis(args.connect_timeout_s);
+}
+
 // Reads the MQTT upstream through the persistent session into `verifier`.
 int ReadMqtt(const Args& args, const sluice::Clock& clock, FILE* human,
              sluice::sim::Verifier* verifier, ReadOutcome* out) {
@@ -298,30 +335,19 @@ int ReadMqtt(const Args& args, const sluice::Clock& clock, FILE* human,
   std::fflush(human);
 
   VerifyMqttReader::Stats stats;
-  s = reader->Read([&](const sluice::sim::ConsumedRecord& r) { Feed(verifier, r); }, Warn, &stats);
-  if (!s.ok()) {
-    std::fprintf(stderr, "sluice-verify: %s (after %llu records)\n", s.message().c_str(),
-                 static_cast<unsigned long long>(stats.records));
-    return kExitError;
-  }
-  out->records = stats.records;
-  out->gap_records = stats.gap_records;
-  out->stop = stats.stop;
-  out->elapsed = stats.elapsed;
+  const int rc = ReadAll(reader.get(), verifier,
+                         {{"kind", "mqtt"},
+                          {"url", args.url},
+                          {"topic", args.topic},
+                          {"gap_topic", args.gap_topic},
+                          {"client_id", args.client_id},
+                          {"protocol", args.mqtt_version},
+                          {"resumed_session", reader->resumed_session()}},
+                         &stats, out);
+  if (rc != kExitPassed) return rc;
   out->timeout_detail = std::to_string(stats.reconnects) + " reconnects";
-  out->source = {{"kind", "mqtt"},
-                 {"url", args.url},
-                 {"topic", args.topic},
-                 {"gap_topic", args.gap_topic},
-                 {"client_id", args.client_id},
-                 {"protocol", args.mqtt_version},
-                 {"resumed_session", reader->resumed_session()},
-                 {"records_read", stats.records},
-                 {"gap_records_read", stats.gap_records},
-                 {"stopped_by", StopText(stats.stop)},
-                 {"elapsed_ms", stats.elapsed.count()},
-                 {"reconnects", stats.reconnects},
-                 {"session_lost", stats.session_lost}};
+  out->source["reconnects"] = stats.reconnects;
+  out->source["session_lost"] = stats.session_lost;
   if (stats.session_lost > 0) {
     std::fprintf(human,
                  "warning: the broker lost this reader's session %llu time(s); events published "
@@ -339,14 +365,7 @@ int ReadKinesis(const Args& args, const sluice::Clock& clock, FILE* human,
   o.endpoint = args.endpoint;
   o.region = args.region;
   o.credentials = args.credentials;
-  o.ca_file = args.ca_file;
-  o.insecure = args.insecure;
-  o.stream = args.topic;
-  o.gap_stream = args.gap_topic;
-  o.max_records = args.count;
-  o.idle_timeout = Millis(args.idle_timeout_s);
-  o.timeout = Millis(args.timeout_s);
-  o.connect_timeout = Millis(args.connect_timeout_s);
+  SetStreamOptions(args, &o);
   std::unique_ptr<VerifyKinesisReader> reader;
   sluice::Status s = VerifyKinesisReader::Open(o, &clock, &reader);
   if (!s.ok()) {
@@ -359,28 +378,17 @@ int ReadKinesis(const Args& args, const sluice::Clock& clock, FILE* human,
                args.endpoint.c_str());
   std::fflush(human);
   VerifyKinesisReader::Stats stats;
-  s = reader->Read([&](const sluice::sim::ConsumedRecord& r) { Feed(verifier, r); }, Warn, &stats);
-  if (!s.ok()) {
-    std::fprintf(stderr, "sluice-verify: %s (after %llu records)\n", s.message().c_str(),
-                 static_cast<unsigned long long>(stats.records));
-    return kExitError;
-  }
-  out->records = stats.records;
-  out->gap_records = stats.gap_records;
-  out->stop = stats.stop;
-  out->elapsed = stats.elapsed;
+  const int rc = ReadAll(reader.get(), verifier,
+                         {{"kind", "kinesis"},
+                          {"endpoint", args.endpoint},
+                          {"region", args.region},
+                          {"stream", args.topic},
+                          {"gap_stream", args.gap_topic}},
+                         &stats, out);
+  if (rc != kExitPassed) return rc;
   out->timeout_detail = std::to_string(stats.requests) + " requests";
-  out->source = {{"kind", "kinesis"},
-                 {"endpoint", args.endpoint},
-                 {"region", args.region},
-                 {"stream", args.topic},
-                 {"gap_stream", args.gap_topic},
-                 {"shards", stats.shards},
-                 {"records_read", stats.records},
-                 {"gap_records_read", stats.gap_records},
-                 {"stopped_by", StopText(stats.stop)},
-                 {"elapsed_ms", stats.elapsed.count()},
-                 {"requests", stats.requests}};
+  out->source["shards"] = stats.shards;
+  out->source["requests"] = stats.requests;
   return kExitPassed;
 }
 
@@ -395,16 +403,9 @@ int ReadAmqp(const Args& args, const sluice::Clock& clock, FILE* human,
     o.username = args.username;
     o.password = args.password;
   }
-  o.ca_file = args.ca_file;
   o.cert_file = args.cert_file;
   o.key_file = args.key_file;
-  o.insecure = args.insecure;
-  o.stream = args.topic;
-  o.gap_stream = args.gap_topic;
-  o.max_records = args.count;
-  o.idle_timeout = Millis(args.idle_timeout_s);
-  o.timeout = Millis(args.timeout_s);
-  o.connect_timeout = Millis(args.connect_timeout_s);
+  SetStreamOptions(args, &o);
   std::unique_ptr<VerifyAmqpReader> reader;
   sluice::Status s = VerifyAmqpReader::Open(o, &clock, &reader);
   if (!s.ok()) {
@@ -417,27 +418,16 @@ int ReadAmqp(const Args& args, const sluice::Clock& clock, FILE* human,
                args.url.c_str(), args.vhost.c_str());
   std::fflush(human);
   VerifyAmqpReader::Stats stats;
-  s = reader->Read([&](const sluice::sim::ConsumedRecord& r) { Feed(verifier, r); }, Warn, &stats);
-  if (!s.ok()) {
-    std::fprintf(stderr, "sluice-verify: %s (after %llu records)\n", s.message().c_str(),
-                 static_cast<unsigned long long>(stats.records));
-    return kExitError;
-  }
-  out->records = stats.records;
-  out->gap_records = stats.gap_records;
-  out->stop = stats.stop;
-  out->elapsed = stats.elapsed;
+  const int rc = ReadAll(reader.get(), verifier,
+                         {{"kind", "amqp"},
+                          {"url", args.url},
+                          {"vhost", args.vhost},
+                          {"stream", args.topic},
+                          {"gap_stream", args.gap_topic}},
+                         &stats, out);
+  if (rc != kExitPassed) return rc;
   out->timeout_detail = std::to_string(stats.reconnects) + " reconnects";
-  out->source = {{"kind", "amqp"},
-                 {"url", args.url},
-                 {"vhost", args.vhost},
-                 {"stream", args.topic},
-                 {"gap_stream", args.gap_topic},
-                 {"records_read", stats.records},
-                 {"gap_records_read", stats.gap_records},
-                 {"stopped_by", StopText(stats.stop)},
-                 {"elapsed_ms", stats.elapsed.count()},
-                 {"reconnects", stats.reconnects}};
+  out->source["reconnects"] = stats.reconnects;
   return kExitPassed;
 }
 
