@@ -103,7 +103,11 @@ Status AmqpSink::Create(AmqpSinkOptions options, const Router* router, const Clo
 }
 
 Status AmqpSink::Send(const storage::Event& event) {
-  if (window_.size() >= options_.max_in_flight) {
+  // One publish at a time until one is confirmed on this connection, and again after a nack: a
+  // broker that just came back may refuse the first publishes (a stream still recovering) and
+  // confirm later ones, which would then land ahead of the refused ones.
+  const size_t limit = proven_ ? options_.max_in_flight : 1;
+  if (window_.size() >= limit) {
     return Status::Full(fmt::format("RabbitMQ upstream '{}': {} publishes await their confirm",
                                     options_.name, window_.size()));
   }
@@ -202,13 +206,11 @@ void AmqpSink::MaybeConnect() {
   }
   conn_ = std::move(c);
   window_.Reset();
+  proven_ = false;
   connected_ = true;
   connects_++;
   last_connect_error_.clear();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    holds_.erase("");
-  }
+  holds_.Erase("");
   log_->info("RabbitMQ upstream '{}': connected to {} (vhost '{}', user '{}'), publishing to {}",
              options_.name, options_.endpoint.url, options_.endpoint.vhost,
              options_.endpoint.username,
@@ -234,10 +236,12 @@ void AmqpSink::Handle(const AmqpEvent& ev, std::vector<Delivery>* out) {
       if (delivered && !held) {
         backoff_.Reset();
         ClearHolds();
+        proven_ = true;
       }
       return;
     }
     case AmqpEvent::Kind::kNack:
+      proven_ = false;
       window_.Nack(
           ev.tag, ev.multiple,
           Hold("nack",
@@ -360,31 +364,16 @@ void AmqpSink::ScheduleReconnect(const std::string& why) {
 }
 
 std::string AmqpSink::Hold(const std::string& key, const std::string& reason) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto [it, added] = holds_.insert_or_assign(key, reason);
-    if (added) holds_count_++;
-  }
-  uint64_t suppressed = 0;
-  if (hold_log_.Allow(&suppressed)) {
-    log_->error(
-        "RabbitMQ upstream '{}': {}; the events stay in the log and are sent again, in order, "
-        "once the broker accepts them ({} more since the last report)",
-        options_.name, reason, suppressed);
-  }
+  holds_.Add(key, reason);
   return reason;
 }
 
 void AmqpSink::ClearHolds() {
-  std::lock_guard<std::mutex> lock(mu_);
-  holds_.clear();
+  holds_.Clear();
 }
 
 std::string AmqpSink::HoldReason() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::string reason;
-  for (const auto& [key, r] : holds_) reason += (reason.empty() ? "" : "; ") + r;
-  return reason;
+  return holds_.Reason();
 }
 
 }  // namespace sluice::connectors

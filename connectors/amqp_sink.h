@@ -18,6 +18,7 @@
 #include "common/log_throttle.h"
 #include "connectors/amqp_confirm_window.h"
 #include "connectors/amqp_connection.h"
+#include "connectors/hold_list.h"
 #include "connectors/router.h"
 #include "connectors/sink.h"
 #include "connectors/topic_template.h"
@@ -77,7 +78,7 @@ class AmqpSink final : public Sink {
   size_t InFlight() const override { return window_.size() + local_reports_.size(); }
   bool Connected() const override { return connected_.load(); }
   std::string HoldReason() const override;
-  uint64_t Holds() const override { return holds_count_.load(); }
+  uint64_t Holds() const override { return holds_.Count(); }
   const std::string& name() const override { return options_.name; }
 
   // Connections established so far.
@@ -112,6 +113,9 @@ class AmqpSink final : public Sink {
   // Forwarder thread only.
   std::unique_ptr<AmqpConnection> conn_;
   AmqpConfirmWindow window_;
+  // Forwarder thread: a publish on this connection was confirmed since it opened or since the
+  // last nack; until then one publish is in flight at a time.
+  bool proven_ = false;
   std::vector<Delivery> local_reports_;  // outcomes known before a confirm (lost connection)
   Backoff backoff_;
   std::chrono::steady_clock::time_point next_attempt_{};
@@ -119,10 +123,8 @@ class AmqpSink final : public Sink {
 
   std::atomic<bool> connected_{false};
   std::atomic<uint64_t> connects_{0};
-  std::atomic<uint64_t> holds_count_{0};
   mutable std::mutex mu_;
-  std::map<std::string, std::string> holds_;  // GUARDED_BY(mu_)
-  LogThrottle hold_log_{std::chrono::seconds(30)};
+  HoldList holds_{"RabbitMQ upstream '" + options_.name + "': ", "the broker", log_};
   LogThrottle connect_log_{std::chrono::seconds(30)};
 };
 

@@ -323,33 +323,17 @@ std::string KafkaSink::Hold(const std::string& topic, RdKafka::ErrorCode err,
           ? fmt::format("Kafka {} refuses sluice ({}: {}): {}", options_.brokers, name, detail,
                         rule.action)
           : fmt::format("Kafka refuses topic '{}' ({}: {}): {}", topic, name, detail, rule.action);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto [it, added] = holds_.insert_or_assign(topic, reason);
-    if (added) holds_count_++;
-  }
-  uint64_t suppressed = 0;
-  if (hold_log_.Allow(&suppressed)) {
-    log_->error(
-        "{}; the events stay in the log and are sent again, in order, once Kafka accepts them ({} "
-        "more since the last report)",
-        reason, suppressed);
-  }
+  holds_.Add(topic, reason);
   return reason;
 }
 
 void KafkaSink::ClearHolds(const std::string& topic) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (holds_.empty()) return;
-  holds_.erase(topic);
-  holds_.erase("");
+  holds_.Erase(topic);
+  holds_.Erase("");
 }
 
 std::string KafkaSink::HoldReason() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::string reason;
-  for (const auto& [topic, r] : holds_) reason += (reason.empty() ? "" : "; ") + r;
-  return reason;
+  return holds_.Reason();
 }
 
 Status KafkaSink::error() const {
@@ -362,13 +346,8 @@ void KafkaSink::ProbeHeldTopics() {
   // topic is held, when the forwarder has little to send anyway.
   constexpr auto kInterval = std::chrono::seconds(1);
   constexpr int kTimeoutMs = 250;
-  std::vector<std::string> topics;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& [topic, reason] : holds_) {
-      if (!topic.empty()) topics.push_back(topic);
-    }
-  }
+  std::vector<std::string> topics = holds_.Keys();
+  std::erase(topics, std::string());
   if (topics.empty()) return;
   const auto now = clock_->Now();
   if (now < next_hold_probe_) return;
@@ -403,8 +382,7 @@ void KafkaSink::ProbeConnection() {
   if (err == RdKafka::ERR_NO_ERROR) {
     connected_ = true;
     // The cluster answers: a refusal of the cluster as a whole is over (topic holds are not).
-    std::lock_guard<std::mutex> lock(mu_);
-    holds_.erase("");
+    holds_.Erase("");
   }
 }
 

@@ -17,6 +17,7 @@
 #include "common/backoff.h"
 #include "common/clock.h"
 #include "common/log_throttle.h"
+#include "connectors/hold_list.h"
 #include "connectors/kafka_checkpoint.h"
 #include "connectors/record_headers.h"
 #include "connectors/router.h"
@@ -122,7 +123,7 @@ class KafkaSink final : public Sink {
   std::string HoldReason() const override;
   Status error() const override;
   // How often an upstream refusal started a hold (a topic, or the cluster, became held).
-  uint64_t Holds() const override { return holds_count_.load(); }
+  uint64_t Holds() const override { return holds_.Count(); }
   uint64_t TransactionsCommitted() const override { return txn_commits_.load(); }
   uint64_t TransactionsAborted() const override { return txn_aborts_.load(); }
   const std::string& name() const override { return name_; }
@@ -187,16 +188,13 @@ class KafkaSink final : public Sink {
   size_t in_flight_ = 0;
   std::atomic<bool> connected_{false};
   mutable std::mutex mu_;
-  // topic ("" for the cluster) -> reason; a map so that one topic's delivery does not clear
-  // another's hold.
-  std::map<std::string, std::string> holds_;  // GUARDED_BY(mu_)
-  Status error_;                              // GUARDED_BY(mu_)
-  std::atomic<uint64_t> holds_count_{0};
+  Status error_;  // GUARDED_BY(mu_)
   std::chrono::steady_clock::time_point next_probe_{};
   Backoff rebuild_backoff_{std::chrono::milliseconds(500), std::chrono::seconds(30)};
   std::chrono::steady_clock::time_point next_rebuild_{};
   std::chrono::steady_clock::time_point next_hold_probe_{};
-  LogThrottle hold_log_{std::chrono::seconds(30)};
+  // Key: a topic, or "" for the cluster; one topic's delivery does not clear another's hold.
+  HoldList holds_{"", "Kafka", log_};
   LogThrottle fatal_log_{std::chrono::seconds(30)};
 
   // Exactly once; owned by the forwarder thread.

@@ -376,34 +376,19 @@ void KinesisSink::Retry(const std::string& why, bool reachable) {
 
 void KinesisSink::HoldAll(const std::string& key, const std::string& reason,
                           std::vector<Delivery>* out) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto [it, added] = holds_.insert_or_assign(key, reason);
-    if (added) holds_count_++;
-  }
-  uint64_t suppressed = 0;
-  if (hold_log_.Allow(&suppressed)) {
-    log_->error(
-        "Kinesis upstream '{}': {}; the events stay in the log and are sent again, in order, once "
-        "the service accepts them ({} more since the last report)",
-        options_.name, reason, suppressed);
-  }
+  holds_.Add(key, reason);
   // Everything pending at once: the forwarder offers it again, in order, after its backoff.
   if (!pending_.empty()) out->push_back({0, Delivery::Outcome::kHold, reason});
   pending_.clear();
 }
 
 void KinesisSink::ClearHolds(const std::string& stream) {
-  std::lock_guard<std::mutex> lock(mu_);
-  holds_.erase(stream);
-  holds_.erase("");
+  holds_.Erase(stream);
+  holds_.Erase("");
 }
 
 std::string KinesisSink::HoldReason() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::string reason;
-  for (const auto& [key, r] : holds_) reason += (reason.empty() ? "" : "; ") + r;
-  return reason;
+  return holds_.Reason();
 }
 
 }  // namespace sluice::connectors

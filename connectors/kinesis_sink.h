@@ -19,6 +19,7 @@
 #include "common/clock.h"
 #include "common/curl_aws_json_client.h"
 #include "common/log_throttle.h"
+#include "connectors/hold_list.h"
 #include "connectors/router.h"
 #include "connectors/sink.h"
 
@@ -89,7 +90,7 @@ class KinesisSink final : public Sink {
   size_t InFlight() const override { return pending_.size() + local_reports_.size(); }
   bool Connected() const override { return connected_.load(); }
   std::string HoldReason() const override;
-  uint64_t Holds() const override { return holds_count_.load(); }
+  uint64_t Holds() const override { return holds_.Count(); }
   const std::string& name() const override { return options_.name; }
 
   // Records Kinesis refused for lack of throughput (ProvisionedThroughputExceededException,
@@ -141,12 +142,11 @@ class KinesisSink final : public Sink {
   bool reached_ = false;  // an HTTP answer came since the last failure
 
   std::atomic<bool> connected_{false};
-  std::atomic<uint64_t> holds_count_{0};
   std::atomic<uint64_t> throttled_{0};
   std::atomic<uint64_t> requests_{0};
   mutable std::mutex mu_;
-  std::map<std::string, std::string> holds_;  // GUARDED_BY(mu_); key: a stream, or "" for all
-  LogThrottle hold_log_{std::chrono::seconds(30)};
+  // Key: a stream, or "" for all.
+  HoldList holds_{"Kinesis upstream '" + options_.name + "': ", "the service", log_};
   LogThrottle retry_log_{std::chrono::seconds(30)};
 };
 

@@ -624,31 +624,16 @@ void MqttSink::ScheduleReconnect(const std::string& why) {
 }
 
 std::string MqttSink::Hold(const std::string& key, const std::string& reason) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto [it, added] = holds_.insert_or_assign(key, reason);
-    if (added) holds_count_++;
-  }
-  uint64_t suppressed = 0;
-  if (hold_log_.Allow(&suppressed)) {
-    log_->error(
-        "MQTT upstream '{}': {}; the events stay in the log and are sent again, in order, once "
-        "the broker accepts them ({} more since the last report)",
-        options_.name, reason, suppressed);
-  }
+  holds_.Add(key, reason);
   return reason;
 }
 
 void MqttSink::ClearHold(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
-  holds_.erase(key);
+  holds_.Erase(key);
 }
 
 std::string MqttSink::HoldReason() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::string reason;
-  for (const auto& [key, r] : holds_) reason += (reason.empty() ? "" : "; ") + r;
-  return reason;
+  return holds_.Reason();
 }
 
 }  // namespace sluice::connectors

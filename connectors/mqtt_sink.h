@@ -16,6 +16,7 @@
 #include "common/backoff.h"
 #include "common/clock.h"
 #include "common/log_throttle.h"
+#include "connectors/hold_list.h"
 #include "connectors/mqtt_connection.h"
 #include "connectors/router.h"
 #include "connectors/sink.h"
@@ -81,7 +82,7 @@ class MqttSink final : public Sink {
   // Connections established so far.
   uint64_t Connects() const { return connects_.load(); }
   // How often a refusal started a hold (the broker, or a topic, became held).
-  uint64_t Holds() const override { return holds_count_.load(); }
+  uint64_t Holds() const override { return holds_.Count(); }
 
  private:
   struct Shared;
@@ -147,10 +148,9 @@ class MqttSink final : public Sink {
 
   std::atomic<bool> connected_{false};
   std::atomic<uint64_t> connects_{0};
-  std::atomic<uint64_t> holds_count_{0};
   mutable std::mutex mu_;
-  std::map<std::string, std::string> holds_;  // GUARDED_BY(mu_); key "" = the broker
-  LogThrottle hold_log_{std::chrono::seconds(30)};
+  // Key "" = the broker.
+  HoldList holds_{"MQTT upstream '" + options_.name + "': ", "the broker", log_};
   LogThrottle connect_log_{std::chrono::seconds(30)};
 };
 
