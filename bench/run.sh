@@ -263,12 +263,9 @@ TOML
     printf '[[route]]\nmqtt = "bench/%s/#"\nto = { kafka = "%s-%s" }\nkey = "bench/%s/{device}/#"\nqos = 1\n' \
       "$stage" "$topics" "$stage" "$stage" >>"$work/$name/sluice.toml"
   done
-  "$sluice" run --config "$work/$name/sluice.toml" >"$work/$name/sluice.log" 2>&1 &
-  sluice_pid=$!
   # Subscribed, read from the endpoint: the ingest runs have no Kafka, so /readyz stays 503.
-  sluice_wait_ready 127.0.0.1 "$metrics_port" 10 "$sluice_pid" sluice_mqtt_connected && return 0
-  cat "$work/$name/sluice.log" >&2
-  die "sluice ($name) did not connect to Mosquitto"
+  sluice_start "$sluice" "$work/$name" "$metrics_port" 10 ||
+    die "sluice ($name) did not connect to Mosquitto"
 }
 stop_sluice() {
   kill -TERM "$sluice_pid"
@@ -541,10 +538,8 @@ key = "bench/kdrain/{device}/#"
 to = { kinesis = "bench-drain" }
 qos = 1
 TOML
-  "$sluice" run --config "$work/$kname/sluice.toml" >"$work/$kname/sluice.log" 2>&1 &
-  sluice_pid=$!
-  sluice_wait_ready 127.0.0.1 "$metrics_port" 10 "$sluice_pid" sluice_mqtt_connected ||
-    { cat "$work/$kname/sluice.log" >&2; die "sluice ($kname) did not connect to Mosquitto"; }
+  sluice_start "$sluice" "$work/$kname" "$metrics_port" 10 ||
+    die "sluice ($kname) did not connect to Mosquitto"
   say "drain-kinesis: endpoint down, then $outage_n events (QoS 1, 100 B, 100 devices) into the log"
   scripts/kinesis.sh stop --dir "$work/kinesis" >/dev/null
   "$bench" watch-log --db "$kdb" --until-last-seq "$outage_n" --interval-ms 20 --timeout 1800 \
@@ -613,10 +608,8 @@ key = "bench/rdrain/{device}/#"
 to = { rabbit = "bench-drain" }
 qos = 1
 TOML
-  "$sluice" run --config "$work/rabbitmq-sluice/sluice.toml" >"$work/rabbitmq-sluice/sluice.log" 2>&1 &
-  sluice_pid=$!
-  sluice_wait_ready 127.0.0.1 "$metrics_port" 10 "$sluice_pid" sluice_mqtt_connected ||
-    { cat "$work/rabbitmq-sluice/sluice.log" >&2; die "sluice (rabbitmq) did not connect to Mosquitto"; }
+  sluice_start "$sluice" "$work/rabbitmq-sluice" "$metrics_port" 10 ||
+    die "sluice (rabbitmq) did not connect to Mosquitto"
   say "[rabbitmq] broker down: $outage_n events (QoS 1, 100 B) into the log"
   "$bench" watch-log --db "$rdb" --until-last-seq "$outage_n" --interval-ms 20 --timeout 1800 \
     --json "$raw/rabbitmq-outage.log.json" &

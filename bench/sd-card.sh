@@ -139,10 +139,7 @@ to = { kafka = "sd" }
 key = "sd/{device}/#"
 qos = 1
 TOML
-    "$sluice" run --config "$work/$run/sluice.toml" >"$work/$run/sluice.log" 2>&1 &
-    sluice_pid=$!
-    sluice_wait_ready 127.0.0.1 "$metrics_port" 15 "$sluice_pid" sluice_mqtt_connected ||
-      { cat "$work/$run/sluice.log" >&2; die "sluice ($run) did not subscribe"; }
+    sluice_start "$sluice" "$work/$run" "$metrics_port" 15 || die "sluice ($run) did not subscribe"
     sync -f "$card"
     say "sync=$sync: $count QoS 1 events of 100 B at $rate ev/s"
     dev0=$(dev_bytes) wb0=$(wbytes "$sluice_pid")

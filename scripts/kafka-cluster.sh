@@ -22,14 +22,11 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx384m -Xms128m}
 
-die() {
-  echo "kafka-cluster.sh: $*" >&2
-  exit 1
-}
-usage() {
-  sed -n '/^# Usage:/,/^#$/{/^#$/q;s/^# \{0,1\}//;p}' "$0" >&2
-  exit 2
-}
+# From scripts/lib/broker.sh: die, usage and broker_main; the nodes are kafka.sh's brokers.
+broker_name=kafka-cluster.sh
+broker_commands="start start-node stop brokers"
+# shellcheck source-path=SCRIPTDIR source=lib/broker.sh
+source "$here/lib/broker.sh"
 
 # DIR/cluster.env records what start chose, so that start-node and brokers need only DIR.
 load() {
@@ -154,13 +151,4 @@ cmd_brokers() {
   echo "$list"
 }
 
-(($# >= 1)) || usage
-cmd=$1
-shift
-case $cmd in
-start) cmd_start "$@" ;;
-start-node) cmd_start_node "$@" ;;
-stop) cmd_stop "$@" ;;
-brokers) cmd_brokers "$@" ;;
-*) usage ;;
-esac
+broker_main "$@"

@@ -51,6 +51,9 @@ broker_pidfile=kafka.pid
 broker_term_secs=30
 broker_poll_slow=0.2
 broker_poll_fast=0.05
+broker_poll_ready=0.3
+broker_logs=(stdout.log kafka.log)
+broker_commands="start stop status fetch"
 # shellcheck source-path=SCRIPTDIR source=lib/broker.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/broker.sh"
 
@@ -213,14 +216,12 @@ log4j.logger.org.apache.kafka.common.utils.AppInfoParser=WARN
 EOF
 }
 
-print_logs() {
-  local dir=$1 f
-  for f in "$dir/stdout.log" "$dir/kafka.log"; do
-    if [[ -s "$f" ]]; then
-      echo "---- tail of $f ----" >&2
-      tail -n 40 "$f" >&2
-    fi
-  done
+# Ready = broker answers a metadata request listing itself. Listing all
+# topics (no -t) avoids auto-creating a probe topic.
+lists_itself() {
+  local host=$1 port=$2 node=$3 meta
+  meta=$(kcat -b "$host:$port" -L -m 2 2>/dev/null) || return 1
+  [[ "$meta" == *"broker $node at $host:$port"* ]]
 }
 
 cmd_start() {
@@ -284,41 +285,14 @@ cmd_start() {
 
   spawn "$dir" java "${jvm[@]}" -cp "$cp" kafka.Kafka "$dir/server.properties"
 
-  local timeout=${KAFKA_START_TIMEOUT:-90}
-  local deadline=$(($(now) + timeout)) pid
-  pid=$(wait_for_pid "$dir" "$deadline")
-
-  local meta
-  # Ready = broker answers a metadata request listing itself. Listing all
-  # topics (no -t) avoids auto-creating a probe topic.
-  while :; do
-    if ! alive "$pid"; then
-      print_logs "$dir"
-      rm -f "$dir/kafka.pid"
-      die "broker exited during startup (see $dir/kafka.log)"
-    fi
-    meta=$(kcat -b "$host:$port" -L -m 2 2>/dev/null) || meta=""
-    [[ "$meta" == *"broker $node at $host:$port"* ]] && break
-    if (($(now) >= deadline)); then
-      print_logs "$dir"
-      die "broker not ready after ${timeout}s (pid $pid still running; use: $0 stop --dir $dir)"
-    fi
-    sleep 0.3
-  done
+  local pid
+  pid=$(wait_ready "$dir" "${KAFKA_START_TIMEOUT:-90}" lists_itself "$host" "$port" "$node")
   echo "kafka.sh: broker $KAFKA_VERSION up on $host:$port (controller $ctl, pid $pid, dir $dir)"
 }
 
-(($# >= 1)) || usage
-cmd=$1
-shift
-case $cmd in
-start) cmd_start "$@" ;;
-stop) cmd_stop "$@" ;;
-status) cmd_status "$@" ;;
-fetch)
+cmd_fetch() {
   fetch
   echo "kafka.sh: jars in $libs_dir"
-  ;;
--h | --help | help) usage ;;
-*) usage ;;
-esac
+}
+
+broker_main "$@"

@@ -14,10 +14,11 @@
 #   KINESIS_START_TIMEOUT    seconds to wait for the server to answer (default 30)
 #
 # start makes a CA and a server certificate for 127.0.0.1 and localhost in
-# DIR/tls once (openssl); clients trust DIR/tls/ca.pem. Streams and records
-# live in DIR/data (LevelDB), so stop + start (or stop --kill + start, a
-# simulated crash) keeps them. Streams become ACTIVE at once. kinesalite checks
-# that requests are signed (SigV4 headers present) but not with which key.
+# DIR/tls once (openssl, scripts/lib/test_certificates.sh); clients trust
+# DIR/tls/ca.pem. Streams and records live in DIR/data (LevelDB), so stop +
+# start (or stop --kill + start, a simulated crash) keeps them. Streams become
+# ACTIVE at once. kinesalite checks that requests are signed (SigV4 headers
+# present) but not with which key.
 set -euo pipefail
 
 readonly KINESALITE_VERSION=3.3.3
@@ -31,8 +32,11 @@ broker_pidfile=kinesalite.pid
 broker_term_secs=10
 broker_poll_slow=0.1
 broker_poll_fast=0.05
+broker_commands="start stop status fetch"
 # shellcheck source-path=SCRIPTDIR source=lib/broker.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/broker.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/test_certificates.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/test_certificates.sh"
 
 broker_cmdline() { printf '%s' "$1/serve.js"; }
 broker_address() { printf '127.0.0.1:%s' "$(<"$1/port")"; }
@@ -64,25 +68,6 @@ fetch() {
   rm -rf "$cache_root.tmp"
   touch "$marker"
   exec 9>&-
-}
-
-# A CA and a server certificate signed by it, for 127.0.0.1 and localhost.
-make_tls() {
-  local tls=$1/tls
-  [[ -f "$tls/server.pem" ]] && return 0
-  command -v openssl >/dev/null || die "openssl not found (run scripts/install-deps.sh)"
-  mkdir -p "$tls.tmp"
-  (
-    cd "$tls.tmp"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=sluice test Kinesis CA" \
-      -keyout ca.key -out ca.pem
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >ext.cnf
-    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
-      -extfile ext.cnf -out server.pem
-  ) >"$1/tls.log" 2>&1 || die "making the certificates failed (see $1/tls.log)"
-  rm -rf "$tls"
-  mv "$tls.tmp" "$tls"
 }
 
 write_server() {
@@ -125,44 +110,22 @@ cmd_start() {
   dir=$(cd "$dir" && pwd -P)
   refuse_if_busy "$dir" "$port"
   fetch
-  make_tls "$dir"
+  make_test_certificates "$dir/tls"
   write_server "$dir"
   echo "$port" >"$dir/port"
   spawn "$dir" node "$dir/serve.js" "$dir" "$port"
 
-  local timeout=${KINESIS_START_TIMEOUT:-30}
-  local deadline=$(($(now) + timeout)) pid code
-  pid=$(wait_for_pid "$dir" "$deadline")
-  # Ready = an HTTPS answer with the test CA trusted (an unsigned request gets HTTP 400).
-  while :; do
-    if ! alive "$pid"; then
-      tail -n 40 "$dir/stdout.log" >&2
-      rm -f "$dir/$broker_pidfile"
-      die "kinesalite exited during startup (see $dir/stdout.log)"
-    fi
-    code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$dir/tls/ca.pem" \
-      -X POST "https://127.0.0.1:$port/" 2>/dev/null) || code=000
-    [[ "$code" != 000 ]] && break
-    if (($(now) >= deadline)); then
-      tail -n 40 "$dir/stdout.log" >&2
-      die "kinesalite not ready after ${timeout}s (pid $pid still running; use: $0 stop --dir $dir)"
-    fi
-    sleep 0.1
-  done
+  # Ready = an HTTPS answer with the test CA trusted (an unsigned request gets HTTP 400, which
+  # curl without --fail takes for success).
+  local pid
+  pid=$(wait_ready "$dir" "${KINESIS_START_TIMEOUT:-30}" \
+    curl -s -o /dev/null --cacert "$dir/tls/ca.pem" -X POST "https://127.0.0.1:$port/")
   echo "kinesis.sh: kinesalite $KINESALITE_VERSION up on https://127.0.0.1:$port (pid $pid, dir $dir)"
 }
 
-(($# >= 1)) || usage
-cmd=$1
-shift
-case $cmd in
-start) cmd_start "$@" ;;
-stop) cmd_stop "$@" ;;
-status) cmd_status "$@" ;;
-fetch)
+cmd_fetch() {
   fetch
   echo "kinesis.sh: kinesalite in $module_dir"
-  ;;
--h | --help | help) usage ;;
-*) usage ;;
-esac
+}
+
+broker_main "$@"

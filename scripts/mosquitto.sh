@@ -28,6 +28,7 @@ broker_pidfile=mosquitto.pid
 broker_term_secs=15
 broker_poll_slow=0.05
 broker_poll_fast=0.02
+broker_logs=(stdout.log mosquitto.log)
 # shellcheck source-path=SCRIPTDIR source=lib/broker.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/broker.sh"
 
@@ -100,38 +101,13 @@ EOF
   # In the foreground (not -d), so that the pid file holds the broker's PID.
   spawn "$dir" "$mosquitto_bin" -c "$dir/mosquitto.conf"
 
-  local timeout=${MOSQUITTO_START_TIMEOUT:-15}
-  local deadline=$(($(now) + timeout)) pid
-  pid=$(wait_for_pid "$dir" "$deadline")
-
   # Ready = a real MQTT client can connect and read the retained
   # $SYS/broker/version message (does not publish anything into the broker).
-  while :; do
-    if ! alive "$pid"; then
-      tail -n 20 "$dir/stdout.log" "$dir/mosquitto.log" >&2 2>/dev/null || true
-      rm -f "$dir/mosquitto.pid"
-      die "broker exited during startup"
-    fi
-    # shellcheck disable=SC2016 # literal MQTT topic
-    if mosquitto_sub -h 127.0.0.1 -p "$port" -t '$SYS/broker/version' -C 1 -W 2 \
-      >/dev/null 2>&1; then
-      break
-    fi
-    if (($(now) >= deadline)); then
-      tail -n 20 "$dir/stdout.log" "$dir/mosquitto.log" >&2 2>/dev/null || true
-      die "broker not ready after ${timeout}s (pid $pid; use: $0 stop --dir $dir)"
-    fi
-    sleep 0.1
-  done
+  local pid
+  # shellcheck disable=SC2016 # literal MQTT topic
+  pid=$(wait_ready "$dir" "${MOSQUITTO_START_TIMEOUT:-15}" \
+    mosquitto_sub -h 127.0.0.1 -p "$port" -t '$SYS/broker/version' -C 1 -W 2)
   echo "mosquitto.sh: broker up on 127.0.0.1:$port (pid $pid, persistence $persistence, dir $dir)"
 }
 
-(($# >= 1)) || usage
-cmd=$1
-shift
-case $cmd in
-start) cmd_start "$@" ;;
-stop) cmd_stop "$@" ;;
-status) cmd_status "$@" ;;
-*) usage ;;
-esac
+broker_main "$@"

@@ -17,7 +17,7 @@
 # distribution ports of command-line tools.
 # Files in DIR for clients:
 #   tls/ca.pem, tls/other-ca.pem, tls/client.pem, tls/client.key
-#                     (as tests/integration/cloud_broker.sh makes them)
+#                     (scripts/lib/test_certificates.sh)
 #   sluice.password   user "sluice", all permissions on vhost "/"
 #   reader.password   user "reader", all permissions on vhost "/"
 # --stream NAME declares a durable stream (x-queue-type = stream) on vhost "/" at boot, if it does
@@ -38,8 +38,11 @@ broker_pidfile=rabbitmq.pid
 broker_term_secs=30
 broker_poll_slow=0.1
 broker_poll_fast=0.05
+broker_logs=(stdout.log log/rabbit.log)
 # shellcheck source-path=SCRIPTDIR source=lib/broker.sh
 source "$scripts/lib/broker.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/test_certificates.sh
+source "$scripts/lib/test_certificates.sh"
 
 # The Erlang VM runs with -home DIR (its cookie lives there): unique to DIR.
 broker_cmdline() { printf '%s' "-home $1 "; }
@@ -47,38 +50,6 @@ broker_address() {
   local port
   port=$(sed -n 's/^listeners.tcp.default = 127.0.0.1:\([0-9]*\)$/\1/p' "$1/rabbitmq.conf")
   echo "127.0.0.1:$port"
-}
-
-make_certificates() {
-  local tls=$1
-  [[ -s "$tls/client.key" ]] && return 0
-  mkdir -p "$tls"
-  (
-    cd "$tls"
-    umask 077
-    local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
-    local ca_ext=(-addext "basicConstraints=critical,CA:TRUE"
-      -addext "keyUsage=critical,keyCertSign,cRLSign")
-    openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 7 \
-      -subj "/CN=sluice test CA" "${ca_ext[@]}" 2>/dev/null
-    openssl req -x509 "${ec[@]}" -keyout other-ca.key -out other-ca.pem -days 7 \
-      -subj "/CN=sluice other CA" "${ca_ext[@]}" 2>/dev/null
-    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
-      "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
-      >server.ext
-    printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
-      "extendedKeyUsage=clientAuth" >client.ext
-    local who
-    for who in server client; do
-      openssl req "${ec[@]}" -keyout "$who.key" -out "$who.csr" -subj "/CN=sluice-test-$who" \
-        2>/dev/null
-      openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial \
-        -out "$who.pem" -days 7 -extfile "$who.ext" 2>/dev/null
-    done
-    rm -f ./*.csr ./*.ext ca.srl
-    # The broker reads its key as the user it runs as: this one.
-    chmod 644 ./*.pem
-  ) || die "cannot make the test certificates in $tls (is openssl installed?)"
 }
 
 # RabbitMQ's default password hash (rabbit_password_hashing_sha256): base64(salt ++
@@ -148,7 +119,7 @@ cmd_start() {
   dir=$(cd "$dir" && pwd -P)
   # The epmd of an earlier run of this node may still hold PORT+3: it is ours, and serves again.
   refuse_if_busy "$dir" "$port" "$((port + 1))" "$((port + 2))"
-  make_certificates "$dir/tls"
+  make_test_certificates "$dir/tls"
   make_definitions "$dir" "${streams[@]}"
   echo "[]." >"$dir/enabled_plugins"
   cat >"$dir/rabbitmq.conf" <<CONF
@@ -173,43 +144,19 @@ CONF
   local started
   started=$(date +%s%N)
   spawn "$dir" "$rabbit_bin"
-  local timeout=${RABBITMQ_START_TIMEOUT:-60}
-  local deadline=$(($(now) + timeout)) pid
-  pid=$(wait_for_pid "$dir" "$deadline")
   # Ready = the TLS listener accepts connections: RabbitMQ opens its listeners in its last boot
   # step, after the definitions (users) are loaded.
-  while :; do
-    if ! alive "$pid"; then
-      tail -n 20 "$dir/stdout.log" "$dir/log/rabbit.log" >&2 2>/dev/null || true
-      rm -f "$dir/$broker_pidfile"
-      die "broker exited during startup"
-    fi
-    if (exec 3<>"/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null; then
-      break
-    fi
-    if (($(now) >= deadline)); then
-      tail -n 20 "$dir/stdout.log" "$dir/log/rabbit.log" >&2 2>/dev/null || true
-      die "broker not ready after ${timeout}s (pid $pid; use: $0 stop --dir $dir)"
-    fi
-    sleep 0.1
-  done
+  local pid
+  pid=$(wait_ready "$dir" "${RABBITMQ_START_TIMEOUT:-60}" tcp_open 127.0.0.1 "$((port + 1))")
   echo "rabbitmq.sh: broker up on 127.0.0.1:$port (AMQP) and :$((port + 1)) (AMQPS) after" \
     "$((($(date +%s%N) - started) / 1000000)) ms (pid $pid, dir $dir)"
 }
 
-# stop, then wait until the node's ports are free, and end its epmd too on a clean stop (epmd
+# After stop: wait until the node's ports are free, and end its epmd too on a clean stop (epmd
 # outlives the VM by design; a crash leaves it, as a real one would, and the next start registers
 # with it again).
-cmd_stop_node() {
-  local dir="" kill_now=0 args=("$@")
-  while (($#)); do
-    case $1 in
-    --dir) dir=${2:?}; shift 2 ;;
-    --kill) kill_now=1; shift ;;
-    *) usage ;;
-    esac
-  done
-  cmd_stop "${args[@]}"
+broker_stopped() {
+  local dir=$1 kill_now=$2
   [[ -s "$dir/rabbitmq.conf" ]] || return 0
   local port
   port=$(sed -n 's/^listeners.tcp.default = 127.0.0.1:\([0-9]*\)$/\1/p' "$dir/rabbitmq.conf")
@@ -228,12 +175,4 @@ cmd_stop_node() {
   fi
 }
 
-(($# >= 1)) || usage
-cmd=$1
-shift
-case $cmd in
-start) cmd_start "$@" ;;
-stop) cmd_stop_node "$@" ;;
-status) cmd_status "$@" ;;
-*) usage ;;
-esac
+broker_main "$@"

@@ -1,8 +1,11 @@
 # shellcheck shell=bash
 # SPDX-License-Identifier: Apache-2.0
-# Process management shared by scripts/kafka.sh and scripts/mosquitto.sh. Each
-# runs at most one broker per state directory DIR and tracks it with a pid file
-# in DIR, so tests and demos can run side by side on different DIRs and ports.
+# Process management shared by the scripts that run a private server for tests
+# and demos (scripts/kafka.sh, mosquitto.sh, kinesis.sh, rabbitmq.sh,
+# tests/integration/cloud_broker.sh; scripts/kafka-cluster.sh uses only die,
+# usage and broker_main). Each runs at most one broker per state directory DIR
+# and tracks it with a pid file in DIR, so tests and demos can run side by side
+# on different DIRs and ports.
 #
 # Sourced after `set -euo pipefail`. The sourcing script sets:
 #   broker_name       prefix of messages (kafka.sh, mosquitto.sh)
@@ -10,9 +13,15 @@
 #   broker_term_secs  how long stop waits after SIGTERM before it sends SIGKILL
 #   broker_poll_slow  poll interval (s) while the broker shuts down
 #   broker_poll_fast  poll interval (s) for the near-instant steps
+#   broker_poll_ready poll interval (s) of the readiness probe (optional, default 0.1)
+#   broker_logs       the broker's log files in DIR, printed when it fails to start
+#                     (optional, default stdout.log)
+#   broker_commands   the commands of broker_main (optional, default "start stop status")
 # and defines:
 #   broker_cmdline DIR  a substring of the broker's command line unique to DIR
 #   broker_address DIR  HOST:PORT that the broker in DIR listens on
+#   broker_stopped DIR KILLED  (optional) run by stop once the broker is not running
+#   cmd_NAME ARGS...    each command of broker_commands except stop and status
 # shellcheck disable=SC2154 # the broker_* settings come from the sourcing script
 
 # Messages carry the script's name: tests and demos run both brokers at once.
@@ -108,6 +117,45 @@ wait_for_pid() {
   echo "$pid"
 }
 
+# Prints the new broker's PID once it answers: PROBE (a command, its output discarded) succeeds
+# within TIMEOUT seconds of the call. Dies with the tail of the broker's logs if the broker exits
+# first or the time is up.
+wait_ready() {
+  local dir=$1 timeout=$2 pid deadline
+  shift 2
+  deadline=$(($(now) + timeout))
+  pid=$(wait_for_pid "$dir" "$deadline")
+  until "$@" >/dev/null 2>&1; do
+    if ! alive "$pid"; then
+      print_logs "$dir"
+      rm -f "$dir/$broker_pidfile"
+      die "broker exited during startup (see $dir)"
+    fi
+    if (($(now) >= deadline)); then
+      print_logs "$dir"
+      die "broker not ready after ${timeout}s (pid $pid still running; use: $0 stop --dir $dir)"
+    fi
+    sleep "${broker_poll_ready:-0.1}"
+  done
+  echo "$pid"
+}
+
+print_logs() {
+  local dir=$1 f
+  for f in "${broker_logs[@]:-stdout.log}"; do
+    if [[ -s "$dir/$f" ]]; then
+      echo "---- tail of $dir/$f ----" >&2
+      tail -n 40 "$dir/$f" >&2
+    fi
+  done
+}
+
+# True once a TCP connection to HOST:PORT is accepted (bash's /dev/tcp; nothing is sent).
+tcp_open() {
+  # A subshell: a failed redirection of `exec` would end the calling shell.
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
 # Returns when PID is gone or after SECS, whichever comes first; the caller
 # decides what a survivor means.
 wait_gone() {
@@ -138,6 +186,7 @@ cmd_stop() {
   if ! pid=$(read_pid "$dir") || ! ours "$pid" "$dir"; then
     rm -f "$dir/$broker_pidfile"
     echo "$broker_name: not running in $dir"
+    after_stop "$dir" "$kill_now"
     return 0
   fi
 
@@ -156,6 +205,13 @@ cmd_stop() {
   alive "$pid" && die "pid $pid did not exit"
   rm -f "$dir/$broker_pidfile"
   echo "$broker_name: stopped (pid $pid)"
+  after_stop "$dir" "$kill_now"
+}
+
+after_stop() {
+  if declare -F broker_stopped >/dev/null; then
+    broker_stopped "$@"
+  fi
 }
 
 # status --dir DIR. Exit status 3 is LSB's "program is not running", so
@@ -178,4 +234,19 @@ cmd_status() {
   fi
   echo "stopped"
   return 3
+}
+
+# The command line: COMMAND ARGS..., COMMAND one of broker_commands, run as cmd_COMMAND (a "-" in
+# it as "_"); anything else prints the usage and exits 2.
+broker_main() {
+  (($# >= 1)) || usage
+  local cmd=$1 known
+  shift
+  for known in ${broker_commands:-start stop status}; do
+    if [[ "$cmd" == "$known" ]]; then
+      "cmd_${cmd//-/_}" "$@"
+      return
+    fi
+  done
+  usage
 }

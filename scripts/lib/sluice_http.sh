@@ -12,6 +12,11 @@
 #       waits until GET /readyz answers 200; given METRIC, until /metrics shows "METRIC 1"
 #       instead (sluice_mqtt_connected: subscribed, for a run that has no Kafka on purpose).
 #       Fails at once if process PID exits, and after SECONDS.
+#   sluice_start SLUICE DIR METRICS_PORT SECONDS
+#       runs SLUICE (the binary) with DIR/sluice.toml in the background, its output in
+#       DIR/sluice.log, sets sluice_pid to its PID and waits up to SECONDS until it is subscribed
+#       (sluice_wait_ready with sluice_mqtt_connected: the runs of the benchmarks need no
+#       upstream for that); on failure prints DIR/sluice.log to stderr and fails.
 
 sluice_http() {
   local host=$1 port=$2 path=$3
@@ -37,5 +42,14 @@ sluice_wait_ready() {
     fi
     sleep 0.1
   done
+  return 1
+}
+
+sluice_start() {
+  local sluice=$1 dir=$2 metrics_port=$3 secs=$4
+  "$sluice" run --config "$dir/sluice.toml" >"$dir/sluice.log" 2>&1 &
+  sluice_pid=$!
+  sluice_wait_ready 127.0.0.1 "$metrics_port" "$secs" "$sluice_pid" sluice_mqtt_connected && return 0
+  cat "$dir/sluice.log" >&2
   return 1
 }

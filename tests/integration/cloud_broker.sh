@@ -36,47 +36,17 @@ broker_pidfile=mosquitto.pid
 broker_term_secs=15
 broker_poll_slow=0.05
 broker_poll_fast=0.02
+broker_logs=(stdout.log mosquitto.log)
 # shellcheck source=../../scripts/lib/broker.sh
 source "$scripts/lib/broker.sh"
+# shellcheck source=../../scripts/lib/test_certificates.sh
+source "$scripts/lib/test_certificates.sh"
 
 broker_cmdline() { printf '%s' "-c $1/mosquitto.conf"; }
 broker_address() {
   local port
   port=$(sed -n 's/^listener \([0-9]*\) 127.0.0.1$/\1/p' "$1/mosquitto.conf")
   echo "127.0.0.1:$port"
-}
-
-# CA, other CA, server certificate (SAN IP:127.0.0.1, DNS:localhost) and client certificate, with
-# EC keys (fast to make). Made once per DIR.
-make_certificates() {
-  local tls=$1
-  [[ -s "$tls/client.key" ]] && return 0
-  mkdir -p "$tls"
-  (
-    cd "$tls"
-    umask 077
-    local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
-    local ca_ext=(-addext "basicConstraints=critical,CA:TRUE"
-      -addext "keyUsage=critical,keyCertSign,cRLSign")
-    openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 7 \
-      -subj "/CN=sluice test CA" "${ca_ext[@]}" 2>/dev/null
-    openssl req -x509 "${ec[@]}" -keyout other-ca.key -out other-ca.pem -days 7 \
-      -subj "/CN=sluice other CA" "${ca_ext[@]}" 2>/dev/null
-    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
-      "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
-      >server.ext
-    printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
-      "extendedKeyUsage=clientAuth" >client.ext
-    local who
-    for who in server client; do
-      openssl req "${ec[@]}" -keyout "$who.key" -out "$who.csr" -subj "/CN=sluice-test-$who" \
-        2>/dev/null
-      openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial \
-        -out "$who.pem" -days 7 -extfile "$who.ext" 2>/dev/null
-    done
-    rm -f ./*.csr ./*.ext ca.srl
-    chmod 644 ./*.pem
-  ) || die "cannot make the test certificates in $tls (is openssl installed?)"
 }
 
 make_users() {
@@ -123,7 +93,7 @@ cmd_start() {
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd -P)
   refuse_if_busy "$dir" "$port" "$((port + 1))"
-  make_certificates "$dir/tls"
+  make_test_certificates "$dir/tls"
   make_users "$dir"
 
   local tls_settings
@@ -164,39 +134,16 @@ log_timestamp_format %Y-%m-%dT%H:%M:%S
 EOF
 
   spawn "$dir" "$mosquitto_bin" -c "$dir/mosquitto.conf"
-  local timeout=${MOSQUITTO_START_TIMEOUT:-15}
-  local deadline=$(($(now) + timeout)) pid
-  pid=$(wait_for_pid "$dir" "$deadline")
   # Ready = a client with the test's own credentials reads $SYS/broker/version over TLS.
-  while :; do
-    if ! alive "$pid"; then
-      tail -n 20 "$dir/stdout.log" "$dir/mosquitto.log" >&2 2>/dev/null || true
-      rm -f "$dir/mosquitto.pid"
-      die "broker exited during startup"
-    fi
-    # shellcheck disable=SC2016 # literal MQTT topic
-    if mosquitto_sub -h 127.0.0.1 -p "$port" --cafile "$dir/tls/ca.pem" \
-      --cert "$dir/tls/client.pem" --key "$dir/tls/client.key" \
-      -u reader -P "$(<"$dir/reader.password")" -i "cloud-broker-ready-$$" \
-      -t '$SYS/broker/version' -C 1 -W 2 >/dev/null 2>&1; then
-      break
-    fi
-    if (($(now) >= deadline)); then
-      tail -n 20 "$dir/stdout.log" "$dir/mosquitto.log" >&2 2>/dev/null || true
-      die "broker not ready after ${timeout}s (pid $pid; use: $0 stop --dir $dir)"
-    fi
-    sleep 0.1
-  done
+  local pid
+  # shellcheck disable=SC2016 # literal MQTT topic
+  pid=$(wait_ready "$dir" "${MOSQUITTO_START_TIMEOUT:-15}" \
+    mosquitto_sub -h 127.0.0.1 -p "$port" --cafile "$dir/tls/ca.pem" \
+    --cert "$dir/tls/client.pem" --key "$dir/tls/client.key" \
+    -u reader -P "$(<"$dir/reader.password")" -i "cloud-broker-ready-$$" \
+    -t '$SYS/broker/version' -C 1 -W 2)
   echo "cloud_broker.sh: TLS broker up on 127.0.0.1:$port and 127.0.0.2:$((port + 1))" \
     "(pid $pid, persistence $persistence, dir $dir)"
 }
 
-(($# >= 1)) || usage
-cmd=$1
-shift
-case $cmd in
-start) cmd_start "$@" ;;
-stop) cmd_stop "$@" ;;
-status) cmd_status "$@" ;;
-*) usage ;;
-esac
+broker_main "$@"
