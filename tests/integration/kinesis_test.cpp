@@ -25,7 +25,7 @@
 #include "common/curl_aws_json_client.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/kinesis_throttle_proxy.h"
-#include "tests/integration/sluice_fixture.h"
+#include "tests/integration/upstream_site.h"
 #include "tests/test_util.h"
 
 namespace sluice::itest {
@@ -90,29 +90,13 @@ struct KinesisBack {
   }
 };
 
-// --- Verification ---------------------------------------------------------------------------
-
-struct Figures {
-  int rc = -1;
-  uint64_t records = 0, unique = 0, lost = 0, duplicates = 0, reordered = 0, gap_records = 0;
-  uint64_t dropped_reported = 0;
-  std::string text;
-};
-
 // --- One test's site: sluice with one Kinesis upstream --------------------------------------
 
-class Site {
+class Site : public UpstreamSite {
  public:
   explicit Site(const std::string& name)
-      : f("kin", name),
-        kinesis(Kinesis::FromEnvironment()),
-        sim_bin(MustEnv("SLUICE_SIM_BIN")),
-        verify_bin(MustEnv("SLUICE_VERIFY_BIN")),
-        metrics_port(MetricsPortFromEnvironment()),
-        name_(name) {
-    gateway = f.cfg.gateway_id;
+      : UpstreamSite("kin", name, name), kinesis(Kinesis::FromEnvironment()) {
     stream = "kin-" + gateway;
-    suffix_ = gateway.substr(name.size() + 1);
     credentials = f.dir.File("aws-credentials");
     std::ofstream(credentials) << "[default]\naws_access_key_id = AKIDTEST\n"
                                   "aws_secret_access_key = secret-test\n";
@@ -135,52 +119,21 @@ class Site {
       << "to = { " << kUpstream << " = \"" << stream << "\" }\n";
     return c.str();
   }
-  std::string ConfigPath() const { return f.cfg.dir + "/sluice.toml"; }
   void Configure(const std::string& endpoint, const std::string& extra = "",
                  const std::string& storage = "") {
     std::ofstream(ConfigPath()) << ConfigText(endpoint, extra, storage);
   }
   void Start() {
-    f.StartSluice({}, ReadFile(ConfigPath()));
-    REQUIRE_MESSAGE(WaitFor([&] { return Metric("sluice_upstream_connected") >= 0; }, 30s, 20ms),
-                    f.Log());
+    UpstreamSite::Start("sluice_upstream_connected{upstream=\"" + std::string(kUpstream) + "\"}");
   }
 
   std::unique_ptr<ChildProcess> StartFleet(uint64_t events, int rate, int devices = 6,
                                            size_t payload_bytes = 0) {
-    std::vector<std::string> args = {"--url",           f.env.mqtt_url,
-                                     "--profiles",      "telemetry:" + std::to_string(devices),
-                                     "--events",        std::to_string(events),
-                                     "--total-rate",    std::to_string(rate),
-                                     "--seed",          std::to_string(events * 31 + rate),
-                                     "--client-prefix", "kin-" + suffix_,
-                                     "--summary-json",  Summary(),
-                                     "--qos-door",      "1",
-                                     "--flush-timeout", "30"};
-    if (payload_bytes > 0) {
-      args.push_back("--payload-bytes");
-      args.push_back(std::to_string(payload_bytes));
-    }
-    return std::make_unique<ChildProcess>(sim_bin, args, f.dir.File("fleet.log"));
-  }
-  std::string Summary() const { return f.dir.File("fleet.json"); }
-  uint64_t FinishFleet(ChildProcess& fleet) {
-    auto status = fleet.Wait(120s);
-    REQUIRE_MESSAGE(status.has_value(), ReadFile(fleet.log_path()));
-    REQUIRE_MESSAGE(*status == 0, ReadFile(fleet.log_path()));
-    const auto totals = nlohmann::json::parse(ReadFile(Summary()))["totals"];
-    std::printf("scenario=%s fleet %s\n", name_.c_str(), totals.dump().c_str());
-    return totals["sent"].get<uint64_t>();
+    return LaunchFleet({"telemetry:" + std::to_string(devices), events, rate, events * 31 + rate,
+                        false, payload_bytes});
   }
 
-  storage::CursorStats Cursor() const {
-    auto st = f.MaybeStats();
-    if (!st) return {};
-    for (const auto& c : st->cursors) {
-      if (c.name == kUpstream) return c;
-    }
-    return {};
-  }
+  storage::CursorStats Cursor() const { return UpstreamSite::Cursor(kUpstream); }
   // The cursor at the end of a log whose last seq is at least `last`.
   bool Drained(uint64_t last) const {
     auto st = f.MaybeStats();
@@ -188,38 +141,17 @@ class Site {
     const auto c = Cursor();
     return c.cursor == st->last_seq && c.events == 0;
   }
-  double Metric(const std::string& name) const {
-    return MetricValue(metrics_port, name + "{upstream=\"" + kUpstream + "\"}");
-  }
+  double Metric(const std::string& name) const { return UpstreamSite::Metric(name, kUpstream); }
 
   // sluice-verify --source kinesis on the stream against the fleet's summary.
   Figures Verify(const std::string& extra_args) const {
-    const std::string json = f.dir.File("verify.json");
-    const std::string out = f.dir.File("verify.txt");
-    Figures v;
-    v.rc = Shell(verify_bin + " --source kinesis --endpoint " + kinesis.Endpoint() + " --region " +
-                 kRegion + " --credentials-file " + credentials + " --ca-file " + kinesis.Ca() +
-                 " --topic " + stream + " --gap-topic '" + gap_stream + "' --expect " + Summary() +
-                 " --idle-timeout 2 --max-ranges 8 " + extra_args + " --json " + json + " >" + out +
-                 " 2>&1");
-    v.text = ReadFile(out);
-    const auto j = nlohmann::json::parse(ReadFile(json));
-    const auto& t = j.at("totals");
-    v.records = t.at("records").get<uint64_t>();
-    v.unique = t.at("unique").get<uint64_t>();
-    v.lost = t.at("lost").get<uint64_t>();
-    v.duplicates = t.at("duplicates").get<uint64_t>();
-    v.reordered = t.at("reordered").get<uint64_t>();
-    v.gap_records = j.at("gaps").at("records").get<uint64_t>();
-    v.dropped_reported = t.at("dropped_reported").get<uint64_t>();
-    std::printf(
-        "scenario=%s kinesis records=%llu unique=%llu lost=%llu duplicates=%llu reordered=%llu "
-        "verdict=%d\n",
-        name_.c_str(), static_cast<unsigned long long>(v.records),
-        static_cast<unsigned long long>(v.unique), static_cast<unsigned long long>(v.lost),
-        static_cast<unsigned long long>(v.duplicates), static_cast<unsigned long long>(v.reordered),
-        v.rc);
-    std::fflush(stdout);
+    const Figures v =
+        RunVerify(" --source kinesis --endpoint " + kinesis.Endpoint() + " --region " + kRegion +
+                      " --credentials-file " + credentials + " --ca-file " + kinesis.Ca() +
+                      " --topic " + stream + " --gap-topic '" + gap_stream + "' --expect " +
+                      Summary() + " --idle-timeout 2 --max-ranges 8 " + extra_args,
+                  "verify");
+    PrintFigures(scenario_, kUpstream, v);
     return v;
   }
 
@@ -235,19 +167,10 @@ class Site {
     return v;
   }
 
-  SluiceFixture f;
   Kinesis kinesis;
-  std::string sim_bin;
-  std::string verify_bin;
-  int metrics_port;
-  std::string gateway;
   std::string stream;
   std::string gap_stream;  // empty: the verifier reads no gap records
   std::string credentials;
-
- private:
-  std::string name_;
-  std::string suffix_;
 };
 
 void RequireConnected(const Site& site) {

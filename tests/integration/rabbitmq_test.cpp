@@ -14,16 +14,14 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "connectors/amqp_connection.h"
 #include "tests/integration/harness.h"
-#include "tests/integration/sluice_fixture.h"
+#include "tests/integration/upstream_site.h"
 #include "tests/test_util.h"
 
 namespace sluice::itest {
@@ -83,34 +81,12 @@ struct RabbitBack {
   }
 };
 
-double Metric(int port, const std::string& name, const std::string& upstream) {
-  HttpResponse r = HttpGet(port, "/metrics");
-  const std::string series = name + "{upstream=\"" + upstream + "\"} ";
-  const size_t at = r.body.find(series);
-  if (r.status != 200 || at == std::string::npos) return -1;
-  return std::stod(r.body.substr(at + series.size()));
-}
-
-struct Figures {
-  int rc = -1;
-  uint64_t records = 0, unique = 0, lost = 0, duplicates = 0, reordered = 0;
-  uint64_t dropped_reported = 0, gap_records = 0;
-  std::string text;
-};
-
 // --- One case's site: sluice with one RabbitMQ upstream, "rabbit" ----------------------------
 
-class Site {
+class Site : public UpstreamSite {
  public:
-  explicit Site(const std::string& name)
-      : f("rmq", name),
-        sim_bin(MustEnv("SLUICE_SIM_BIN")),
-        verify_bin(MustEnv("SLUICE_VERIFY_BIN")),
-        metrics_port(MetricsPortFromEnvironment()),
-        name_(name) {
-    gateway = f.cfg.gateway_id;
+  explicit Site(const std::string& name) : UpstreamSite("rmq", name, "rabbitmq-" + name) {
     stream = "sluice-" + gateway;
-    suffix_ = gateway.substr(name.size() + 1);
   }
 
   // `upstream`: extra [upstream.rabbit] lines; `target`: the route's routing key; `storage`:
@@ -135,67 +111,19 @@ class Site {
       << "to = { rabbit = \"" << (target.empty() ? stream : target) << "\" }\n";
     std::ofstream(ConfigPath()) << c.str();
   }
-  std::string ConfigPath() const { return f.cfg.dir + "/sluice.toml"; }
 
-  void Start() {
-    f.StartSluice({}, ReadFile(ConfigPath()));
-    REQUIRE_MESSAGE(
-        WaitFor([&] { return HttpGet(metrics_port, "/metrics").status == 200; }, 30s, 20ms),
-        f.Log());
-  }
   void RequireConnected() const {
     REQUIRE_MESSAGE(
-        WaitFor([&] { return Metric(metrics_port, "sluice_upstream_connected", "rabbit") == 1; },
-                30s, 20ms),
+        WaitFor([&] { return Metric("sluice_upstream_connected", "rabbit") == 1; }, 30s, 20ms),
         f.Log());
   }
 
   std::unique_ptr<ChildProcess> StartFleet(uint64_t events, int rate, size_t payload_bytes = 0) {
-    std::vector<std::string> args = {"--url",
-                                     f.env.mqtt_url,
-                                     "--profiles",
-                                     "telemetry:4",
-                                     "--events",
-                                     std::to_string(events),
-                                     "--total-rate",
-                                     std::to_string(rate),
-                                     "--seed",
-                                     std::to_string(events * 37 + rate),
-                                     "--client-prefix",
-                                     "rmq-" + suffix_,
-                                     "--summary-json",
-                                     Summary(),
-                                     "--qos-door",
-                                     "1",
-                                     "--progress-interval",
-                                     "5",
-                                     "--flush-timeout",
-                                     "30"};
-    if (payload_bytes > 0) {
-      args.push_back("--payload-bytes");
-      args.push_back(std::to_string(payload_bytes));
-    }
-    return std::make_unique<ChildProcess>(sim_bin, args, f.dir.File("fleet.log"));
-  }
-  std::string Summary() const { return f.dir.File("fleet.json"); }
-  uint64_t FinishFleet(ChildProcess& fleet) {
-    auto status = fleet.Wait(120s);
-    REQUIRE_MESSAGE(status.has_value(), ReadFile(fleet.log_path()));
-    REQUIRE_MESSAGE(*status == 0, ReadFile(fleet.log_path()));
-    const auto totals = nlohmann::json::parse(ReadFile(Summary()))["totals"];
-    std::printf("scenario=rabbitmq-%s fleet %s\n", name_.c_str(), totals.dump().c_str());
-    return totals["sent"].get<uint64_t>();
+    return LaunchFleet({"telemetry:4", events, rate, events * 37 + rate, true, payload_bytes});
   }
 
   // The upstream's cursor at the end of a log whose last seq is at least `last`.
-  bool Drained(uint64_t last) const {
-    auto st = f.MaybeStats();
-    if (!st || st->last_seq < last) return false;
-    for (const auto& c : st->cursors) {
-      if (c.cursor != st->last_seq || c.events != 0) return false;
-    }
-    return st->cursors.size() == 1;
-  }
+  bool Drained(uint64_t last) const { return AllDrained(last, 1); }
   uint64_t Cursor() const { return CursorStats().cursor; }
   storage::CursorStats CursorStats() const {
     auto st = f.MaybeStats();
@@ -230,49 +158,21 @@ class Site {
 
   // sluice-verify --source amqp on the case's stream, as user "reader" over AMQPS.
   Figures Verify(const std::string& extra_args, const std::string& gap_stream = "''") const {
-    const std::string json = f.dir.File("verify.json");
-    const std::string out = f.dir.File("verify.txt");
-    Figures v;
-    v.rc =
-        Shell(verify_bin + " --source amqp --url " + rabbit.TlsUrl() +
-              " --username reader --password-file " + rabbit.dir + "/reader.password" +
-              " --ca-file " + rabbit.Tls("ca.pem") + " --cert-file " + rabbit.Tls("client.pem") +
-              " --key-file " + rabbit.Tls("client.key") + " --topic " + stream + " --gap-topic " +
-              gap_stream + " --expect " + Summary() + " --idle-timeout 3 --max-ranges 8 " +
-              extra_args + " --json " + json + " >" + out + " 2>&1");
-    v.text = ReadFile(out);
-    const std::string j = ReadFile(json);
-    if (j.empty()) return v;
-    const auto t = nlohmann::json::parse(j).at("totals");
-    v.records = t.at("records").get<uint64_t>();
-    v.unique = t.at("unique").get<uint64_t>();
-    v.lost = t.at("lost").get<uint64_t>();
-    v.duplicates = t.at("duplicates").get<uint64_t>();
-    v.reordered = t.at("reordered").get<uint64_t>();
-    v.dropped_reported = t.at("dropped_reported").get<uint64_t>();
-    v.gap_records = nlohmann::json::parse(j).at("gaps").at("records").get<uint64_t>();
-    std::printf(
-        "scenario=rabbitmq-%s records=%llu unique=%llu lost=%llu duplicates=%llu "
-        "reordered=%llu dropped_reported=%llu gap_records=%llu verdict=%d\n",
-        name_.c_str(), static_cast<unsigned long long>(v.records),
-        static_cast<unsigned long long>(v.unique), static_cast<unsigned long long>(v.lost),
-        static_cast<unsigned long long>(v.duplicates), static_cast<unsigned long long>(v.reordered),
-        static_cast<unsigned long long>(v.dropped_reported),
-        static_cast<unsigned long long>(v.gap_records), v.rc);
+    const Figures v = RunVerify(
+        " --source amqp --url " + rabbit.TlsUrl() + " --username reader --password-file " +
+            rabbit.dir + "/reader.password" + " --ca-file " + rabbit.Tls("ca.pem") +
+            " --cert-file " + rabbit.Tls("client.pem") + " --key-file " + rabbit.Tls("client.key") +
+            " --topic " + stream + " --gap-topic " + gap_stream + " --expect " + Summary() +
+            " --idle-timeout 3 --max-ranges 8 " + extra_args,
+        "verify");
+    PrintFigures(scenario_, "rabbit", v);
     return v;
   }
 
-  SluiceFixture f;
   Rabbit rabbit;
-  std::string sim_bin;
-  std::string verify_bin;
-  int metrics_port;
-  std::string gateway;
   std::string stream;
 
  private:
-  std::string name_;
-  std::string suffix_;
   uint64_t marker_seq_ = 0;
 };
 
@@ -295,8 +195,8 @@ TEST_CASE("RabbitMQ: every event reaches the stream once and in order, over veri
   std::printf("scenario=rabbitmq-online %llu events confirmed in %.2f s\n",
               static_cast<unsigned long long>(sent),
               Seconds(std::chrono::steady_clock::now() - t0));
-  CHECK(Metric(site.metrics_port, "sluice_events_forwarded_total", "rabbit") == sent);
-  CHECK(Metric(site.metrics_port, "sluice_upstream_backlog_events", "rabbit") == 0);
+  CHECK(site.Metric("sluice_events_forwarded_total", "rabbit") == sent);
+  CHECK(site.Metric("sluice_upstream_backlog_events", "rabbit") == 0);
 
   const Figures v = site.Verify("--fail-on-duplicates --count " + std::to_string(sent));
   CHECK_MESSAGE(v.rc == 0, v.text);
@@ -320,8 +220,7 @@ TEST_CASE(
 
   REQUIRE(site.rabbit.Stop(false) == 0);
   REQUIRE_MESSAGE(
-      WaitFor([&] { return Metric(site.metrics_port, "sluice_upstream_connected", "rabbit") == 0; },
-              30s, 20ms),
+      WaitFor([&] { return site.Metric("sluice_upstream_connected", "rabbit") == 0; }, 30s, 20ms),
       site.f.Log());
   auto fleet = site.StartFleet(3000, 1500);
   const uint64_t sent = site.FinishFleet(*fleet);
@@ -329,7 +228,7 @@ TEST_CASE(
   REQUIRE(WaitFor([&] { return site.f.LastSeq() >= sent; }, 30s, 20ms));
   // Logged, not confirmed: all of it waits in the log, and /readyz names the upstream.
   CHECK(site.Cursor() == 0);
-  CHECK(Metric(site.metrics_port, "sluice_upstream_backlog_events", "rabbit") == sent);
+  CHECK(site.Metric("sluice_upstream_backlog_events", "rabbit") == sent);
   const HttpResponse ready = HttpGet(site.metrics_port, "/readyz");
   CHECK(ready.status == 503);
   CHECK_MESSAGE(ready.body.find("upstream rabbit") != std::string::npos, ready.body);
@@ -432,7 +331,7 @@ TEST_CASE(
                   ready.body << "\n"
                              << site.f.Log());
   CHECK(site.Cursor() == 0);
-  CHECK(Metric(site.metrics_port, "sluice_upstream_holds_total", "rabbit") >= 1);
+  CHECK(site.Metric("sluice_upstream_holds_total", "rabbit") >= 1);
 
   site.rabbit.DeclareStream(site.stream);
   REQUIRE_MESSAGE(WaitFor([&] { return site.Drained(sent); }, 60s, 20ms), site.f.Log());
@@ -521,7 +420,7 @@ TEST_CASE(
   REQUIRE(down.dropped_events > 0);
   REQUIRE(site.rabbit.Start() == 0);
   REQUIRE_MESSAGE(WaitFor([&] { return site.Drained(sent); }, 90s, 20ms), site.f.Log());
-  CHECK(Metric(site.metrics_port, "sluice_gap_records_total", "rabbit") >= 1);
+  CHECK(site.Metric("sluice_gap_records_total", "rabbit") >= 1);
 
   // What arrived plus what the gap records account for is every event, none lost.
   const Figures v = site.Verify("", gaps);

@@ -24,7 +24,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -39,7 +38,7 @@
 #include "firmware-sim/verify_expectation.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/mqtt_reader.h"
-#include "tests/integration/sluice_fixture.h"
+#include "tests/integration/upstream_site.h"
 #include "tests/test_util.h"
 
 namespace sluice::itest {
@@ -109,69 +108,7 @@ struct CloudBack {
   }
 };
 
-// --- Metrics --------------------------------------------------------------------------------
-
-// One scrape of /metrics: "name{labels}" -> value; empty when nothing answered.
-std::map<std::string, double> Scrape(int port) {
-  std::map<std::string, double> values;
-  HttpResponse r = HttpGet(port, "/metrics");
-  if (r.status != 200) return values;
-  std::istringstream in(r.body);
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto space = line.rfind(' ');
-    if (line.empty() || line[0] == '#' || space == std::string::npos) continue;
-    values[line.substr(0, space)] = std::stod(line.substr(space + 1));
-  }
-  return values;
-}
-
-// The value of metric `name` for `upstream`; -1 when the scrape lacks it.
-double UpstreamMetric(int port, const std::string& name, const std::string& upstream) {
-  const auto values = Scrape(port);
-  auto it = values.find(name + "{upstream=\"" + upstream + "\"}");
-  return it == values.end() ? -1 : it->second;
-}
-
 // --- Verification ---------------------------------------------------------------------------
-
-struct Figures {
-  int rc = -1;  // sluice-verify's exit status; 0 for the in-process verifier when it passed
-  uint64_t records = 0, unique = 0, lost = 0, duplicates = 0, reordered = 0;
-  uint64_t dropped_reported = 0, unexpected = 0, foreign = 0, gap_records = 0, gap_events = 0;
-  std::string text;  // the verifier's table or failures, for the failure message
-};
-
-void Print(const char* scenario, const char* upstream, const Figures& f) {
-  std::printf(
-      "scenario=%s upstream=%s records=%llu unique=%llu lost=%llu duplicates=%llu "
-      "reordered=%llu dropped_reported=%llu gap_records=%llu gap_events=%llu foreign=%llu "
-      "unexpected=%llu verdict=%d\n",
-      scenario, upstream, static_cast<unsigned long long>(f.records),
-      static_cast<unsigned long long>(f.unique), static_cast<unsigned long long>(f.lost),
-      static_cast<unsigned long long>(f.duplicates), static_cast<unsigned long long>(f.reordered),
-      static_cast<unsigned long long>(f.dropped_reported),
-      static_cast<unsigned long long>(f.gap_records), static_cast<unsigned long long>(f.gap_events),
-      static_cast<unsigned long long>(f.foreign), static_cast<unsigned long long>(f.unexpected),
-      f.rc);
-  std::fflush(stdout);
-}
-
-Figures FromReportJson(const nlohmann::json& j) {
-  Figures f;
-  const auto& t = j.at("totals");
-  f.records = t.at("records").get<uint64_t>();
-  f.unique = t.at("unique").get<uint64_t>();
-  f.lost = t.at("lost").get<uint64_t>();
-  f.duplicates = t.at("duplicates").get<uint64_t>();
-  f.reordered = t.at("reordered").get<uint64_t>();
-  f.dropped_reported = t.at("dropped_reported").get<uint64_t>();
-  f.unexpected = t.at("unexpected").get<uint64_t>();
-  f.foreign = t.at("foreign").get<uint64_t>();
-  f.gap_records = j.at("gaps").at("records").get<uint64_t>();
-  f.gap_events = j.at("gaps").at("events").get<uint64_t>();
-  return f;
-}
 
 // Feeds what the cloud reader got, in arrival order, to the verifier library (as sluice-verify
 // --source mqtt would): messages under `gap_prefix` are gap records, the rest device events, with
@@ -199,7 +136,7 @@ Figures VerifyCloud(const std::vector<ReceivedMessage>& messages, const std::str
   const sim::VerifyReport report = verifier.Finish();
   sim::VerifyReport::Policy policy;
   policy.fail_on_duplicates = fail_on_duplicates;
-  Figures f = FromReportJson(report.ToJson(policy));
+  Figures f = FiguresFromReport(report.ToJson(policy));
   f.rc = report.Passed(policy) ? 0 : 1;
   f.text = report.FormatTable(policy, 8);
   return f;
@@ -214,21 +151,14 @@ struct SiteOptions {
   std::string routes;   // the [[route]] blocks; empty: one route feeding both
 };
 
-class Site {
+class Site : public UpstreamSite {
  public:
   explicit Site(const std::string& name)
-      : f("ups", name),
-        cloud(Cloud::FromEnvironment()),
-        sim_bin(MustEnv("SLUICE_SIM_BIN")),
-        verify_bin(MustEnv("SLUICE_VERIFY_BIN")),
-        metrics_port(MetricsPortFromEnvironment()),
-        name_(name) {
-    gateway = f.cfg.gateway_id;
+      : UpstreamSite("ups", name, name), cloud(Cloud::FromEnvironment()) {
     kafka_topic = f.cfg.kafka_topic;
     kafka_gap_topic = kafka_topic + "-gaps";
     cloud_prefix = "site/" + gateway + "/";
     cloud_gap_topic = "sluice/" + gateway + "/gaps";
-    suffix_ = gateway.substr(name.size() + 1);
   }
 
   // The route of most cases: every telemetry event to both upstreams.
@@ -258,16 +188,8 @@ class Site {
       << (o.routes.empty() ? BothRoute() : o.routes);
     return c.str();
   }
-  std::string ConfigPath() const { return f.cfg.dir + "/sluice.toml"; }
   // Writes the configuration that the next (re)start runs.
   void Configure(const SiteOptions& o) { std::ofstream(ConfigPath()) << ConfigText(o); }
-
-  // Starts or restarts sluice on the configuration written last, and waits for this run's
-  // READY=1 (MQTT subscribed) and for /metrics to answer.
-  void Start() {
-    f.StartSluice({}, ReadFile(ConfigPath()));
-    REQUIRE_MESSAGE(WaitFor([&] { return !Scrape(metrics_port).empty(); }, 30s, 20ms), f.Log());
-  }
 
   // A reader of everything sluice publishes to the cloud for this site, connected from now on.
   std::unique_ptr<MqttReader> CloudReader() const {
@@ -284,79 +206,20 @@ class Site {
   std::unique_ptr<ChildProcess> StartFleet(uint64_t events, int rate,
                                            const std::string& profiles = "telemetry:4",
                                            size_t payload_bytes = 0) {
-    std::vector<std::string> args = {"--url",
-                                     f.env.mqtt_url,
-                                     "--profiles",
-                                     profiles,
-                                     "--events",
-                                     std::to_string(events),
-                                     "--total-rate",
-                                     std::to_string(rate),
-                                     "--seed",
-                                     std::to_string(events * 31 + rate),
-                                     "--client-prefix",
-                                     "ups-" + suffix_,
-                                     "--summary-json",
-                                     Summary(),
-                                     "--qos-door",
-                                     "1",
-                                     "--progress-interval",
-                                     "5",
-                                     "--flush-timeout",
-                                     "30"};
-    if (payload_bytes > 0) {
-      args.push_back("--payload-bytes");
-      args.push_back(std::to_string(payload_bytes));
-    }
-    return std::make_unique<ChildProcess>(sim_bin, args, f.dir.File("fleet.log"));
-  }
-  std::string Summary() const { return f.dir.File("fleet.json"); }
-  // Waits for the fleet to finish; the events the local broker acknowledged to it.
-  uint64_t FinishFleet(ChildProcess& fleet, std::chrono::seconds timeout = 120s) {
-    auto status = fleet.Wait(timeout);
-    REQUIRE_MESSAGE(status.has_value(), ReadFile(fleet.log_path()));
-    REQUIRE_MESSAGE(*status == 0, ReadFile(fleet.log_path()));
-    const auto totals = nlohmann::json::parse(ReadFile(Summary()))["totals"];
-    std::printf("scenario=%s fleet %s\n", name_.c_str(), totals.dump().c_str());
-    return totals["sent"].get<uint64_t>();
+    return LaunchFleet({profiles, events, rate, events * 31 + rate, true, payload_bytes});
   }
 
-  storage::CursorStats Cursor(const std::string& upstream) const {
-    auto st = f.MaybeStats();
-    if (!st) return {};
-    for (const auto& c : st->cursors) {
-      if (c.name == upstream) return c;
-    }
-    return {};
-  }
   // Both cursors at the end of a log whose last seq is at least `last`: every upstream confirmed
   // everything.
-  bool Drained(uint64_t last) const {
-    auto st = f.MaybeStats();
-    if (!st || st->last_seq < last) return false;
-    for (const auto& c : st->cursors) {
-      if (c.cursor != st->last_seq || c.events != 0) return false;
-    }
-    return st->cursors.size() == 2;
-  }
-  double Metric(const std::string& name, const std::string& upstream) const {
-    return UpstreamMetric(metrics_port, name, upstream);
-  }
+  bool Drained(uint64_t last) const { return AllDrained(last, 2); }
 
   // sluice-verify on the Kafka topic (with the site's gap topic) against the fleet's summary.
   Figures VerifyKafka(const std::string& extra_args, const std::string& expect = "") const {
-    const std::string json = f.dir.File("verify-kafka.json");
-    const std::string out = f.dir.File("verify-kafka.txt");
-    Figures v;
-    v.rc = Shell(verify_bin + " --brokers " + f.env.kafka_brokers + " --topic " + kafka_topic +
-                 " --gap-topic " + kafka_gap_topic + " --expect " +
-                 (expect.empty() ? Summary() : expect) + " --idle-timeout 5 --max-ranges 8 " +
-                 extra_args + " --json " + json + " >" + out + " 2>&1");
-    const int rc = v.rc;
-    v = FromReportJson(nlohmann::json::parse(ReadFile(json)));
-    v.rc = rc;
-    v.text = ReadFile(out);
-    return v;
+    return RunVerify(" --brokers " + f.env.kafka_brokers + " --topic " + kafka_topic +
+                         " --gap-topic " + kafka_gap_topic + " --expect " +
+                         (expect.empty() ? Summary() : expect) +
+                         " --idle-timeout 5 --max-ranges 8 " + extra_args,
+                     "verify-kafka");
   }
 
   // sluice-verify --source mqtt: its persistent session first (--subscribe-only), then the read.
@@ -372,33 +235,18 @@ class Site {
                   f.dir.File("verify-mqtt-subscribe.txt") + " 2>&1") == 0);
   }
   Figures VerifyMqtt(const std::string& extra_args) const {
-    const std::string json = f.dir.File("verify-mqtt.json");
-    const std::string out = f.dir.File("verify-mqtt.txt");
-    const int rc = Shell(verify_bin + MqttVerifyArgs() + " --expect " + Summary() +
-                         " --idle-timeout 5 --max-ranges 8 " + extra_args + " --json " + json +
-                         " >" + out + " 2>&1");
-    Figures v = FromReportJson(nlohmann::json::parse(ReadFile(json)));
-    v.rc = rc;
-    v.text = ReadFile(out);
-    return v;
+    return RunVerify(MqttVerifyArgs() + " --expect " + Summary() +
+                         " --idle-timeout 5 --max-ranges 8 " + extra_args,
+                     "verify-mqtt");
   }
 
   std::string Diagnostics() const { return f.Log(); }
 
-  SluiceFixture f;
   Cloud cloud;
-  std::string sim_bin;
-  std::string verify_bin;
-  int metrics_port;
-  std::string gateway;
   std::string kafka_topic;
   std::string kafka_gap_topic;
   std::string cloud_prefix;
   std::string cloud_gap_topic;
-
- private:
-  std::string name_;
-  std::string suffix_;
 };
 
 // Distinct sluice.seq values of the device events (not gap records) the reader got.
@@ -446,7 +294,7 @@ TEST_CASE("Kafka and a TLS cloud MQTT broker fed from one log both get every eve
   CHECK(site.Metric("sluice_upstream_backlog_events", "cloud") == 0);
 
   const Figures kafka = site.VerifyKafka("--fail-on-duplicates --count " + std::to_string(sent));
-  Print("both", "central", kafka);
+  PrintFigures("both", "central", kafka);
   CHECK_MESSAGE(kafka.rc == 0, kafka.text);
   CHECK(kafka.records == sent);
   CHECK(kafka.unique == sent);
@@ -459,7 +307,7 @@ TEST_CASE("Kafka and a TLS cloud MQTT broker fed from one log both get every eve
   REQUIRE(reader->WaitForCount(sent, 30s));
   const auto messages = reader->Messages();
   const Figures cloud = VerifyCloud(messages, site.Summary(), site.cloud_gap_topic, true);
-  Print("both", "cloud", cloud);
+  PrintFigures("both", "cloud", cloud);
   CHECK_MESSAGE(cloud.rc == 0, cloud.text);
   CHECK(cloud.records == sent);
   CHECK(cloud.lost == 0);
@@ -491,7 +339,7 @@ TEST_CASE("Kafka and a TLS cloud MQTT broker fed from one log both get every eve
 
   // The operator's tool agrees, through a session of its own.
   const Figures cli = site.VerifyMqtt("--fail-on-duplicates --count " + std::to_string(sent));
-  Print("both", "cloud(sluice-verify)", cli);
+  PrintFigures("both", "cloud(sluice-verify)", cli);
   CHECK_MESSAGE(cli.rc == 0, cli.text);
   CHECK(cli.records == sent);
   CHECK(cli.lost == 0);
@@ -521,7 +369,7 @@ TEST_CASE("the cloud broker down never stops Kafka; back, the cloud drains its b
                   site.Diagnostics());
   const double kafka_s = Seconds(std::chrono::steady_clock::now() - t0);
   const Figures kafka = site.VerifyKafka("--fail-on-duplicates --count " + std::to_string(sent));
-  Print("cloud-down", "central", kafka);
+  PrintFigures("cloud-down", "central", kafka);
   CHECK_MESSAGE(kafka.rc == 0, kafka.text);
   CHECK(kafka.unique == sent);
   CHECK(kafka.lost == 0);
@@ -556,7 +404,7 @@ TEST_CASE("the cloud broker down never stops Kafka; back, the cloud drains its b
       WaitFor([&] { return CloudSeqs(reader->Messages(), site.cloud_gap_topic).size() >= sent; },
               30s, 20ms));
   const Figures cloud = VerifyCloud(reader->Messages(), site.Summary(), site.cloud_gap_topic);
-  Print("cloud-down", "cloud", cloud);
+  PrintFigures("cloud-down", "cloud", cloud);
   CHECK_MESSAGE(cloud.rc == 0, cloud.text);
   CHECK(cloud.unique == sent);
   CHECK(cloud.lost == 0);
@@ -638,13 +486,13 @@ TEST_CASE(
       static_cast<unsigned long long>(site.f.LastSeq() - sent));
 
   const Figures kafka = site.VerifyKafka("");
-  Print("sigkill", "central", kafka);
+  PrintFigures("sigkill", "central", kafka);
   CHECK_MESSAGE(kafka.rc == 0, kafka.text);
   CHECK(kafka.unique == sent);
   CHECK(kafka.lost == 0);
   CHECK(kafka.reordered == 0);
   const Figures cloud_v = VerifyCloud(reader->Messages(), site.Summary(), site.cloud_gap_topic);
-  Print("sigkill", "cloud", cloud_v);
+  PrintFigures("sigkill", "cloud", cloud_v);
   CHECK_MESSAGE(cloud_v.rc == 0, cloud_v.text);
   CHECK(cloud_v.unique == sent);
   CHECK(cloud_v.lost == 0);
@@ -749,7 +597,7 @@ TEST_CASE(
       WaitFor([&] { return CloudSeqs(reader->Messages(), site.cloud_gap_topic).size() >= sent; },
               30s, 20ms));
   const Figures cloud = VerifyCloud(reader->Messages(), site.Summary(), site.cloud_gap_topic);
-  Print("cloud-restart", "cloud", cloud);
+  PrintFigures("cloud-restart", "cloud", cloud);
   std::printf("scenario=cloud-restart resent by sluice: %.0f\n",
               site.Metric("sluice_events_resent_total", "cloud"));
   CHECK_MESSAGE(cloud.rc == 0, cloud.text);
@@ -757,7 +605,7 @@ TEST_CASE(
   CHECK(cloud.lost == 0);
   CHECK(cloud.reordered == 0);
   const Figures kafka = site.VerifyKafka("--fail-on-duplicates --count " + std::to_string(sent));
-  Print("cloud-restart", "central", kafka);
+  PrintFigures("cloud-restart", "central", kafka);
   CHECK_MESSAGE(kafka.rc == 0, kafka.text);
   CHECK(kafka.unique == sent);
   CHECK(site.f.process->Terminate() == 0);
@@ -815,7 +663,7 @@ TEST_CASE(
   CHECK(gap_metric >= 1);
 
   const Figures kafka = site.VerifyKafka("--fail-on-duplicates --count " + std::to_string(sent));
-  Print("gap", "central", kafka);
+  PrintFigures("gap", "central", kafka);
   CHECK_MESSAGE(kafka.rc == 0, kafka.text);
   CHECK(kafka.unique == sent);
   CHECK(kafka.lost == 0);
@@ -838,7 +686,7 @@ TEST_CASE(
       30s, 20ms));
   const auto messages = reader->Messages();
   const Figures cloud = VerifyCloud(messages, site.Summary(), site.cloud_gap_topic);
-  Print("gap", "cloud", cloud);
+  PrintFigures("gap", "cloud", cloud);
   CHECK_MESSAGE(cloud.rc == 0, cloud.text);
   CHECK(cloud.unique + cloud.dropped_reported == sent);
   CHECK(cloud.lost == 0);
@@ -892,7 +740,7 @@ TEST_CASE(
   // more comes, since the broker may or may not have kept the in-flight events for an offline
   // session.
   const Figures cli = site.VerifyMqtt("");
-  Print("gap", "cloud(sluice-verify)", cli);
+  PrintFigures("gap", "cloud(sluice-verify)", cli);
   CHECK_MESSAGE(cli.rc == 0, cli.text);
   CHECK(cli.lost == 0);
   CHECK(cli.unique + cli.dropped_reported == sent);
@@ -920,7 +768,7 @@ TEST_CASE("drop-oldest while Kafka creates its topic: nothing is lost without a 
   const double dropped = site.Metric("sluice_upstream_dropped_total", "central");
   const double gaps = site.Metric("sluice_gap_records_total", "central");
   const Figures kafka = site.VerifyKafka("");
-  Print("gap-kafka", "central", kafka);
+  PrintFigures("gap-kafka", "central", kafka);
   std::printf(
       "scenario=gap-kafka sluice_upstream_dropped_total{central}=%.0f "
       "sluice_gap_records_total{central}=%.0f\n",
@@ -1037,7 +885,7 @@ TEST_CASE("sluice replay sends a retained range to Kafka again while live forwar
   // The range arrived twice, nothing lost; the live events are foreign to the fleet's verifier.
   const uint64_t kafka_total = 2 * sent + live_total + replayed_live;
   const Figures kafka = site.VerifyKafka("--count " + std::to_string(kafka_total));
-  Print("replay", "central", kafka);
+  PrintFigures("replay", "central", kafka);
   CHECK_MESSAGE(kafka.rc == 0, kafka.text);
   CHECK(kafka.unique == sent);
   CHECK(kafka.records == 2 * sent);
@@ -1059,7 +907,7 @@ TEST_CASE("sluice replay sends a retained range to Kafka again while live forwar
   // The cloud was not asked for a replay: every fleet event once.
   REQUIRE(WaitFor([&] { return reader->Count() >= sent + live_total; }, 30s, 20ms));
   const Figures cloud = VerifyCloud(reader->Messages(), site.Summary(), site.cloud_gap_topic, true);
-  Print("replay", "cloud", cloud);
+  PrintFigures("replay", "cloud", cloud);
   CHECK_MESSAGE(cloud.rc == 0, cloud.text);
   CHECK(cloud.duplicates == 0);
   CHECK(cloud.unique == sent);
@@ -1126,7 +974,7 @@ TEST_CASE("routes that feed one upstream each: each gets exactly its route's eve
   const Figures kafka = site.VerifyKafka(
       "--strict --fail-on-duplicates --count " + std::to_string(telemetry),
       WriteExpectation(site.Summary(), "telemetry", site.f.dir.File("expect-telemetry.json")));
-  Print("routes", "central", kafka);
+  PrintFigures("routes", "central", kafka);
   CHECK_MESSAGE(kafka.rc == 0, kafka.text);
   CHECK(kafka.records == telemetry);
   CHECK(kafka.unique == telemetry);
@@ -1139,7 +987,7 @@ TEST_CASE("routes that feed one upstream each: each gets exactly its route's eve
       VerifyCloud(reader->Messages(),
                   WriteExpectation(site.Summary(), "door", site.f.dir.File("expect-door.json")),
                   site.cloud_gap_topic, true);
-  Print("routes", "cloud", cloud);
+  PrintFigures("routes", "cloud", cloud);
   CHECK_MESSAGE(cloud.rc == 0, cloud.text);
   CHECK(cloud.records == door);
   CHECK(cloud.unique == door);

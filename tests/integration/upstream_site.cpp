@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: Apache-2.0
+
+#include "tests/integration/upstream_site.h"
+
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <utility>
+#include <vector>
+
+#include "tests/test_util.h"
+
+namespace sluice::itest {
+
+using sluice::testing::WaitFor;
+using namespace std::chrono_literals;
+
+Figures FiguresFromReport(const nlohmann::json& report) {
+  Figures f;
+  const auto& t = report.at("totals");
+  f.records = t.at("records").get<uint64_t>();
+  f.unique = t.at("unique").get<uint64_t>();
+  f.lost = t.at("lost").get<uint64_t>();
+  f.duplicates = t.at("duplicates").get<uint64_t>();
+  f.reordered = t.at("reordered").get<uint64_t>();
+  f.dropped_reported = t.at("dropped_reported").get<uint64_t>();
+  f.unexpected = t.at("unexpected").get<uint64_t>();
+  f.foreign = t.at("foreign").get<uint64_t>();
+  f.gap_records = report.at("gaps").at("records").get<uint64_t>();
+  f.gap_events = report.at("gaps").at("events").get<uint64_t>();
+  return f;
+}
+
+void PrintFigures(const std::string& scenario, const std::string& upstream, const Figures& f) {
+  std::printf(
+      "scenario=%s upstream=%s records=%llu unique=%llu lost=%llu duplicates=%llu "
+      "reordered=%llu dropped_reported=%llu gap_records=%llu gap_events=%llu foreign=%llu "
+      "unexpected=%llu verdict=%d\n",
+      scenario.c_str(), upstream.c_str(), static_cast<unsigned long long>(f.records),
+      static_cast<unsigned long long>(f.unique), static_cast<unsigned long long>(f.lost),
+      static_cast<unsigned long long>(f.duplicates), static_cast<unsigned long long>(f.reordered),
+      static_cast<unsigned long long>(f.dropped_reported),
+      static_cast<unsigned long long>(f.gap_records), static_cast<unsigned long long>(f.gap_events),
+      static_cast<unsigned long long>(f.foreign), static_cast<unsigned long long>(f.unexpected),
+      f.rc);
+  std::fflush(stdout);
+}
+
+UpstreamSite::UpstreamSite(const std::string& family, const std::string& name, std::string scenario)
+    : f(family, name),
+      sim_bin(MustEnv("SLUICE_SIM_BIN")),
+      verify_bin(MustEnv("SLUICE_VERIFY_BIN")),
+      metrics_port(MetricsPortFromEnvironment()),
+      gateway(f.cfg.gateway_id),
+      scenario_(std::move(scenario)) {
+  client_prefix_ = family + "-" + gateway.substr(name.size() + 1);
+}
+
+void UpstreamSite::Start(const std::string& series) {
+  f.StartSluice({}, ReadFile(ConfigPath()));
+  REQUIRE_MESSAGE(WaitFor(
+                      [&] {
+                        if (!series.empty()) return MetricValue(metrics_port, series) >= 0;
+                        return HttpGet(metrics_port, "/metrics").status == 200;
+                      },
+                      30s, 20ms),
+                  f.Log());
+}
+
+std::unique_ptr<ChildProcess> UpstreamSite::LaunchFleet(const FleetPlan& plan) const {
+  std::vector<std::string> args = {"--url",           f.env.mqtt_url,
+                                   "--profiles",      plan.profiles,
+                                   "--events",        std::to_string(plan.events),
+                                   "--total-rate",    std::to_string(plan.rate),
+                                   "--seed",          std::to_string(plan.seed),
+                                   "--client-prefix", client_prefix_,
+                                   "--summary-json",  Summary(),
+                                   "--qos-door",      "1"};
+  if (plan.progress) {
+    args.push_back("--progress-interval");
+    args.push_back("5");
+  }
+  args.push_back("--flush-timeout");
+  args.push_back("30");
+  if (plan.payload_bytes > 0) {
+    args.push_back("--payload-bytes");
+    args.push_back(std::to_string(plan.payload_bytes));
+  }
+  return std::make_unique<ChildProcess>(sim_bin, args, f.dir.File("fleet.log"));
+}
+
+uint64_t UpstreamSite::FinishFleet(ChildProcess& fleet, std::chrono::seconds timeout) const {
+  auto status = fleet.Wait(timeout);
+  REQUIRE_MESSAGE(status.has_value(), ReadFile(fleet.log_path()));
+  REQUIRE_MESSAGE(*status == 0, ReadFile(fleet.log_path()));
+  const auto totals = nlohmann::json::parse(ReadFile(Summary()))["totals"];
+  std::printf("scenario=%s fleet %s\n", scenario_.c_str(), totals.dump().c_str());
+  return totals["sent"].get<uint64_t>();
+}
+
+storage::CursorStats UpstreamSite::Cursor(const std::string& upstream) const {
+  auto st = f.MaybeStats();
+  if (!st) return {};
+  for (const auto& c : st->cursors) {
+    if (c.name == upstream) return c;
+  }
+  return {};
+}
+
+bool UpstreamSite::AllDrained(uint64_t last, size_t upstreams) const {
+  auto st = f.MaybeStats();
+  if (!st || st->last_seq < last) return false;
+  for (const auto& c : st->cursors) {
+    if (c.cursor != st->last_seq || c.events != 0) return false;
+  }
+  return st->cursors.size() == upstreams;
+}
+
+double UpstreamSite::Metric(const std::string& name, const std::string& upstream) const {
+  return MetricValue(metrics_port, name + "{upstream=\"" + upstream + "\"}");
+}
+
+Figures UpstreamSite::RunVerify(const std::string& args, const std::string& stem) const {
+  const std::string json = f.dir.File(stem + ".json");
+  const std::string out = f.dir.File(stem + ".txt");
+  const int rc = Shell(verify_bin + args + " --json " + json + " >" + out + " 2>&1");
+  const std::string report = ReadFile(json);
+  Figures v = report.empty() ? Figures{} : FiguresFromReport(nlohmann::json::parse(report));
+  v.rc = rc;
+  v.text = ReadFile(out);
+  return v;
+}
+
+}  // namespace sluice::itest
