@@ -103,6 +103,30 @@ class KafkaAdmin {
     rd_kafka_event_destroy(ev);
     CHECK(n == ops.size());
     REQUIRE_MESSAGE(problems.empty(), (std::string("create ACLs: ") + problems));
+    // The controller has them; the broker's authorizer applies them from the metadata log a
+    // moment later (seconds on a loaded machine). It also answers DescribeAcls: once it lists
+    // them, it enforces them.
+    REQUIRE_MESSAGE(WaitFor([&] { return VisibleAcls(principal, topic) >= ops.size(); }, 30s, 50ms),
+                    "the broker did not apply the ACLs within 30 s");
+  }
+
+  // How many ALLOW bindings of the principal on the topic (the cluster for an empty topic) the
+  // broker lists.
+  size_t VisibleAcls(const std::string& principal, const std::string& topic) {
+    char err[512];
+    rd_kafka_AclBindingFilter_t* filter = rd_kafka_AclBindingFilter_new(
+        topic.empty() ? RD_KAFKA_RESOURCE_BROKER : RD_KAFKA_RESOURCE_TOPIC,
+        topic.empty() ? "kafka-cluster" : topic.c_str(), RD_KAFKA_RESOURCE_PATTERN_LITERAL,
+        principal.c_str(), "*", RD_KAFKA_ACL_OPERATION_ANY, RD_KAFKA_ACL_PERMISSION_TYPE_ALLOW, err,
+        sizeof err);
+    REQUIRE_MESSAGE(filter != nullptr, err);
+    rd_kafka_DescribeAcls(rk_, filter, nullptr, queue_);
+    rd_kafka_AclBinding_destroy(filter);
+    rd_kafka_event_t* ev = Result(RD_KAFKA_EVENT_DESCRIBEACLS_RESULT);
+    size_t n = 0;
+    rd_kafka_DescribeAcls_result_acls(rd_kafka_event_DescribeAcls_result(ev), &n);
+    rd_kafka_event_destroy(ev);
+    return n;
   }
 
  private:
