@@ -6,10 +6,11 @@
 
 namespace sluice::connectors {
 
-uint64_t AmqpConfirmWindow::Add(uint64_t seq) {
+uint64_t AmqpConfirmWindow::Add(uint64_t seq, uint64_t key) {
   const uint64_t tag = next_tag_++;
-  entries_[tag] = Entry{seq, false, {}};
+  entries_[tag] = Entry{seq, key, false, {}};
   by_seq_[seq] = tag;
+  keys_.insert(key);
   return tag;
 }
 
@@ -30,11 +31,13 @@ std::vector<std::pair<uint64_t, AmqpConfirmWindow::Entry>> AmqpConfirmWindow::Ta
     auto end = tag == 0 ? entries_.end() : entries_.upper_bound(tag);
     for (auto it = entries_.begin(); it != end;) {
       by_seq_.erase(it->second.seq);
+      keys_.erase(it->second.key);
       taken.emplace_back(it->first, std::move(it->second));
       it = entries_.erase(it);
     }
   } else if (auto it = entries_.find(tag); it != entries_.end()) {
     by_seq_.erase(it->second.seq);
+    keys_.erase(it->second.key);
     taken.emplace_back(it->first, std::move(it->second));
     entries_.erase(it);
   }
@@ -52,6 +55,7 @@ size_t AmqpConfirmWindow::Reset() {
   const size_t n = entries_.size();
   entries_.clear();
   by_seq_.clear();
+  keys_.clear();
   next_tag_ = 1;
   return n;
 }

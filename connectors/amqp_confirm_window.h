@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "connectors/sink.h"
@@ -17,6 +18,11 @@ namespace sluice::connectors {
 // 2, 3... from confirm.select on, and answers each once, with `multiple` covering every tag up to
 // the one named; a mandatory publish that no queue took comes back first as basic.return (which
 // names no tag: the sink finds the publish by the seq it put in the message id).
+//
+// It also knows which ordering keys have a publish awaiting its confirm: the sink sends at most
+// one per key (docs/ARCHITECTURE.md, "The RabbitMQ upstream"), because a broker may nack one
+// publish and confirm the next (a queue at its x-max-length with x-overflow = reject-publish takes
+// the next one once a consumer made room), and nothing can take a confirmed message back.
 //
 // Pure bookkeeping, no I/O, so that the tests can play a broker's answers to it. A new channel
 // starts a new window (Reset): tags restart at 1.
@@ -32,8 +38,13 @@ class AmqpConfirmWindow {
     std::string routing_key;
   };
 
-  // Records a publish of `seq` and returns its delivery tag.
-  uint64_t Add(uint64_t seq);
+  // Records a publish of `seq`, of the ordering key whose hash is `key`, and returns its
+  // delivery tag. REQUIRES: !KeyInFlight(key).
+  uint64_t Add(uint64_t seq, uint64_t key);
+
+  // True while a publish of `key` awaits its confirm. Keys are hashes: two keys that collide only
+  // wait for each other.
+  bool KeyInFlight(uint64_t key) const { return keys_.contains(key); }
 
   // basic.return for the publish of `seq`; false if no such publish awaits its confirm.
   bool MarkReturned(uint64_t seq, Returned why);
@@ -68,6 +79,7 @@ class AmqpConfirmWindow {
  private:
   struct Entry {
     uint64_t seq = 0;
+    uint64_t key = 0;
     bool returned = false;
     Returned why;
   };
@@ -78,6 +90,7 @@ class AmqpConfirmWindow {
   uint64_t next_tag_ = 1;
   std::map<uint64_t, Entry> entries_;    // by delivery tag
   std::map<uint64_t, uint64_t> by_seq_;  // seq -> delivery tag, for basic.return
+  std::unordered_set<uint64_t> keys_;    // keys of the entries
 };
 
 }  // namespace sluice::connectors

@@ -42,6 +42,13 @@ bool SeqOfMessageId(std::string_view id, uint64_t* seq) {
   return ec == std::errc() && ptr == digits.data() + digits.size();
 }
 
+// The ordering key of a publish: the route's key, within its routing key (the stream). A gap
+// record's key is empty: its routing key alone orders gap records.
+uint64_t OrderKey(std::string_view routing_key, std::string_view key) {
+  const size_t h = std::hash<std::string_view>{}(routing_key);
+  return h ^ (std::hash<std::string_view>{}(key) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
+}
+
 }  // namespace
 
 AmqpSink::AmqpSink(AmqpSinkOptions options, const Router* router, const Clock* clock,
@@ -104,24 +111,21 @@ Status AmqpSink::Create(AmqpSinkOptions options, const Router* router, const Clo
 
 Status AmqpSink::Send(const storage::Event& event) {
   // One publish at a time until one is confirmed on this connection, and again after a nack: a
-  // broker that just came back may refuse the first publishes (a stream still recovering) and
-  // confirm later ones, which would then land ahead of the refused ones.
+  // broker that just came back may refuse the first publishes (a stream still recovering), and
+  // each refusal rewinds the forwarder and sends everything after it again.
   const size_t limit = proven_ ? options_.max_in_flight : 1;
-  if (window_.size() >= limit) {
-    return Status::Full(fmt::format("RabbitMQ upstream '{}': {} publishes await their confirm",
-                                    options_.name, window_.size()));
+  if (window_.size() >= limit) return Status::Full("confirm window full");
+  // The forwarder offers a refused event again after every Poll: its key is known by then.
+  if (event.seq == waiting_seq_ && window_.KeyInFlight(waiting_key_)) {
+    return Status::Full("key awaits a confirm");
   }
   std::string routing_key;
-  std::string_view body;
-  GapRecord gap;
-  std::vector<std::pair<std::string, std::string>> headers;
+  std::string order_key;  // what sluice keeps the order of: the route's key
+  const Route* route = nullptr;
   if (event.kind == storage::EventKind::kGap) {
-    gap = MakeGapRecord(event, options_.gateway_id, options_.log_id);
     routing_key = gap_routing_key_;
-    body = gap.value;
-    headers = std::move(gap.headers);
   } else {
-    const Route* route = router_->Find(event.topic);
+    route = router_->Find(event.topic);
     if (route == nullptr) {
       return Status::InvalidArgument("no route matches MQTT topic '" + event.topic + "'");
     }
@@ -131,12 +135,31 @@ Status AmqpSink::Send(const storage::Event& event) {
       return Status::InvalidArgument("route '" + route->mqtt_filter +
                                      "' does not feed RabbitMQ upstream '" + options_.name + "'");
     }
-    routing_key = tmpl->Expand(options_.gateway_id, event.topic, route->key.KeyFor(event.topic));
+    order_key = route->key.KeyFor(event.topic);
+    routing_key = tmpl->Expand(options_.gateway_id, event.topic, order_key);
     if (routing_key.size() > kMaxShortString) {
       return Status::InvalidArgument(
           fmt::format("routing key '{}...' for MQTT topic '{}' is {} bytes, above AMQP's 255",
                       routing_key.substr(0, 64), event.topic, routing_key.size()));
     }
+  }
+  // At most one publish per key awaits its confirm: the broker may nack it and confirm the next,
+  // which would then be ahead of it for good (AmqpConfirmWindow).
+  const uint64_t key = OrderKey(routing_key, order_key);
+  if (window_.KeyInFlight(key)) {
+    waiting_seq_ = event.seq;
+    waiting_key_ = key;
+    return Status::Full("key awaits a confirm");
+  }
+
+  std::string_view body;
+  GapRecord gap;
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (route == nullptr) {
+    gap = MakeGapRecord(event, options_.gateway_id, options_.log_id);
+    body = gap.value;
+    headers = std::move(gap.headers);
+  } else {
     body = event.payload;
     headers = {{kHeaderMqttTopic, event.topic},
                {kHeaderMqttQos, std::to_string(event.qos)},
@@ -146,7 +169,6 @@ Status AmqpSink::Send(const storage::Event& event) {
                {kHeaderLogId, options_.log_id}};
     if (event.retained) headers.emplace_back(kHeaderMqttRetain, "1");
   }
-
   if (!conn_) {
     std::string reason = HoldReason();
     if (reason.empty()) {
@@ -163,7 +185,7 @@ Status AmqpSink::Send(const storage::Event& event) {
     LoseConnection(s.message(), "", &local_reports_);
     return Status::Unavailable(s.message());
   }
-  window_.Add(event.seq);
+  window_.Add(event.seq, key);
   return Status::Ok();
 }
 

@@ -46,7 +46,9 @@ struct AmqpSinkOptions {
 // records (connectors/gap_record.h).
 //
 // Confirmation is the broker's basic.ack; AmqpConfirmWindow maps delivery tags to seqs. At most
-// `max_in_flight` publishes await theirs (Send returns Full beyond).
+// `max_in_flight` publishes await theirs, and at most one per key (the route's key within its
+// routing key), since a nacked publish cannot be put back ahead of a later one the broker took:
+// Send returns Full beyond either.
 //
 // Order (docs/ARCHITECTURE.md, "The RabbitMQ upstream"): one channel carries every publish, and a
 // channel delivers to its queues in publish order. When the channel or the connection is lost,
@@ -116,6 +118,9 @@ class AmqpSink final : public Sink {
   // Forwarder thread: a publish on this connection was confirmed since it opened or since the
   // last nack; until then one publish is in flight at a time.
   bool proven_ = false;
+  // The event Send last refused because its key had a publish in flight, and that key's hash.
+  uint64_t waiting_seq_ = 0;
+  uint64_t waiting_key_ = 0;
   std::vector<Delivery> local_reports_;  // outcomes known before a confirm (lost connection)
   Backoff backoff_;
   std::chrono::steady_clock::time_point next_attempt_{};

@@ -21,7 +21,10 @@ struct FakeChannel {
   AmqpConfirmWindow window;
   std::vector<uint64_t> tags;  // tag of the i-th publish on this channel
 
-  void Publish(uint64_t seq) { tags.push_back(window.Add(seq)); }
+  // Each publish has a key of its own unless one is given.
+  void Publish(uint64_t seq, uint64_t key = 0) {
+    tags.push_back(window.Add(seq, key == 0 ? 1000 + seq : key));
+  }
 
   std::vector<Delivery> Ack(uint64_t tag, bool multiple) {
     std::vector<Delivery> out;
@@ -110,4 +113,29 @@ TEST_CASE("AmqpConfirmWindow: a new channel forgets what was unconfirmed and res
   ch.Publish(4);
   CHECK(ch.tags == std::vector<uint64_t>{1, 2});
   CHECK(Seqs(ch.Ack(0, true), Outcome::kDelivered) == std::vector<uint64_t>{3, 4});
+}
+
+TEST_CASE("AmqpConfirmWindow: a key is in flight from its publish until its ack, nack or a reset") {
+  FakeChannel ch;
+  constexpr uint64_t kA = 7;
+  constexpr uint64_t kB = 8;
+  CHECK_FALSE(ch.window.KeyInFlight(kA));
+  ch.Publish(1, kA);
+  ch.Publish(2, kB);
+  CHECK(ch.window.KeyInFlight(kA));
+  CHECK(ch.window.KeyInFlight(kB));
+  // The broker refuses seq 1 (a full queue with reject-publish) and takes seq 2: key A is free for
+  // the resend of seq 1, and no later event of A went out before it.
+  CHECK(Seqs(ch.Nack(1, false), Outcome::kHold) == std::vector<uint64_t>{1});
+  CHECK_FALSE(ch.window.KeyInFlight(kA));
+  CHECK(ch.window.KeyInFlight(kB));
+  CHECK(Seqs(ch.Ack(2, false), Outcome::kDelivered) == std::vector<uint64_t>{2});
+  CHECK_FALSE(ch.window.KeyInFlight(kB));
+  ch.Publish(3, kA);
+  ch.Publish(4, kB);
+  CHECK(ch.Ack(4, /*multiple=*/true).size() == 2);
+  CHECK_FALSE(ch.window.KeyInFlight(kA));
+  ch.Publish(5, kA);
+  ch.window.Reset();
+  CHECK_FALSE(ch.window.KeyInFlight(kA));
 }
