@@ -6,7 +6,10 @@
 #include <amqp_framing.h>
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <arpa/inet.h>
 #include <fmt/format.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <sys/time.h>
 
 #include <charconv>
@@ -66,20 +69,31 @@ void ReadProperties(const amqp_basic_properties_t& p, AmqpMessage* m) {
   }
 }
 
+bool IsIpAddress(const std::string& host) {
+  in6_addr a{};
+  return inet_pton(AF_INET, host.c_str(), &a) == 1 || inet_pton(AF_INET6, host.c_str(), &a) == 1;
+}
+
 // What a failed socket open means for the operator: TLS trust and host-name failures do not pass
 // by themselves.
-Status SocketOpenError(int rc, const std::string& where, const AmqpEndpoint& e) {
+Status SocketOpenError(int rc, const std::string& where, const AmqpEndpoint& e, bool ip_host) {
   switch (rc) {
     case AMQP_STATUS_SSL_PEER_VERIFY_FAILED:
+      if (ip_host) {
+        return Status::InvalidArgument(fmt::format(
+            "{}: the broker's TLS certificate is not signed by a trusted CA, or does not hold the "
+            "IP address in url; set tls.ca_file to the CA that signed it{}, and connect by an "
+            "address or name the certificate holds",
+            where, e.ca_file.empty() ? "" : " (now " + e.ca_file + ")"));
+      }
       return Status::InvalidArgument(fmt::format(
           "{}: the broker's TLS certificate is not signed by a trusted CA; set tls.ca_file to the "
           "CA that signed it{}",
           where, e.ca_file.empty() ? "" : " (now " + e.ca_file + ")"));
     case AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED:
       return Status::InvalidArgument(fmt::format(
-          "{}: the broker's TLS certificate does not name the host in url; connect by a DNS name "
-          "the certificate holds (rabbitmq-c never matches its IP addresses), or give the broker a "
-          "certificate for this one",
+          "{}: the broker's TLS certificate does not name the host in url; connect by a name the "
+          "certificate holds, or give the broker a certificate for this one",
           where));
     case AMQP_STATUS_SSL_CONNECTION_FAILED:
       return Status::InvalidArgument(fmt::format(
@@ -171,9 +185,23 @@ Status AmqpConnection::Open(const AmqpEndpoint& e, bool confirm,
   if (c->conn_ == nullptr) return Status::Unavailable(c->where_ + ": out of memory");
   amqp_socket_t* socket = addr.tls ? amqp_ssl_socket_new(c->conn_) : amqp_tcp_socket_new(c->conn_);
   if (socket == nullptr) return Status::Unavailable(c->where_ + ": cannot make a socket");
+  const bool by_ip = addr.tls && IsIpAddress(addr.host);
   if (addr.tls) {
     amqp_ssl_socket_set_verify_peer(socket, e.tls_verify ? 1 : 0);
-    amqp_ssl_socket_set_verify_hostname(socket, e.tls_verify ? 1 : 0);
+    // rabbitmq-c matches the host against the certificate's DNS names only. For an IP address,
+    // OpenSSL checks the certificate's IP addresses instead, during the chain's verification
+    // (the context's parameters pass to the connection's), and rabbitmq-c's own check stays off.
+    amqp_ssl_socket_set_verify_hostname(socket, e.tls_verify && !by_ip ? 1 : 0);
+    if (e.tls_verify && by_ip) {
+      auto* ctx = static_cast<SSL_CTX*>(amqp_ssl_socket_get_context(socket));
+      if (ctx == nullptr ||
+          X509_VERIFY_PARAM_set1_ip_asc(SSL_CTX_get0_param(ctx), addr.host.c_str()) != 1) {
+        return Status::InvalidArgument(
+            fmt::format("{}: cannot set up the check of IP address {} against the broker's "
+                        "certificate",
+                        c->where_, addr.host));
+      }
+    }
     if (!e.ca_file.empty()) {
       if (int rc = amqp_ssl_socket_set_cacert(socket, e.ca_file.c_str()); rc != AMQP_STATUS_OK) {
         return Status::InvalidArgument(fmt::format("{}: cannot load tls.ca_file {}: {}", c->where_,
@@ -192,7 +220,7 @@ Status AmqpConnection::Open(const AmqpEndpoint& e, bool confirm,
   timeval tv = ToTimeval(e.connect_timeout);
   if (int rc = amqp_socket_open_noblock(socket, addr.host.c_str(), addr.port, &tv);
       rc != AMQP_STATUS_OK) {
-    return SocketOpenError(rc, c->where_, e);
+    return SocketOpenError(rc, c->where_, e, by_ip);
   }
   amqp_set_handshake_timeout(c->conn_, &tv);
   amqp_set_rpc_timeout(c->conn_, &tv);

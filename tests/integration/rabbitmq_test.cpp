@@ -45,9 +45,11 @@ struct Rabbit {
   std::string dir = MustEnv("SLUICE_RABBITMQ_DIR");
   int port = std::stoi(MustEnv("SLUICE_RABBITMQ_PORT"));
 
-  // rabbitmq-c checks the host name against the certificate's DNS names only, never its IP
-  // addresses: connect by the name the certificate holds.
-  std::string TlsUrl() const { return "amqps://localhost:" + std::to_string(port + 1); }
+  // The broker's certificate holds DNS:localhost and IP:127.0.0.1; its TLS port also listens on
+  // 127.0.0.2, which the certificate does not hold.
+  std::string TlsUrl(const std::string& host = "localhost") const {
+    return "amqps://" + host + ":" + std::to_string(port + 1);
+  }
   std::string Tls(const char* file) const { return dir + "/tls/" + file; }
   int Start() const {
     return Shell(script + " start --dir " + dir + " --port " + std::to_string(port) +
@@ -587,8 +589,8 @@ TEST_CASE("RabbitMQ: sluice replay sends a retained range again on a connection 
 }
 
 TEST_CASE(
-    "RabbitMQ: check-config --probe logs in as the daemon does and names a missing stream "
-    "and an untrusted CA") {
+    "RabbitMQ: check-config --probe logs in as the daemon does and names a missing stream, "
+    "an untrusted CA and a certificate without the IP address in url") {
   Site site("probe");
   const std::string existing = site.stream;
   site.rabbit.DeclareStream(existing);
@@ -608,7 +610,29 @@ TEST_CASE(
     CHECK(r.rc == 4);
     CHECK_FALSE(r.Line("FAIL", "declare the stream 'absent-" + site.gateway + "'").empty());
   }
+  // By IP address: the certificate's IP addresses are checked (rabbitmq-c itself matches DNS
+  // names only).
   std::string text = ReadFile(site.ConfigPath());
+  const std::string by_name = site.rabbit.TlsUrl();
+  text.replace(text.find(by_name), by_name.size(), site.rabbit.TlsUrl("127.0.0.1"));
+  std::ofstream(site.ConfigPath()) << text;
+  {
+    const ProbeRun r = RunProbe(site.f.env.sluice_bin, site.ConfigPath(), 10, site.f.cfg.dir);
+    INFO(r.output);
+    CHECK(r.rc == 4);  // the stream is still absent
+    CHECK_FALSE(r.Line("ok", "upstream rabbit (rabbitmq): RabbitMQ broker " +
+                                 site.rabbit.TlsUrl("127.0.0.1") + ": logged in as 'sluice'")
+                    .empty());
+  }
+  const std::string by_ip = site.rabbit.TlsUrl("127.0.0.1");
+  text.replace(text.find(by_ip), by_ip.size(), site.rabbit.TlsUrl("127.0.0.2"));
+  std::ofstream(site.ConfigPath()) << text;
+  {
+    const ProbeRun r = RunProbe(site.f.env.sluice_bin, site.ConfigPath(), 10, site.f.cfg.dir);
+    INFO(r.output);
+    CHECK(r.rc == 4);
+    CHECK_FALSE(r.Line("FAIL", "does not hold the IP address in url").empty());
+  }
   text.replace(text.find("tls/ca.pem"), 10, "tls/other-ca.pem");
   std::ofstream(site.ConfigPath()) << text;
   {
