@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <vector>
 
@@ -117,6 +118,25 @@ bool StageRan(const json& sizes, const char* stage) {
   const json& st = sizes["stages"];
   return std::find(st.begin(), st.end(), stage) != st.end();
 }
+
+// The drains of run.sh's stages drain-kinesis and drain-rabbitmq: the stage, the key of its
+// figures in results.json, the prefix of its raw files (<raw>.log.json, <raw>.proc.json), and its
+// row and note under the table of drains.
+struct UpstreamDrain {
+  const char* stage;
+  const char* key;
+  const char* raw;
+  const char* label;
+  const char* note;
+};
+constexpr UpstreamDrain kUpstreamDrains[] = {
+    {"drain-kinesis", "kinesis", "kinesis-drain",
+     "Kinesis (kinesalite, HTTPS, a stream of 4 shards, 100 devices)",
+     "kinesalite is a Node.js process on this machine: its row bounds the upstream's own cost, "
+     "not Kinesis's rate."},
+    {"drain-rabbitmq", "rabbitmq", "rabbitmq-drain", "RabbitMQ (a stream, publisher confirms)",
+     "RabbitMQ's drain time includes the broker's boot."},
+};
 
 // Stages 3-5 under both delivery modes, side by side.
 std::string ExactlyOnceMarkdown(const ojson& r) {
@@ -415,19 +435,16 @@ Status BenchReport::Build() {
       check("exactly_once.latency[" + std::to_string(i) + "]", e["latency"][i]);
     check("exactly_once.sluice", e["sluice"]);
   }
-  // The same outage drained to a RabbitMQ stream (run.sh --stages drain-rabbitmq).
-  if (ran("drain-rabbitmq")) {
-    const json rlog = Raw("rabbitmq-drain.log.json");
-    const json rproc = Raw("rabbitmq-drain.proc.json");
-    const double n = Num(sizes, {"outage_events"});
-    ojson q;
-    q["outage_events"] = Or(n);
-    q["drain_events_per_s"] =
-        Or(Rate(n, Num(rlog, {"cursor_moved_us"}), Num(rlog, {"reached_us"})));
-    q["drain_seconds"] = Or((Num(rlog, {"reached_us"}) - Num(rproc, {"t0_us"})) / 1e6);
-    q["forward_cpu_s_per_million"] = Or(Num(rproc, {"cpu_s"}) / n * 1e6);
-    check("rabbitmq", q);
-    r["rabbitmq"] = q;
+  // The same outage drained to the other upstreams (run.sh --stages drain-kinesis,
+  // drain-rabbitmq), each held against Kafka's drain when the run had it.
+  for (const UpstreamDrain& u : kUpstreamDrains) {
+    if (!ran(u.stage)) continue;
+    const ojson q = OtherDrainFigures(u.raw, Num(sizes, {"outage_events"}), s);
+    ojson own = q;
+    // Needs the drain stage too.
+    if (!ran("drain")) own.erase("drain_over_kafka");
+    check(u.key, own);
+    r[u.key] = q;
   }
   r["missing"] = missing;
   results_ = r;
@@ -437,6 +454,26 @@ Status BenchReport::Build() {
   md << Markdown();
   if (!md) return Status::IoError("cannot write " + dir_ + "/results.md");
   return Status::Ok();
+}
+
+ojson BenchReport::OtherDrainFigures(const std::string& raw, double n, const ojson& kafka) const {
+  const json log = Raw(raw + ".log.json");
+  const json proc = Raw(raw + ".proc.json");
+  // As for Kafka: from when the upstream's start returned (t0_us) or, if sluice confirmed events
+  // before that, from the cursor's first move. RabbitMQ's t0_us is taken before its start, so its
+  // time includes the broker's boot.
+  const double up_us = std::min(Num(proc, {"t0_us"}), Num(log, {"cursor_moved_us"}));
+  ojson q;
+  q["outage_events"] = Or(n);
+  q["drain_events_per_s"] = Or(Rate(n, Num(log, {"cursor_moved_us"}), Num(log, {"reached_us"})));
+  q["drain_seconds"] = Or((Num(log, {"reached_us"}) - up_us) / 1e6);
+  q["forward_cpu_s_per_million"] = Or(Num(proc, {"cpu_s"}) / n * 1e6);
+  const json k = kafka.value("drain_events_per_s", json(nullptr));
+  const json d = q["drain_events_per_s"];
+  q["drain_over_kafka"] = k.is_number() && d.is_number() && k.get<double>() != 0
+                              ? json(d.get<double>() / k.get<double>())
+                              : json(nullptr);
+  return q;
 }
 
 ojson BenchReport::LatencyRows(const std::string& px) const {
@@ -629,16 +666,31 @@ std::string BenchReport::Markdown() const {
     }
   }
   if (r.contains("exactly_once")) o << ExactlyOnceMarkdown(r);
-  if (r.contains("rabbitmq")) {
-    const auto& q = r["rabbitmq"];
-    o << "\n### Drain to RabbitMQ (a stream, publisher confirms, QoS 1, 100 B)\n\n"
-         "| figure | value |\n|---|---|\n"
-      << "| events buffered while the broker was down | " << Fmt(q["outage_events"]) << " |\n"
-      << "| drain rate, first to last drained event (ev/s) | " << Fmt(q["drain_events_per_s"])
-      << " |\n"
-      << "| drain time from the broker's start, its boot included (s) | "
-      << Fmt(q["drain_seconds"], 1) << " |\n"
-      << "| CPU-s per 1M events drained | " << Fmt(q["forward_cpu_s_per_million"], 1) << " |\n";
+  if (std::any_of(std::begin(kUpstreamDrains), std::end(kUpstreamDrains),
+                  [&](const UpstreamDrain& u) { return r.contains(u.key); })) {
+    o << "\n### The outage drained to each upstream (QoS 1, 100 B)\n\n"
+         "| upstream | events | drain rate, first to last drained event (ev/s) | drain time "
+         "from the upstream's start (s) | CPU-s per 1M events drained | drain / Kafka's |\n"
+         "|---|---|---|---|---|---|\n";
+    auto row = [&](const std::string& label, const ojson& q, const json& over_kafka) {
+      o << "| " << label << " | " << Fmt(q.value("outage_events", json(nullptr))) << " | "
+        << Fmt(q.value("drain_events_per_s", json(nullptr))) << " | "
+        << Fmt(q.value("drain_seconds", json(nullptr)), 1) << " | "
+        << Fmt(q.value("forward_cpu_s_per_million", json(nullptr)), 1) << " | "
+        << Fmt(over_kafka, 2) << " |\n";
+    };
+    std::string notes;
+    if (ran("drain")) {
+      row("Kafka (at-least-once)", s, json(1.0));
+      notes += " Kafka's drain has live traffic beside it (" +
+               Fmt(Or(Num(r["sizes"], {"live_rate"}))) + " events/s), the others none.";
+    }
+    for (const UpstreamDrain& u : kUpstreamDrains) {
+      if (!r.contains(u.key)) continue;
+      row(u.label, r[u.key], r[u.key]["drain_over_kafka"]);
+      notes += std::string(" ") + u.note;
+    }
+    o << "\n" << notes.substr(1) << "\n";
   }
   o << "\n### Targets\n\n| target | limit | value | verdict |\n|---|---|---|---|\n";
   for (const auto& t : r["targets"]) {

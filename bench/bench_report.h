@@ -26,6 +26,10 @@ class BenchReport {
   // "eos-" exactly-once): the latency rows, and sluice's outage, drain and process figures.
   nlohmann::ordered_json LatencyRows(const std::string& prefix) const;
   nlohmann::ordered_json SluiceFigures(const std::string& prefix) const;
+  // The drain of `outage_events` to another upstream, from <raw>.log.json and <raw>.proc.json,
+  // held against Kafka's drain (`kafka`: SluiceFigures("")).
+  nlohmann::ordered_json OtherDrainFigures(const std::string& raw, double outage_events,
+                                           const nlohmann::ordered_json& kafka) const;
   std::string Markdown() const;
 
   const std::string dir_;

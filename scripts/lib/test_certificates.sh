@@ -6,16 +6,17 @@
 # their settings while a test stops, kills and starts the server.
 #
 # Sourced after scripts/lib/broker.sh (for die). Defines:
-#   make_test_certificates TLS
+#   make_test_certificates TLS [IP]
 #       makes, once, in the directory TLS:
 #         ca.pem, ca.key              the CA that signed the server and client certificates
 #         other-ca.pem, other-ca.key  a CA that signed nothing (a wrong CA file for a client)
-#         server.pem, server.key      SAN IP:127.0.0.1 and DNS:localhost, serverAuth
+#         server.pem, server.key      SAN IP:127.0.0.1, DNS:localhost (and IP:IP), serverAuth
 #         client.pem, client.key      clientAuth
 #       with EC keys (fast to make). openssl's output goes to TLS.log.
 
 make_test_certificates() {
-  local tls=$1
+  local tls=$1 san=IP:127.0.0.1,DNS:localhost
+  if [[ -n "${2:-}" && "$2" != 127.0.0.1 ]]; then san+=",IP:$2"; fi
   [[ -s "$tls/client.pem" ]] && return 0
   command -v openssl >/dev/null || die "openssl not found (run scripts/install-deps.sh)"
   # Made in a temporary directory renamed at the end, so an interrupted run never looks complete.
@@ -32,7 +33,7 @@ make_test_certificates() {
       -subj "/CN=sluice test CA" "${ca_ext[@]}" || exit 1
     openssl req -x509 "${ec[@]}" -keyout other-ca.key -out other-ca.pem -days 3650 \
       -subj "/CN=sluice other CA" "${ca_ext[@]}" || exit 1
-    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+    printf '%s\n' "subjectAltName=$san" "basicConstraints=CA:FALSE" \
       "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" \
       >server.ext || exit 1
     printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \

@@ -15,17 +15,15 @@
 
 #include <atomic>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/link_fault.h"
 #include "tests/integration/sluice_fixture.h"
 #include "tests/test_util.h"
 
@@ -34,14 +32,6 @@ namespace {
 
 using sluice::testing::WaitFor;
 using namespace std::chrono_literals;
-
-std::string MustGetEnv(const char* name) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') {
-    throw std::runtime_error(std::string("chaos test needs environment variable ") + name);
-  }
-  return v;
-}
 
 // A port that nothing listens on right now, for sluice's metrics endpoint.
 int FreePort() {
@@ -64,43 +54,6 @@ size_t CountOf(const std::string& text, const std::string& what) {
 }
 
 // --- Kafka behind a veth pair --------------------------------------------------------------
-
-// The fixture writes the reason to STATE/skip where this host allows no network namespaces.
-bool NetnsUnavailable() {
-  std::ifstream in(MustGetEnv("SLUICE_CHAOS_STATE") + "/skip");
-  if (!in) return false;
-  std::stringstream reason;
-  reason << in.rdbuf();
-  std::printf("SKIP: %s\n", reason.str().c_str());
-  return true;
-}
-
-// A fault on the link to Kafka's namespace; the link heals when this goes out of scope, so a
-// failed assertion does not leave the fixture's broker cut off for the next test.
-class LinkFault {
- public:
-  LinkFault() : script_(MustGetEnv("SLUICE_CHAOS_NET")), ns_(MustGetEnv("SLUICE_CHAOS_NETNS")) {}
-  ~LinkFault() {
-    if (active_) Heal();
-  }
-  LinkFault(const LinkFault&) = delete;
-  LinkFault& operator=(const LinkFault&) = delete;
-
-  // `fault`: link-down, blackhole or impair (see chaos_net.sh).
-  void Apply(const std::string& fault) {
-    active_ = true;
-    REQUIRE(Shell(script_ + " " + fault + " " + ns_) == 0);
-  }
-  void Heal() {
-    active_ = false;
-    CHECK(Shell(script_ + " heal " + ns_) == 0);
-  }
-
- private:
-  std::string script_;
-  std::string ns_;
-  bool active_ = false;
-};
 
 // sluice's librdkafka gives up on a silent connection after socket.timeout.ms (default 60 s) and
 // on a connection attempt after socket.connection.setup.timeout.ms (default 30 s). Shorter
@@ -149,8 +102,7 @@ void PartitionScenario(const std::string& scenario, const std::string& fault,
     const std::string log = f.Log();
     size_t at = log.find("retrying with backoff");
     for (size_t i = 0; i < warnings_before; ++i) at = log.find("retrying with backoff", at + 1);
-    const size_t bol = log.rfind('\n', at) + 1;
-    std::printf("  sluice noticed: %s\n", log.substr(bol, log.find('\n', at) - bol).c_str());
+    std::printf("  sluice noticed: %s\n", LineAt(log, at).c_str());
   }
   // ...and nothing past the cut was confirmed: the events are held, not dropped.
   auto held = f.MaybeStats();
@@ -350,7 +302,7 @@ size_t MissingSeqs(const std::vector<Record>& records, uint64_t last_seq) {
 void MosquittoScenario(const std::string& scenario, bool kill, bool exactly_once = false) {
   SluiceFixture f("chaos", scenario);
   if (exactly_once) f.cfg.extra_kafka = "delivery = \"exactly-once\"\n";
-  const std::string mqtt_port = MustGetEnv("SLUICE_CHAOS_MQTT_RESTART_PORT");
+  const std::string mqtt_port = MustEnv("SLUICE_CHAOS_MQTT_RESTART_PORT");
   const std::string mosquitto = f.env.scripts_dir + "/mosquitto.sh";
   const std::string mdir = f.dir.File("mosquitto");
   const std::string start =

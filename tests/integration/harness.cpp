@@ -94,6 +94,13 @@ double Seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
 
+std::string LineAt(const std::string& text, size_t at) {
+  if (at == std::string::npos || at >= text.size()) return "";
+  const size_t bol = text.rfind('\n', at);
+  const size_t begin = bol == std::string::npos ? 0 : bol + 1;
+  return text.substr(begin, text.find('\n', at) - begin);
+}
+
 // --- sluice check-config --probe -------------------------------------------------------------
 
 ProbeRun RunProbe(const std::string& sluice_bin, const std::string& config_path, int timeout_s,

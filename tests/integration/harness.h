@@ -216,6 +216,9 @@ void ReportScenario(const std::string& scenario, size_t sent, const Verdict& v,
 
 double Seconds(std::chrono::steady_clock::duration d);
 
+// The line of `text` that holds position `at`, without its newline; "" when `at` is npos.
+std::string LineAt(const std::string& text, size_t at);
+
 // `sluice check-config --probe --probe-timeout <timeout_s> --config <config_path>` run to its end
 // (at most 120 s), its stdout and stderr in <log_dir>/probe-N.log.
 struct ProbeRun {

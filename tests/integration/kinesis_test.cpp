@@ -7,8 +7,11 @@
 // nothing was lost and that each device's events are in order.
 //
 // The cases stop and restart kinesalite, kill sluice, put a throttling endpoint in between
-// (KinesisThrottleProxy), leave a stream missing, and send an event over Kinesis's 1 MiB. They
-// wait only on conditions (log cursors, metrics, the verifier) with deadlines.
+// (KinesisThrottleProxy), leave a stream missing, and send an event over Kinesis's 1 MiB. The
+// chaos cases (CTest label "chaos") kill kinesalite with SIGKILL in the middle of a drain, and cut
+// off a kinesalite of their own in the chaos tests' network namespace (tests/integration/
+// chaos_net.sh) so that sluice's requests hang. They wait only on conditions (log cursors,
+// metrics, the verifier) with deadlines.
 
 #include <doctest/doctest.h>
 #include <unistd.h>
@@ -25,6 +28,7 @@
 #include "common/curl_aws_json_client.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/kinesis_throttle_proxy.h"
+#include "tests/integration/link_fault.h"
 #include "tests/integration/upstream_site.h"
 #include "tests/test_util.h"
 
@@ -43,18 +47,35 @@ struct Kinesis {
   std::string script;
   std::string dir;
   int port = 0;
+  std::string host = "127.0.0.1";
+  std::string netns;  // set: kinesalite runs in this network namespace
 
   static Kinesis FromEnvironment() {
-    return {MustEnv("SLUICE_KINESIS_SCRIPT"), MustEnv("SLUICE_KINESIS_DIR"),
-            std::stoi(MustEnv("SLUICE_KINESIS_PORT"))};
+    Kinesis k;
+    k.script = MustEnv("SLUICE_KINESIS_SCRIPT");
+    k.dir = MustEnv("SLUICE_KINESIS_DIR");
+    k.port = std::stoi(MustEnv("SLUICE_KINESIS_PORT"));
+    return k;
   }
-  std::string Endpoint() const { return "https://127.0.0.1:" + std::to_string(port); }
+  // A case's own kinesalite, its data in `dir`, in the chaos tests' network namespace at the
+  // namespace's address: reached from this host only over the link that LinkFault cuts.
+  static Kinesis InChaosNamespace(const std::string& dir) {
+    Kinesis k = FromEnvironment();
+    k.dir = dir;
+    k.host = MustEnv("SLUICE_CHAOS_NS_HOST");
+    k.netns = MustEnv("SLUICE_CHAOS_NETNS");
+    return k;
+  }
+  std::string Endpoint() const { return "https://" + host + ":" + std::to_string(port); }
   std::string Ca() const { return dir + "/tls/ca.pem"; }
   int Start() const {
-    return Shell(script + " start --dir " + dir + " --port " + std::to_string(port) +
-                 " >/dev/null");
+    return Shell((netns.empty() ? "" : "ip netns exec " + netns + " ") + script + " start --dir " +
+                 dir + " --port " + std::to_string(port) + " --host " + host + " >/dev/null");
   }
-  int Stop() const { return Shell(script + " stop --dir " + dir + " >/dev/null"); }
+  // SIGTERM; with `kill` SIGKILL, a crash that leaves kinesalite's LevelDB as it was.
+  int Stop(bool kill = false) const {
+    return Shell(script + " stop --dir " + dir + (kill ? " --kill" : "") + " >/dev/null");
+  }
   bool Running() const { return Shell(script + " status --dir " + dir + " >/dev/null") == 0; }
 
   std::unique_ptr<CurlAwsJsonClient> Client() const {
@@ -88,6 +109,12 @@ struct KinesisBack {
   ~KinesisBack() {
     if (!k.Running()) k.Start();
   }
+};
+
+// Stops a case's own kinesalite, also when an assertion ended the case early.
+struct KinesisGone {
+  const Kinesis& k;
+  ~KinesisGone() { k.Stop(); }
 };
 
 // --- One test's site: sluice with one Kinesis upstream --------------------------------------
@@ -424,6 +451,119 @@ TEST_CASE("Kinesis: sluice replay sends a retained range again") {
   CHECK(v.unique == sent);
   CHECK(v.duplicates == sent);
   CHECK(v.lost == 0);
+  CHECK(site.f.process->Terminate() == 0);
+}
+
+// --- Chaos (CTest label "chaos") ------------------------------------------------------------
+
+TEST_CASE("Kinesis chaos: kinesalite killed with SIGKILL mid-drain, restarted on its data") {
+  Site site("endpointkill");
+  KinesisBack back{site.kinesis};
+  site.kinesis.CreateStream(site.stream, 2);
+  site.Configure(site.kinesis.Endpoint());
+  site.Start();
+  RequireConnected(site);
+  // A backlog of thousands, logged while the endpoint is stopped. Twenty devices: a request
+  // carries one record per device, so the backlog drains in a few hundred requests.
+  REQUIRE(site.kinesis.Stop() == 0);
+  auto fleet = site.StartFleet(6000, 3000, 20);
+  const uint64_t sent = site.FinishFleet(*fleet);
+  REQUIRE(sent > 0);  // a device that could not keep up dropped some: --expect knows which
+  REQUIRE_MESSAGE(WaitFor([&] { return site.f.LastSeq() >= sent; }, 30s, 20ms), site.f.Log());
+  REQUIRE(site.Metric("sluice_events_forwarded_total") == 0);
+  REQUIRE(site.kinesis.Start() == 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  // The kill lands in the drain: once a quarter of the backlog is confirmed...
+  REQUIRE_MESSAGE(
+      WaitFor([&] { return site.Metric("sluice_events_forwarded_total") >= sent / 4.0; }, 60s, 1ms),
+      site.f.Log());
+  REQUIRE(site.kinesis.Stop(/*kill=*/true) == 0);
+  const double at = site.Metric("sluice_events_forwarded_total");
+  std::printf(
+      "scenario=endpointkill kinesalite killed %.2f s into the drain, %.0f of %llu events "
+      "confirmed\n",
+      Seconds(std::chrono::steady_clock::now() - t0), at, static_cast<unsigned long long>(sent));
+  // ...and before all of it.
+  REQUIRE(at < sent);
+  // sluice reports the endpoint gone while it is down.
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Metric("sluice_upstream_connected") == 0; }, 30s, 20ms),
+                  site.f.Log());
+  CHECK(HttpGet(site.metrics_port, "/readyz").status == 503);
+  REQUIRE(site.kinesis.Start() == 0);
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Drained(sent); }, 60s, 20ms), site.f.Log());
+  CHECK(site.Metric("sluice_upstream_connected") == 1);
+  // What was in flight at the kill is sent again: duplicates are allowed, and reported.
+  const Figures v = site.Verify("");
+  CHECK_MESSAGE(v.rc == 0, v.text);
+  CHECK(v.unique == sent);
+  CHECK(v.lost == 0);
+  CHECK(v.reordered == 0);
+  CHECK(site.f.process->Terminate() == 0);
+}
+
+TEST_CASE("Kinesis chaos: every packet to the endpoint vanishes mid-stream, then all arrive") {
+  if (NetnsUnavailable()) return;
+  Site site("partition");
+  site.kinesis = Kinesis::InChaosNamespace(site.f.dir.File("kinesis-ns"));
+  KinesisGone gone{site.kinesis};
+  REQUIRE(site.kinesis.Start() == 0);
+  site.kinesis.CreateStream(site.stream, 2);
+  // The lowest request timeout: a request that gets no answer fails after 2 s instead of 10.
+  site.Configure(site.kinesis.Endpoint(), "request_timeout_ms = 2000\n");
+  site.Start();
+  RequireConnected(site);
+  auto fleet = site.StartFleet(8000, 1000, 20);
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Cursor().cursor >= 1000; }, 60s, 5ms), site.f.Log());
+
+  // A partition: the link stays up and the namespace drops every packet, so nothing refuses
+  // sluice's requests; they hang until request_timeout_ms.
+  LinkFault link;
+  const size_t log_before = site.f.Log().size();
+  const auto t_cut = std::chrono::steady_clock::now();
+  link.Apply("blackhole");
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Metric("sluice_upstream_connected") == 0; }, 30s, 20ms),
+                  site.f.Log());
+  const double noticed_s = Seconds(std::chrono::steady_clock::now() - t_cut);
+  const HttpResponse ready = HttpGet(site.metrics_port, "/readyz");
+  CHECK(ready.status == 503);
+  CHECK_MESSAGE(ready.body.find(site.kinesis.Endpoint() + " not reachable") != std::string::npos,
+                ready.body);
+  // Waiting on requests that time out is not a wedged forwarder.
+  CHECK(HttpGet(site.metrics_port, "/healthz").status == 200);
+  {
+    // The request timed out (libcurl's "Operation timed out after 2000 milliseconds").
+    const std::string log = site.f.Log();
+    const size_t at = log.find("timed out", log_before);
+    REQUIRE_MESSAGE(at != std::string::npos, log);
+    std::printf("  sluice noticed after %.1f s: %s\n", noticed_s, LineAt(log, at).c_str());
+  }
+  // The log keeps taking the fleet's events while nothing is confirmed.
+  const uint64_t held_cursor = site.Cursor().cursor;
+  const uint64_t logged = site.f.LastSeq();
+  REQUIRE_MESSAGE(WaitFor([&] { return site.f.LastSeq() >= logged + 1000; }, 30s, 20ms),
+                  site.f.Log());
+  CHECK(site.Cursor().cursor == held_cursor);
+  CHECK(site.Metric("sluice_upstream_connected") == 0);
+  const uint64_t held = site.f.LastSeq() - held_cursor;
+
+  link.Heal();
+  const auto t_heal = std::chrono::steady_clock::now();
+  const uint64_t sent = site.FinishFleet(*fleet);
+  REQUIRE(sent > 0);  // a device that could not keep up dropped some: --expect knows which
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Drained(sent); }, 90s, 20ms), site.f.Log());
+  std::printf(
+      "scenario=partition %llu events held when the link healed, all %llu confirmed %.1f s "
+      "later\n",
+      static_cast<unsigned long long>(held), static_cast<unsigned long long>(sent),
+      Seconds(std::chrono::steady_clock::now() - t_heal));
+  CHECK(site.Metric("sluice_upstream_connected") == 1);
+  CHECK(HttpGet(site.metrics_port, "/readyz").status == 200);
+  // A request whose answer the partition swallowed may have been stored: duplicates are allowed.
+  const Figures v = site.Verify("");
+  CHECK_MESSAGE(v.rc == 0, v.text);
+  CHECK(v.unique == sent);
+  CHECK(v.lost == 0);
+  CHECK(v.reordered == 0);
   CHECK(site.f.process->Terminate() == 0);
 }
 
