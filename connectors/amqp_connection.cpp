@@ -15,6 +15,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "common/amqp_tls_peer.h"
+
 namespace sluice::connectors {
 
 namespace {
@@ -67,11 +69,6 @@ void ReadProperties(const amqp_basic_properties_t& p, AmqpMessage* m) {
       m->headers.emplace_back(Str(e.key), Str(e.value.value.bytes));
     }
   }
-}
-
-bool IsIpAddress(const std::string& host) {
-  in6_addr a{};
-  return inet_pton(AF_INET, host.c_str(), &a) == 1 || inet_pton(AF_INET6, host.c_str(), &a) == 1;
 }
 
 // What a failed socket open means for the operator: TLS trust and host-name failures do not pass
@@ -187,20 +184,11 @@ Status AmqpConnection::Open(const AmqpEndpoint& e, bool confirm,
   if (socket == nullptr) return Status::Unavailable(c->where_ + ": cannot make a socket");
   const bool by_ip = addr.tls && IsIpAddress(addr.host);
   if (addr.tls) {
-    amqp_ssl_socket_set_verify_peer(socket, e.tls_verify ? 1 : 0);
-    // rabbitmq-c matches the host against the certificate's DNS names only. For an IP address,
-    // OpenSSL checks the certificate's IP addresses instead, during the chain's verification
-    // (the context's parameters pass to the connection's), and rabbitmq-c's own check stays off.
-    amqp_ssl_socket_set_verify_hostname(socket, e.tls_verify && !by_ip ? 1 : 0);
-    if (e.tls_verify && by_ip) {
-      auto* ctx = static_cast<SSL_CTX*>(amqp_ssl_socket_get_context(socket));
-      if (ctx == nullptr ||
-          X509_VERIFY_PARAM_set1_ip_asc(SSL_CTX_get0_param(ctx), addr.host.c_str()) != 1) {
-        return Status::InvalidArgument(
-            fmt::format("{}: cannot set up the check of IP address {} against the broker's "
-                        "certificate",
-                        c->where_, addr.host));
-      }
+    if (!SetAmqpTlsPeer(socket, addr.host, e.tls_verify)) {
+      return Status::InvalidArgument(
+          fmt::format("{}: cannot set up the check of IP address {} against the broker's "
+                      "certificate",
+                      c->where_, addr.host));
     }
     if (!e.ca_file.empty()) {
       if (int rc = amqp_ssl_socket_set_cacert(socket, e.ca_file.c_str()); rc != AMQP_STATUS_OK) {

@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/amqp_tls_peer.h"
+
 namespace sluice::sim {
 
 namespace {
@@ -106,8 +108,9 @@ Status VerifyAmqpReader::Connect() {
   amqp_socket_t* socket = tls ? amqp_ssl_socket_new(conn_) : amqp_tcp_socket_new(conn_);
   if (socket == nullptr) return Status::Unavailable(url + ": cannot make a socket");
   if (tls) {
-    amqp_ssl_socket_set_verify_peer(socket, options_.insecure ? 0 : 1);
-    amqp_ssl_socket_set_verify_hostname(socket, options_.insecure ? 0 : 1);
+    if (!SetAmqpTlsPeer(socket, host, !options_.insecure)) {
+      return Status::InvalidArgument(url + ": cannot set up the check of IP address " + host);
+    }
     if (!options_.ca_file.empty() &&
         amqp_ssl_socket_set_cacert(socket, options_.ca_file.c_str()) != AMQP_STATUS_OK) {
       return Status::InvalidArgument("cannot load --ca-file " + options_.ca_file);

@@ -31,6 +31,13 @@ Figures FiguresFromReport(const nlohmann::json& report) {
   return f;
 }
 
+void CheckArrivedInOrder(const Figures& v, uint64_t sent) {
+  CHECK_MESSAGE(v.rc == 0, v.text);
+  CHECK(v.unique == sent);
+  CHECK(v.lost == 0);
+  CHECK(v.reordered == 0);
+}
+
 void PrintFigures(const std::string& scenario, const std::string& upstream, const Figures& f) {
   std::printf(
       "scenario=%s upstream=%s records=%llu unique=%llu lost=%llu duplicates=%llu "
@@ -96,6 +103,30 @@ uint64_t UpstreamSite::FinishFleet(ChildProcess& fleet, std::chrono::seconds tim
   const auto totals = nlohmann::json::parse(ReadFile(Summary()))["totals"];
   std::printf("scenario=%s fleet %s\n", scenario_.c_str(), totals.dump().c_str());
   return totals["sent"].get<uint64_t>();
+}
+
+uint64_t UpstreamSite::HeldWhileCut(const std::string& upstream, uint64_t events) const {
+  const uint64_t held_cursor = Cursor(upstream).cursor;
+  const uint64_t logged = f.LastSeq();
+  REQUIRE_MESSAGE(sluice::testing::WaitFor([&] { return f.LastSeq() >= logged + events; },
+                                           std::chrono::seconds(30), std::chrono::milliseconds(20)),
+                  f.Log());
+  CHECK(Cursor(upstream).cursor == held_cursor);
+  return f.LastSeq() - held_cursor;
+}
+
+uint64_t UpstreamSite::DrainAfterHeal(ChildProcess& fleet, uint64_t held,
+                                      std::chrono::steady_clock::time_point healed) const {
+  const uint64_t sent = FinishFleet(fleet);
+  REQUIRE(sent > 0);  // a device that could not keep up dropped some: --expect knows which
+  REQUIRE_MESSAGE(sluice::testing::WaitFor([&] { return AllDrained(sent, 1); },
+                                           std::chrono::seconds(90), std::chrono::milliseconds(20)),
+                  f.Log());
+  std::printf(
+      "scenario=%s %llu events held when the link healed, all %llu confirmed %.1f s later\n",
+      scenario_.c_str(), static_cast<unsigned long long>(held),
+      static_cast<unsigned long long>(sent), Seconds(std::chrono::steady_clock::now() - healed));
+  return sent;
 }
 
 storage::CursorStats UpstreamSite::Cursor(const std::string& upstream) const {

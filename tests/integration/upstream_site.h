@@ -36,6 +36,10 @@ Figures FiguresFromReport(const nlohmann::json& report);
 // quoted.
 void PrintFigures(const std::string& scenario, const std::string& upstream, const Figures& f);
 
+// Checks (without ending the case) that a verifier run found every one of the `sent` events, in
+// order per device: it passed, `sent` unique, 0 lost, 0 reordered; duplicates are the caller's.
+void CheckArrivedInOrder(const Figures& v, uint64_t sent);
+
 // What a case's fleet publishes (sluice-sim's arguments), QoS 1 into the brokers fixture.
 struct FleetPlan {
   std::string profiles;  // e.g. "telemetry:4"
@@ -71,6 +75,15 @@ class UpstreamSite {
   bool AllDrained(uint64_t last, size_t upstreams) const;
   // The value of metric `name` for `upstream`; -1 when /metrics lacks it or did not answer.
   double Metric(const std::string& name, const std::string& upstream) const;
+
+  // While `upstream` is cut off: waits (30 s) until the log took `events` more, checks that the
+  // upstream's cursor stayed where it was, and returns how many events the log holds beyond it.
+  uint64_t HeldWhileCut(const std::string& upstream, uint64_t events) const;
+  // The cut healed at `healed`: waits for the fleet, then (90 s) until the one upstream confirmed
+  // every event it sent, and prints how long that took after the heal with `held`, the events
+  // held then. Returns what the fleet sent.
+  uint64_t DrainAfterHeal(ChildProcess& fleet, uint64_t held,
+                          std::chrono::steady_clock::time_point healed) const;
 
   // Runs sluice-verify with `args` (everything but --json) and reads its report, written to
   // <stem>.json, its output to <stem>.txt. Without a report only rc and text are set.
