@@ -12,10 +12,12 @@
 #include <openssl/x509_vfy.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
 #include "common/amqp_tls_peer.h"
+#include "sluice/version.h"
 
 namespace sluice::connectors {
 
@@ -33,6 +35,29 @@ amqp_bytes_t Bytes(std::string_view s) {
 
 std::string Str(amqp_bytes_t b) {
   return b.len == 0 ? std::string() : std::string(static_cast<const char*>(b.bytes), b.len);
+}
+
+// How often the socket's deadline looks at a call in progress: a tenth of the limit, within
+// reason, so that a stuck call ends soon after it and an idle connection costs next to nothing.
+std::chrono::milliseconds DeadlineTick(std::chrono::milliseconds limit) {
+  return std::clamp(limit / 10, std::chrono::milliseconds(10), std::chrono::milliseconds(250));
+}
+
+// Makes one rabbitmq-c call with `deadline` armed for `limit` (null before the socket is open).
+template <typename Call>
+auto Bounded(SocketDeadline* deadline, std::chrono::milliseconds limit, Call&& call) {
+  if (deadline != nullptr) deadline->Arm(limit);
+  auto result = call();
+  if (deadline != nullptr) deadline->Disarm();
+  return result;
+}
+
+amqp_table_entry_t Utf8Entry(const char* key, std::string_view value) {
+  amqp_table_entry_t e{};
+  e.key = amqp_cstring_bytes(key);
+  e.value.kind = AMQP_FIELD_KIND_UTF8;
+  e.value.value.bytes = Bytes(value);
+  return e;
 }
 
 timeval ToTimeval(std::chrono::milliseconds ms) {
@@ -164,11 +189,17 @@ Status ParseAmqpUrl(std::string_view url, AmqpAddress* out) {
 
 AmqpConnection::~AmqpConnection() {
   if (conn_ == nullptr) return;
-  if (open_) {
-    // Best effort, bounded by the RPC timeout: a broker that is gone fails these at once.
-    if (channel_ != 0) amqp_channel_close(conn_, channel_, AMQP_REPLY_SUCCESS);
-    amqp_connection_close(conn_, AMQP_REPLY_SUCCESS);
+  // Best effort, bounded by the RPC timeout: a broker that is gone fails these at once. A blocked
+  // broker reads nothing, so closing cleanly would only wait the timeout out.
+  if (open_ && !blocked_) {
+    SocketDeadline* d = deadline_.get();
+    if (channel_ != 0) {
+      Bounded(d, call_limit_,
+              [&] { return amqp_channel_close(conn_, channel_, AMQP_REPLY_SUCCESS); });
+    }
+    Bounded(d, call_limit_, [&] { return amqp_connection_close(conn_, AMQP_REPLY_SUCCESS); });
   }
+  deadline_.reset();
   amqp_destroy_connection(conn_);
 }
 
@@ -210,11 +241,46 @@ Status AmqpConnection::Open(const AmqpEndpoint& e, bool confirm,
       rc != AMQP_STATUS_OK) {
     return SocketOpenError(rc, c->where_, e, by_ip);
   }
+  // rabbitmq-c (0.11) keeps the socket non-blocking and writes basic.publish, heartbeats and the
+  // request of every RPC through amqp_try_send(..., amqp_time_infinite()): on EAGAIN it poll()s
+  // without a timeout until the broker reads. A broker that stops reading (a resource alarm whose
+  // connection.blocked went unseen, a stalled network) would hold the forwarder there until the
+  // watchdog restarts sluice. What rabbitmq-c offers does not bound it: amqp_set_rpc_timeout
+  // covers only the wait for an RPC's reply; SO_SNDTIMEO has no effect on a non-blocking send,
+  // which fails with EAGAIN at once, and the library's own poll() is what waits; and a poll() for
+  // POLLOUT before publishing promises room for some bytes, not for a whole message of up to
+  // max_event_bytes. Shutting the socket down from another thread is what ends that poll(): the
+  // send then fails, the call returns an error, and rabbitmq-c's state is touched only by its own
+  // thread. So every call below runs with the socket's deadline armed.
+  c->call_limit_ = e.connect_timeout;
+  if (Status s = SocketDeadline::Create(amqp_socket_get_sockfd(socket),
+                                        DeadlineTick(e.connect_timeout), &c->deadline_);
+      !s.ok()) {
+    return Status::Unavailable(c->where_ + ": " + s.message());
+  }
   amqp_set_handshake_timeout(c->conn_, &tv);
   amqp_set_rpc_timeout(c->conn_, &tv);
-  const amqp_rpc_reply_t login = amqp_login(
-      c->conn_, e.vhost.c_str(), kChannelMax, kFrameMax, static_cast<int>(e.heartbeat.count()),
-      AMQP_SASL_METHOD_PLAIN, e.username.c_str(), e.password.c_str());
+  // rabbitmq-c announces the capabilities authentication_failure_close and
+  // exchange_exchange_bindings by itself, not connection.blocked, without which RabbitMQ blocks
+  // a connection during a resource alarm without a word. It merges the "capabilities" table given
+  // here into its own (amqp_merge_capabilities), so both of its own stay announced.
+  amqp_table_entry_t capability{};
+  capability.key = amqp_cstring_bytes("connection.blocked");
+  capability.value.kind = AMQP_FIELD_KIND_BOOLEAN;
+  capability.value.value.boolean = 1;
+  amqp_table_entry_t properties[4] = {Utf8Entry("product", "sluice"),
+                                      Utf8Entry("version", kVersion),
+                                      Utf8Entry("connection_name", e.connection_name),
+                                      {}};
+  properties[3].key = amqp_cstring_bytes("capabilities");
+  properties[3].value.kind = AMQP_FIELD_KIND_TABLE;
+  properties[3].value.value.table = {1, &capability};
+  const amqp_table_t client_properties = {4, properties};
+  const amqp_rpc_reply_t login = Bounded(c->deadline_.get(), c->call_limit_, [&] {
+    return amqp_login_with_properties(
+        c->conn_, e.vhost.c_str(), kChannelMax, kFrameMax, static_cast<int>(e.heartbeat.count()),
+        &client_properties, AMQP_SASL_METHOD_PLAIN, e.username.c_str(), e.password.c_str());
+  });
   if (login.reply_type != AMQP_RESPONSE_NORMAL) {
     if (login.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
         login.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
@@ -254,11 +320,11 @@ Status AmqpConnection::OpenChannel() {
   if (next > kChannelMax) {
     return Status::Unavailable(where_ + ": every channel of this connection was used");
   }
-  amqp_channel_open(conn_, next);
+  Bounded(deadline_.get(), call_limit_, [&] { return amqp_channel_open(conn_, next); });
   if (Status s = RpcError("channel.open"); !s.ok()) return s;
   channel_ = next;
   if (confirm_) {
-    amqp_confirm_select(conn_, channel_);
+    Bounded(deadline_.get(), call_limit_, [&] { return amqp_confirm_select(conn_, channel_); });
     if (Status s = RpcError("confirm.select"); !s.ok()) return s;
   }
   return Status::Ok();
@@ -276,15 +342,15 @@ Status AmqpConnection::RpcError(std::string_view what) {
     case AMQP_RESPONSE_NONE:
       return Status::Unavailable(fmt::format("{}: {}: no reply", where_, what));
     case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-      return Status::Unavailable(
-          fmt::format("{}: {}: {}", where_, what, amqp_error_string2(r.library_error)));
+      return Status::Unavailable(fmt::format("{}: {}: {}", where_, what, Why(r.library_error)));
     case AMQP_RESPONSE_SERVER_EXCEPTION:
       break;
   }
   if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
     const auto* m = static_cast<const amqp_connection_close_t*>(r.reply.decoded);
     amqp_connection_close_ok_t ok{};
-    amqp_send_method(conn_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+    Bounded(deadline_.get(), call_limit_,
+            [&] { return amqp_send_method(conn_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok); });
     open_ = false;
     return Status::Unavailable(fmt::format("{}: {}: the broker closed the connection: {} {}",
                                            where_, what, m->reply_code, Str(m->reply_text)));
@@ -292,7 +358,8 @@ Status AmqpConnection::RpcError(std::string_view what) {
   if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
     const auto* m = static_cast<const amqp_channel_close_t*>(r.reply.decoded);
     amqp_channel_close_ok_t ok{};
-    amqp_send_method(conn_, channel_, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+    Bounded(deadline_.get(), call_limit_,
+            [&] { return amqp_send_method(conn_, channel_, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok); });
     const std::string msg = fmt::format("{}: {}: the broker closed the channel: {} {}", where_,
                                         what, m->reply_code, Str(m->reply_text));
     // The channel is gone; the next RPC needs a new one.
@@ -306,6 +373,14 @@ Status AmqpConnection::RpcError(std::string_view what) {
   }
   return Status::Unavailable(
       fmt::format("{}: {}: unexpected reply method {:#x}", where_, what, r.reply.id));
+}
+
+std::string AmqpConnection::Why(int rc) const {
+  if (deadline_ == nullptr || !deadline_->fired()) return amqp_error_string2(rc);
+  return fmt::format(
+      "the broker took nothing for {} ms (connect_timeout_ms): it stopped reading (a resource "
+      "alarm, or it is overloaded) or the network stalled; the connection was closed",
+      call_limit_.count());
 }
 
 Status AmqpConnection::Publish(std::string_view exchange, std::string_view routing_key,
@@ -328,12 +403,13 @@ Status AmqpConnection::Publish(std::string_view exchange, std::string_view routi
   props.message_id = Bytes(message_id);
   props.timestamp = static_cast<uint64_t>(timestamp_s);
   props.headers = {static_cast<int>(entries.size()), entries.empty() ? nullptr : entries.data()};
-  const int rc = amqp_basic_publish(conn_, channel_, Bytes(exchange), Bytes(routing_key),
-                                    mandatory ? 1 : 0, 0, &props, Bytes(body));
+  const int rc = Bounded(deadline_.get(), call_limit_, [&] {
+    return amqp_basic_publish(conn_, channel_, Bytes(exchange), Bytes(routing_key),
+                              mandatory ? 1 : 0, 0, &props, Bytes(body));
+  });
   if (rc != AMQP_STATUS_OK) {
     open_ = false;
-    return Status::Unavailable(
-        fmt::format("{}: basic.publish failed: {}", where_, amqp_error_string2(rc)));
+    return Status::Unavailable(fmt::format("{}: basic.publish failed: {}", where_, Why(rc)));
   }
   return Status::Ok();
 }
@@ -343,12 +419,13 @@ Status AmqpConnection::Next(std::chrono::milliseconds timeout, AmqpEvent* out) {
   amqp_maybe_release_buffers(conn_);
   amqp_frame_t frame{};
   timeval tv = ToTimeval(timeout);
-  const int rc = amqp_simple_wait_frame_noblock(conn_, &frame, &tv);
+  // The wait may send a heartbeat first, which is a write like any other.
+  const int rc = Bounded(deadline_.get(), timeout + call_limit_,
+                         [&] { return amqp_simple_wait_frame_noblock(conn_, &frame, &tv); });
   if (rc == AMQP_STATUS_TIMEOUT) return Status::Ok();
   if (rc != AMQP_STATUS_OK) {
     open_ = false;
-    return Status::Unavailable(
-        fmt::format("{}: connection lost: {}", where_, amqp_error_string2(rc)));
+    return Status::Unavailable(fmt::format("{}: connection lost: {}", where_, Why(rc)));
   }
   if (frame.frame_type != AMQP_FRAME_METHOD)
     return Status::Ok();  // stray content of a closed channel
@@ -387,11 +464,13 @@ Status AmqpConnection::Next(std::chrono::milliseconds timeout, AmqpEvent* out) {
       }
       // The content header and body frames follow at once.
       amqp_message_t content{};
-      const amqp_rpc_reply_t r = amqp_read_message(conn_, frame.channel, &content, 0);
+      const amqp_rpc_reply_t r = Bounded(deadline_.get(), call_limit_, [&] {
+        return amqp_read_message(conn_, frame.channel, &content, 0);
+      });
       if (r.reply_type != AMQP_RESPONSE_NORMAL) {
         open_ = false;
-        return Status::Unavailable(fmt::format("{}: connection lost reading a message: {}", where_,
-                                               amqp_error_string2(r.library_error)));
+        return Status::Unavailable(
+            fmt::format("{}: connection lost reading a message: {}", where_, Why(r.library_error)));
       }
       ReadProperties(content.properties, &msg);
       msg.body = Str(content.body);
@@ -404,14 +483,28 @@ Status AmqpConnection::Next(std::chrono::milliseconds timeout, AmqpEvent* out) {
       out->code = close->reply_code;
       out->text = Str(close->reply_text);
       amqp_channel_close_ok_t ok{};
-      amqp_send_method(conn_, frame.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+      Bounded(deadline_.get(), call_limit_, [&] {
+        return amqp_send_method(conn_, frame.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+      });
       return Status::Ok();
     }
+    case AMQP_CONNECTION_BLOCKED_METHOD: {
+      const auto* blocked = static_cast<const amqp_connection_blocked_t*>(m.decoded);
+      blocked_ = true;
+      out->kind = AmqpEvent::Kind::kBlocked;
+      out->text = Str(blocked->reason);
+      return Status::Ok();
+    }
+    case AMQP_CONNECTION_UNBLOCKED_METHOD:
+      blocked_ = false;
+      out->kind = AmqpEvent::Kind::kUnblocked;
+      return Status::Ok();
     case AMQP_CONNECTION_CLOSE_METHOD: {
       const auto* close = static_cast<const amqp_connection_close_t*>(m.decoded);
       const std::string text = Str(close->reply_text);
       amqp_connection_close_ok_t ok{};
-      amqp_send_method(conn_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+      Bounded(deadline_.get(), call_limit_,
+              [&] { return amqp_send_method(conn_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok); });
       open_ = false;
       return Status::Unavailable(fmt::format("{}: the broker closed the connection: {} {}", where_,
                                              close->reply_code, text));
@@ -423,59 +516,78 @@ Status AmqpConnection::Next(std::chrono::milliseconds timeout, AmqpEvent* out) {
 
 Status AmqpConnection::DeclareQueue(const std::string& name, const AmqpArguments& arguments) {
   std::vector<amqp_table_entry_t> entries;
-  amqp_queue_declare(conn_, channel_, Bytes(name), 0, 1, 0, 0, MakeTable(arguments, &entries));
+  Bounded(deadline_.get(), call_limit_, [&] {
+    return amqp_queue_declare(conn_, channel_, Bytes(name), 0, 1, 0, 0,
+                              MakeTable(arguments, &entries));
+  });
   return RpcError("queue.declare " + name);
 }
 
 Status AmqpConnection::CheckQueue(const std::string& name) {
-  amqp_queue_declare(conn_, channel_, Bytes(name), 1, 0, 0, 0, amqp_empty_table);
+  Bounded(deadline_.get(), call_limit_, [&] {
+    return amqp_queue_declare(conn_, channel_, Bytes(name), 1, 0, 0, 0, amqp_empty_table);
+  });
   return RpcError("queue.declare (passive) " + name);
 }
 
 Status AmqpConnection::CheckExchange(const std::string& name) {
-  amqp_exchange_declare(conn_, channel_, Bytes(name), amqp_empty_bytes, 1, 0, 0, 0,
-                        amqp_empty_table);
+  Bounded(deadline_.get(), call_limit_, [&] {
+    return amqp_exchange_declare(conn_, channel_, Bytes(name), amqp_empty_bytes, 1, 0, 0, 0,
+                                 amqp_empty_table);
+  });
   return RpcError("exchange.declare (passive) " + name);
 }
 
 Status AmqpConnection::DeleteQueue(const std::string& name) {
-  amqp_queue_delete(conn_, channel_, Bytes(name), 0, 0);
+  Bounded(deadline_.get(), call_limit_,
+          [&] { return amqp_queue_delete(conn_, channel_, Bytes(name), 0, 0); });
   return RpcError("queue.delete " + name);
 }
 
 Status AmqpConnection::PurgeQueue(const std::string& name, uint64_t* count) {
-  const amqp_queue_purge_ok_t* ok = amqp_queue_purge(conn_, channel_, Bytes(name));
+  const amqp_queue_purge_ok_t* ok = Bounded(
+      deadline_.get(), call_limit_, [&] { return amqp_queue_purge(conn_, channel_, Bytes(name)); });
   if (Status s = RpcError("queue.purge " + name); !s.ok()) return s;
   *count = ok != nullptr ? ok->message_count : 0;
   return Status::Ok();
 }
 
 Status AmqpConnection::DeclareExchange(const std::string& name, const std::string& type) {
-  amqp_exchange_declare(conn_, channel_, Bytes(name), Bytes(type), 0, 1, 0, 0, amqp_empty_table);
+  Bounded(deadline_.get(), call_limit_, [&] {
+    return amqp_exchange_declare(conn_, channel_, Bytes(name), Bytes(type), 0, 1, 0, 0,
+                                 amqp_empty_table);
+  });
   return RpcError("exchange.declare " + name);
 }
 
 Status AmqpConnection::Bind(const std::string& queue, const std::string& exchange,
                             const std::string& key) {
-  amqp_queue_bind(conn_, channel_, Bytes(queue), Bytes(exchange), Bytes(key), amqp_empty_table);
+  Bounded(deadline_.get(), call_limit_, [&] {
+    return amqp_queue_bind(conn_, channel_, Bytes(queue), Bytes(exchange), Bytes(key),
+                           amqp_empty_table);
+  });
   return RpcError("queue.bind " + queue);
 }
 
 Status AmqpConnection::Consume(const std::string& queue, uint16_t prefetch,
                                const AmqpArguments& arguments) {
-  amqp_basic_qos(conn_, channel_, 0, prefetch, 0);
+  Bounded(deadline_.get(), call_limit_,
+          [&] { return amqp_basic_qos(conn_, channel_, 0, prefetch, 0); });
   if (Status s = RpcError("basic.qos"); !s.ok()) return s;
   std::vector<amqp_table_entry_t> entries;
-  amqp_basic_consume(conn_, channel_, Bytes(queue), amqp_empty_bytes, 0, /*no_ack=*/0, 0,
-                     MakeTable(arguments, &entries));
+  Bounded(deadline_.get(), call_limit_, [&] {
+    return amqp_basic_consume(conn_, channel_, Bytes(queue), amqp_empty_bytes, 0, /*no_ack=*/0, 0,
+                              MakeTable(arguments, &entries));
+  });
   return RpcError("basic.consume " + queue);
 }
 
 Status AmqpConnection::AckDelivery(uint64_t tag, bool multiple) {
-  if (int rc = amqp_basic_ack(conn_, channel_, tag, multiple ? 1 : 0); rc != AMQP_STATUS_OK) {
+  const int rc = Bounded(deadline_.get(), call_limit_,
+                         [&] { return amqp_basic_ack(conn_, channel_, tag, multiple ? 1 : 0); });
+  if (rc != AMQP_STATUS_OK) {
     open_ = false;
-    return Status::Unavailable(
-        fmt::format("{}: basic.ack failed: {}", where_, amqp_error_string2(rc)));
+    return Status::Unavailable(fmt::format("{}: basic.ack failed: {}", where_, Why(rc)));
   }
   return Status::Ok();
 }

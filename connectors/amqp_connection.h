@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "connectors/socket_deadline.h"
 
 // rabbitmq-c's connection handle, kept out of every header but this one's source.
 struct amqp_connection_state_t_;
@@ -30,9 +31,15 @@ struct AmqpEndpoint {
   std::string key_file;
   bool tls_verify = true;  // the broker's certificate and its host name
   std::chrono::seconds heartbeat{30};
+  // Bounds every step of connecting, each RPC, and each call that writes to the broker
+  // (basic.publish, heartbeats): a broker that stops reading ends the connection after this long
+  // instead of holding the calling thread.
   std::chrono::milliseconds connect_timeout{10000};
   std::chrono::milliseconds reconnect_min{500};
   std::chrono::milliseconds reconnect_max{30000};
+  // The client-provided name RabbitMQ shows for the connection (management UI, rabbitmqctl
+  // list_connections, its log).
+  std::string connection_name = "sluice";
 };
 
 // The parts of an AMQP URL sluice accepts: "amqp[s]://HOST[:PORT]" (port 5672, or 5671 with TLS),
@@ -70,6 +77,8 @@ struct AmqpEvent {
     kReturn,         // basic.return: message
     kDeliver,        // basic.deliver: message
     kChannelClosed,  // channel.close from the broker: code, text (close-ok already sent)
+    kBlocked,        // connection.blocked: a resource alarm; text is the broker's reason
+    kUnblocked,      // connection.unblocked: every alarm cleared
   };
   Kind kind = Kind::kNone;
   uint64_t tag = 0;
@@ -81,6 +90,13 @@ struct AmqpEvent {
 
 // One AMQP connection through rabbitmq-c, with one channel open at a time. rabbitmq-c is not
 // thread-safe: one thread uses an AmqpConnection for its whole life.
+//
+// Resource alarms: the connection announces the "connection.blocked" capability, so a RabbitMQ
+// broker that runs low on memory or disk says so (kBlocked) when it stops reading from the
+// socket, and again when it reads on (kUnblocked). No call blocks its thread for longer than
+// endpoint.connect_timeout (a wait in Next for longer only by its own timeout): a call that
+// cannot write in that time, because the broker stopped reading without a word or the network
+// stalled, shuts the socket down and fails with Unavailable (SocketDeadline).
 //
 // Errors: Unavailable for what may pass by itself (the broker is down, the connection broke),
 // InvalidArgument for what an operator must fix (credentials refused, TLS trust or host name,
@@ -97,7 +113,9 @@ class AmqpConnection {
   AmqpConnection& operator=(const AmqpConnection&) = delete;
 
   // basic.publish on the open channel: persistent (delivery_mode 2), with the message id,
-  // timestamp (seconds) and string headers given. Unavailable when the connection broke.
+  // timestamp (seconds) and string headers given. Unavailable when the connection broke or the
+  // broker did not take the message within connect_timeout. Check blocked() first: a blocked
+  // broker reads nothing more.
   Status Publish(std::string_view exchange, std::string_view routing_key, bool mandatory,
                  std::string_view message_id, int64_t timestamp_s,
                  const std::vector<std::pair<std::string, std::string>>& headers,
@@ -127,17 +145,24 @@ class AmqpConnection {
   Status AckDelivery(uint64_t tag, bool multiple);
 
   const std::string& where() const { return where_; }
+  // Between a connection.blocked and its connection.unblocked, as Next read them.
+  bool blocked() const { return blocked_; }
 
  private:
   explicit AmqpConnection(std::string where) : where_(std::move(where)) {}
   // The error of the last RPC, with context; InvalidArgument for refusals an operator must fix.
   Status RpcError(std::string_view what);
   Status OpenChannel();
+  // What a failed call's status code `rc` means, naming the deadline if it ended the call.
+  std::string Why(int rc) const;
 
   amqp_connection_state_t_* conn_ = nullptr;
+  std::unique_ptr<SocketDeadline> deadline_;  // watches conn_'s socket; null before it is open
+  std::chrono::milliseconds call_limit_{0};   // endpoint.connect_timeout
   uint16_t channel_ = 0;
   bool confirm_ = false;
-  bool open_ = false;  // logged in; a clean close is owed
+  bool open_ = false;     // logged in; a clean close is owed
+  bool blocked_ = false;  // see blocked()
   const std::string where_;
 };
 

@@ -22,11 +22,12 @@ constexpr size_t kMaxShortString = 255;
 // Frames read per Poll after the first, so that a flood of confirms cannot keep Poll from
 // returning to the forwarder.
 constexpr int kMaxEventsPerPoll = 10000;
+// The hold key of a resource alarm: one hold, whatever else is held, until connection.unblocked.
+constexpr const char* kAlarmKey = "alarm";
 // AMQP reply codes (AMQP 0-9-1, section 1.9) the holds name.
 constexpr uint16_t kNotFound = 404;
 constexpr uint16_t kAccessRefused = 403;
 constexpr uint16_t kPreconditionFailed = 406;
-constexpr uint16_t kNoRoute = 312;
 
 // The message id: the log's identity and the event's seq, unique across gateways and logs, so a
 // consumer can drop a duplicate by it; the sink finds a returned message's seq in it.
@@ -50,6 +51,30 @@ uint64_t OrderKey(std::string_view routing_key, std::string_view key) {
 }
 
 }  // namespace
+
+std::string ExplainResourceAlarm(std::string_view url, std::string_view reason) {
+  const bool memory = reason.find("memory") != std::string_view::npos;
+  const bool disk = reason.find("disk") != std::string_view::npos;
+  std::string fix;
+  if (memory) {
+    fix =
+        "free memory on the broker (let its consumers drain the queues) or raise its "
+        "vm_memory_high_watermark";
+  }
+  if (disk) {
+    fix += fix.empty() ? "" : ", and ";
+    fix += "free disk space on the broker's data volume or lower its disk_free_limit";
+  }
+  if (fix.empty()) {
+    fix =
+        "free memory or disk space on the broker, or raise its vm_memory_high_watermark or "
+        "lower its disk_free_limit";
+  }
+  return fmt::format(
+      "RabbitMQ broker {} blocks publishing: resource alarm, {} (connection.blocked); {}. "
+      "Publishes sent before it are confirmed once the alarm clears",
+      url, reason.empty() ? std::string_view("no reason given") : reason, fix);
+}
 
 AmqpSink::AmqpSink(AmqpSinkOptions options, const Router* router, const Clock* clock,
                    std::shared_ptr<spdlog::logger> logger)
@@ -79,6 +104,9 @@ Status AmqpSink::Create(AmqpSinkOptions options, const Router* router, const Clo
   if (options.exchange.size() > kMaxShortString) {
     return Status::InvalidArgument(where + " exchange: longer than AMQP's 255 bytes");
   }
+  // What RabbitMQ's management UI and rabbitmqctl list_connections show for the connection.
+  options.endpoint.connection_name =
+      fmt::format("sluice-{} upstream {}", options.gateway_id, options.name);
   std::unique_ptr<AmqpSink> sink(
       new AmqpSink(std::move(options), router, clock, std::move(logger)));
   for (const Route& route : router->routes()) {
@@ -110,6 +138,8 @@ Status AmqpSink::Create(AmqpSinkOptions options, const Router* router, const Clo
 }
 
 Status AmqpSink::Send(const storage::Event& event) {
+  // A blocked broker reads nothing more: a publish would only wait in the socket's buffers.
+  if (conn_ && conn_->blocked()) return Status::Unavailable(HoldReason());
   // One publish at a time until one is confirmed on this connection, and again after a nack: a
   // broker that just came back may refuse the first publishes (a stream still recovering), and
   // each refusal rewinds the forwarder and sends everything after it again.
@@ -290,6 +320,14 @@ void AmqpSink::Handle(const AmqpEvent& ev, std::vector<Delivery>* out) {
     case AmqpEvent::Kind::kChannelClosed:
       OnChannelClosed(ev.code, ev.text, out);
       return;
+    case AmqpEvent::Kind::kBlocked:
+      Hold(kAlarmKey, ExplainResourceAlarm(options_.endpoint.url, ev.text));
+      return;
+    case AmqpEvent::Kind::kUnblocked:
+      holds_.Erase(kAlarmKey);
+      log_->info("RabbitMQ upstream '{}': broker {} cleared its resource alarm; publishing resumes",
+                 options_.name, options_.endpoint.url);
+      return;
     case AmqpEvent::Kind::kDeliver:
     case AmqpEvent::Kind::kNone:
       return;
@@ -391,7 +429,15 @@ std::string AmqpSink::Hold(const std::string& key, const std::string& reason) {
 }
 
 void AmqpSink::ClearHolds() {
-  holds_.Clear();
+  // A confirm of what was sent before the alarm does not end it; only connection.unblocked, or a
+  // confirm on a connection the broker has not blocked, does.
+  if (!conn_ || !conn_->blocked()) {
+    holds_.Clear();
+    return;
+  }
+  for (const std::string& key : holds_.Keys()) {
+    if (key != kAlarmKey) holds_.Erase(key);
+  }
 }
 
 std::string AmqpSink::HoldReason() const {

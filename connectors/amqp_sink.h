@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/backoff.h"
@@ -38,6 +39,10 @@ struct AmqpSinkOptions {
   std::string log_id;  // the log's random identity
 };
 
+// The hold a resource alarm means, from connection.blocked's reason ("low on memory", "low on
+// disk", or both joined by " & ") on the broker at `url`: which resource, and the fix.
+std::string ExplainResourceAlarm(std::string_view url, std::string_view reason);
+
 // The RabbitMQ upstream (AMQP 0-9-1 through rabbitmq-c): publishes each event to `exchange` with
 // the routing key its route's template gives (TopicTemplate), persistent (delivery_mode 2),
 // `mandatory`, with sluice's headers as an AMQP headers table and the payload as the body, on one
@@ -59,6 +64,12 @@ struct AmqpSinkOptions {
 // x-max-length), a channel closed for a missing exchange or a refused permission, and login or
 // TLS failures. Nothing is dead-lettered on the broker's word; only an event that can never be
 // published (a routing key beyond AMQP's 255 bytes) is refused by Send.
+//
+// A resource alarm on the broker (connection.blocked: low on memory or disk) is a hold too, one
+// per alarm: Send refuses with Unavailable until connection.unblocked, and what was published
+// before stays in the confirm window, confirmed once the broker reads on. A broker that stops
+// reading without saying so costs the connection after endpoint.connect_timeout
+// (AmqpConnection), never the forwarder's thread.
 //
 // Thread-safety: rabbitmq-c is not thread-safe, so the connection lives on the forwarder thread:
 // Send and Poll drive it (Poll connects, reads confirms and keeps heartbeats going). Connected(),

@@ -656,7 +656,9 @@ void ReadRabbitmqOptions(TableReader* r, const ConfigEnvironment& env,
   tls.RejectUnknownKeys();
 
   r->Duration("heartbeat_s", 0, 65535, &e.heartbeat);
-  r->Duration("connect_timeout_ms", 100, 600'000, &e.connect_timeout);
+  // Every AMQP call, a publish included, may block the forwarder this long: at most half of the
+  // unit's WatchdogSec (30 s), so that a broker that stops reading never gets sluice restarted.
+  r->Duration("connect_timeout_ms", 100, 15'000, &e.connect_timeout);
   ReadReconnectRange(r, &e.reconnect_min, &e.reconnect_max);
   if (r->String("exchange", &out->exchange) && out->exchange.size() > kMaxAmqpShortString) {
     r->Fail("exchange", "is longer than AMQP's 255 bytes");

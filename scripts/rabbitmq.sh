@@ -11,6 +11,7 @@
 #   scripts/rabbitmq.sh start  --dir DIR --port PORT [--host H] [--stream NAME]...
 #   scripts/rabbitmq.sh stop   --dir DIR [--kill]
 #   scripts/rabbitmq.sh status --dir DIR
+#   scripts/rabbitmq.sh alarm  --dir DIR memory|disk|off
 #
 # Ports: PORT plain AMQP and PORT+1 AMQP over TLS (client certificate required), both on
 # 127.0.0.1 (the TLS port on 127.0.0.2 too, an address the certificate does not hold), or on H
@@ -25,6 +26,11 @@
 # --stream NAME declares a durable stream (x-queue-type = stream) on vhost "/" at boot, if it does
 # not exist yet (the tests declare theirs over AMQP instead).
 # stop --kill is SIGKILL (a crash); a later start recovers the node's data from DIR.
+# alarm raises a resource alarm on the running broker, as an operator would meet one: memory sets
+# vm_memory_high_watermark so low that the node is above it at once, disk sets disk_free_limit
+# above any disk's free space; off restores the limit the last alarm changed. RabbitMQ then blocks
+# publishing connections (connection.blocked) until it is off. Each call runs rabbitmqctl, an
+# Erlang VM of its own: a few seconds.
 #
 # Environment:
 #   RABBITMQ_START_TIMEOUT  seconds to wait for the broker to answer (default 60)
@@ -41,6 +47,11 @@ broker_term_secs=30
 broker_poll_slow=0.1
 broker_poll_fast=0.05
 broker_logs=(stdout.log log/rabbit.log)
+broker_commands="start stop status alarm"
+rabbitmqctl_bin=$(dirname "$rabbit_bin")/rabbitmqctl
+# The node's limits as start configures them, which alarm off restores.
+disk_free_limit=50MB
+memory_high_watermark=0.4
 # shellcheck source-path=SCRIPTDIR source=lib/broker.sh
 source "$scripts/lib/broker.sh"
 # shellcheck source-path=SCRIPTDIR source=lib/test_certificates.sh
@@ -135,7 +146,8 @@ ssl_options.keyfile = $dir/tls/server.key
 ssl_options.verify = verify_peer
 ssl_options.fail_if_no_peer_cert = true
 load_definitions = $dir/definitions.json
-disk_free_limit.absolute = 50MB
+disk_free_limit.absolute = $disk_free_limit
+vm_memory_high_watermark.relative = $memory_high_watermark
 log.file.level = info
 log.console = false
 CONF
@@ -176,6 +188,38 @@ broker_stopped() {
   if ((!kill_now)); then
     ERL_EPMD_PORT=$((port + 3)) epmd -kill >/dev/null 2>&1 || true
   fi
+}
+
+cmd_alarm() {
+  local dir="" what=""
+  while (($#)); do
+    case $1 in
+    --dir) dir=${2:?}; shift 2 ;;
+    memory | disk | off) what=$1; shift ;;
+    *) usage ;;
+    esac
+  done
+  [[ -n "$dir" && -n "$what" ]] || usage
+  [[ -s "$dir/rabbitmq.conf" ]] || die "no broker was started in $dir"
+  dir=$(cd "$dir" && pwd -P)
+  local port
+  port=$(sed -n 's/^listeners.tcp.default = .*:\([0-9]*\)$/\1/p' "$dir/rabbitmq.conf")
+  node_env "$dir" "$port"
+  local ctl=("$rabbitmqctl_bin" -q -n "$RABBITMQ_NODENAME")
+  if [[ "$what" == off ]]; then
+    case $(cat "$dir/alarm" 2>/dev/null) in
+    memory) "${ctl[@]}" set_vm_memory_high_watermark "$memory_high_watermark" ;;
+    disk) "${ctl[@]}" set_disk_free_limit "$disk_free_limit" ;;
+    *) return 0 ;;
+    esac
+    rm -f "$dir/alarm"
+    return 0
+  fi
+  echo "$what" >"$dir/alarm"
+  case $what in
+  memory) "${ctl[@]}" set_vm_memory_high_watermark 0.0000001 ;;
+  disk) "${ctl[@]}" set_disk_free_limit 1000000GB ;;
+  esac
 }
 
 broker_main "$@"

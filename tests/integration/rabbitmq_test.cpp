@@ -5,8 +5,9 @@
 // rabbitmq fixture) over AMQPS, with a client certificate, host-name verification and a password
 // user. Events land in a RabbitMQ stream that each case declares for itself; sluice-verify
 // --source amqp reads it back from the first offset and checks that nothing was lost or reordered
-// per device. The cases stop and SIGKILL the broker and SIGKILL sluice; they wait only on
-// conditions (the log's cursor, metrics, /readyz) with deadlines. Label "integration".
+// per device. The cases stop and SIGKILL the broker, SIGKILL sluice and raise a resource alarm on
+// the broker; they wait only on conditions (the log's cursor, metrics, /readyz, the watchdog's
+// pings) with deadlines. Label "integration".
 
 #include <doctest/doctest.h>
 #include <signal.h>
@@ -78,16 +79,22 @@ struct Rabbit {
   }
   int Stop(bool kill) const { return Script(kill ? "stop --kill" : "stop"); }
   bool Running() const { return Script("status") == 0; }
+  // "memory", "disk" or "off" (scripts/rabbitmq.sh alarm).
+  int Alarm(const std::string& what) const { return Script("alarm " + what); }
 
-  // An administrative connection (plain AMQP, user "sluice"), for declaring what a case needs.
-  std::unique_ptr<connectors::AmqpConnection> Admin() const {
+  // Plain AMQP as user "sluice".
+  connectors::AmqpEndpoint AdminEndpoint() const {
     connectors::AmqpEndpoint e;
     e.url = "amqp://" + ip + ":" + std::to_string(port);
     e.username = "sluice";
     e.password = Trimmed(ReadFile(dir + "/sluice.password"));
     e.connect_timeout = 10s;
+    return e;
+  }
+  // An administrative connection, for declaring what a case needs.
+  std::unique_ptr<connectors::AmqpConnection> Admin() const {
     std::unique_ptr<connectors::AmqpConnection> c;
-    Status s = connectors::AmqpConnection::Open(e, false, &c);
+    Status s = connectors::AmqpConnection::Open(AdminEndpoint(), false, &c);
     REQUIRE_MESSAGE(s.ok(), s.ToString());
     return c;
   }
@@ -116,6 +123,25 @@ struct RabbitBack {
 struct RabbitGone {
   const Rabbit& rabbit;
   ~RabbitGone() { rabbit.Stop(false); }
+};
+
+// A resource alarm on the broker for one case; cleared at the latest when the case ends, so that a
+// failed assertion leaves the shared broker taking publishes.
+struct RabbitAlarm {
+  RabbitAlarm(const Rabbit& r, const std::string& what) : rabbit(r) {
+    REQUIRE(rabbit.Alarm(what) == 0);
+  }
+  ~RabbitAlarm() {
+    if (on) rabbit.Alarm("off");
+  }
+  RabbitAlarm(const RabbitAlarm&) = delete;
+  RabbitAlarm& operator=(const RabbitAlarm&) = delete;
+  void Clear() {
+    REQUIRE(rabbit.Alarm("off") == 0);
+    on = false;
+  }
+  const Rabbit& rabbit;
+  bool on = true;
 };
 
 // --- One case's site: sluice with one RabbitMQ upstream, "rabbit" ----------------------------
@@ -490,6 +516,124 @@ TEST_CASE(
   CHECK(report.totals.lost == 0);
   CHECK(report.totals.reordered == 0);
   CHECK(admin->DeleteQueue(queue).ok());
+  CHECK(site.f.process->Terminate() == 0);
+}
+
+TEST_CASE(
+    "RabbitMQ: a resource alarm holds the log with the fix named, the forwarder stays live, and "
+    "everything arrives once it clears") {
+  using SteadyClock = std::chrono::steady_clock;
+  Site site("alarm");
+  RabbitBack back{site.rabbit};
+  site.rabbit.DeclareStream(site.stream);
+  site.Configure();
+  // connect_timeout_ms bounds each write to the broker too: below the watchdog's 2 s (next).
+  std::string config = ReadFile(site.ConfigPath());
+  const std::string timeout = "connect_timeout_ms = 3000";
+  REQUIRE(config.find(timeout) != std::string::npos);
+  config.replace(config.find(timeout), timeout.size(), "connect_timeout_ms = 1000");
+  // A 4 s service watchdog: sluice pings each second while the forwarder made progress within the
+  // last 2 s. A forwarder stuck in a write to the blocked broker would stop the pings, and systemd
+  // would restart sluice 4 s later.
+  site.f.StartSluice({"WATCHDOG_USEC=4000000"}, config);
+  site.RequireConnected();
+  const pid_t pid = site.f.process->Pid();
+  // One confirmed publish opens the connection's full window (max_in_flight = 1000), so that the
+  // backlog below goes to the blocked broker as fast as sluice sends: a window of 32 KiB events
+  // is 32 MiB, more than the socket buffers of both ends take, which would hold the forwarder in
+  // a write for as long as the alarm lasts if sluice did not stop at connection.blocked.
+  site.WaitForMarker(0);
+  const double holds_before = site.Metric("sluice_upstream_holds_total", "rabbit");
+
+  RabbitAlarm alarm(site.rabbit, "memory");
+  auto fleet = site.StartFleet(1600, 2000, 32 * 1024);
+  HttpResponse ready;
+  REQUIRE_MESSAGE(WaitFor(
+                      [&] {
+                        ready = HttpGet(site.metrics_port, "/readyz");
+                        return ready.status == 503 &&
+                               ready.body.find("resource alarm, low on memory") !=
+                                   std::string::npos;
+                      },
+                      30s, 20ms),
+                  ready.body << "\n"
+                             << site.f.Log());
+  const auto held_at = SteadyClock::now();
+  CHECK_MESSAGE(ready.body.find("vm_memory_high_watermark") != std::string::npos, ready.body);
+  CHECK(site.Metric("sluice_upstream_held", "rabbit") == 1);
+  const uint64_t sent = site.FinishFleet(*fleet);
+  REQUIRE(sent > 0);  // a device that could not keep up dropped some: --expect knows which
+
+  // The same alarm seen by one connection of the test's own, on a node that blocks it at its
+  // first publish: connection.blocked with RabbitMQ's reason. Then a connection that ignores it
+  // and writes on fills the socket's buffers; the write that finds no room ends within
+  // connect_timeout, and the connection with it, instead of waiting for the alarm to clear.
+  {
+    connectors::AmqpEndpoint e = site.rabbit.AdminEndpoint();
+    e.connect_timeout = 1000ms;
+    std::unique_ptr<connectors::AmqpConnection> c;
+    REQUIRE(connectors::AmqpConnection::Open(e, /*confirm=*/true, &c).ok());
+    // Unroutable (no such queue) and not mandatory: the broker drops it, and confirms it.
+    const std::string nowhere = "nowhere-" + site.gateway;
+    REQUIRE(c->Publish("", nowhere, false, "probe", 0, {}, "x").ok());
+    connectors::AmqpEvent ev;
+    REQUIRE(WaitFor(
+        [&] {
+          REQUIRE(c->Next(10ms, &ev).ok());
+          return ev.kind == connectors::AmqpEvent::Kind::kBlocked;
+        },
+        30s, 1ms));
+    CHECK(ev.text == "low on memory");
+    CHECK(c->blocked());
+    const std::string body(1 << 20, 'b');
+    Status s;
+    SteadyClock::duration last{};
+    for (int i = 0; i < 512 && s.ok(); ++i) {
+      const auto t0 = SteadyClock::now();
+      s = c->Publish("", nowhere, false, "fill", 0, {}, body);
+      last = SteadyClock::now() - t0;
+    }
+    REQUIRE_MESSAGE(!s.ok(), "512 MiB written to a blocked broker without a stall");
+    CHECK_MESSAGE(s.message().find("took nothing for 1000 ms") != std::string::npos, s.message());
+    CHECK(last >= 1000ms);
+    CHECK(last < 6s);  // 1 s and two ticks of 100 ms; the rest is room for a loaded machine
+  }
+
+  // The watchdog's view: pings go on for longer than its period after the hold began.
+  NotifyListener& notify = *site.f.notify;
+  REQUIRE_MESSAGE(WaitFor(
+                      [&] {
+                        const auto pings = notify.With("WATCHDOG=1");
+                        return !pings.empty() && pings.back().at - held_at >= 5s;
+                      },
+                      30s, 20ms),
+                  site.f.Log() << notify.Dump());
+  SteadyClock::duration gap{0};
+  SteadyClock::time_point prev = held_at;
+  for (const NotifyListener::Line& ping : notify.With("WATCHDOG=1")) {
+    if (ping.at < held_at) continue;
+    gap = std::max(gap, ping.at - prev);
+    prev = ping.at;
+  }
+  CHECK_MESSAGE(gap < 4s, std::chrono::duration_cast<std::chrono::milliseconds>(gap).count());
+  CHECK(site.f.Log().find("withholding the watchdog ping") == std::string::npos);
+  CHECK(site.f.process->Pid() == pid);
+  CHECK(site.Cursor() < sent);
+  CHECK(HttpGet(site.metrics_port, "/readyz").body.find("low on memory") != std::string::npos);
+
+  const auto cleared_at = SteadyClock::now();
+  alarm.Clear();
+  REQUIRE_MESSAGE(WaitFor([&] { return site.Drained(sent); }, 90s, 20ms), site.f.Log());
+  std::printf(
+      "scenario=rabbitmq-alarm backlog of %llu drained %.2f s after the alarm was cleared\n",
+      static_cast<unsigned long long>(sent), Seconds(SteadyClock::now() - cleared_at));
+  CHECK(HttpGet(site.metrics_port, "/readyz").status == 200);
+  CHECK(site.Metric("sluice_upstream_held", "rabbit") == 0);
+  CHECK(site.Metric("sluice_upstream_holds_total", "rabbit") == holds_before + 1);
+  CHECK(site.f.Log().find("cleared its resource alarm") != std::string::npos);
+  CHECK(site.f.process->Pid() == pid);
+  const Figures v = site.Verify("");
+  CheckArrivedInOrder(v, sent);
   CHECK(site.f.process->Terminate() == 0);
 }
 
