@@ -65,9 +65,10 @@ void SocketDeadline::Watch() {
     }
     if (now - since < limit) continue;
     // The caller is still inside the same call: end it. shutdown(2) on a socket another thread
-    // waits on is safe, and wakes its poll() at once.
-    ::shutdown(fd_, SHUT_RDWR);
+    // waits on is safe, and wakes its poll() at once; fired_ goes first, so that the woken call's
+    // Disarm cannot miss it.
     fired_.store(true, std::memory_order_release);
+    ::shutdown(fd_, SHUT_RDWR);
   }
 }
 
