@@ -14,6 +14,7 @@ void HoldList::Add(const std::string& key, const std::string& reason) {
     std::lock_guard<std::mutex> lock(mu_);
     auto [it, added] = holds_.insert_or_assign(key, reason);
     if (added) count_++;
+    size_ = holds_.size();
   }
   uint64_t suppressed = 0;
   if (log_throttle_.Allow(&suppressed)) {
@@ -27,11 +28,13 @@ void HoldList::Add(const std::string& key, const std::string& reason) {
 void HoldList::Erase(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
   holds_.erase(key);
+  size_ = holds_.size();
 }
 
 void HoldList::Clear() {
   std::lock_guard<std::mutex> lock(mu_);
   holds_.clear();
+  size_ = 0;
 }
 
 std::string HoldList::Reason() const {

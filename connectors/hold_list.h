@@ -39,6 +39,8 @@ class HoldList {
   std::vector<std::string> Keys() const;
   // Holds begun since the list was made.
   uint64_t Count() const { return count_.load(); }
+  // Nothing is held now. Lock-free: a sink asks on every delivery whether there is a hold to clear.
+  bool Empty() const { return size_.load(std::memory_order_relaxed) == 0; }
 
  private:
   const std::string prefix_;
@@ -47,6 +49,7 @@ class HoldList {
   mutable std::mutex mu_;
   std::map<std::string, std::string> holds_;  // GUARDED_BY(mu_)
   std::atomic<uint64_t> count_{0};
+  std::atomic<size_t> size_{0};  // holds_.size(), written under mu_
   LogThrottle log_throttle_{std::chrono::seconds(30)};
 };
 

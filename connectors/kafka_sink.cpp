@@ -8,8 +8,10 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <string_view>
 #include <unordered_map>
 
 namespace sluice::connectors {
@@ -22,6 +24,23 @@ void* SeqToOpaque(uint64_t seq) {
 uint64_t OpaqueToSeq(void* p) {
   return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p));
 }
+
+struct HeadersDeleter {
+  void operator()(rd_kafka_headers_t* h) const { rd_kafka_headers_destroy(h); }
+};
+using HeadersPtr = std::unique_ptr<rd_kafka_headers_t, HeadersDeleter>;
+
+// A number as decimal text, on the stack.
+class NumberText {
+ public:
+  template <typename T>
+  explicit NumberText(T v) : end_(std::to_chars(buf_, buf_ + sizeof buf_, v).ptr) {}
+  std::string_view view() const { return {buf_, static_cast<size_t>(end_ - buf_)}; }
+
+ private:
+  char buf_[24];
+  char* end_;
+};
 
 }  // namespace
 
@@ -41,7 +60,8 @@ class KafkaSink::Callbacks final : public RdKafka::DeliveryReportCb, public RdKa
       // Only a delivery proves the producer works again; a broker that answers metadata may
       // still refuse the producer's id.
       sink_->rebuild_backoff_.Reset();
-      sink_->ClearHolds(msg.topic_name());
+      // Asked first: the topic's name is a new std::string each time, for every delivery.
+      if (!sink_->holds_.Empty()) sink_->ClearHolds(msg.topic_name());
     } else {
       const std::string topic = msg.topic_name();
       d.error = topic + ": " + RdKafka::err2str(err);
@@ -124,7 +144,7 @@ class KafkaSink::Callbacks final : public RdKafka::DeliveryReportCb, public RdKa
 KafkaSink::KafkaSink(KafkaSinkOptions options, const Router* router, const Clock* clock,
                      std::shared_ptr<spdlog::logger> logger)
     : options_(std::move(options)),
-      router_(router),
+      routes_(router),
       clock_(clock != nullptr ? clock : &system_clock_),
       log_(std::move(logger)) {}
 
@@ -222,9 +242,16 @@ Status KafkaSink::Send(const storage::Event& event) {
       }
     }
   }
-  std::unique_ptr<RdKafka::Headers> headers(RdKafka::Headers::create());
+  // The record is built and produced through librdkafka's C API, which the C++ one wraps: the
+  // C++ Headers take each name as a std::string and come in a wrapper object of their own, which
+  // cost an allocation or two per header and per event (docs/performance.md, "Drain path
+  // profile"). Numbers are formatted on the stack for the same reason.
+  HeadersPtr headers(rd_kafka_headers_new(8));
+  auto add = [&headers](const char* name, std::string_view v) {
+    rd_kafka_header_add(headers.get(), name, -1, v.data(), static_cast<ssize_t>(v.size()));
+  };
   const std::string* topic = nullptr;
-  std::string key;
+  std::string_view key;
   const std::string* value = &event.payload;
   GapRecord gap;
   if (event.kind == storage::EventKind::kGap) {
@@ -234,26 +261,31 @@ Status KafkaSink::Send(const storage::Event& event) {
     topic = &options_.gap_topic;
     key = options_.gateway_id;
     value = &gap.value;
-    for (const auto& [name, v] : gap.headers) headers->add(name, v);
+    for (const auto& [name, v] : gap.headers) add(name.c_str(), v);
   } else {
-    const Route* route = router_->Find(event.topic);
-    if (route == nullptr) {
+    const RouteCache::Entry& route = routes_.Find(event.topic);
+    if (route.route == nullptr) {
       return Status::InvalidArgument("no route matches MQTT topic '" + event.topic + "'");
     }
-    topic = &route->upstream_topic;
-    key = route->key.KeyFor(event.topic);
-    headers->add(kHeaderMqttTopic, event.topic);
-    headers->add(kHeaderMqttQos, std::to_string(event.qos));
-    headers->add(kHeaderGateway, options_.gateway_id);
-    headers->add(kHeaderSeq, std::to_string(event.seq));
-    headers->add(kHeaderReceivedMs, std::to_string(event.received_ms));
-    headers->add(kHeaderLogId, options_.log_id);
-    if (event.retained) headers->add(kHeaderMqttRetain, "1");
+    topic = &route.route->upstream_topic;
+    key = route.key;
+    NumberText qos(event.qos);
+    NumberText seq(event.seq);
+    NumberText received_ms(event.received_ms);
+    add(kHeaderMqttTopic, event.topic);
+    add(kHeaderMqttQos, qos.view());
+    add(kHeaderGateway, options_.gateway_id);
+    add(kHeaderSeq, seq.view());
+    add(kHeaderReceivedMs, received_ms.view());
+    add(kHeaderLogId, options_.log_id);
+    if (event.retained) add(kHeaderMqttRetain, "1");
   }
-  RdKafka::ErrorCode rc =
-      producer_->produce(*topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-                         const_cast<char*>(value->data()), value->size(), key.data(), key.size(), 0,
-                         headers.get(), SeqToOpaque(event.seq));
+  const auto rc = static_cast<RdKafka::ErrorCode>(rd_kafka_producev(
+      producer_->c_ptr(), RD_KAFKA_V_TOPIC(topic->c_str()),
+      RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_VALUE(const_cast<char*>(value->data()), value->size()),
+      RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_HEADERS(headers.get()),
+      RD_KAFKA_V_OPAQUE(SeqToOpaque(event.seq)), RD_KAFKA_V_END));
   if (rc == RdKafka::ERR_NO_ERROR) {
     headers.release();  // librdkafka owns them now
     in_flight_++;

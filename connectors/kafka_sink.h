@@ -20,6 +20,7 @@
 #include "connectors/hold_list.h"
 #include "connectors/kafka_checkpoint.h"
 #include "connectors/record_headers.h"
+#include "connectors/route_cache.h"
 #include "connectors/router.h"
 #include "connectors/sink.h"
 
@@ -178,7 +179,7 @@ class KafkaSink final : public Sink {
   std::chrono::milliseconds UntilCommitDue() const;
 
   const KafkaSinkOptions options_;
-  const Router* const router_;
+  RouteCache routes_;  // the router's answers; used by Send only, on the forwarder thread
   const SystemClock system_clock_;
   const Clock* const clock_;  // borrowed, or &system_clock_
   std::shared_ptr<spdlog::logger> log_;

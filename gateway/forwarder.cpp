@@ -144,7 +144,7 @@ void Forwarder::Loop() {
       stats_.last_progress_ms = Millis(clock_->Now());
       stats_.window = window_.size();
     }
-    if (!busy && !held_ && sink_->InFlight() == 0 && unsent_.empty() && !replay_done_) {
+    if (!busy && !held_ && sink_->InFlight() == 0 && UnsentEmpty() && !replay_done_) {
       log_->WaitForEventsAfter(next_read_after_, options_.idle_wait);
     }
   }
@@ -190,7 +190,7 @@ bool Forwarder::FillSink() {
     const bool single = held_ || step_through_ != 0;
     const size_t limit = single ? 1 : InFlightLimit(*sink_, options_.max_in_flight);
     if (sink_->InFlight() >= limit) break;
-    if (unsent_.empty()) {
+    if (UnsentEmpty()) {
       // One read per pass: a rewind across many confirmed events must not keep the loop, and the
       // heartbeat the watchdog reads, from its next pass.
       if (read) break;
@@ -200,11 +200,11 @@ bool Forwarder::FillSink() {
       const size_t max_events = rereading
                                     ? options_.read_batch
                                     : std::min(options_.read_batch, limit - sink_->InFlight());
-      // Kept across reads, so that its buffer is not allocated and freed on every pass.
       std::vector<storage::Event>& batch = read_batch_;
-      batch.clear();
       Status s = log_->Read(next_read_after_, max_events, options_.read_batch_bytes, &batch);
+      unsent_pos_ = 0;
       if (!s.ok()) {
+        ClearUnsent();
         failed = s;
         break;
       }
@@ -224,9 +224,8 @@ bool Forwarder::FillSink() {
       busy = true;
       if (options_.failpoint) options_.failpoint("forwarder.wedge");
       next_read_after_ = batch.back().seq;
-      for (auto& e : batch) unsent_.push_back(std::move(e));
     }
-    storage::Event& e = unsent_.front();
+    storage::Event& e = UnsentFront();
     Pending* existing =
         !window_.empty() && e.seq <= window_.back().seq ? FindPending(e.seq) : nullptr;
     if (existing != nullptr && existing->state == State::kDone && !existing->gap &&
@@ -237,7 +236,7 @@ bool Forwarder::FillSink() {
       existing->state = State::kOpen;
     }
     if (existing != nullptr && existing->state != State::kOpen) {  // settled before a rewind
-      unsent_.pop_front();
+      PopUnsent();
       busy = true;
       continue;
     }
@@ -255,11 +254,11 @@ bool Forwarder::FillSink() {
     // Settles the first unsent event without sending it; the cursor passes it with its neighbours.
     auto settle_unsent = [&] {
       if (existing == nullptr) {
-        window_.push_back({unsent_.front().seq, State::kDone});
+        window_.push_back({UnsentFront().seq, State::kDone});
       } else {
         existing->state = State::kDone;
       }
-      unsent_.pop_front();
+      PopUnsent();
       busy = true;
     };
     if (!Prepare(&e)) {
@@ -280,7 +279,7 @@ bool Forwarder::FillSink() {
         resent++;
       }
       if (held_) probe_seq_ = e.seq;
-      unsent_.pop_front();
+      PopUnsent();
       busy = true;
       sent++;
       continue;
@@ -540,10 +539,10 @@ void Forwarder::Rewind() {
   // sink refused the first of them), the read position would otherwise pass them unsent and the
   // cursor would acknowledge them.
   uint64_t restart = first_open;
-  if (!unsent_.empty() && (restart == 0 || unsent_.front().seq < restart)) {
-    restart = unsent_.front().seq;
+  if (!UnsentEmpty() && (restart == 0 || UnsentFront().seq < restart)) {
+    restart = UnsentFront().seq;
   }
-  unsent_.clear();
+  ClearUnsent();
   if (restart != 0) next_read_after_ = restart - 1;
   resend_wait_ = true;
   uint64_t suppressed = 0;
@@ -564,12 +563,12 @@ void Forwarder::MaybeAcknowledge(bool force) {
   }
   // With nothing outstanding, every event read so far is settled (events dropped by the log's
   // overflow policy leave gaps the cursor may pass).
-  if (window_.empty() && unsent_.empty()) through = std::max(through, next_read_after_);
+  if (window_.empty() && UnsentEmpty()) through = std::max(through, next_read_after_);
   if (through <= acked_) return;
   // Every event up to `through` is settled and has left the window; a rewind still reading them
   // again would no longer recognise them as settled and send them twice.
   next_read_after_ = std::max(next_read_after_, through);
-  while (!unsent_.empty() && unsent_.front().seq <= through) unsent_.pop_front();
+  while (!UnsentEmpty() && UnsentFront().seq <= through) PopUnsent();
   const auto now = clock_->Now();
   if (!force && now - last_ack_ < options_.ack_interval) {
     // Remember the progress; it is written at the next interval.

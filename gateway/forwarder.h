@@ -145,6 +145,10 @@ class Forwarder {
   Pending* FindPending(uint64_t seq);
   bool Fail(const Status& s);
   void WarnDiskFull(const Status& s);
+  bool UnsentEmpty() const { return unsent_pos_ >= read_batch_.size(); }
+  storage::Event& UnsentFront() { return read_batch_[unsent_pos_]; }
+  void PopUnsent() { ++unsent_pos_; }
+  void ClearUnsent() { unsent_pos_ = read_batch_.size(); }
 
   storage::EventLog* const log_;
   connectors::Sink* const sink_;
@@ -153,11 +157,15 @@ class Forwarder {
   std::shared_ptr<spdlog::logger> logger_;
 
   // Owned by the loop thread.
-  std::deque<Pending> window_;              // sent events in seq order, settled or not
-  std::deque<storage::Event> unsent_;       // read from the log, not yet accepted by the sink
-  std::vector<storage::Event> read_batch_;  // the last read from the log, moved into unsent_
-  bool replay_done_ = false;                // a replay read past its range: nothing more to read
-  uint64_t next_read_after_ = 0;            // highest seq read from the log
+  std::deque<Pending> window_;  // sent events in seq order, settled or not
+  // The last read from the log; its events from unsent_pos_ on are not yet accepted by the sink.
+  // The log is read again only once they all are, into the same vector, whose Events keep their
+  // buffers from read to read (a drain would otherwise allocate and free two strings per event);
+  // what stays allocated is one read's worth, at most read_batch events and read_batch_bytes.
+  std::vector<storage::Event> read_batch_;
+  size_t unsent_pos_ = 0;
+  bool replay_done_ = false;      // a replay read past its range: nothing more to read
+  uint64_t next_read_after_ = 0;  // highest seq read from the log
   uint64_t acked_ = 0;
   // The disk was too full to record a dead letter, the upstream refused an event with nothing
   // in flight, or the window reached its bound, on this pass.

@@ -8,6 +8,7 @@
 #include "connectors/kafka_sink.h"
 #include "connectors/kinesis_sink.h"
 #include "connectors/mqtt_sink.h"
+#include "connectors/route_cache.h"
 
 namespace sluice::gateway {
 
@@ -137,11 +138,11 @@ ForwarderOptions Upstream::MakeForwarderOptions() const {
   fo.failpoint = env_.failpoint;
   fo.clock = env_.clock;
   fo.forward_latency_seconds = env_.forward_latency_seconds;
-  const connectors::Router* router = router_.get();
   // An event no route matches (the routes changed since it was logged) goes to the sink, which
-  // refuses it: a dead letter an operator can see and replay, never a silent skip.
-  fo.takes = [router](const storage::Event& e) {
-    const connectors::Route* r = router->Find(e.topic);
+  // refuses it: a dead letter an operator can see and replay, never a silent skip. The cache is the
+  // lambda's own, so each copy of the options (one per forwarder, one thread each) has its own.
+  fo.takes = [cache = connectors::RouteCache(router_.get())](const storage::Event& e) mutable {
+    const connectors::Route* r = cache.Find(e.topic).route;
     return r == nullptr || !r->upstream_topic.empty();
   };
   return fo;

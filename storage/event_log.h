@@ -111,7 +111,9 @@ class EventLog {
 
   // Reads up to max_events rows (events and gap markers) with seq > after_seq, stopping early once
   // max_bytes of payload have been read (at least one row is returned if any exists). Retained
-  // events are returned too: a replay reads them.
+  // events are returned too: a replay reads them. *out is replaced by the rows read; the Events it
+  // already holds are reused, buffers and all, so that a caller reading into the same vector again
+  // and again does not allocate per row (the forwarder does, for every batch of a drain).
   virtual Status Read(uint64_t after_seq, size_t max_events, size_t max_bytes,
                       std::vector<Event>* out) = 0;
 

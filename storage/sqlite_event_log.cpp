@@ -198,12 +198,12 @@ class Transaction {
     if (open_) sqlite3_exec(db_->db(), "ROLLBACK", nullptr, nullptr, nullptr);
   }
   Status Begin() {
-    Status s = db_->Exec("BEGIN IMMEDIATE");
+    Status s = db_->BeginImmediate();
     open_ = s.ok();
     return s;
   }
   Status Commit() {
-    Status s = db_->Exec("COMMIT");
+    Status s = db_->Commit();
     if (s.ok()) open_ = false;
     return s;
   }
@@ -1083,19 +1083,30 @@ Status SqliteEventLog::DeleteRetainedLocked(uint64_t through, bool keep_ingress)
   uint64_t rows = 0;
   uint64_t bytes = 0;
   uint64_t moved = 0;  // handed over to the dead-letter rows that keep a copy
+  // Every retained row is at or below the lowest cursor. Deleting through it, the rows still
+  // retained afterwards are those the delete kept for RecentIngress (the newest rows with a packet
+  // id, a few hundred at most), so they are counted after the delete instead of every deleted row
+  // before it: in a drain that count was a third of the trim's cost (docs/performance.md, "Drain
+  // path profile"). With dead letters the delete itself reports each row.
+  const bool count_kept = state_.stats.dead_letters == 0 && through >= LowestCursorLocked();
+  uint64_t kept_rows = 0;
+  uint64_t kept_bytes = 0;
   if (state_.stats.dead_letters == 0) {
     const uint64_t floor = keep_ingress ? IngressFloorLocked() : UINT64_MAX;
-    sqlite3_stmt* count = count_retained_.get();
-    sqlite3_reset(count);
-    BindU64(count, 1, through);
-    BindU64(count, 2, floor);
-    int rc = sqlite3_step(count);
-    if (rc == SQLITE_ROW) {
-      rows = ColumnU64(count, 0);
-      bytes = ColumnU64(count, 1) + rows * Event::kRowOverheadBytes;
+    int rc;
+    if (!count_kept) {
+      sqlite3_stmt* count = count_retained_.get();
+      sqlite3_reset(count);
+      BindU64(count, 1, through);
+      BindU64(count, 2, floor);
+      rc = sqlite3_step(count);
+      if (rc == SQLITE_ROW) {
+        rows = ColumnU64(count, 0);
+        bytes = ColumnU64(count, 1) + rows * Event::kRowOverheadBytes;
+      }
+      sqlite3_reset(count);
+      if (rc != SQLITE_ROW) return writer_.Error(rc, "counting confirmed events");
     }
-    sqlite3_reset(count);
-    if (rc != SQLITE_ROW) return writer_.Error(rc, "counting confirmed events");
     sqlite3_stmt* del = delete_retained_.get();
     sqlite3_reset(del);
     BindU64(del, 1, through);
@@ -1103,6 +1114,10 @@ Status SqliteEventLog::DeleteRetainedLocked(uint64_t through, bool keep_ingress)
     rc = sqlite3_step(del);
     sqlite3_reset(del);
     if (rc != SQLITE_DONE) return writer_.Error(rc, "removing confirmed events");
+    if (count_kept) {
+      Status s = CountRangeLocked(&writer_, 0, through, &kept_rows, &kept_bytes);
+      if (!s.ok()) return s;
+    }
   } else {
     sqlite3_stmt* del = keep_ingress ? delete_unkept_through_.get() : delete_through_.get();
     sqlite3_reset(del);
@@ -1120,8 +1135,13 @@ Status SqliteEventLog::DeleteRetainedLocked(uint64_t through, bool keep_ingress)
   }
   // The caller puts state_ back as it was if the transaction does not commit.
   LogStats& ls = state_.stats;
-  ls.retained_events = Sub(ls.retained_events, rows);
-  ls.retained_bytes = Sub(ls.retained_bytes, bytes);
+  if (count_kept) {
+    ls.retained_events = kept_rows;
+    ls.retained_bytes = kept_bytes;
+  } else {
+    ls.retained_events = Sub(ls.retained_events, rows);
+    ls.retained_bytes = Sub(ls.retained_bytes, bytes);
+  }
   ls.dead_letter_bytes += moved;
   if (!keep_ingress) ForgetIngressLocked(0, through);
   if (ls.retained_events == 0) {
@@ -1654,19 +1674,34 @@ Status SqliteEventLog::Append(std::span<Event> events, size_t* appended) {
 
 namespace {
 
-// One row of `events` as Read and RecentIngress select it (the columns of PrepareStatements).
-Event EventFromRow(sqlite3_stmt* st) {
-  Event e;
-  e.seq = ColumnU64(st, 0);
-  e.received_ms = sqlite3_column_int64(st, 1);
-  e.qos = sqlite3_column_int(st, 2);
-  e.topic = ColumnBytes(st, 3);
-  e.payload = ColumnBytes(st, 4);
-  e.retained = sqlite3_column_int(st, 5) != 0;
-  e.kind = sqlite3_column_int(st, 6) == static_cast<int>(EventKind::kGap) ? EventKind::kGap
-                                                                          : EventKind::kEvent;
-  e.packet_id = static_cast<uint16_t>(sqlite3_column_int(st, 7));
-  return e;
+// Assigns column i to *out, reusing its buffer.
+void AssignColumnBytes(sqlite3_stmt* st, int i, std::string* out) {
+  const void* p = sqlite3_column_blob(st, i);
+  const int n = sqlite3_column_bytes(st, i);
+  if (p == nullptr) {
+    out->clear();
+  } else {
+    out->assign(static_cast<const char*>(p), static_cast<size_t>(n));
+  }
+}
+
+// One row of `events` as Read and RecentIngress select it (the columns of PrepareStatements), into
+// *e. Every field of *e is set (those the row does not hold to their defaults), but its topic and
+// payload keep their buffers: a drain reads millions of rows into the same Events.
+void EventFromRow(sqlite3_stmt* st, Event* e) {
+  Event row;
+  row.topic = std::move(e->topic);
+  row.payload = std::move(e->payload);
+  row.seq = ColumnU64(st, 0);
+  row.received_ms = sqlite3_column_int64(st, 1);
+  row.qos = sqlite3_column_int(st, 2);
+  AssignColumnBytes(st, 3, &row.topic);
+  AssignColumnBytes(st, 4, &row.payload);
+  row.retained = sqlite3_column_int(st, 5) != 0;
+  row.kind = sqlite3_column_int(st, 6) == static_cast<int>(EventKind::kGap) ? EventKind::kGap
+                                                                            : EventKind::kEvent;
+  row.packet_id = static_cast<uint16_t>(sqlite3_column_int(st, 7));
+  *e = std::move(row);
 }
 
 }  // namespace
@@ -1683,11 +1718,15 @@ Status SqliteEventLog::Read(uint64_t after_seq, size_t max_events, size_t max_by
   BindU64(st, 1, after_seq);
   BindU64(st, 2, max_events);
   size_t bytes = 0;
+  size_t n = 0;
   int rc = SQLITE_DONE;
   while (bytes < max_bytes && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    out->push_back(EventFromRow(st));
-    bytes += out->back().payload.size();
+    if (n == out->size()) out->emplace_back();
+    Event& e = (*out)[n++];
+    EventFromRow(st, &e);
+    bytes += e.payload.size();
   }
+  out->resize(n);
   if (bytes < max_bytes && rc != SQLITE_DONE) {
     sqlite3_reset(st);
     return reader_.Error(rc, "reading events");
@@ -1704,7 +1743,7 @@ Status SqliteEventLog::RecentIngress(size_t max_rows, std::vector<Event>* out) {
   sqlite3_reset(st);
   BindU64(st, 1, max_rows);
   int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) out->push_back(EventFromRow(st));
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) EventFromRow(st, &out->emplace_back());
   sqlite3_reset(st);
   if (rc != SQLITE_DONE) return reader_.Error(rc, "reading the newest events with a packet id");
   std::reverse(out->begin(), out->end());

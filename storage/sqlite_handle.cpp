@@ -21,6 +21,8 @@ Status SqliteHandle::Open(const std::string& path, int flags, const std::string&
 }
 
 void SqliteHandle::Close() {
+  begin_ = Statement();
+  commit_ = Statement();
   if (db_ != nullptr) {
     sqlite3_close_v2(db_);
     db_ = nullptr;
@@ -37,6 +39,26 @@ Status SqliteHandle::Exec(std::string_view sql) {
     return Error(rc, what);
   }
   return Status::Ok();
+}
+
+Status SqliteHandle::BeginImmediate() {
+  return StepCached("BEGIN IMMEDIATE", &begin_);
+}
+
+Status SqliteHandle::Commit() {
+  return StepCached("COMMIT", &commit_);
+}
+
+Status SqliteHandle::StepCached(const char* sql, Statement* stmt) {
+  if (stmt->get() == nullptr) {
+    Status s = Prepare(sql, stmt);
+    if (!s.ok()) return s;
+  }
+  const int rc = sqlite3_step(stmt->get());
+  // Before the reset, so that the message has the connection's own detail for this error.
+  Status s = rc == SQLITE_DONE ? Status::Ok() : Error(rc, std::string("executing '") + sql + "'");
+  sqlite3_reset(stmt->get());
+  return s;
 }
 
 Status SqliteHandle::Prepare(std::string_view sql, Statement* stmt) {

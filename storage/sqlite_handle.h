@@ -54,6 +54,12 @@ class SqliteHandle {
   const std::string& path() const { return path_; }
 
   Status Exec(std::string_view sql);
+  // BEGIN IMMEDIATE and COMMIT, each prepared once on first use: the log opens a transaction per
+  // group commit and per stored cursor, and parsing the two statements every time was most of
+  // the cost of a stored cursor beside the commit's own writes (docs/performance.md, "Drain path
+  // profile").
+  Status BeginImmediate();
+  Status Commit();
   Status Prepare(std::string_view sql, Statement* stmt);
   // Runs a statement that returns one integer (e.g. a PRAGMA).
   Status QueryInt(std::string_view sql, int64_t* value);
@@ -62,8 +68,13 @@ class SqliteHandle {
   Status Error(int rc, std::string_view what) const;
 
  private:
+  // Steps *stmt (prepared from `sql` if it is not yet) once, to its end.
+  Status StepCached(const char* sql, Statement* stmt);
+
   sqlite3* db_ = nullptr;
   std::string path_;
+  Statement begin_;   // finalized by Close, before the connection
+  Statement commit_;  // likewise
 };
 
 }  // namespace sluice::storage

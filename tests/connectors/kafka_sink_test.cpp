@@ -158,6 +158,15 @@ TEST_CASE("KafkaSink delivers through transient broker errors, in order, with it
   REQUIRE(records.size() == kEvents);
   for (size_t i = 0; i < records.size(); ++i) {
     const uint64_t seq = i + 1;
+    const auto want = MakeEvent(seq, "dev/t/x");
+    CHECK(records[i].key == "dev/t/x");  // the route's key pattern has no capture
+    CHECK(records[i].payload == want.payload);
+    CHECK(records[i].headers.size() == (seq % 2 == 0 ? 7u : 6u));
+    CHECK(records[i].headers.at(sluice::connectors::kHeaderMqttTopic) == "dev/t/x");
+    CHECK(records[i].headers.at(sluice::connectors::kHeaderMqttQos) == "1");
+    CHECK(records[i].headers.at(sluice::connectors::kHeaderGateway) == "gw-test");
+    CHECK(records[i].headers.at(sluice::connectors::kHeaderReceivedMs) ==
+          std::to_string(want.received_ms));
     CHECK(records[i].headers.at(sluice::connectors::kHeaderSeq) == std::to_string(seq));
     CHECK(records[i].headers.at(sluice::connectors::kHeaderLogId) == "log-0123");
     CHECK(records[i].headers.count(sluice::connectors::kHeaderMqttRetain) ==

@@ -95,6 +95,48 @@ TEST_CASE("SqliteEventLog assigns increasing sequence numbers and reads back in 
   CHECK(limited.size() == 2);
 }
 
+TEST_CASE("SqliteEventLog Read replaces what the vector held, every field of it") {
+  TempDir dir;
+  auto log = OpenOrDie(Options(dir.File("events.db")));
+  std::vector<Event> batch = {MakeEvent("devices/a/t", "one"), MakeEvent("d/b", "two", 0)};
+  batch[0].retained = true;
+  batch[0].packet_id = 7;
+  AppendAll(log.get(), batch);
+
+  // Stale events, with every field set otherwise than the rows have it, and more of them.
+  std::vector<Event> out(3);
+  for (Event& e : out) {
+    e.seq = 99;
+    e.received_ms = 5;
+    e.qos = 2;
+    e.retained = true;
+    e.topic = std::string(300, 't');
+    e.payload = std::string(300, 'p');
+    e.kind = EventKind::kGap;
+    e.packet_id = 9;
+    e.gap.count = 4;
+    e.ingress = 11;
+  }
+  REQUIRE(log->Read(0, 10, SIZE_MAX, &out).ok());
+  REQUIRE(out.size() == 2);
+  for (size_t i = 0; i < out.size(); ++i) {
+    INFO("row " << i);
+    CHECK(out[i].seq == i + 1);
+    CHECK(out[i].received_ms == 1700000000000);
+    CHECK(out[i].topic == batch[i].topic);
+    CHECK(out[i].payload == batch[i].payload);
+    CHECK(out[i].qos == batch[i].qos);
+    CHECK(out[i].retained == batch[i].retained);
+    CHECK(out[i].packet_id == batch[i].packet_id);
+    CHECK(out[i].kind == EventKind::kEvent);
+    CHECK(out[i].gap.count == 0);
+    CHECK(out[i].ingress == 0);
+  }
+  // Nothing after the last row: the vector is emptied, not left as it was.
+  REQUIRE(log->Read(2, 10, SIZE_MAX, &out).ok());
+  CHECK(out.empty());
+}
+
 TEST_CASE("SqliteEventLog replays undelivered events and keeps its cursor after reopen") {
   TempDir dir;
   const std::string path = dir.File("events.db");
