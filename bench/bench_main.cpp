@@ -89,6 +89,11 @@ Status ReadKafka(const KafkaProbe& k, nlohmann::ordered_json* out) {
   }
   sluice::bench::LatencyRecorder rec(k.count);
   sluice::bench::LatencyRecorder visible(k.count);
+  // The two legs, split where sluice took the event from Mosquitto (sluice.received_ms, whole
+  // milliseconds): the MQTT leg (publisher, Mosquitto, sluice's callback) and the rest (sluice's
+  // commit and forwarder, librdkafka, Kafka's append).
+  sluice::bench::LatencyRecorder to_sluice(k.count);
+  sluice::bench::LatencyRecorder after_sluice(k.count);
   uint64_t foreign = 0;
   uint64_t no_timestamp = 0;
   sluice::sim::VerifyReader::Stats stats;
@@ -109,6 +114,11 @@ Status ReadKafka(const KafkaProbe& k, nlohmann::ordered_json* out) {
         }
         const int64_t at_us = *r.timestamp_ms * 1000;
         rec.Add(stamp->seq, at_us - stamp->send_us, at_us);
+        if (r.received_ms) {
+          const int64_t received_us = static_cast<int64_t>(*r.received_ms) * 1000;
+          to_sluice.Add(stamp->seq, received_us - stamp->send_us, received_us);
+          after_sluice.Add(stamp->seq, at_us - received_us, at_us);
+        }
       },
       [](const std::string& w) {
         std::fprintf(stderr, "sluice-bench kafka-latency: %s\n", w.c_str());
@@ -119,6 +129,10 @@ Status ReadKafka(const KafkaProbe& k, nlohmann::ordered_json* out) {
   r["tag"] = k.tag;
   r["events"] = rec.Summary();
   if (k.visible) r["visible"] = visible.Summary();
+  if (to_sluice.unique() > 0) {
+    r["to_sluice"] = to_sluice.Summary();
+    r["after_sluice"] = after_sluice.Summary();
+  }
   r["records"] = stats.records;
   r["foreign"] = foreign;
   r["no_timestamp"] = no_timestamp;

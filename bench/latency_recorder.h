@@ -23,12 +23,18 @@ class LatencyRecorder {
   bool complete() const { return unique_ == seen_.size(); }
 
   // count, unique, duplicates, missing, out_of_range, first_us, last_us, latency_ms{p50,p99,
-  // p999,max,mean}. Percentiles are over first arrivals only.
+  // p999,max,mean}, and per_second: for each second of publish time from the first, its
+  // {second, count, p99, max}, which tells a tail that is spread evenly (the path itself) from one
+  // that comes in bursts (a stall somewhere). Percentiles are over first arrivals only.
   nlohmann::ordered_json Summary();
 
  private:
   std::vector<uint8_t> seen_;
-  std::vector<int64_t> latencies_us_;
+  struct Sample {
+    int64_t published_us;
+    int64_t latency_us;
+  };
+  std::vector<Sample> samples_;
   uint64_t count_ = 0;
   uint64_t unique_ = 0;
   uint64_t duplicates_ = 0;

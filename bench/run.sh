@@ -218,6 +218,29 @@ field() { grep -o "\"$2\": [-0-9.e+]*" "$1" | head -1 | sed 's/.*: //'; }
 # field_in FILE SECTION KEY: the same, from where key SECTION begins.
 field_in() { sed -n "/\"$2\": /,\$p" "$1" | grep -o "\"$3\": [-0-9.e+]*" | head -1 | sed 's/.*: //'; }
 
+# gc_pauses LATENCY_JSON: Kafka's GC pauses (scripts/kafka.sh logs them) between the first event
+# published and the last appended in that latency run, as JSON: a stall of the broker, not sluice.
+gc_pauses() {
+  local first last max from to
+  first=$(field "$1" first_us | cut -d. -f1)
+  last=$(field "$1" last_us | cut -d. -f1)
+  max=$(field "$1" max | cut -d. -f1)
+  if [[ -z "$first" || -z "$last" || -z "$max" ]]; then
+    echo '{}'
+    return
+  fi
+  from=$((first / 1000 - max))
+  to=$((last / 1000))
+  cat "$work"/kafka/gc-*.log 2>/dev/null | awk -v from="$from" -v to="$to" '
+    match($0, /\[[0-9]+ms\]/) {
+      t = substr($0, RSTART + 1, RLENGTH - 4) + 0
+      if (t < from || t > to || $0 !~ /Pause/ || $NF !~ /ms$/) next
+      ms = substr($NF, 1, length($NF) - 2) + 0
+      n++; total += ms; if (ms > max) max = ms
+    }
+    END { printf "{ \"pauses\": %d, \"total_ms\": %.1f, \"max_ms\": %.1f }\n", n, total, max }'
+}
+
 # ---- brokers and sluice ------------------------------------------------------------------------
 mosq() { scripts/mosquitto.sh "$@" >/dev/null; }
 # wait_file FILE WHAT PID: polls for FILE, written by process PID, for up to 10 s.
@@ -432,6 +455,7 @@ online_pass() {
         --tag "${px}lat$rate" --count "$n" --idle-timeout 3 \
         --json "$raw/${px}latency-$rate.kafka.json" >/dev/null
     fi
+    gc_pauses "$raw/${px}latency-$rate.kafka.json" >"$raw/${px}latency-$rate.gc.json"
     say "  arrived $(field "$raw/${px}latency-$rate.kafka.json" unique) of $n, p50 $(field "$raw/${px}latency-$rate.kafka.json" p50) ms, p99 $(field "$raw/${px}latency-$rate.kafka.json" p99) ms, p99.9 $(field "$raw/${px}latency-$rate.kafka.json" p999) ms (to the append)"
     [[ -z "$probe" ]] || say "  visible to a read_committed consumer: p50 $(field_in "$raw/${px}latency-$rate.kafka.json" visible p50) ms, p99 $(field_in "$raw/${px}latency-$rate.kafka.json" visible p99) ms"
   done

@@ -33,10 +33,14 @@ struct ConsumedRecord {
   // sluice.seq and sluice.log (Kafka headers, MQTT 5 user properties), when the record has them.
   std::optional<uint64_t> log_seq;
   std::string_view log_id;
+  // sluice.received_ms (Kafka header): when sluice took the event from the MQTT broker. Read by
+  // the benchmark's latency probe only, to tell the MQTT leg from sluice and Kafka.
+  std::optional<uint64_t> received_ms;
 };
 
-// A sluice.seq value (decimal ASCII, no sign or padding); nullopt for anything else.
-inline std::optional<uint64_t> ParseLogSeq(std::string_view text) {
+// A sluice.seq or sluice.received_ms value (decimal ASCII, no sign or padding); nullopt for
+// anything else.
+inline std::optional<uint64_t> ParseHeaderNumber(std::string_view text) {
   uint64_t v = 0;
   const char* end = text.data() + text.size();
   auto [ptr, ec] = std::from_chars(text.data(), end, v);

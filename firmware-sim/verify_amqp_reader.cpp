@@ -223,7 +223,7 @@ Status VerifyAmqpReader::Read(const std::function<void(const ConsumedRecord&)>& 
         }
         if (e.value.kind != AMQP_FIELD_KIND_UTF8 && e.value.kind != AMQP_FIELD_KIND_BYTES) continue;
         const std::string_view value = View(e.value.value.bytes);
-        if (key == "sluice.seq") rec.log_seq = ParseLogSeq(value);
+        if (key == "sluice.seq") rec.log_seq = ParseHeaderNumber(value);
         if (key == "sluice.log") rec.log_id = value;
         if (key == "sluice.gap" && value == "1") rec.gap = true;
       }

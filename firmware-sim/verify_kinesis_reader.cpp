@@ -37,7 +37,7 @@ bool DecodeKinesisRecordData(std::string_view data, KinesisRecordData* out) {
   for (const auto& [name, value] : h.items()) {
     if (!value.is_string()) return false;
     const std::string& v = value.get_ref<const std::string&>();
-    if (name == connectors::kHeaderSeq) r.log_seq = ParseLogSeq(v);
+    if (name == connectors::kHeaderSeq) r.log_seq = ParseHeaderNumber(v);
     if (name == connectors::kHeaderLogId) r.log_id = v;
     if (name == connectors::kHeaderGap) r.gap = v == "1";
   }

@@ -301,7 +301,7 @@ Status VerifyMqttReader::Read(const std::function<void(const ConsumedRecord&)>& 
       const auto [name, value] =
           mqtt::get<mqtt::string_pair>(props, mqtt::property::USER_PROPERTY, i);
       if (name == connectors::kHeaderSeq) {
-        r.log_seq = ParseLogSeq(value);
+        r.log_seq = ParseHeaderNumber(value);
       } else if (name == connectors::kHeaderLogId) {
         log_id = value;
       } else if (name == connectors::kHeaderGap) {

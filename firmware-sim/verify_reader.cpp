@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include <librdkafka/rdkafka.h>
+
 #include "connectors/record_headers.h"
 
 namespace sluice::sim {
@@ -47,11 +49,19 @@ Status BuildConsumerConf(const std::map<std::string, std::string>& user, const S
 }
 
 // A header's value as text; empty when the record lacks it.
-std::string_view HeaderText(RdKafka::Headers* headers, const char* name) {
-  if (headers == nullptr) return {};
-  const RdKafka::Headers::Header h = headers->get_last(name);
-  if (h.err() != RdKafka::ERR_NO_ERROR || h.value() == nullptr) return {};
-  return std::string_view(static_cast<const char*>(h.value()), h.value_size());
+// The last header `name` of `msg`, pointing into the message itself: valid while `msg` lives. (The
+// C++ API's Headers::get_last returns a Header that owns a copy of the value, which a view would
+// outlive.)
+std::string_view HeaderText(RdKafka::Message* msg, const char* name) {
+  rd_kafka_headers_t* headers = nullptr;
+  if (rd_kafka_message_headers(msg->c_ptr(), &headers) != RD_KAFKA_RESP_ERR_NO_ERROR) return {};
+  const void* value = nullptr;
+  size_t size = 0;
+  if (rd_kafka_header_get_last(headers, name, &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      value == nullptr) {
+    return {};
+  }
+  return std::string_view(static_cast<const char*>(value), size);
 }
 
 // A group id no other consumer uses, so that a run never shares (or disturbs) a group's offsets.
@@ -392,10 +402,10 @@ Status VerifyReader::Read(const std::function<void(const ConsumedRecord&)>& on_r
       if (ts.type != RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE) {
         r.timestamp_ms = ts.timestamp;
       }
-      RdKafka::Headers* headers = msg->headers();
-      r.gap = from_gap_topic || HeaderText(headers, connectors::kHeaderGap) == "1";
-      r.log_seq = ParseLogSeq(HeaderText(headers, connectors::kHeaderSeq));
-      r.log_id = HeaderText(headers, connectors::kHeaderLogId);
+      r.gap = from_gap_topic || HeaderText(msg.get(), connectors::kHeaderGap) == "1";
+      r.log_seq = ParseHeaderNumber(HeaderText(msg.get(), connectors::kHeaderSeq));
+      r.log_id = HeaderText(msg.get(), connectors::kHeaderLogId);
+      r.received_ms = ParseHeaderNumber(HeaderText(msg.get(), connectors::kHeaderReceivedMs));
       on_record(r);
       if (!r.gap) stats->records++;
       if (r.gap) stats->gap_records++;

@@ -283,7 +283,10 @@ cmd_start() {
     echo "$cid" >"$dir/cluster.id"
   fi
 
-  spawn "$dir" java "${jvm[@]}" -cp "$cp" kafka.Kafka "$dir/server.properties"
+  # The broker's stop-the-world pauses, one file per process (restarts keep the earlier ones), with
+  # wall-clock milliseconds: the benchmark sets them beside its latencies.
+  spawn "$dir" java "${jvm[@]}" "-Xlog:gc:file=$dir/gc-%p.log:time,timemillis" \
+    -cp "$cp" kafka.Kafka "$dir/server.properties"
 
   local pid
   pid=$(wait_ready "$dir" "${KAFKA_START_TIMEOUT:-90}" lists_itself "$host" "$port" "$node")

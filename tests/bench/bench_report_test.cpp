@@ -126,5 +126,44 @@ TEST_CASE("BenchReport lists a drain stage's figures missing when it wrote none"
   CHECK_MESSAGE(md.find("| Kafka (") == std::string::npos, md);
 }
 
+TEST_CASE("BenchReport shows the spread of the online p99 over the seconds of the run") {
+  RunDir run;
+  run.Put("sizes.json", {{"stages", {"drain"}}, {"outage_events", kEvents}});
+  for (const char* rate : {"1000", "10000"}) {
+    const std::string stage = std::string("latency-") + rate;
+    run.Put(stage + ".pub.json", {{"rate", std::stod(rate)}, {"completed", 3000}});
+    run.Put(stage + ".kafka.json",
+            {{"events",
+              {{"unique", 3000},
+               {"missing", 0},
+               {"duplicates", 0},
+               {"latency_ms", {{"p50", 11.5}, {"p99", 40.3}, {"p999", 50.0}, {"max", 60.0}}},
+               {"per_second",
+                {{{"second", 0}, {"count", 1000}, {"p99", 18.2}, {"max", 21.0}},
+                 {{"second", 1}, {"count", 1000}, {"p99", 45.5}, {"max", 60.0}},
+                 {{"second", 2}, {"count", 1000}, {"p99", 17.7}, {"max", 20.0}}}}}},
+             {"to_sluice", {{"latency_ms", {{"p50", 0.6}, {"p99", 2.1}}}}},
+             {"after_sluice", {{"latency_ms", {{"p50", 10.9}, {"p99", 38.2}}}}}});
+  }
+  run.Put("latency-10000.gc.json", {{"pauses", 2}, {"total_ms", 230.5}, {"max_ms", 219.6}});
+  BenchReport report(run.path());
+  REQUIRE(report.Build().ok());
+  const auto& row = report.results()["latency"][1];
+  CHECK(row["kafka_gc_pauses"].get<double>() == 2);
+  CHECK(row["kafka_gc_max_ms"].get<double>() == 219.6);
+  CHECK(row["p99_ms"].get<double>() == 40.3);
+  CHECK(row["p99_second_min_ms"].get<double>() == 17.7);
+  CHECK(row["p99_second_max_ms"].get<double>() == 45.5);
+  const std::string md = run.Markdown();
+  CHECK_MESSAGE(md.find("| 10000 ev/s | 10000 | 3000 | 3000 | 0 | 0 | 11.5 ms | 40.3 ms | 50.0 ms "
+                        "| 60.0 ms | 17.7..45.5 ms |") != std::string::npos,
+                md);
+  CHECK_MESSAGE(
+      md.find("at 10000 ev/s: publish -> sluice p50 0.6 ms, p99 2.1 ms; sluice -> Kafka "
+              "append p50 10.9 ms, p99 38.2 ms. Kafka's garbage-collection pauses "
+              "meanwhile: 2, 230.5 ms in all, the longest 219.6 ms.") != std::string::npos,
+      md);
+}
+
 }  // namespace
 }  // namespace sluice::bench
