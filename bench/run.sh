@@ -21,7 +21,7 @@
 #                machine.json and the raw measurements in DIR/raw
 #   --build-dir  use sluice, sluice-bench from this build instead of building build/bench
 #   --keep-work  keep the brokers' and sluice's state (DIR/work) for inspection
-# Environment: BENCH_PORT_BASE (default 47010) takes ports BASE..BASE+6 on 127.0.0.1 (and
+# Environment: BENCH_PORT_BASE (default 23010) takes ports BASE..BASE+6 on 127.0.0.1 (and
 #   BASE+7 for drain-kinesis's kinesalite, BASE+8..BASE+14 for drain-rabbitmq's broker);
 #   BENCH_BRIDGE_AUTOSAVE (default 1800, Mosquitto's own default) seconds between the edge
 #   Mosquitto's persistence saves.
@@ -98,7 +98,9 @@ if [[ -n "$data_dir" && ! -d "$data_dir" ]]; then
   exit 2
 fi
 autosave=${BENCH_BRIDGE_AUTOSAVE:-1800}
-base=${BENCH_PORT_BASE:-47010}
+# Below Linux's ephemeral range (32768-60999 by default): a listener there can find its port taken
+# by some client's outgoing connection (a CI run lost the bridge's port 47014 that way).
+base=${BENCH_PORT_BASE:-23010}
 mqtt_port=$base kafka_port=$((base + 2)) kafka_ctl=$((base + 3))
 edge_port=$((base + 4)) upstream_port=$((base + 5)) metrics_port=$((base + 6))
 kinesis_port=$((base + 7))

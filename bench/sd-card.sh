@@ -13,7 +13,7 @@
 #   --probe-seconds  length of each fsync probe (default 10)
 #   --write-iops, --write-mbps  the card (default: throttled-disk.sh's, an A1 card)
 #   --commit-interval-ms  storage.commit_interval_ms for sluice (default: sluice's own)
-# Environment: BENCH_PORT_BASE (default 47010): Mosquitto on BASE+7, sluice's metrics on BASE+8,
+# Environment: BENCH_PORT_BASE (default 23010): Mosquitto on BASE+7, sluice's metrics on BASE+8,
 #   and BASE+9 as the Kafka that is not there (the ingest runs measure the log alone).
 # Needs root (throttled-disk.sh). Takes about 35 s + runs x (S + 1) s (4 min 40 s by default).
 # The card is /tmp/sluice-sd.*/card, removed at the end whatever happens.
@@ -42,7 +42,7 @@ sluice=$build_dir/gateway/sluice
 bench=$build_dir/bench/sluice-bench
 [[ -x "$sluice" && -x "$bench" ]] ||
   { echo "bench/sd-card.sh: no sluice or sluice-bench in $build_dir" >&2; exit 1; }
-base=${BENCH_PORT_BASE:-47010}
+base=${BENCH_PORT_BASE:-23010}
 mqtt_port=$((base + 7)) metrics_port=$((base + 8)) kafka_port=$((base + 9))
 
 started=$(date +%s)

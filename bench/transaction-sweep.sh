@@ -3,10 +3,10 @@
 # The drain rate of a backlog (N events, 100,000 by default) into a private Kafka, at-least-once
 # and exactly-once with several transaction intervals and sizes: the measurement behind the
 # defaults of transaction_interval_ms and transaction_max_events (docs/performance.md).
-# Usage: bench/transaction-sweep.sh [BUILD_DIR]   (default build/bench; ports 35092, 27883)
+# Usage: bench/transaction-sweep.sh [BUILD_DIR]   (default build/bench; ports 23092, 23093)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-B=$(cd "${1:-$root/build/bench}" && pwd); S=$root/scripts; K=35092; M=27883
+B=$(cd "${1:-$root/build/bench}" && pwd); S=$root/scripts; K=23092; M=23093
 D=$(mktemp -d /tmp/sluice-sweep.XXXXXX)
 $S/kafka.sh start --dir $D/kafka --port $K >/dev/null
 $S/mosquitto.sh start --dir $D/mosq --port $M --persistence >/dev/null

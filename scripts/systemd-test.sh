@@ -25,7 +25,7 @@
 #   (default: build the .deb from build/ci, which must be built already)
 # Exit code: 0 passed, 1 failed, 77 skipped (the kernel or the user cannot make the container's
 # namespaces; with CI=true that fails instead, since CI runs as root and must run it).
-# Environment: SLUICE_SYSTEMD_TEST_PORT_BASE (default 47030): Mosquitto on BASE, Kafka on BASE+1
+# Environment: SLUICE_SYSTEMD_TEST_PORT_BASE (default 23050): Mosquitto on BASE, Kafka on BASE+1
 # and its controller on BASE+2, all on 127.0.0.1. Needs root and the Debian mirror (see
 # scripts/package-test.sh).
 set -euo pipefail
@@ -57,7 +57,7 @@ if ! out=$(unshare --mount --pid --uts --ipc --fork --mount-proc true 2>&1); the
   skip "the kernel refuses the namespaces a container needs: $out"
 fi
 
-base=${SLUICE_SYSTEMD_TEST_PORT_BASE:-47030}
+base=${SLUICE_SYSTEMD_TEST_PORT_BASE:-23050}
 mqtt_port=$base kafka_port=$((base + 1)) kafka_ctl=$((base + 2))
 topic=systemd-test
 unit=sluice.service
