@@ -19,7 +19,6 @@
 # The card is /tmp/sluice-sd.*/card, removed at the end whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
 
 usage() { sed -n '7,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 (($#)) || usage

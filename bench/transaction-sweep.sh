@@ -10,7 +10,7 @@ B=$(cd "${1:-$root/build/bench}" && pwd); S=$root/scripts; K=23092; M=23093
 D=$(mktemp -d /tmp/sluice-sweep.XXXXXX)
 $S/kafka.sh start --dir $D/kafka --port $K >/dev/null
 $S/mosquitto.sh start --dir $D/mosq --port $M --persistence >/dev/null
-trap "$S/kafka.sh stop --dir $D/kafka >/dev/null; $S/mosquitto.sh stop --dir $D/mosq >/dev/null; rm -rf $D" EXIT
+trap '$S/kafka.sh stop --dir $D/kafka >/dev/null; $S/mosquitto.sh stop --dir $D/mosq >/dev/null; rm -rf $D' EXIT
 N=${N:-100000}
 run() {  # name delivery interval max
   local name=$1 delivery=$2 interval=$3 max=$4 dir=$D/$1
@@ -37,14 +37,15 @@ T
   $B/firmware-sim/sluice-sim --url tcp://127.0.0.1:$M --devices 10 --profiles telemetry:10 --qos-telemetry 0 --total-rate 40000 --events $N -q --client-prefix sw-$name > /dev/null 2>&1
   until [ "$($B/gateway/sluice status --log $dir/log.db --json | grep -m1 '"last_seq"' | tr -dc 0-9)" -ge $((N*95/100)) ]; do sleep 0.2; done
   sleep 1; kill $p; wait $p || true
-  local last=$($B/gateway/sluice status --log $dir/log.db --json | grep -m1 '"last_seq"' | tr -dc 0-9)
-  local t0=$(date +%s.%N)
+  local last t0 t1 cpu
+  last=$($B/gateway/sluice status --log $dir/log.db --json | grep -m1 '"last_seq"' | tr -dc 0-9)
+  t0=$(date +%s.%N)
   $B/gateway/sluice run --config $dir/drain.toml > $dir/drain.log 2>&1 & p=$!
   until [ "$($B/gateway/sluice status --log $dir/log.db --json | grep -m1 '"cursor"' | tr -dc 0-9)" -ge $last ]; do sleep 0.1; done
-  local t1=$(date +%s.%N)
-  local cpu=$(awk '{print ($14+$15)/100}' /proc/$p/stat)
+  t1=$(date +%s.%N)
+  cpu=$(awk '{print ($14+$15)/100}' /proc/$p/stat)
   kill $p; wait $p || true
-  printf '%-22s %-13s interval=%-5s max=%-6s events=%s drain_s=%.2f rate=%.0f ev/s sluice_cpu_s=%s\n' $name $delivery $interval $max $last $(echo "$t1-$t0"|bc) $(echo "$last/($t1-$t0)"|bc -l) $cpu
+  printf '%-22s %-13s interval=%-5s max=%-6s events=%s drain_s=%.2f rate=%.0f ev/s sluice_cpu_s=%s\n' $name $delivery $interval $max $last "$(echo "$t1-$t0"|bc)" "$(echo "$last/($t1-$t0)"|bc -l)" $cpu
 }
 run alo at-least-once 100 10000
 run eos-i10 exactly-once 10 10000
