@@ -15,7 +15,6 @@
 # Environment: DEMO_MQTT_PORT, DEMO_CLOUD_PORT, DEMO_KAFKA_PORT, DEMO_METRICS_PORT (ports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
 
 devices=20
 rate=10              # events/s per telemetry device (sluice-sim's --rate)
