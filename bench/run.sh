@@ -107,6 +107,12 @@ kinesis_port=$((base + 7))
 # scripts/rabbitmq.sh takes PORT..PORT+6 (AMQP, AMQPS, the node's distribution port, its epmd and
 # the command-line tools' distribution ports): BASE+8..BASE+14, clear of kinesalite's BASE+7.
 rabbitmq_port=$((base + 8))
+# Kafka's JVM as Kafka's own start scripts set it (kafka-server-start.sh, kafka-run-class.sh): a
+# 1 GiB heap and G1 aiming at 20 ms pauses. The tests' serial collector is lighter but stops the
+# broker for 26-220 ms now and then (its GC log, beside the latencies), which the latency figures
+# would charge to sluice.
+export KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx1g -Xms1g}
+export KAFKA_GC_OPTS=${KAFKA_GC_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:MaxInlineLevel=15}
 
 started=$(date +%s)
 say() { printf '[bench %s +%4ss] %s\n' "$(date +%H:%M:%S)" "$(($(date +%s) - started))" "$*"; }

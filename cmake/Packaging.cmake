@@ -129,8 +129,10 @@ endif()
 # a container that has none. procps brings /bin/kill, the unit's ExecReload (systemctl reload):
 # it is "important", not essential, and a minimal root (debootstrap minbase, a slim container
 # image) lacks it, where the reload then fails with status 203/EXEC (scripts/systemd-test.sh).
+# libcurl4 is loaded at run time (common/curl_library.h), so dpkg-shlibdeps cannot see it: named
+# here, with the version CurlLibrary::kMinVersion asks for.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser, procps")
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser, procps, libcurl4 (>= 7.85.0)")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "mosquitto")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${_sluice_deb_dir}/postinst ${_sluice_deb_dir}/prerm ${_sluice_deb_dir}/postrm

@@ -2,8 +2,6 @@
 
 #include "common/curl_aws_json_client.h"
 
-#include <curl/curl.h>
-
 #include <algorithm>
 #include <cctype>
 #include <nlohmann/json.hpp>
@@ -65,13 +63,14 @@ void ParseAwsError(std::string_view header_type, AwsResponse* r) {
   if (r->error_type.empty()) r->error_type = "HTTP " + std::to_string(r->http_status);
 }
 
-CurlAwsJsonClient::CurlAwsJsonClient(CurlAwsJsonClientOptions options)
+CurlAwsJsonClient::CurlAwsJsonClient(CurlAwsJsonClientOptions options, const CurlLibrary* curl)
     : options_(std::move(options)),
       sigv4_("aws:amz:" + options_.region + ":" + options_.service),
-      userpwd_(options_.credentials.access_key_id + ":" + options_.credentials.secret_access_key) {}
+      userpwd_(options_.credentials.access_key_id + ":" + options_.credentials.secret_access_key),
+      lib_(curl) {}
 
 CurlAwsJsonClient::~CurlAwsJsonClient() {
-  if (curl_ != nullptr) curl_easy_cleanup(curl_);
+  if (curl_ != nullptr) lib_->easy_cleanup(curl_);
 }
 
 Status CurlAwsJsonClient::Create(CurlAwsJsonClientOptions options,
@@ -87,8 +86,10 @@ Status CurlAwsJsonClient::Create(CurlAwsJsonClientOptions options,
   if (options.credentials.access_key_id.find(':') != std::string::npos) {
     return Status::InvalidArgument("the access key id contains ':'");
   }
-  std::unique_ptr<CurlAwsJsonClient> c(new CurlAwsJsonClient(std::move(options)));
-  c->curl_ = curl_easy_init();
+  const CurlLibrary* lib = nullptr;
+  if (Status s = CurlLibrary::Get(&lib); !s.ok()) return s;
+  std::unique_ptr<CurlAwsJsonClient> c(new CurlAwsJsonClient(std::move(options), lib));
+  c->curl_ = lib->easy_init();
   if (c->curl_ == nullptr) return Status::IoError("libcurl: cannot make an easy handle");
   *out = std::move(c);
   return Status::Ok();
@@ -97,52 +98,53 @@ Status CurlAwsJsonClient::Create(CurlAwsJsonClientOptions options,
 AwsResponse CurlAwsJsonClient::Call(std::string_view action, const std::string& body) {
   AwsResponse r;
   CURL* h = curl_;
+  const CurlLibrary& lib = *lib_;
   // Options stay set on the handle between calls; reset them all so each call states its own.
-  curl_easy_reset(h);
+  lib.easy_reset(h);
   const std::string url = options_.endpoint + "/";
   const std::string target = "X-Amz-Target: " + options_.target_prefix + "." + std::string(action);
   curl_slist* headers = nullptr;
-  headers = curl_slist_append(headers, "Content-Type: application/x-amz-json-1.1");
-  headers = curl_slist_append(headers, target.c_str());
+  headers = lib.slist_append(headers, "Content-Type: application/x-amz-json-1.1");
+  headers = lib.slist_append(headers, target.c_str());
   // libcurl adds "Expect: 100-continue" above 1 MiB, which costs a round trip for nothing.
-  headers = curl_slist_append(headers, "Expect:");
+  headers = lib.slist_append(headers, "Expect:");
   std::string token;
   if (!options_.credentials.session_token.empty()) {
     token = "X-Amz-Security-Token: " + options_.credentials.session_token;
-    headers = curl_slist_append(headers, token.c_str());
+    headers = lib.slist_append(headers, token.c_str());
   }
   std::string error_header;
   char error_buffer[CURL_ERROR_SIZE] = {};
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(h, CURLOPT_POST, 1L);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
-  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-  curl_easy_setopt(h, CURLOPT_AWS_SIGV4, sigv4_.c_str());
-  curl_easy_setopt(h, CURLOPT_USERPWD, userpwd_.c_str());
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &AppendBody);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &r.body);
-  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &ReadHeader);
-  curl_easy_setopt(h, CURLOPT_HEADERDATA, &error_header);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(options_.connect_timeout.count()));
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
+  lib.easy_setopt(h, CURLOPT_URL, url.c_str());
+  lib.easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+  lib.easy_setopt(h, CURLOPT_POST, 1L);
+  lib.easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
+  lib.easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  lib.easy_setopt(h, CURLOPT_AWS_SIGV4, sigv4_.c_str());
+  lib.easy_setopt(h, CURLOPT_USERPWD, userpwd_.c_str());
+  lib.easy_setopt(h, CURLOPT_WRITEFUNCTION, &AppendBody);
+  lib.easy_setopt(h, CURLOPT_WRITEDATA, &r.body);
+  lib.easy_setopt(h, CURLOPT_HEADERFUNCTION, &ReadHeader);
+  lib.easy_setopt(h, CURLOPT_HEADERDATA, &error_header);
+  lib.easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
+  lib.easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                  static_cast<long>(options_.connect_timeout.count()));
+  lib.easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
   // No signals: the forwarder's thread must not get SIGALRM from libcurl's resolver timeouts.
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, options_.tls_verify ? 1L : 0L);
-  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, options_.tls_verify ? 2L : 0L);
-  if (!options_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, options_.ca_file.c_str());
-  const CURLcode rc = curl_easy_perform(h);
-  curl_slist_free_all(headers);
+  lib.easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  lib.easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  lib.easy_setopt(h, CURLOPT_SSL_VERIFYPEER, options_.tls_verify ? 1L : 0L);
+  lib.easy_setopt(h, CURLOPT_SSL_VERIFYHOST, options_.tls_verify ? 2L : 0L);
+  if (!options_.ca_file.empty()) lib.easy_setopt(h, CURLOPT_CAINFO, options_.ca_file.c_str());
+  const CURLcode rc = lib.easy_perform(h);
+  lib.slist_free_all(headers);
   if (rc != CURLE_OK) {
     r.http_status = 0;
-    r.transport_error = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(rc);
+    r.transport_error = error_buffer[0] != '\0' ? error_buffer : lib.easy_strerror(rc);
     r.body.clear();
     return r;
   }
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.http_status);
+  lib.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.http_status);
   if (r.http_status != 200) ParseAwsError(error_header, &r);
   return r;
 }

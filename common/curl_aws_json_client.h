@@ -9,10 +9,8 @@
 
 #include "common/aws_credentials.h"
 #include "common/aws_json_transport.h"
+#include "common/curl_library.h"
 #include "common/status.h"
-
-typedef void CURL;
-struct curl_slist;
 
 namespace sluice {
 
@@ -31,13 +29,13 @@ struct CurlAwsJsonClientOptions {
 // An AwsJsonTransport over libcurl: HTTPS with certificate and host-name verification, requests
 // signed with AWS Signature Version 4 by libcurl itself (CURLOPT_AWS_SIGV4), the session token,
 // if any, sent as X-Amz-Security-Token. One easy handle is kept, so that its connection is
-// reused from request to request.
+// reused from request to request. libcurl is loaded by the first Create (CurlLibrary).
 //
 // Thread-compatible: one thread calls Call at a time.
 class CurlAwsJsonClient final : public AwsJsonTransport {
  public:
   // InvalidArgument naming what is wrong with the options (no region, no credentials, not an
-  // http(s) URL).
+  // http(s) URL); Unavailable when libcurl cannot be loaded (CurlLibrary::Get).
   static Status Create(CurlAwsJsonClientOptions options, std::unique_ptr<CurlAwsJsonClient>* out);
   ~CurlAwsJsonClient() override;
 
@@ -48,11 +46,12 @@ class CurlAwsJsonClient final : public AwsJsonTransport {
   const std::string& endpoint() const override { return options_.endpoint; }
 
  private:
-  explicit CurlAwsJsonClient(CurlAwsJsonClientOptions options);
+  CurlAwsJsonClient(CurlAwsJsonClientOptions options, const CurlLibrary* curl);
 
   const CurlAwsJsonClientOptions options_;
   const std::string sigv4_;    // CURLOPT_AWS_SIGV4: "aws:amz:REGION:SERVICE"
   const std::string userpwd_;  // ACCESS_KEY_ID:SECRET, which libcurl's SigV4 signs with
+  const CurlLibrary* const lib_;
   CURL* curl_ = nullptr;
 };
 

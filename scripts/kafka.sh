@@ -17,6 +17,8 @@
 #   KAFKA_START_TIMEOUT   seconds to wait for the broker to answer (default 90)
 #   KAFKA_NUM_PARTITIONS  default partitions of auto-created topics (default 1)
 #   KAFKA_HEAP_OPTS       JVM heap flags (default -Xmx512m -Xms256m)
+#   KAFKA_GC_OPTS         JVM garbage-collector flags (default -XX:+UseSerialGC: the least memory
+#                         and CPU beside the tests; the benchmarks use Kafka's own G1 settings)
 #
 # start keeps DIR/data when it is already formatted, so stop + start (or
 # stop --kill + start, a simulated crash) keeps topics and messages.
@@ -264,10 +266,10 @@ cmd_start() {
   fi
 
   local cp="$libs_dir/*"
-  local heap=${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}
+  local heap=${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m} gc=${KAFKA_GC_OPTS:--XX:+UseSerialGC}
   local -a jvm
-  # shellcheck disable=SC2206 # heap flags are a word list on purpose
-  jvm=($heap -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError
+  # shellcheck disable=SC2206 # heap and GC flags are word lists on purpose
+  jvm=($heap $gc -XX:+ExitOnOutOfMemoryError
     -Djava.awt.headless=true
     "-Dlog4j.configuration=file:$dir/log4j.properties")
 
