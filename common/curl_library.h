@@ -13,8 +13,8 @@ namespace sluice {
 
 // libcurl, loaded when the first HTTPS client is made rather than linked into the daemon. Linked,
 // libcurl brings Debian's whole tree behind it (GnuTLS through librtmp, Kerberos, LDAP, libssh2,
-// p11-kit), about 3.7 MiB of resident memory in every sluice, most of it from their load-time
-// initialisation, though only a Kinesis upstream uses it (docs/performance.md, "Memory").
+// p11-kit), about 3.6 MiB of resident memory in every sluice, though only a Kinesis upstream
+// uses it (docs/performance.md, "Memory").
 //
 // The functions are those of <curl/curl.h>, called through these pointers; the daemon's link
 // has no libcurl, so a direct call fails to link. Immutable once loaded; thread-safe.

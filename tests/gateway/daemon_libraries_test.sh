@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # The daemon's shared libraries: libcurl is loaded only when a Kinesis upstream needs it
 # (common/curl_library.h). Linked, it and its dependency tree (GnuTLS, Kerberos, LDAP, libssh2,
-# p11-kit) cost every sluice about 3.7 MiB of RSS; this fails when a link brings them back.
+# p11-kit) cost every sluice about 3.6 MiB of RSS; this fails when a link brings them back.
 # Usage: daemon_libraries_test.sh SLUICE_BINARY
 set -euo pipefail
 bin=${1:?usage: daemon_libraries_test.sh SLUICE_BINARY}
