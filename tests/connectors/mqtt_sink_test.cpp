@@ -382,7 +382,10 @@ TEST_CASE("MqttSink MQTT 3.1.1: events arrive in order per topic") {
                                             .count()
                                      << " ms");
   CHECK(driver.max_in_flight_ <= 50);
-  REQUIRE(reader.WaitForCount(events.size(), 20s));
+  // Waits for this case's events, not for a count: the shared broker also hands the reader what
+  // the MQTT 5 case left retained under site/gw-test/ (one message on each of four topics), and a
+  // count reached with those once ended the wait before the last four events had arrived.
+  REQUIRE(WaitFor([&] { return CheckOrder(reader.Messages(), expected).missing == 0; }, 20s));
   const OrderCheck check = CheckOrder(reader.Messages(), expected);
   CHECK(check.missing == 0);
   CHECK(check.out_of_order == 0);
