@@ -112,6 +112,46 @@ std::string FmtSpread(const json& row, const std::string& key, int decimals = 0)
   return lo == hi ? mid : mid + " (" + lo + ".." + hi + ")";
 }
 
+// The figures of several repetitions in one: each number the median over the repetitions, except
+// where the worst case is the honest figure (the peak RSS, the highest; losses and duplicates,
+// the sum). A figure null in any repetition is null.
+ojson Combine(const std::vector<ojson>& reps) {
+  ojson out = reps.front();
+  for (auto it = out.begin(); it != out.end(); ++it) {
+    const std::string& key = it.key();
+    std::vector<double> v;
+    for (const ojson& r : reps) {
+      const json x = r.contains(key) ? json(r[key]) : json(nullptr);
+      v.push_back(x.is_number() ? x.get<double>() : NAN);
+    }
+    if (std::any_of(v.begin(), v.end(), [](double x) { return std::isnan(x); })) {
+      it.value() = nullptr;
+    } else if (key.starts_with("rss_")) {
+      it.value() = *std::max_element(v.begin(), v.end());
+    } else if (key.ends_with("_lost") || key.ends_with("_duplicated")) {
+      double sum = 0;
+      for (double x : v) sum += x;
+      it.value() = sum;
+    } else {
+      it.value() = SpreadOf(v).median;
+    }
+  }
+  return out;
+}
+
+// a[key] / b[key] per pair of repetitions, for the pairs where both are numbers and b is not 0.
+std::vector<double> PairRatios(const std::vector<ojson>& a, const std::vector<ojson>& b,
+                               const std::string& key) {
+  std::vector<double> out;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    const json x = a[i].contains(key) ? json(a[i][key]) : json(nullptr);
+    const json y = b[i].contains(key) ? json(b[i][key]) : json(nullptr);
+    if (x.is_number() && y.is_number() && y.get<double>() != 0)
+      out.push_back(x.get<double>() / y.get<double>());
+  }
+  return out;
+}
+
 // Whether the run had `stage` (run.sh --stages, in sizes.json); a run without the list had all.
 bool StageRan(const json& sizes, const char* stage) {
   if (!sizes.is_object() || !sizes.contains("stages")) return true;
@@ -296,68 +336,67 @@ Status BenchReport::Build() {
   const ojson latency = LatencyRows("");
   r["latency"] = latency;
 
-  // 3-6. Outage, drain, memory, CPU and writes, sluice beside Mosquitto's bridge.
-  const ojson s = SluiceFigures("");
+  // 3-6. Outage, drain, memory, CPU and writes, sluice beside Mosquitto's bridge, each repeated:
+  // the figures combine the repetitions (Combine), and each ratio is the median of the ratios of
+  // the repetitions taken pairwise (sluice's first drain with the bridge's first, and so on).
+  std::vector<ojson> sluice_reps, bridge_reps;
+  for (const std::string& sfx : Repetitions("drain.log.json"))
+    sluice_reps.push_back(SluiceFigures("", sfx));
+  for (const std::string& sfx : Repetitions("bridge-drain.sub.json"))
+    bridge_reps.push_back(BridgeFigures(sfx));
+  const ojson s = Combine(sluice_reps);
   r["sluice"] = s;
-  const json bop = Raw("bridge-outage.pub.json");
-  const json boproc = Raw("bridge-outage.proc.json");
-  const json bd = Raw("bridge-drain.sub.json");
-  const json bdproc = Raw("bridge-drain.proc.json");
-
-  const double bn = Num(bop, {"completed"});
-  ojson b;
-  b["outage_events"] = Or(bn);
-  b["outage_ingest_events_per_s"] = Or(Num(bop, {"rate"}));
-  b["drain_events_per_s"] = Or(Rate(Num(bd, {"events", "unique"}), Num(bd, {"events", "first_us"}),
-                                    Num(bd, {"events", "last_us"})));
-  b["drain_from_uplink_up_events_per_s"] = Or(
-      Rate(Num(bd, {"events", "unique"}), Num(bdproc, {"t0_us"}), Num(bd, {"events", "last_us"})));
-  b["drain_seconds"] = Or((Num(bd, {"events", "last_us"}) - Num(bdproc, {"t0_us"})) / 1e6);
-  b["drained_arrived"] = Or(Num(bd, {"events", "unique"}));
-  b["drained_lost"] = Or(Num(bd, {"events", "missing"}));
-  b["drained_duplicated"] = Or(Num(bd, {"events", "duplicates"}));
-  b["live_during_drain_p50_ms"] = Or(Num(bd, {"live", "latency_ms", "p50"}));
-  b["live_during_drain_p99_ms"] = Or(Num(bd, {"live", "latency_ms", "p99"}));
-  b["live_during_drain_max_ms"] = Or(Num(bd, {"live", "latency_ms", "max"}));
-  b["live_lost"] = Or(Num(bd, {"live", "missing"}));
-  b["rss_idle_mib"] = Or(Num(boproc, {"idle_rss_kib"}) / 1024);
-  b["rss_buffered_mib"] = Or(Num(boproc, {"rss_kib"}) / 1024);
-  b["rss_peak_mib"] = Or(Num(bdproc, {"hwm_kib"}) / 1024);
-  b["store_write_bytes_per_event"] = Or(Num(boproc, {"write_bytes"}) / bn);
-  b["store_cpu_s_per_million"] = Or(Num(boproc, {"cpu_s"}) / bn * 1e6);
-  b["forward_cpu_s_per_million"] = Or(Num(bdproc, {"cpu_s"}) / bn * 1e6);
-  b["forward_write_bytes_per_event"] = Or(Num(bdproc, {"write_bytes"}) / bn);
+  const ojson b = Combine(bridge_reps);
   r["mosquitto_bridge"] = b;
 
   ojson ratio = ojson::object();  // an object even when empty: a partial run has no ratios
   for (auto it = s.begin(); it != s.end(); ++it) {
-    if (b.contains(it.key()) && it.value().is_number() && b[it.key()].is_number() &&
-        b[it.key()].get<double>() != 0) {
-      ratio[it.key()] = it.value().get<double>() / b[it.key()].get<double>();
-    }
+    const Spread q = SpreadOf(PairRatios(sluice_reps, bridge_reps, it.key()));
+    if (!std::isnan(q.median)) ratio[it.key()] = q.median;
   }
   r["sluice_over_bridge"] = ratio;
 
-  // The drain ceiling: a bare idempotent producer with the sink's settings, run before and after
-  // sluice's drain on the same broker (produce-probe-N.json).
+  // The drain ceiling: a bare idempotent producer with the sink's settings on the same broker,
+  // run before the first drain and after each (produce-probe-N.json), so that drain i lies between
+  // probes i and i+1 and is held against their mean.
   std::vector<double> bare;
   ojson bare_runs = ojson::array();
   json bare_settings = nullptr;
-  for (int i = 1; i <= 9; ++i) {
+  for (int i = 1; i <= 99; ++i) {
     const json p = Raw("produce-probe-" + std::to_string(i) + ".json");
     if (p.is_null()) break;
     bare.push_back(Num(p, {"records_per_s"}));
     bare_runs.push_back(ojson(Or(bare.back())));
     if (bare_settings.is_null() && p.contains("settings")) bare_settings = p["settings"];
   }
-  const Spread bare_spread = SpreadOf(bare);
+  std::vector<double> drains, over_bare;
+  for (size_t i = 0; i < sluice_reps.size(); ++i) {
+    const json d = sluice_reps[i].value("drain_events_per_s", json(nullptr));
+    drains.push_back(d.is_number() ? d.get<double>() : NAN);
+    double sum = 0;
+    int n = 0;
+    for (size_t k : {i, i + 1}) {
+      if (k < bare.size() && !std::isnan(bare[k])) {
+        sum += bare[k];
+        ++n;
+      }
+    }
+    if (d.is_number() && n > 0 && sum > 0) over_bare.push_back(d.get<double>() / (sum / n));
+  }
   ojson dc;
-  PutSpread(dc, "records_per_s", bare_spread);
+  PutSpread(dc, "records_per_s", SpreadOf(bare));
   dc["runs"] = bare_runs;
-  const json drain = s.value("drain_events_per_s", json(nullptr));
-  dc["drain_over_bare_producer"] =
-      drain.is_number() ? Or(drain.get<double>() / bare_spread.median) : json(nullptr);
-  dc["drain_over_bridge"] = ratio.value("drain_events_per_s", json(nullptr));
+  PutSpread(dc, "drain_events_per_s", SpreadOf(drains));
+  std::vector<double> bridge_drains;
+  for (const ojson& br : bridge_reps) {
+    const json d = br.value("drain_events_per_s", json(nullptr));
+    bridge_drains.push_back(d.is_number() ? d.get<double>() : NAN);
+  }
+  PutSpread(dc, "bridge_drain_events_per_s", SpreadOf(bridge_drains));
+  PutSpread(dc, "drain_over_bare_producer", SpreadOf(over_bare));
+  PutSpread(dc, "drain_over_bridge",
+            SpreadOf(PairRatios(sluice_reps, bridge_reps, "drain_events_per_s")));
+  dc["repetitions"] = sluice_reps.size();
   dc["settings"] = bare_settings;
   r["drain_ceiling"] = dc;
 
@@ -371,13 +410,7 @@ Status BenchReport::Build() {
          {"value", value},
          {"verdict", Verdict(value, limit, bound)}});
   };
-  auto per_bridge = [&](const char* key) {
-    const json a = s.value(key, json(nullptr));
-    const json b2 = b.value(key, json(nullptr));
-    return a.is_number() && b2.is_number() && b2.get<double>() != 0
-               ? json(a.get<double>() / b2.get<double>())
-               : json(nullptr);
-  };
+  auto per_bridge = [&](const char* key) { return json(ratio.value(key, json(nullptr))); };
   target("ingest QoS 0, sync normal, 100 B / ceiling", ingest_value(false, 0, 100, "ratio"), 0.9,
          Bound::kAtLeast);
   target("ingest QoS 1, sync normal, 100 B / ceiling", ingest_value(false, 1, 100, "ratio"), 0.9,
@@ -423,7 +456,10 @@ Status BenchReport::Build() {
       check("latency[" + std::to_string(i) + "]", latency[i]);
     check("sluice", s);
     ojson probe = dc;
-    probe.erase("drain_over_bridge");  // needs the bridge stage too
+    for (const char* k : {"drain_over_bridge", "drain_over_bridge_min", "drain_over_bridge_max",
+                          "bridge_drain_events_per_s", "bridge_drain_events_per_s_min",
+                          "bridge_drain_events_per_s_max"})
+      probe.erase(k);  // need the bridge stage too
     check("drain_ceiling", probe);
   }
   if (ran("bridge")) check("mosquitto_bridge", b);
@@ -526,14 +562,56 @@ ojson BenchReport::LatencyRows(const std::string& px) const {
   return latency;
 }
 
-ojson BenchReport::SluiceFigures(const std::string& px) const {
-  const json op = Raw(px + "outage.pub.json");
-  const json olog = Raw(px + "outage.log.json");
-  const json oproc = Raw(px + "outage.proc.json");
-  const json dlog = Raw(px + "drain.log.json");
-  const json dproc = Raw(px + "drain.proc.json");
-  const json dk = Raw(px + "drain.kafka.json");
-  const json lk = Raw(px + "live.kafka.json");
+std::vector<std::string> BenchReport::Repetitions(const std::string& first_file) const {
+  std::vector<std::string> out{""};
+  const size_t dot = first_file.find('.');
+  for (int i = 2; i <= 99; ++i) {
+    const std::string sfx = "-r" + std::to_string(i);
+    if (Raw(first_file.substr(0, dot) + sfx + first_file.substr(dot)).is_null()) break;
+    out.push_back(sfx);
+  }
+  return out;
+}
+
+ojson BenchReport::BridgeFigures(const std::string& sfx) const {
+  const json bop = Raw("bridge-outage" + sfx + ".pub.json");
+  const json boproc = Raw("bridge-outage" + sfx + ".proc.json");
+  const json bd = Raw("bridge-drain" + sfx + ".sub.json");
+  const json bdproc = Raw("bridge-drain" + sfx + ".proc.json");
+  const double bn = Num(bop, {"completed"});
+  ojson b;
+  b["outage_events"] = Or(bn);
+  b["outage_ingest_events_per_s"] = Or(Num(bop, {"rate"}));
+  b["drain_events_per_s"] = Or(Rate(Num(bd, {"events", "unique"}), Num(bd, {"events", "first_us"}),
+                                    Num(bd, {"events", "last_us"})));
+  b["drain_from_uplink_up_events_per_s"] = Or(
+      Rate(Num(bd, {"events", "unique"}), Num(bdproc, {"t0_us"}), Num(bd, {"events", "last_us"})));
+  b["drain_seconds"] = Or((Num(bd, {"events", "last_us"}) - Num(bdproc, {"t0_us"})) / 1e6);
+  b["drained_arrived"] = Or(Num(bd, {"events", "unique"}));
+  b["drained_lost"] = Or(Num(bd, {"events", "missing"}));
+  b["drained_duplicated"] = Or(Num(bd, {"events", "duplicates"}));
+  b["live_during_drain_p50_ms"] = Or(Num(bd, {"live", "latency_ms", "p50"}));
+  b["live_during_drain_p99_ms"] = Or(Num(bd, {"live", "latency_ms", "p99"}));
+  b["live_during_drain_max_ms"] = Or(Num(bd, {"live", "latency_ms", "max"}));
+  b["live_lost"] = Or(Num(bd, {"live", "missing"}));
+  b["rss_idle_mib"] = Or(Num(boproc, {"idle_rss_kib"}) / 1024);
+  b["rss_buffered_mib"] = Or(Num(boproc, {"rss_kib"}) / 1024);
+  b["rss_peak_mib"] = Or(Num(bdproc, {"hwm_kib"}) / 1024);
+  b["store_write_bytes_per_event"] = Or(Num(boproc, {"write_bytes"}) / bn);
+  b["store_cpu_s_per_million"] = Or(Num(boproc, {"cpu_s"}) / bn * 1e6);
+  b["forward_cpu_s_per_million"] = Or(Num(bdproc, {"cpu_s"}) / bn * 1e6);
+  b["forward_write_bytes_per_event"] = Or(Num(bdproc, {"write_bytes"}) / bn);
+  return b;
+}
+
+ojson BenchReport::SluiceFigures(const std::string& px, const std::string& sfx) const {
+  const json op = Raw(px + "outage" + sfx + ".pub.json");
+  const json olog = Raw(px + "outage" + sfx + ".log.json");
+  const json oproc = Raw(px + "outage" + sfx + ".proc.json");
+  const json dlog = Raw(px + "drain" + sfx + ".log.json");
+  const json dproc = Raw(px + "drain" + sfx + ".proc.json");
+  const json dk = Raw(px + "drain" + sfx + ".kafka.json");
+  const json lk = Raw(px + "live" + sfx + ".kafka.json");
   const json sl = Raw(px + "sluice.proc.json");
   const double n = Num(op, {"completed"});
   ojson s;
@@ -655,6 +733,24 @@ std::string BenchReport::Markdown() const {
   const auto& s = r["sluice"];
   if (ran("drain") || ran("bridge")) {
     o << "\n### Outage and drain, sluice beside Mosquitto's bridge (QoS 1, 100 B)\n\n";
+    const json& sz = r["sizes"];
+    const std::string kind = sz.is_object() ? sz.value("outage", std::string()) : std::string();
+    if (kind == "network-cut") {
+      o << "sluice's uplink went away as a network cut (nftables resets its connections to Kafka "
+           "and refuses new ones while the broker runs on); the bridge's as its upstream Mosquitto "
+           "stopped.\n\n";
+    } else if (kind == "kafka-restart") {
+      o << "sluice's uplink went away as Kafka stopped and started again; the bridge's as its "
+           "upstream Mosquitto stopped.\n\n";
+    }
+    const size_t n = r["drain_ceiling"].value("repetitions", size_t{1});
+    if (n > 1) {
+      o << "Each outage and drain ran " << n
+        << " times, each time with its own backlog; each figure is the median of the repetitions "
+           "(peak and buffered RSS: the highest; losses and duplicates: the sum), each ratio the "
+           "median of the repetitions' ratios, sluice's i-th drain against the bridge's i-th.";
+      o << "\n\n";
+    }
     o << "| figure | sluice | Mosquitto bridge | sluice / bridge |\n|---|---|---|---|\n";
     const auto& b = r["mosquitto_bridge"];
     const auto& q = r["sluice_over_bridge"];
@@ -691,13 +787,17 @@ std::string BenchReport::Markdown() const {
   const auto& dc = r["drain_ceiling"];
   if (ran("drain")) {
     o << "\n### Drain ceiling: a bare idempotent producer with the sink's settings (same broker, "
-         "same run, before and after the drain)\n\n"
+         "same run, before the first drain and after each)\n\n"
+         "Each drain is held against the mean of the bare-producer runs just before and just "
+         "after it; medians over the repetitions, (min..max) the spread.\n\n"
          "| figure | value |\n|---|---|\n"
       << "| bare producer, records/s (median of " << dc["runs"].size() << ", min..max) | "
       << FmtSpread(dc, "records_per_s") << " |\n"
-      << "| sluice drain, ev/s | " << Fmt(s.value("drain_events_per_s", json(nullptr))) << " |\n"
-      << "| drain / bare producer | " << Fmt(dc["drain_over_bare_producer"], 2) << " |\n"
-      << "| drain / Mosquitto bridge | " << Fmt(dc["drain_over_bridge"], 2) << " |\n";
+      << "| sluice drain, ev/s (median of " << dc.value("repetitions", size_t{1}) << ") | "
+      << FmtSpread(dc, "drain_events_per_s") << " |\n"
+      << "| Mosquitto bridge drain, ev/s | " << FmtSpread(dc, "bridge_drain_events_per_s") << " |\n"
+      << "| drain / bare producer | " << FmtSpread(dc, "drain_over_bare_producer", 2) << " |\n"
+      << "| drain / Mosquitto bridge | " << FmtSpread(dc, "drain_over_bridge", 2) << " |\n";
     if (dc["settings"].is_object()) {
       o << "\nProducer settings:";
       for (auto it = dc["settings"].begin(); it != dc["settings"].end(); ++it) {

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -25,7 +26,16 @@ class BenchReport {
   // Stages 3-5 of one delivery mode, from the raw files named with `prefix` ("" at-least-once,
   // "eos-" exactly-once): the latency rows, and sluice's outage, drain and process figures.
   nlohmann::ordered_json LatencyRows(const std::string& prefix) const;
-  nlohmann::ordered_json SluiceFigures(const std::string& prefix) const;
+  // `suffix` names one repetition of the outage and drain (run.sh's rep_suffix: "" the first,
+  // "-r2", "-r3", ... the others).
+  nlohmann::ordered_json SluiceFigures(const std::string& prefix,
+                                       const std::string& suffix = "") const;
+  // Mosquitto bridge's outage and drain, one repetition.
+  nlohmann::ordered_json BridgeFigures(const std::string& suffix) const;
+  // Every repetition of a stage whose first repetition's marker file is `first_file`: the
+  // suffixes of those that left their marker (always at least the first, so that a missing stage
+  // still reports its figures as null).
+  std::vector<std::string> Repetitions(const std::string& first_file) const;
   // The drain of `outage_events` to another upstream, from <raw>.log.json and <raw>.proc.json,
   // held against Kafka's drain (`kafka`: SluiceFigures("")).
   nlohmann::ordered_json OtherDrainFigures(const std::string& raw, double outage_events,

@@ -107,6 +107,14 @@ kinesis_port=$((base + 7))
 # scripts/rabbitmq.sh takes PORT..PORT+6 (AMQP, AMQPS, the node's distribution port, its epmd and
 # the command-line tools' distribution ports): BASE+8..BASE+14, clear of kinesalite's BASE+7.
 rabbitmq_port=$((base + 8))
+# How the uplink goes away in the drain stage (uplink_down, below): a network cut where nftables
+# may be used, else Kafka stopped.
+nft_table=sluice_bench_$kafka_port
+outage_kind=kafka-restart
+if [[ $(id -u) == 0 ]] && command -v nft >/dev/null && nft add table inet "$nft_table" 2>/dev/null; then
+  nft delete table inet "$nft_table"
+  outage_kind=network-cut
+fi
 # Kafka's JVM as Kafka's own start scripts set it (kafka-server-start.sh, kafka-run-class.sh): a
 # 1 GiB heap and G1 aiming at 20 ms pauses. The tests' serial collector is lighter but stops the
 # broker for 26-220 ms now and then (its GC log, beside the latencies), which the latency figures
@@ -154,6 +162,7 @@ cleanup() {
   set +e
   for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
   [[ -n "$sluice_pid" ]] && kill -TERM "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null
+  [[ ${outage_kind:-} != network-cut ]] || nft delete table inet "$nft_table" 2>/dev/null
   scripts/kafka.sh stop --dir "$work/kafka" >/dev/null 2>&1
   scripts/kinesis.sh stop --dir "$work/kinesis" >/dev/null 2>&1
   scripts/rabbitmq.sh stop --dir "$work/rabbitmq" >/dev/null 2>&1
@@ -196,7 +205,7 @@ cat >"$raw/sizes.json" <<JSON
   "ceiling_qos0": $ceil_n0, "ceiling_qos1": $ceil_n1, "ingest_full_qos1": $ingest_full_q1,
   "latency_seconds": [$lat_secs_1k, $lat_secs_10k], "outage_events": $outage_n,
   "live_rate": $live_rate, "live_seconds": $live_secs, "bridge_autosave_s": $autosave,
-  "exactly_once": $( ((eos)) && echo true || echo false) }
+  "exactly_once": $( ((eos)) && echo true || echo false), "outage": "$outage_kind" }
 JSON
 say "machine: $(tr -d '\n' <"$raw/machine.json" | tr -s ' ')"
 
@@ -408,6 +417,33 @@ fi
 # ---- 3-5. online latency, outage, drain: once per delivery mode ---------------------------------
 # produce_probe N: the drain ceiling, $outage_n records of 100 B from a bare idempotent producer
 # with the Kafka sink's settings into the fresh topic bench-probe-N; raw/produce-probe-N.json.
+# The uplink goes away and comes back (outage_kind, chosen at the top). Where nftables may be used (root), the network to Kafka is
+# cut: sluice's connections are reset and reconnecting is refused, while the broker runs on as a
+# real uplink's would, warm; the bare-producer probes meet the same warm broker, so the drain is
+# compared with them like for like. Elsewhere Kafka itself is stopped and started again (a cold
+# JVM: the first seconds of a drain then meet a broker that is still compiling its hot paths).
+uplink_down() {
+  if [[ $outage_kind == network-cut ]]; then
+    nft -f - <<NFT
+table inet $nft_table {
+  chain out {
+    type filter hook output priority 0; policy accept;
+    tcp dport $kafka_port reject with tcp reset
+  }
+}
+NFT
+  else
+    scripts/kafka.sh stop --dir "$work/kafka" >/dev/null
+  fi
+}
+uplink_up() {
+  if [[ $outage_kind == network-cut ]]; then
+    nft delete table inet "$nft_table"
+  else
+    scripts/kafka.sh start --dir "$work/kafka" --port "$kafka_port" --controller-port "$kafka_ctl" >/dev/null
+  fi
+}
+
 produce_probe() {
   say "  bare idempotent producer ($1): $outage_n records of 100 B into bench-probe-$1"
   "$bench" produce-probe --brokers "127.0.0.1:$kafka_port" --topic "bench-probe-$1" \
@@ -418,13 +454,24 @@ produce_probe() {
   }
   say "  bare idempotent producer ($1): $(field "$raw/produce-probe-$1.json" records_per_s | cut -d. -f1) records/s"
 }
-# online_pass PREFIX DELIVERY: raw figures in $raw/PREFIX*, Kafka topics bench-PREFIX*; starts
-# Kafka and a sluice of its own, and stops both. In the at-least-once pass the bare-producer probe
-# (the drain ceiling) runs before the outage and after the drain, on the same broker.
+# start_live TAG PORT NAME: the live traffic beside a drain, in the background (live_pub), to the
+# MQTT broker on PORT; the publisher's figures in $raw/NAME.pub.json.
+start_live() {
+  publish "$1" bench/live 1 100 "$live_n" "$live_rate" "tcp://127.0.0.1:$2" "$raw/$3.pub.json" &
+  live_pub=$!
+  bg_pids+=("$live_pub")
+}
+# rep_suffix R: what repetition R adds to its raw files' names ("" for the first, as before
+# repetitions, so that a one-repetition run names them as it always did).
+rep_suffix() { (($1 == 1)) || printf -- '-r%s' "$1"; }
+# online_pass PREFIX DELIVERY REPS: raw figures in $raw/PREFIX*, Kafka topics bench-PREFIX*; starts
+# Kafka and a sluice of its own, and stops both. The outage and drain run REPS times on the same
+# sluice; in the at-least-once pass the bare-producer probe (the drain ceiling) runs before the
+# first outage and after each drain, on the same broker, so every drain has a probe on each side.
 online_pass() {
-  local px=$1 delivery=$2
+  local px=$1 delivery=$2 pass_reps=$3
   local db=$data/${px}online/events.db topic=bench-$px idle_rss load_hwm rate secs n probe
-  local base_seq before after watcher t0 live_pub
+  local base_seq before after watcher t0 live_pub r sfx
   say "[$delivery] starting Kafka on 127.0.0.1:$kafka_port"
   scripts/kafka.sh start --dir "$work/kafka" --port "$kafka_port" --controller-port "$kafka_ctl" >/dev/null
   start_sluice "${px}online" normal "$delivery" "${topic%-}"
@@ -470,60 +517,63 @@ online_pass() {
   load_hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$sluice_pid/status")
   [[ -n "$px" ]] || produce_probe 1
 
-  # ---- 4. outage: the uplink goes away, the backlog builds up ----------------------------------
-  say "[$delivery] uplink down: stopping Kafka, then $outage_n events (QoS 1, 100 B) into the log"
-  scripts/kafka.sh stop --dir "$work/kafka" >/dev/null
-  base_seq=$(last_seq "$db")
-  outage_last=$((base_seq + outage_n))
-  before=$(proc_sample "$sluice_pid")
-  "$bench" watch-log --db "$db" --until-last-seq "$outage_last" --interval-ms 20 --timeout 1800 \
-    --json "$raw/${px}outage.log.json" &
-  watcher=$!
-  publish "${px}drain" bench/drain 1 100 "$outage_n" 0 "tcp://127.0.0.1:$mqtt_port" \
-    "$raw/${px}outage.pub.json"
-  wait "$watcher" || die "the outage events did not all reach the log"
-  after=$(proc_sample "$sluice_pid")
-  proc_json "$before" "$after" >"$raw/${px}outage.proc.json"
-  say "  backlog $outage_n events, sluice RSS $(field "$raw/${px}outage.proc.json" rss_kib) KiB"
+  for ((r = 1; r <= pass_reps; r++)); do
+    sfx=$(rep_suffix "$r")
+    # ---- 4. outage: the uplink goes away, the backlog builds up --------------------------------
+    say "[$delivery] uplink down ($outage_kind, repetition $r of $pass_reps): $outage_n events (QoS 1, 100 B) into the log"
+    uplink_down
+    base_seq=$(last_seq "$db")
+    outage_last=$((base_seq + outage_n))
+    # The chart at the end is of the at-least-once pass's first drain.
+    ((r == 1)) && [[ -z "$px" ]] && chart_outage_last=$outage_last
+    before=$(proc_sample "$sluice_pid")
+    "$bench" watch-log --db "$db" --until-last-seq "$outage_last" --interval-ms 20 --timeout 1800 \
+      --json "$raw/${px}outage$sfx.log.json" &
+    watcher=$!
+    publish "${px}drain$sfx" bench/drain 1 100 "$outage_n" 0 "tcp://127.0.0.1:$mqtt_port" \
+      "$raw/${px}outage$sfx.pub.json"
+    wait "$watcher" || die "the outage events did not all reach the log"
+    after=$(proc_sample "$sluice_pid")
+    proc_json "$before" "$after" >"$raw/${px}outage$sfx.proc.json"
+    say "  backlog $outage_n events, sluice RSS $(field "$raw/${px}outage$sfx.proc.json" rss_kib) KiB"
 
-  # ---- 5. drain: the uplink returns while live traffic continues -------------------------------
-  "$bench" watch-log --db "$db" --until-cursor "$outage_last" --interval-ms 100 --timeout 1800 \
-    --timeline "$raw/${px}drain.csv" --json "$raw/${px}drain.log.json" &
-  watcher=$!
-  # Stopped on exit too: it waits up to 30 minutes for a drain that may never come.
-  bg_pids+=("$watcher")
-  before=$(proc_sample "$sluice_pid")
-  say "[$delivery] uplink back: starting Kafka; live traffic at $live_rate ev/s"
-  scripts/kafka.sh start --dir "$work/kafka" --port "$kafka_port" --controller-port "$kafka_ctl" >/dev/null
-  t0=$(now_us)
-  publish "${px}live" bench/live 1 100 "$live_n" "$live_rate" "tcp://127.0.0.1:$mqtt_port" \
-    "$raw/${px}live.pub.json" &
-  live_pub=$!
-  bg_pids+=("$live_pub")
-  wait "$watcher" || die "the backlog did not drain"
-  after=$(proc_sample "$sluice_pid")
-  proc_json "$before" "$after" "\"t0_us\": $t0" >"$raw/${px}drain.proc.json"
-  say "  backlog drained: $outage_n events confirmed by Kafka in $(awk -v a="$(field "$raw/${px}drain.log.json" cursor_moved_us)" -v b="$(field "$raw/${px}drain.log.json" reached_us)" 'BEGIN { printf "%.2f", (b - a) / 1e6 }') s from the first confirmation"
-  wait "$live_pub" || die "live publisher failed"
-  bg_pids=()
-  "$bench" kafka-latency --brokers "127.0.0.1:$kafka_port" --topic "${topic}live" --tag "${px}live" \
-    --count "$live_n" --idle-timeout 3 --json "$raw/${px}live.kafka.json" >/dev/null
-  "$bench" kafka-latency --brokers "127.0.0.1:$kafka_port" --topic "${topic}drain" \
-    --tag "${px}drain" --count "$outage_n" --idle-timeout 3 --timeout 600 \
-    --json "$raw/${px}drain.kafka.json" >/dev/null
-  say "  Kafka holds $(field "$raw/${px}drain.kafka.json" unique) of $outage_n outage events ($(field "$raw/${px}drain.kafka.json" duplicates) duplicates), live p99 during the drain $(field "$raw/${px}live.kafka.json" p99) ms"
+    # ---- 5. drain: the uplink returns while live traffic continues -----------------------------
+    "$bench" watch-log --db "$db" --until-cursor "$outage_last" --interval-ms 100 --timeout 1800 \
+      --timeline "$raw/${px}drain$sfx.csv" --json "$raw/${px}drain$sfx.log.json" &
+    watcher=$!
+    # Stopped on exit too: it waits up to 30 minutes for a drain that may never come.
+    bg_pids+=("$watcher")
+    before=$(proc_sample "$sluice_pid")
+    say "[$delivery] uplink back; live traffic at $live_rate ev/s"
+    uplink_up
+    t0=$(now_us)
+    start_live "${px}live$sfx" "$mqtt_port" "${px}live$sfx"
+    wait "$watcher" || die "the backlog did not drain"
+    after=$(proc_sample "$sluice_pid")
+    proc_json "$before" "$after" "\"t0_us\": $t0" >"$raw/${px}drain$sfx.proc.json"
+    say "  backlog drained: $outage_n events confirmed by Kafka in $(awk -v a="$(field "$raw/${px}drain$sfx.log.json" cursor_moved_us)" -v b="$(field "$raw/${px}drain$sfx.log.json" reached_us)" 'BEGIN { printf "%.2f", (b - a) / 1e6 }') s from the first confirmation"
+    wait "$live_pub" || die "live publisher failed"
+    bg_pids=()
+    "$bench" kafka-latency --brokers "127.0.0.1:$kafka_port" --topic "${topic}live" \
+      --tag "${px}live$sfx" --count "$live_n" --idle-timeout 3 \
+      --json "$raw/${px}live$sfx.kafka.json" >/dev/null
+    "$bench" kafka-latency --brokers "127.0.0.1:$kafka_port" --topic "${topic}drain" \
+      --tag "${px}drain$sfx" --count "$outage_n" --idle-timeout 3 --timeout 600 \
+      --json "$raw/${px}drain$sfx.kafka.json" >/dev/null
+    say "  Kafka holds $(field "$raw/${px}drain$sfx.kafka.json" unique) of $outage_n outage events ($(field "$raw/${px}drain$sfx.kafka.json" duplicates) duplicates), live p99 during the drain $(field "$raw/${px}live$sfx.kafka.json" p99) ms"
+    [[ -n "$px" ]] || produce_probe $((r + 1))
+  done
   printf '{ "idle_rss_kib": %s, "load_hwm_kib": %s }\n' "$idle_rss" "$load_hwm" >"$raw/${px}sluice.proc.json"
-  [[ -n "$px" ]] || produce_probe 2
   stop_sluice
   scripts/kafka.sh stop --dir "$work/kafka" >/dev/null
 }
 
 live_n=$((live_rate * live_secs))
 if want drain; then
-  online_pass "" at-least-once
-  # The chart below is of the at-least-once drain.
-  chart_outage_last=$outage_last
-  ((eos)) && online_pass eos- exactly-once
+  online_pass "" at-least-once "$reps"
+  # The exactly-once pass, whose figures are set beside the at-least-once ones rather than held
+  # against a target, drains once.
+  ((eos)) && online_pass eos- exactly-once 1
 fi
 # ---- 5b. drain-kinesis: the outage and drain of stages 4-5 against the Kinesis upstream ----------
 # kinesalite (scripts/kinesis.sh, HTTPS with verification) stands in for Kinesis: a stream of 4
@@ -670,6 +720,8 @@ fi
 mosq stop --dir "$work/mosquitto"
 
 # ---- 6. the same outage through Mosquitto's bridge ---------------------------------------------
+# Repeated as often as sluice's drain, each time on fresh brokers, so that the drain's ratio to the
+# bridge is a median over as many pairs.
 if want bridge; then
   say "Mosquitto bridge: edge 127.0.0.1:$edge_port -> upstream 127.0.0.1:$upstream_port (autosave ${autosave}s)"
   cat >"$work/bridge.conf" <<CONF
@@ -682,46 +734,47 @@ clientid bench-bridge
 bridge_protocol_version mqttv311
 restart_timeout 1
 CONF
-  mosq start --dir "$work/upstream" --port "$upstream_port" --persistence
-  mosq start --dir "$data/edge" --port "$edge_port" --persistence --extra-conf "$work/bridge.conf"
-  rm -f "$work/ready"
-  "$bench" subscribe --url "tcp://127.0.0.1:$upstream_port" --client-id bench-upstream-sub \
-    --persistent --filter 'bench/#' --qos 1 --tag drain --count "$outage_n" --live-tag live \
-    --live-count "$live_n" --idle-timeout 30 --timeout 1800 --ready-file "$work/ready" \
-    --timeline "$raw/bridge-drain.csv" --json "$raw/bridge-drain.sub.json" &
-  bsub=$!
-  bg_pids+=("$bsub")
-  wait_file "$work/ready" "upstream subscriber did not subscribe" "$bsub"
-  # Idle figures and the outage start once the bridge has connected to the upstream.
-  for _ in $(seq 1 300); do grep -q "as bench-bridge" "$work/upstream/mosquitto.log" && break; sleep 0.05; done
-  grep -q "as bench-bridge" "$work/upstream/mosquitto.log" || die "the bridge did not connect"
-  edge=$(cat "$data/edge/mosquitto.pid")
-  idle=$(awk '/^VmRSS/ { print $2 }' "/proc/$edge/status")
-  say "uplink down: stopping the upstream Mosquitto, then $outage_n events into the edge"
-  mosq stop --dir "$work/upstream"
-  before=$(proc_sample "$edge")
-  publish drain bench/drain 1 100 "$outage_n" 0 "tcp://127.0.0.1:$edge_port" \
-    "$raw/bridge-outage.pub.json"
-  after=$(proc_sample "$edge")
-  proc_json "$before" "$after" "\"idle_rss_kib\": $idle" >"$raw/bridge-outage.proc.json"
-  say "  edge holds $outage_n events, RSS $(field "$raw/bridge-outage.proc.json" rss_kib) KiB"
-  before=$(proc_sample "$edge")
-  say "uplink back: starting the upstream Mosquitto; live traffic at $live_rate ev/s"
-  mosq start --dir "$work/upstream" --port "$upstream_port" --persistence
-  t0=$(now_us)
-  publish live bench/live 1 100 "$live_n" "$live_rate" "tcp://127.0.0.1:$edge_port" \
-    "$raw/bridge-live.pub.json" &
-  live_pub=$!
-  bg_pids+=("$live_pub")
-  # The subscriber ends once every outage and live event arrived (or 30 s without any).
-  wait "$bsub" || die "upstream subscriber failed"
-  after=$(proc_sample "$edge")
-  proc_json "$before" "$after" "\"t0_us\": $t0" >"$raw/bridge-drain.proc.json"
-  wait "$live_pub" || die "live publisher failed"
-  bg_pids=()
-  say "  upstream got $(field "$raw/bridge-drain.sub.json" unique) of $outage_n outage events in $(awk -v a="$t0" -v b="$(field "$raw/bridge-drain.sub.json" last_us)" 'BEGIN { printf "%.1f", (b - a) / 1e6 }') s"
-  mosq stop --dir "$data/edge"
-  mosq stop --dir "$work/upstream"
+  for ((r = 1; r <= reps; r++)); do
+    sfx=$(rep_suffix "$r")
+    rm -rf "$data/edge" "$work/upstream"
+    mosq start --dir "$work/upstream" --port "$upstream_port" --persistence
+    mosq start --dir "$data/edge" --port "$edge_port" --persistence --extra-conf "$work/bridge.conf"
+    rm -f "$work/ready"
+    "$bench" subscribe --url "tcp://127.0.0.1:$upstream_port" --client-id bench-upstream-sub \
+      --persistent --filter 'bench/#' --qos 1 --tag drain --count "$outage_n" --live-tag live \
+      --live-count "$live_n" --idle-timeout 30 --timeout 1800 --ready-file "$work/ready" \
+      --timeline "$raw/bridge-drain$sfx.csv" --json "$raw/bridge-drain$sfx.sub.json" &
+    bsub=$!
+    bg_pids+=("$bsub")
+    wait_file "$work/ready" "upstream subscriber did not subscribe" "$bsub"
+    # Idle figures and the outage start once the bridge has connected to the upstream.
+    for _ in $(seq 1 300); do grep -q "as bench-bridge" "$work/upstream/mosquitto.log" && break; sleep 0.05; done
+    grep -q "as bench-bridge" "$work/upstream/mosquitto.log" || die "the bridge did not connect"
+    edge=$(cat "$data/edge/mosquitto.pid")
+    idle=$(awk '/^VmRSS/ { print $2 }' "/proc/$edge/status")
+    say "uplink down (repetition $r of $reps): stopping the upstream Mosquitto, then $outage_n events into the edge"
+    mosq stop --dir "$work/upstream"
+    before=$(proc_sample "$edge")
+    publish drain bench/drain 1 100 "$outage_n" 0 "tcp://127.0.0.1:$edge_port" \
+      "$raw/bridge-outage$sfx.pub.json"
+    after=$(proc_sample "$edge")
+    proc_json "$before" "$after" "\"idle_rss_kib\": $idle" >"$raw/bridge-outage$sfx.proc.json"
+    say "  edge holds $outage_n events, RSS $(field "$raw/bridge-outage$sfx.proc.json" rss_kib) KiB"
+    before=$(proc_sample "$edge")
+    say "uplink back: starting the upstream Mosquitto; live traffic at $live_rate ev/s"
+    mosq start --dir "$work/upstream" --port "$upstream_port" --persistence
+    t0=$(now_us)
+    start_live live "$edge_port" "bridge-live$sfx"
+    # The subscriber ends once every outage and live event arrived (or 30 s without any).
+    wait "$bsub" || die "upstream subscriber failed"
+    after=$(proc_sample "$edge")
+    proc_json "$before" "$after" "\"t0_us\": $t0" >"$raw/bridge-drain$sfx.proc.json"
+    wait "$live_pub" || die "live publisher failed"
+    bg_pids=()
+    say "  upstream got $(field "$raw/bridge-drain$sfx.sub.json" unique) of $outage_n outage events in $(awk -v a="$t0" -v b="$(field "$raw/bridge-drain$sfx.sub.json" last_us)" 'BEGIN { printf "%.1f", (b - a) / 1e6 }') s"
+    mosq stop --dir "$data/edge"
+    mosq stop --dir "$work/upstream"
+  done
 fi
 
 # ---- report and chart ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@
 #include "gateway/dead_letter_command.h"
 #include "gateway/failpoint.h"
 #include "gateway/log_setup.h"
+#include "gateway/memory_releaser.h"
 #include "gateway/probe_command.h"
 #include "gateway/replay_command.h"
 #include "gateway/service_notifier.h"
@@ -232,6 +233,8 @@ int Run(const std::string& path, const std::string& level_override) {
     return kExitFailure;
   }
 
+  sluice::gateway::MemoryReleaser releaser(sluice::gateway::HeapControl::Glibc(), {}, &clock,
+                                           logger);
   const auto summary_every = std::chrono::seconds(60);
   auto next_summary = std::chrono::steady_clock::now() + summary_every;
   int exit_code = kExitOk;
@@ -259,6 +262,7 @@ int Run(const std::string& path, const std::string& level_override) {
       next_summary += summary_every;
     }
     notifier->Tick([&daemon] { return daemon.Summary(); }, daemon.Heartbeats());
+    releaser.Tick();
   }
   notifier->Stopping(exit_code == kExitOk ? "stopping" : "stopping after a fatal error");
   bounded_shutdown(daemon);
