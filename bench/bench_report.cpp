@@ -546,6 +546,12 @@ ojson BenchReport::LatencyRows(const std::string& px) const {
     row["kafka_gc_pauses"] = Or(Num(gc, {"pauses"}));
     row["kafka_gc_max_ms"] = Or(Num(gc, {"max_ms"}));
     row["kafka_gc_total_ms"] = Or(Num(gc, {"total_ms"}));
+    // sluice's own stalls meanwhile, from its /metrics before and after (run.sh commit_sample).
+    const json sl = Raw(stage + ".sluice.json");
+    row["sluice_commits"] = Or(Num(sl, {"commits"}));
+    row["sluice_commits_over_50ms"] = Or(Num(sl, {"commits_over_50ms"}));
+    row["sluice_commits_over_100ms"] = Or(Num(sl, {"commits_over_100ms"}));
+    row["sluice_journal_waits"] = Or(Num(sl, {"journal_waits"}));
     // Split where sluice took each event from Mosquitto (kafka-latency: sluice.received_ms).
     for (const char* leg : {"to_sluice", "after_sluice"}) {
       for (const char* q : {"p50", "p99"})
@@ -720,6 +726,13 @@ std::string BenchReport::Markdown() const {
         o << " Kafka's garbage-collection pauses meanwhile: " << Fmt(row["kafka_gc_pauses"]) << ", "
           << Fmt(row["kafka_gc_total_ms"], 1, " ms") << " in all, the longest "
           << Fmt(row["kafka_gc_max_ms"], 1, " ms") << ".";
+      }
+      if (row["sluice_commits"].is_number()) {
+        o << " sluice's append commits meanwhile: " << Fmt(row["sluice_commits"]) << ", "
+          << Fmt(row["sluice_commits_over_50ms"]) << " of them over 50 ms and "
+          << Fmt(row["sluice_commits_over_100ms"])
+          << " over 100 ms; acknowledgements waited for the ingress journal "
+          << Fmt(row["sluice_journal_waits"]) << " times.";
       }
       o << "\n";
     }

@@ -258,6 +258,31 @@ gc_pauses() {
     END { printf "{ \"pauses\": %d, \"total_ms\": %.1f, \"max_ms\": %.1f }\n", n, total, max }'
 }
 
+# commit_sample: from the running sluice's /metrics, "commits over_50ms over_100ms journal_waits":
+# its append transactions so far, those that took over 50 and over 100 ms, and the times an
+# acknowledgement waited for the ingress journal. Where a latency stage's tail comes from sluice's
+# own writes, these say so.
+commit_sample() {
+  { sluice_http 127.0.0.1 "$metrics_port" /metrics || true; } | awk '
+    /^sluice_log_commit_duration_seconds_bucket/ {
+      match($0, /le="[^"]*"/)
+      le = substr($0, RSTART + 4, RLENGTH - 5)
+      if (le == "0.05") le50 = $NF
+      if (le == "0.1") le100 = $NF
+    }
+    /^sluice_log_commit_duration_seconds_count/ { n = $NF }
+    /^sluice_journal_waits_total/ { w = $NF }
+    END { printf "%d %d %d %d\n", n, n - le50, n - le100, w }'
+}
+# commit_json BEFORE AFTER: the difference of two commit_samples, as JSON.
+commit_json() {
+  local -a b a
+  read -r -a b <<<"$1"
+  read -r -a a <<<"$2"
+  printf '{ "commits": %d, "commits_over_50ms": %d, "commits_over_100ms": %d, "journal_waits": %d }\n' \
+    $((a[0] - b[0])) $((a[1] - b[1])) $((a[2] - b[2])) $((a[3] - b[3]))
+}
+
 # ---- brokers and sluice ------------------------------------------------------------------------
 mosq() { scripts/mosquitto.sh "$@" >/dev/null; }
 # wait_file FILE WHAT PID: polls for FILE, written by process PID, for up to 10 s.
@@ -471,7 +496,7 @@ rep_suffix() { (($1 == 1)) || printf -- '-r%s' "$1"; }
 online_pass() {
   local px=$1 delivery=$2 pass_reps=$3
   local db=$data/${px}online/events.db topic=bench-$px idle_rss load_hwm rate secs n probe
-  local base_seq before after watcher t0 live_pub r sfx
+  local base_seq before after watcher t0 live_pub r sfx commits
   say "[$delivery] starting Kafka on 127.0.0.1:$kafka_port"
   scripts/kafka.sh start --dir "$work/kafka" --port "$kafka_port" --controller-port "$kafka_ctl" >/dev/null
   start_sluice "${px}online" normal "$delivery" "${topic%-}"
@@ -500,6 +525,7 @@ online_pass() {
       for _ in $(seq 1 600); do [[ -f "$work/ready" ]] && break; sleep 0.05; done
       [[ -f "$work/ready" ]] || die "the latency probe did not start"
     fi
+    commits=$(commit_sample)
     publish "${px}lat$rate" bench/lat 1 100 "$n" "$rate" "tcp://127.0.0.1:$mqtt_port" \
       "$raw/${px}latency-$rate.pub.json"
     if [[ -n "$probe" ]]; then
@@ -511,6 +537,7 @@ online_pass() {
         --json "$raw/${px}latency-$rate.kafka.json" >/dev/null
     fi
     gc_pauses "$raw/${px}latency-$rate.kafka.json" >"$raw/${px}latency-$rate.gc.json"
+    commit_json "$commits" "$(commit_sample)" >"$raw/${px}latency-$rate.sluice.json"
     say "  arrived $(field "$raw/${px}latency-$rate.kafka.json" unique) of $n, p50 $(field "$raw/${px}latency-$rate.kafka.json" p50) ms, p99 $(field "$raw/${px}latency-$rate.kafka.json" p99) ms, p99.9 $(field "$raw/${px}latency-$rate.kafka.json" p999) ms (to the append)"
     [[ -z "$probe" ]] || say "  visible to a read_committed consumer: p50 $(field_in "$raw/${px}latency-$rate.kafka.json" visible p50) ms, p99 $(field_in "$raw/${px}latency-$rate.kafka.json" visible p99) ms"
   done

@@ -73,6 +73,8 @@ TEST_CASE("MemoryReleaser leaves a heap with little free alone") {
   CHECK(rig.heap.released == 0);
 }
 
+// The sanitizers bring allocators of their own, which glibc's mallinfo2 and malloc_trim do not see.
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 // Resident bytes of this process (/proc/self/statm).
 size_t ResidentBytes() {
   std::ifstream in("/proc/self/statm");
@@ -81,8 +83,6 @@ size_t ResidentBytes() {
   return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
 }
 
-// The sanitizers bring allocators of their own, which glibc's mallinfo2 and malloc_trim do not see.
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 TEST_CASE("HeapControl::Glibc sees freed memory and gives it back to the system") {
   // Many small blocks, as librdkafka's records and headers are, freed but for the last, which
   // keeps the heap's top in use so that free() alone cannot shrink the heap.
